@@ -1,0 +1,112 @@
+# gorgon build. `make` builds the extension in place (gorgon/_gorgon*.so);
+# `make test` runs every tier this machine can run (see README).
+#
+# The Python is found by scripts/find-python (PYTHON=, python3.13 on PATH,
+# then the pyenv root); override with `make PYTHON=/path/to/python3.13`.
+
+PYTHON ?= $(shell scripts/find-python)
+ifeq ($(PYTHON),)
+$(error no CPython >= 3.13 with headers found; set PYTHON=)
+endif
+
+PY_INCLUDE := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+EXT_SUFFIX := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+
+CC ?= gcc
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers -Werror
+CSTD := -std=c11 -D_GNU_SOURCE
+OPT ?= -O2 -g
+CFLAGS_EXT := $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -I$(PY_INCLUDE) -Isrc $(EXTRA_CFLAGS)
+LDFLAGS_EXT := -shared -pthread $(EXTRA_LDFLAGS)
+
+HTTP_SRC := $(wildcard src/http/*.c)
+EXT_SRC := $(HTTP_SRC) $(wildcard src/bridges/*.c) $(wildcard src/interp/*.c) \
+           $(wildcard src/server/*.c) $(wildcard src/*.c)
+EXT_HDR := $(wildcard src/*.h src/*/*.h)
+
+# BUILD selects where the extension goes: "" = in place, else build/$(BUILD)/
+# holding a copy of the package (used by the sanitizer tiers).
+BUILD ?=
+ifeq ($(BUILD),)
+PKG_DIR := gorgon
+else
+PKG_DIR := build/$(BUILD)/gorgon
+endif
+EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
+
+.PHONY: all ext clean test test-c test-e2e test-asan test-tsan fuzz test-debian \
+        serve demo bench env format
+
+all: ext
+
+ext: $(EXT)
+
+$(EXT): $(EXT_SRC) $(EXT_HDR) Makefile
+	@mkdir -p $(PKG_DIR)
+	@if [ "$(PKG_DIR)" != gorgon ]; then cp gorgon/*.py $(PKG_DIR)/; fi
+	$(CC) $(CFLAGS_EXT) $(EXT_SRC) -o $@ $(LDFLAGS_EXT)
+
+# ---- tests -----------------------------------------------------------------
+
+VENV := .venv
+VPY := $(VENV)/bin/python
+SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+env: $(VPY)
+$(VPY): scripts/dev-env requirements-dev.txt
+	PYTHON=$(PYTHON) scripts/dev-env
+
+# Parser and chunked-decoder unit tests, always under ASan+UBSan.
+build/test_parser: tests/c/test_parser.c $(HTTP_SRC) src/http/*.h
+	@mkdir -p build
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_parser.c $(HTTP_SRC) -o $@
+
+test-c: build/test_parser
+	build/test_parser
+
+test-e2e: ext $(VPY)
+	$(VPY) -m pytest -q tests/e2e
+
+# The extension built with ASan+UBSan, loaded into the ordinary python with
+# the runtime preloaded; leak checking is off because CPython itself does not
+# free everything at exit.
+ASAN_RT := $(shell $(CC) -print-file-name=libasan.so)
+UBSAN_RT := $(shell $(CC) -print-file-name=libubsan.so)
+test-asan: $(VPY)
+	$(MAKE) BUILD=asan OPT="-O1 -g" EXTRA_CFLAGS="$(SAN_CFLAGS)" EXTRA_LDFLAGS="$(SAN_CFLAGS)" ext
+	GORGON_BUILD_DIR=$(CURDIR)/build/asan \
+	LD_PRELOAD="$(ASAN_RT) $(UBSAN_RT)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(VPY) -m pytest -q tests/e2e -m "not nosan"
+
+TSAN_RT := $(shell $(CC) -print-file-name=libtsan.so)
+test-tsan: $(VPY)
+	$(MAKE) BUILD=tsan OPT="-O1 -g" EXTRA_CFLAGS="-fsanitize=thread" EXTRA_LDFLAGS="-fsanitize=thread" ext
+	GORGON_BUILD_DIR=$(CURDIR)/build/tsan \
+	GORGON_TSAN=1 \
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	$(VPY) -m pytest -q tests/e2e -m tsan
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	scripts/fuzz $(FUZZ_SECONDS)
+
+test-debian:
+	scripts/test-debian
+
+test: test-c test-e2e test-asan test-tsan fuzz test-debian
+
+# ---- running ---------------------------------------------------------------
+
+serve demo: ext
+	$(PYTHON) -m gorgon demo.app:app --bind 127.0.0.1:8000
+
+bench: ext $(VPY)
+	$(VPY) bench/run.py
+
+format:
+	clang-format -i src/*/*.c src/*/*.h src/*.c src/*.h tests/c/*.c
+
+clean:
+	rm -rf build gorgon/_gorgon*.so

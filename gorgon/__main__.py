@@ -1,0 +1,3 @@
+from gorgon._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Command line and GORGON_* environment parsing.
+
+Only configuration lives here: the server itself (sockets, workers,
+interpreters, HTTP, WSGI) is the C extension ``gorgon._gorgon``. The main
+interpreter never imports the application; each worker does, in its own
+sub-interpreter.
+"""
+
+import argparse
+import os
+import sys
+
+from gorgon import __version__
+
+# (flag, type, default, help). Every flag is also read from GORGON_<FLAG>.
+LIMITS = [
+    ("--limit-request-line", int, 8190, "longest request line in bytes (414 beyond)"),
+    ("--limit-request-fields", int, 100, "most header fields in a request (431 beyond; at most 256)"),
+    ("--limit-request-field-size", int, 8190, "longest header field in bytes (431 beyond)"),
+    ("--limit-request-header-size", int, 65536, "largest request head in bytes (431 beyond)"),
+    ("--limit-request-body", int, 100 * 1024 * 1024, "largest request body in bytes, 0 for no limit (413 beyond)"),
+]
+
+TIMEOUTS = [
+    ("--keep-alive", float, 5.0, "seconds an idle keep-alive connection is kept"),
+    ("--header-timeout", float, 10.0, "seconds a client has to send a request head (408 after)"),
+    ("--io-timeout", float, 60.0, "seconds without progress reading a body or writing a response"),
+    ("--graceful-timeout", float, 30.0, "seconds in-flight requests get to finish on stop"),
+]
+
+
+def env_name(flag):
+    return "GORGON_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def env_default(flag, default, conv=str):
+    raw = os.environ.get(env_name(flag))
+    if raw is None or raw == "":
+        return default
+    try:
+        return conv(raw)
+    except ValueError:
+        raise SystemExit(f"gorgon: {env_name(flag)}={raw!r} is not a valid value")
+
+
+def env_bool(flag):
+    raw = os.environ.get(env_name(flag), "")
+    return raw.lower() in ("1", "true", "yes", "on")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="gorgon",
+        description="Serve a WSGI application from own-GIL sub-interpreter workers, "
+        "all in one process. Every option can also be set with a GORGON_* "
+        "environment variable (--workers -> GORGON_WORKERS); flags win.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("app", nargs="?", default=os.environ.get("GORGON_APP"),
+                   help="the application as MODULE:ATTRIBUTE, or MODULE:FACTORY() (env GORGON_APP)")
+    p.add_argument("--version", action="version", version=f"gorgon {__version__}")
+    p.add_argument("-b", "--bind", action="append", default=None, metavar="ADDR",
+                   help="address to listen on: HOST:PORT, [IPv6]:PORT, unix:/path; repeatable "
+                   "(env GORGON_BIND, comma-separated; default 127.0.0.1:8000)")
+    p.add_argument("-w", "--workers", type=int, default=env_default("--workers", os.cpu_count() or 1, int),
+                   help="worker interpreters (one OS thread each)")
+    p.add_argument("--interface", choices=["auto", "wsgi"], default=env_default("--interface", "auto"),
+                   help="application interface")
+    p.add_argument("--chdir", default=env_default("--chdir", None), help="change to this directory first")
+    p.add_argument("--pythonpath", action="append", default=None, metavar="DIRS",
+                   help="comma-separated directories to put first on sys.path (env GORGON_PYTHONPATH)")
+    p.add_argument("--log-level", default=env_default("--log-level", "info"),
+                   choices=["debug", "info", "warning", "error", "critical"], help="error log threshold")
+    p.add_argument("--access-log", action="store_true", default=env_bool("--access-log"),
+                   help="write one combined-format line per request to stdout")
+    p.add_argument("--backlog", type=int, default=env_default("--backlog", 2048, int),
+                   help="listen queue length")
+    p.add_argument("--max-connections", type=int, default=env_default("--max-connections", 1024, int),
+                   help="open connections per worker; beyond it the worker stops accepting")
+    p.add_argument("--write-high-water", type=int, default=env_default("--write-high-water", 1 << 20, int),
+                   help="queued response bytes per connection above which the worker stops "
+                   "producing until the client reads")
+    p.add_argument("--reuse-port", dest="reuse_port", action=argparse.BooleanOptionalAction,
+                   default=env_default("--reuse-port", True, lambda s: s.lower() in ("1", "true", "yes", "on")),
+                   help="one SO_REUSEPORT socket per worker for TCP binds (else one shared "
+                   "socket with EPOLLEXCLUSIVE)")
+    for flag, conv, default, text in LIMITS + TIMEOUTS:
+        p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text)
+    return p
+
+
+def split_list(values, env_flag):
+    if values is None:
+        raw = os.environ.get(env_name(env_flag), "")
+        values = [raw] if raw else []
+    return [part.strip() for v in values for part in v.split(",") if part.strip()]
+
+
+def make_config(args):
+    binds = split_list(args.bind, "--bind") or ["127.0.0.1:8000"]
+    paths = [os.path.abspath(d) for d in split_list(args.pythonpath, "--pythonpath")]
+    cwd = os.getcwd()
+    # Workers start from the main interpreter's path (the active virtual
+    # environment included), with --pythonpath and the working directory first,
+    # as `python -m` and gunicorn do.
+    sys_path = paths + [cwd] + [p for p in sys.path if p not in ("", cwd)]
+    cfg = {
+        "app": args.app,
+        "version": __version__,
+        "binds": binds,
+        "workers": args.workers,
+        "interface": args.interface,
+        "sys_path": sys_path,
+        "log_level": args.log_level,
+        "access_log": bool(args.access_log),
+        "backlog": args.backlog,
+        "max_connections": args.max_connections,
+        "write_high_water": args.write_high_water,
+        "reuse_port": bool(args.reuse_port),
+        "datetime_workaround": not env_bool("--no-datetime-workaround"),
+    }
+    for flag, _conv, _default, _text in LIMITS + TIMEOUTS:
+        key = flag.lstrip("-").replace("-", "_")
+        cfg[key] = getattr(args, key)
+    return cfg
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if not args.app:
+        build_parser().error("the application (MODULE:ATTRIBUTE) is required")
+    if ":" not in args.app:
+        args.app += ":application"
+    if args.workers < 1:
+        build_parser().error("--workers must be at least 1")
+    if args.chdir:
+        try:
+            os.chdir(args.chdir)
+        except OSError as e:
+            raise SystemExit(f"gorgon: --chdir {args.chdir}: {e.strerror}")
+    from gorgon import _gorgon
+
+    return _gorgon.serve(make_config(args))

@@ -1,0 +1,360 @@
+/*
+ * start_response, write(), and the response head and body framing.
+ */
+#include <Python.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bridges/wsgi_internal.h"
+#include "http/loop.h"
+#include "http/response.h"
+
+#define COPY_MAX 8192 /* body items up to this size are copied, larger ones borrowed */
+
+typedef struct {
+    PyObject_HEAD
+    gn_wsgi_req_t *req; /* NULL once the request is over */
+} start_response_t;
+
+/* Latin-1 bytes of a str (PEP 3333 "native strings"), or NULL. */
+static const char *latin1(PyObject *s, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(s) || PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND)
+        return NULL;
+    *len = PyUnicode_GET_LENGTH(s);
+    return (const char *)PyUnicode_1BYTE_DATA(s);
+}
+
+static int is_tchar(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", ch);
+}
+
+static int valid_name(const char *p, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!is_tchar((unsigned char)p[i]))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* CR, LF and NUL would let a value split the response (header injection). */
+static int valid_value(const char *p, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int name_is(const char *p, Py_ssize_t n, const char *name)
+{
+    return (size_t)n == strlen(name) && strncasecmp(p, name, (size_t)n) == 0;
+}
+
+static int parse_status(gn_wsgi_req_t *req, PyObject *status)
+{
+    Py_ssize_t n;
+    const char *s = latin1(status, &n);
+    if (s == NULL || n < 4 || s[3] != ' ' || !valid_value(s, n)) {
+        PyErr_Format(PyExc_ValueError, "invalid WSGI status %R: expected '200 OK'", status);
+        return -1;
+    }
+    int code = 0;
+    for (int i = 0; i < 3; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            PyErr_Format(PyExc_ValueError, "invalid WSGI status %R", status);
+            return -1;
+        }
+        code = code * 10 + (s[i] - '0');
+    }
+    if (code < 100) {
+        PyErr_Format(PyExc_ValueError, "invalid WSGI status %R", status);
+        return -1;
+    }
+    req->status_code = code;
+    return 0;
+}
+
+static int note_header(gn_wsgi_req_t *req, const char *name, Py_ssize_t nlen, const char *value, Py_ssize_t vlen)
+{
+    if (name_is(name, nlen, "content-length")) {
+        int64_t v = 0;
+        for (Py_ssize_t i = 0; i < vlen; i++) {
+            if (value[i] < '0' || value[i] > '9' || v > (INT64_MAX - 9) / 10) {
+                PyErr_Format(PyExc_ValueError, "invalid Content-Length %.*s", (int)vlen, value);
+                return -1;
+            }
+            v = v * 10 + (value[i] - '0');
+        }
+        req->length = vlen ? v : -1;
+    } else if (name_is(name, nlen, "date")) {
+        req->has_date = 1;
+    } else if (name_is(name, nlen, "server")) {
+        req->has_server = 1;
+    } else if (name_is(name, nlen, "connection")) {
+        /* Hop-by-hop: the server writes its own; "close" is honoured. */
+        for (Py_ssize_t i = 0; i + 5 <= vlen; i++) {
+            if (strncasecmp(value + i, "close", 5) == 0)
+                req->conn->keepalive = 0;
+        }
+    }
+    return 0;
+}
+
+static int check_headers(gn_wsgi_req_t *req, PyObject *headers)
+{
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError, "WSGI headers must be a list, not %.100s", Py_TYPE(headers)->tp_name);
+        return -1;
+    }
+    req->length = -1;
+    req->has_date = req->has_server = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *t = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
+            PyErr_Format(PyExc_TypeError, "WSGI header %R is not a (name, value) tuple", t);
+            return -1;
+        }
+        Py_ssize_t nlen, vlen;
+        const char *name = latin1(PyTuple_GET_ITEM(t, 0), &nlen);
+        const char *value = latin1(PyTuple_GET_ITEM(t, 1), &vlen);
+        if (name == NULL || value == NULL || !valid_name(name, nlen) || !valid_value(value, vlen)) {
+            PyErr_Format(PyExc_ValueError, "invalid WSGI header %R", t);
+            return -1;
+        }
+        if (note_header(req, name, nlen, value, vlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers, &exc_info))
+        return NULL;
+    gn_wsgi_req_t *req = ((start_response_t *)self)->req;
+    if (req == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response called after the response ended");
+        return NULL;
+    }
+    if (exc_info != Py_None) {
+        if (req->head_sent) {
+            /* PEP 3333: too late to change the response; re-raise. */
+            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) < 2) {
+                PyErr_SetString(PyExc_TypeError, "exc_info must be a (type, value, traceback) tuple");
+                return NULL;
+            }
+            PyErr_SetRaisedException(Py_NewRef(PyTuple_GET_ITEM(exc_info, 1)));
+            return NULL;
+        }
+    } else if (req->started) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response called a second time without exc_info");
+        return NULL;
+    }
+    if (parse_status(req, status) < 0 || check_headers(req, headers) < 0)
+        return NULL;
+    Py_XSETREF(req->status, Py_NewRef(status));
+    Py_XSETREF(req->headers, Py_NewRef(headers));
+    req->started = 1;
+    return PyObject_GetAttr(self, req->w->s_write);
+}
+
+static PyObject *sr_write(PyObject *self, PyObject *data)
+{
+    gn_wsgi_req_t *req = ((start_response_t *)self)->req;
+    if (req == NULL || !req->started) {
+        PyErr_SetString(PyExc_RuntimeError, req ? "write() before start_response" : "write() after the response ended");
+        return NULL;
+    }
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (!req->head_sent && gn_wsgi_send_head(req, -1) < 0)
+        return NULL;
+    if (gn_wsgi_send_body(req, Py_NewRef(data)) < 0)
+        return NULL;
+    /* write() must not return before the data is on its way (PEP 3333), and
+     * the queue must stay bounded: wait while over the high-water mark. */
+    gn_conn_t *c = req->conn;
+    if (gn_conn_flush_blocking(c, c->loop->limits->write_high_water) < 0)
+        return PyErr_Format(PyExc_OSError, "client connection lost while writing the response");
+    Py_RETURN_NONE;
+}
+
+static void sr_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef sr_methods[] = {
+    {"write", sr_write, METH_O, "write(data): the WSGI write() callable"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot sr_slots[] = {
+    {Py_tp_call, sr_call},
+    {Py_tp_dealloc, sr_dealloc},
+    {Py_tp_methods, sr_methods},
+    {Py_tp_doc, "start_response(status, headers, exc_info=None) -> write"},
+    {0, NULL},
+};
+
+static PyType_Spec sr_spec = {
+    .name = "gorgon._gorgon.StartResponse",
+    .basicsize = sizeof(start_response_t),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = sr_slots,
+};
+
+PyTypeObject *gn_wsgi_start_response_type_new(PyObject *module)
+{
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, &sr_spec, NULL);
+}
+
+PyObject *gn_wsgi_start_response_new(gn_wsgi_req_t *req)
+{
+    start_response_t *sr = PyObject_New(start_response_t, req->w->st->start_response_type);
+    if (sr)
+        sr->req = req;
+    return (PyObject *)sr;
+}
+
+void gn_wsgi_start_response_detach(PyObject *sr)
+{
+    ((start_response_t *)sr)->req = NULL;
+}
+
+/* ---- the head ------------------------------------------------------- */
+
+static int put(gn_wsgi_req_t *req, const char *p, size_t n)
+{
+    if (gn_conn_write(req->conn, p, n) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int put_app_headers(gn_wsgi_req_t *req)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(req->headers); i++) {
+        PyObject *t = PyList_GET_ITEM(req->headers, i);
+        Py_ssize_t nlen, vlen;
+        const char *name = latin1(PyTuple_GET_ITEM(t, 0), &nlen);
+        const char *value = latin1(PyTuple_GET_ITEM(t, 1), &vlen);
+        /* Framing and connection headers are the server's to write. */
+        if (name_is(name, nlen, "connection") || name_is(name, nlen, "transfer-encoding") ||
+            (req->no_body == 2 && name_is(name, nlen, "content-length")))
+            continue;
+        if (put(req, name, (size_t)nlen) || put(req, ": ", 2) || put(req, value, (size_t)vlen) ||
+            put(req, "\r\n", 2))
+            return -1;
+    }
+    return 0;
+}
+
+static void decide_framing(gn_wsgi_req_t *req, int64_t known_length)
+{
+    gn_conn_t *c = req->conn;
+    int code = req->status_code;
+    /* 1xx, 204 and 304 never have a body (RFC 9110 6.4.1); 1xx and 204
+     * must not carry Content-Length either. */
+    if (code < 200 || code == 204)
+        req->no_body = 2;
+    else if (code == 304 || gn_conn_is_head(c))
+        req->no_body = 1;
+    if (req->length >= 0 || req->no_body)
+        return;
+    if (known_length >= 0)
+        return;
+    if (c->req.minor_version >= 1)
+        req->chunked = 1;
+    else
+        c->keepalive = 0; /* HTTP/1.0: the end of the body is the close */
+}
+
+int gn_wsgi_send_head(gn_wsgi_req_t *req, int64_t known_length)
+{
+    gn_conn_t *c = req->conn;
+    decide_framing(req, known_length);
+    if (gn_conn_stopping(c))
+        c->keepalive = 0;
+    Py_ssize_t slen;
+    const char *status = latin1(req->status, &slen);
+    char line[128];
+    size_t dlen;
+    const char *ds = gn_http_date_server(!req->has_server, &dlen);
+    if (put(req, "HTTP/1.1 ", 9) || put(req, status, (size_t)slen) || put(req, "\r\n", 2) ||
+        put_app_headers(req))
+        return -1;
+    if (!req->has_date && put(req, ds, dlen))
+        return -1;
+    if (req->has_date && !req->has_server && put(req, "Server: gorgon\r\n", 16))
+        return -1;
+    int n = 0;
+    if (req->length < 0 && known_length >= 0 && req->no_body != 2) {
+        req->length = known_length;
+        n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)known_length);
+    } else if (req->chunked) {
+        n = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
+    }
+    if (!c->keepalive)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "Connection: close\r\n");
+    else if (c->req.minor_version == 0)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "Connection: keep-alive\r\n");
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
+    if (put(req, line, (size_t)n))
+        return -1;
+    req->head_sent = 1;
+    c->status = req->status_code;
+    return 0;
+}
+
+/* ---- the body ------------------------------------------------------- */
+
+int gn_wsgi_send_body(gn_wsgi_req_t *req, PyObject *item)
+{
+    gn_conn_t *c = req->conn;
+    size_t n = (size_t)PyBytes_GET_SIZE(item);
+    if (req->length >= 0 && req->sent + n > (uint64_t)req->length)
+        n = (size_t)((uint64_t)req->length - req->sent); /* never more than promised */
+    req->sent += n;
+    if (req->no_body || n == 0) {
+        Py_DECREF(item);
+        return 0;
+    }
+    c->sent_body += n;
+    char size_line[24];
+    if (req->chunked) {
+        int k = snprintf(size_line, sizeof(size_line), "%zx\r\n", n);
+        if (put(req, size_line, (size_t)k) < 0)
+            goto error;
+    }
+    int rc;
+    if (n > COPY_MAX) {
+        rc = gn_conn_write_ref(c, PyBytes_AS_STRING(item), n, item); /* takes item */
+        item = NULL;
+    } else {
+        rc = gn_conn_write(c, PyBytes_AS_STRING(item), n);
+    }
+    if (rc < 0) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    Py_XDECREF(item);
+    return req->chunked ? put(req, "\r\n", 2) : 0;
+error:
+    Py_XDECREF(item);
+    return -1;
+}

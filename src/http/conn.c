@@ -1,0 +1,550 @@
+/*
+ * The connection state machine. One request at a time: while a response is
+ * being produced the connection is not read, so pipelined requests wait in
+ * the kernel or in rbuf and are answered in order, and a client that does not
+ * read its responses stops being read (backpressure both ways).
+ */
+#include "http/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "http/loop.h"
+#include "http/response.h"
+#include "server/log.h"
+
+#define RBUF_INITIAL 16384
+#define LINGER_SECONDS 2.0
+
+void gn_conn__out_release_all(gn_conn_t *c);
+static void drive(gn_conn_t *c);
+
+gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len)
+{
+    gn_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->fd = fd;
+    c->loop = loop;
+    if (len > sizeof(c->peer))
+        len = sizeof(c->peer);
+    memcpy(&c->peer, peer, len);
+    c->peer_len = len;
+    gn_body_init(&c->body);
+    c->state = GN_CONN_READ_HEAD;
+    c->deadline = loop->now + loop->limits->keepalive_timeout;
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->n_conns++;
+    if (gn_loop__watch(loop, c, EPOLLIN | EPOLLRDHUP) < 0) {
+        gn_loop__retire(loop, c);
+        c->state = GN_CONN_CLOSED;
+        return NULL; /* the caller closes fd */
+    }
+    return c;
+}
+
+static void log_peer(const gn_conn_t *c, char *buf, size_t len)
+{
+    int port = 0;
+    gn_conn_peer(c, buf, len, &port);
+}
+
+void gn_conn_close(gn_conn_t *c)
+{
+    if (c->state == GN_CONN_CLOSED)
+        return;
+    if (c->state == GN_CONN_RESPOND && c->bridge != NULL)
+        c->loop->handler->on_abort(c, c->loop->handler->ctx);
+    c->state = GN_CONN_CLOSED;
+    gn_conn__out_release_all(c);
+    gn_loop__watch(c->loop, c, 0);
+    close(c->fd);
+    c->fd = -1;
+    free(c->rbuf);
+    c->rbuf = NULL;
+    gn_body_reset(&c->body);
+    gn_loop__retire(c->loop, c);
+}
+
+/* ---- error answers ---------------------------------------------------- */
+
+static const char *error_detail(int status)
+{
+    switch (status) {
+    case 400: return "malformed or ambiguous request";
+    case 408: return "request head or body not received in time";
+    case 413: return "request body larger than the limit";
+    case 414: return "request line longer than the limit";
+    case 431: return "request header fields too many or too large";
+    case 501: return "not implemented";
+    case 505: return "HTTP version not supported";
+    default: return "error";
+    }
+}
+
+/* Answer an error before any response started, then close. */
+static void send_error(gn_conn_t *c, int status)
+{
+    char host[64];
+    log_peer(c, host, sizeof(host));
+    gn_log(GN_LOG_INFO, "%d %s from %s: %s", status, gn_http_reason(status), host,
+           error_detail(status));
+    const char *reason = gn_http_reason(status);
+    size_t dlen;
+    const char *ds = gn_http_date_server(1, &dlen);
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n%s\n",
+                     status, reason, strlen(reason) + 1, (int)dlen, ds, reason);
+    gn_conn_write(c, head, (size_t)n);
+    c->status = status;
+    c->keepalive = 0;
+    c->state = GN_CONN_DRAIN;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static size_t max_fields(const gn_conn_t *c)
+{
+    size_t n = c->loop->limits->max_fields;
+    return n < GN_MAX_HEADERS_CAP ? n : GN_MAX_HEADERS_CAP;
+}
+
+static int grow_rbuf(gn_conn_t *c)
+{
+    char *p = realloc(c->rbuf, c->rcap * 2);
+    if (p == NULL)
+        return -1;
+    c->rbuf = p;
+    c->rcap *= 2;
+    /* The request's slices pointed into the old buffer: parse it again. */
+    if (c->head_len > 0)
+        gn_parse_request(c->rbuf, c->head_len, 0, &c->req, c->headers, max_fields(c));
+    return 0;
+}
+
+/* Returns >0 bytes read, 0 for "would block", -1 for EOF or error. */
+static ssize_t read_more(gn_conn_t *c)
+{
+    if (c->rbuf == NULL) {
+        c->rbuf = malloc(RBUF_INITIAL);
+        if (c->rbuf == NULL)
+            return -1;
+        c->rcap = RBUF_INITIAL;
+    }
+    if (c->rlen == c->rcap && grow_rbuf(c) < 0)
+        return -1;
+    for (;;) {
+        ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        if (n > 0) {
+            c->rlen += (size_t)n;
+            return n;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        return -1;
+    }
+}
+
+static int header_is(const gn_header_t *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name.len == n && strncasecmp(h->name.base, name, n) == 0;
+}
+
+/* Limits that the parser leaves to us: request line and field sizes. */
+static int check_head_limits(gn_conn_t *c, int complete)
+{
+    const gn_limits_t *lim = c->loop->limits;
+    size_t scan = c->rlen < lim->max_request_line + 2 ? c->rlen : lim->max_request_line + 2;
+    const char *nl = memchr(c->rbuf, '\n', scan);
+    if (nl == NULL && c->rlen > lim->max_request_line + 1)
+        return 414;
+    if (!complete)
+        return c->rlen > lim->max_head_size ? 431 : 0;
+    if (c->head_len > lim->max_head_size)
+        return 431;
+    for (size_t i = 0; i < c->req.num_headers; i++) {
+        const gn_header_t *h = &c->headers[i];
+        if (h->name.len + h->value.len + 4 > lim->max_field_size)
+            return 431;
+    }
+    return 0;
+}
+
+static void start_body(gn_conn_t *c)
+{
+    const gn_limits_t *lim = c->loop->limits;
+    gn_body_reset(&c->body);
+    c->continue_sent = 0;
+    if (c->req.flags & GN_REQ_CHUNKED) {
+        gn_chunked_init(&c->chunked);
+        c->body_expected = UINT64_MAX;
+    } else {
+        c->body_expected = c->req.content_length > 0 ? (uint64_t)c->req.content_length : 0;
+    }
+    if (lim->max_body && c->body_expected != UINT64_MAX && c->body_expected > lim->max_body) {
+        send_error(c, 413);
+        return;
+    }
+    c->state = GN_CONN_READ_BODY;
+    c->deadline = c->loop->now + lim->io_timeout;
+}
+
+static void head_complete(gn_conn_t *c, int parsed)
+{
+    c->head_len = (size_t)parsed;
+    int err = check_head_limits(c, 1);
+    if (err) {
+        send_error(c, err);
+        return;
+    }
+    int v11 = c->req.minor_version == 1;
+    unsigned f = c->req.flags;
+    c->keepalive = v11 ? !(f & GN_REQ_CONN_CLOSE) : (f & GN_REQ_CONN_KEEPALIVE) && !(f & GN_REQ_CONN_CLOSE);
+    c->status = 0;
+    c->sent_body = 0;
+    start_body(c);
+}
+
+static void try_parse_head(gn_conn_t *c)
+{
+    int r = gn_parse_request(c->rbuf, c->rlen, c->parsed_len, &c->req, c->headers, max_fields(c));
+    if (r > 0) {
+        head_complete(c, r);
+        return;
+    }
+    if (r != GN_PARSE_INCOMPLETE) {
+        send_error(c, -r);
+        return;
+    }
+    c->parsed_len = c->rlen;
+    int err = check_head_limits(c, 0);
+    if (err)
+        send_error(c, err);
+}
+
+/* Move body bytes that follow the head in rbuf into the body store. */
+static int consume_body(gn_conn_t *c)
+{
+    char *p = c->rbuf + c->head_len;
+    size_t avail = c->rlen - c->head_len;
+    size_t used = 0;
+    const gn_limits_t *lim = c->loop->limits;
+    if (c->req.flags & GN_REQ_CHUNKED) {
+        while (used < avail && !c->chunked.done) {
+            gn_slice_t data;
+            ssize_t n = gn_chunked_step(&c->chunked, p + used, avail - used, &data);
+            if (n < 0)
+                return 400;
+            if (lim->max_body && c->body.len + data.len > lim->max_body)
+                return 413;
+            if (gn_body_append(&c->body, data.base, data.len) < 0)
+                return 503;
+            used += (size_t)n;
+        }
+    } else {
+        size_t want = (size_t)(c->body_expected - c->body.len);
+        used = avail < want ? avail : want;
+        if (gn_body_append(&c->body, p, used) < 0)
+            return 503;
+    }
+    memmove(p, p + used, avail - used);
+    c->rlen -= used;
+    return 0;
+}
+
+static int body_done(const gn_conn_t *c)
+{
+    if (c->req.flags & GN_REQ_CHUNKED)
+        return c->chunked.done;
+    return c->body.len == c->body_expected;
+}
+
+static void maybe_send_continue(gn_conn_t *c)
+{
+    if (c->continue_sent || !(c->req.flags & GN_REQ_EXPECT_CONTINUE) || c->req.minor_version == 0)
+        return;
+    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    c->continue_sent = 1;
+    gn_conn_write(c, msg, sizeof(msg) - 1);
+    gn_conn_flush(c);
+}
+
+static void dispatch(gn_conn_t *c)
+{
+    c->state = GN_CONN_RESPOND;
+    c->deadline = 0;
+    c->loop->handler->on_request(c, c->loop->handler->ctx);
+}
+
+/* Reads and handles the body; returns 1 to go on, 0 to wait for input. */
+static int step_body(gn_conn_t *c)
+{
+    int err = consume_body(c);
+    if (err) {
+        send_error(c, err);
+        return 1;
+    }
+    if (body_done(c)) {
+        dispatch(c);
+        return 1;
+    }
+    maybe_send_continue(c);
+    ssize_t n = read_more(c);
+    if (n < 0) {
+        gn_conn_close(c);
+        return 0;
+    }
+    if (n > 0) {
+        c->deadline = c->loop->now + c->loop->limits->io_timeout;
+        return 1;
+    }
+    gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
+    return 0;
+}
+
+static int step_head(gn_conn_t *c)
+{
+    if (c->rlen > 0) {
+        try_parse_head(c);
+        if (c->state != GN_CONN_READ_HEAD)
+            return 1;
+    }
+    if (c->loop->stopping && c->rlen == 0) {
+        gn_conn_close(c);
+        return 0;
+    }
+    size_t before = c->rlen;
+    ssize_t n = read_more(c);
+    if (n < 0) {
+        gn_conn_close(c);
+        return 0;
+    }
+    if (n == 0) {
+        gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
+        return 0;
+    }
+    if (before == 0) /* the first byte of a request starts the head timer */
+        c->deadline = c->loop->now + c->loop->limits->header_timeout;
+    return 1;
+}
+
+/* ---- after a response ------------------------------------------------- */
+
+static void access_log(gn_conn_t *c);
+
+static void begin_linger(gn_conn_t *c)
+{
+    /* Closing with unread input makes the kernel send RST, which can destroy
+     * the response still in flight; shut down writing and drain first. */
+    shutdown(c->fd, SHUT_WR);
+    c->state = GN_CONN_LINGER;
+    c->deadline = c->loop->now + LINGER_SECONDS;
+    gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
+}
+
+static void next_request(gn_conn_t *c)
+{
+    if (c->status > 0 && c->loop->limits->access_log)
+        access_log(c);
+    c->loop->served++;
+    c->requests++;
+    if (!c->keepalive || c->loop->stopping) {
+        begin_linger(c);
+        return;
+    }
+    /* Pipelined bytes after this request move to the front. */
+    memmove(c->rbuf, c->rbuf + c->head_len, c->rlen - c->head_len);
+    c->rlen -= c->head_len;
+    c->head_len = c->parsed_len = 0;
+    gn_body_reset(&c->body);
+    c->state = GN_CONN_READ_HEAD;
+    c->deadline = c->loop->now + (c->rlen ? c->loop->limits->header_timeout
+                                          : c->loop->limits->keepalive_timeout);
+}
+
+/* Flush; returns 1 when all output is sent, 0 to wait, -1 after closing. */
+static int flush_or_wait(gn_conn_t *c)
+{
+    if (gn_conn_flush(c) < 0) {
+        gn_conn_close(c);
+        return -1;
+    }
+    if (c->out_count == 0)
+        return 1;
+    if (!(c->events & EPOLLOUT))
+        c->deadline = c->loop->now + c->loop->limits->io_timeout;
+    gn_loop__watch(c->loop, c, EPOLLOUT);
+    return 0;
+}
+
+static int step_respond(gn_conn_t *c)
+{
+    int r = flush_or_wait(c);
+    if (r <= 0)
+        return 0;
+    if (c->state != GN_CONN_RESPOND)
+        return 1;
+    c->deadline = 0;
+    c->loop->handler->on_writable(c, c->loop->handler->ctx);
+    return 1;
+}
+
+static int step_linger(gn_conn_t *c)
+{
+    char sink[4096];
+    for (;;) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        gn_conn_close(c);
+        return 0;
+    }
+}
+
+static void drive(gn_conn_t *c)
+{
+    int go = 1;
+    while (go) {
+        switch (c->state) {
+        case GN_CONN_READ_HEAD: go = step_head(c); break;
+        case GN_CONN_READ_BODY: go = step_body(c); break;
+        case GN_CONN_RESPOND: go = step_respond(c); break;
+        case GN_CONN_DRAIN:
+            go = flush_or_wait(c) > 0;
+            if (go)
+                next_request(c);
+            break;
+        case GN_CONN_LINGER: go = step_linger(c); break;
+        case GN_CONN_CLOSED: go = 0; break;
+        }
+    }
+}
+
+void gn_conn_on_event(gn_conn_t *c, uint32_t events)
+{
+    if (c->state == GN_CONN_CLOSED)
+        return;
+    if ((events & EPOLLERR) || ((events & EPOLLHUP) && !(events & EPOLLIN))) {
+        gn_conn_close(c);
+        return;
+    }
+    drive(c);
+}
+
+void gn_conn_on_timeout(gn_conn_t *c)
+{
+    int partial = c->state == GN_CONN_READ_BODY || (c->state == GN_CONN_READ_HEAD && c->rlen > 0);
+    if (!partial) {
+        gn_conn_close(c); /* idle keep-alive, a stalled reader, or lingering */
+        return;
+    }
+    send_error(c, 408);
+    drive(c);
+}
+
+void gn_conn_shutdown(gn_conn_t *c)
+{
+    if (c->state == GN_CONN_READ_HEAD && c->rlen == 0)
+        gn_conn_close(c);
+    else
+        c->keepalive = 0;
+}
+
+/* ---- for the bridge --------------------------------------------------- */
+
+int gn_conn_is_head(const gn_conn_t *c)
+{
+    return c->req.method.len == 4 && memcmp(c->req.method.base, "HEAD", 4) == 0;
+}
+
+int gn_conn_stopping(const gn_conn_t *c)
+{
+    return c->loop->stopping;
+}
+
+void gn_conn_response_done(gn_conn_t *c)
+{
+    c->bridge = NULL;
+    c->state = GN_CONN_DRAIN;
+}
+
+void gn_conn_response_abort(gn_conn_t *c)
+{
+    c->bridge = NULL;
+    c->keepalive = 0;
+    c->state = GN_CONN_DRAIN;
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen, int *port)
+{
+    *port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hostlen);
+        *port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)hostlen);
+        *port = ntohs(a->sin6_port);
+    } else {
+        snprintf(host, hostlen, "%s", ss->ss_family == AF_UNIX ? "unix" : "");
+    }
+}
+
+void gn_conn_peer(const gn_conn_t *c, char *host, size_t hostlen, int *port)
+{
+    addr_text(&c->peer, host, hostlen, port);
+}
+
+void gn_conn_local(const gn_conn_t *c, char *host, size_t hostlen, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    if (getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0)
+        ss.ss_family = AF_UNSPEC;
+    addr_text(&ss, host, hostlen, port);
+}
+
+static gn_slice_t header_value(const gn_conn_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->req.num_headers; i++) {
+        if (header_is(&c->headers[i], name))
+            return c->headers[i].value;
+    }
+    return (gn_slice_t){"-", 1};
+}
+
+/* Combined log format, like nginx's and gunicorn's default. */
+static void access_log(gn_conn_t *c)
+{
+    char host[64], when[64], line[4096];
+    log_peer(c, host, sizeof(host));
+    gn_http_log_time(when, sizeof(when));
+    gn_slice_t ref = header_value(c, "referer"), ua = header_value(c, "user-agent");
+    int n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\"\n",
+                     host, when, (int)c->req.method.len, c->req.method.base,
+                     (int)(c->req.target.len > 2000 ? 2000 : c->req.target.len), c->req.target.base,
+                     c->req.minor_version, c->status, (unsigned long long)c->sent_body,
+                     (int)(ref.len > 500 ? 500 : ref.len), ref.base, (int)(ua.len > 500 ? 500 : ua.len),
+                     ua.base);
+    if (n > 0)
+        gn_log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}

@@ -1,0 +1,154 @@
+/*
+ * HTTP/1.1 connections: reading and limiting request heads and bodies,
+ * keep-alive, pipelining (one request at a time, responses in order), the
+ * output queue, and error responses. No Python here: the request is handed
+ * to a bridge through gn_handler_t, and the bridge answers through the
+ * gn_conn_* output functions.
+ */
+#ifndef GN_HTTP_CONN_H
+#define GN_HTTP_CONN_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "http/body.h"
+#include "http/parser.h"
+
+typedef struct gn_conn gn_conn_t;
+typedef struct gn_loop gn_loop_t;
+
+/* Limits shared by every connection of a server (read-only once running). */
+typedef struct {
+    size_t max_request_line;  /* 414 beyond */
+    size_t max_fields;        /* 431 beyond */
+    size_t max_field_size;    /* one header line; 431 beyond */
+    size_t max_head_size;     /* whole head; 431 beyond */
+    uint64_t max_body;        /* 413 beyond; 0 = unlimited */
+    double header_timeout;    /* seconds to receive a head (408) */
+    double keepalive_timeout; /* idle seconds between requests */
+    double io_timeout;        /* seconds without progress on a body or a write */
+    size_t write_high_water;  /* stop producing above this many queued bytes */
+    unsigned max_connections; /* per worker; stop accepting beyond */
+    int access_log;
+} gn_limits_t;
+
+/* How a bridge is driven. All callbacks run on the loop's thread. */
+typedef struct {
+    /* A request head and its whole body are available: start answering. */
+    void (*on_request)(gn_conn_t *c, void *ctx);
+    /* The output queue drained below the high-water mark: produce more. */
+    void (*on_writable)(gn_conn_t *c, void *ctx);
+    /* The connection is going away with a response unfinished: release. */
+    void (*on_abort)(gn_conn_t *c, void *ctx);
+    /* Release a reference handed to gn_conn_write_ref(). */
+    void (*release)(void *owner, void *ctx);
+    void *ctx;
+} gn_handler_t;
+
+#define GN_MAX_HEADERS_CAP 256
+#define GN_OUTQ_MAX 16
+
+typedef struct {
+    char *own;          /* owned heap block (copied bytes), else NULL */
+    size_t cap;         /* size of own */
+    const char *base;   /* next byte to send: inside own, or borrowed */
+    size_t len;         /* bytes left to send */
+    void *owner;        /* borrowed: give back with handler->release */
+    int fd;             /* >= 0: a file range sent with sendfile */
+    off_t file_off;
+} gn_seg_t;
+
+enum gn_conn_state {
+    GN_CONN_READ_HEAD,
+    GN_CONN_READ_BODY,
+    GN_CONN_RESPOND,   /* the bridge is producing the response */
+    GN_CONN_DRAIN,     /* response complete, output still queued */
+    GN_CONN_LINGER,    /* write side shut, discarding input before close */
+    GN_CONN_CLOSED,
+};
+
+struct gn_conn {
+    int fd;
+    enum gn_conn_state state;
+    gn_loop_t *loop;
+    struct gn_conn *prev, *next; /* the loop's list of connections */
+    uint32_t events;             /* epoll events registered */
+    double deadline;             /* monotonic seconds; 0 = none */
+
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+
+    /* Input: the head stays in rbuf until the response is complete, so the
+     * bridge and the access log can use the request's slices. */
+    char *rbuf;
+    size_t rlen, rcap;
+    size_t head_len;   /* bytes of the current head, 0 while incomplete */
+    size_t parsed_len; /* bytes already scanned by the parser */
+
+    gn_request_t req;
+    gn_header_t headers[GN_MAX_HEADERS_CAP];
+    gn_body_t body;
+    gn_chunked_t chunked;
+    uint64_t body_expected; /* Content-Length, when not chunked */
+    int continue_sent;
+
+    /* Output queue. */
+    gn_seg_t outq[GN_OUTQ_MAX];
+    unsigned out_head, out_count;
+    size_t out_bytes;
+    char *spare;        /* a sent owned block kept for the next response */
+    size_t spare_cap;
+
+    /* Response bookkeeping (filled by the bridge via gn_conn_*). */
+    int keepalive;      /* the connection may serve another request */
+    int status;         /* response status, for the access log */
+    uint64_t sent_body; /* body bytes queued, for the access log */
+    unsigned requests;  /* served on this connection */
+
+    void *bridge;       /* the bridge's per-request state */
+};
+
+/* ---- for the loop ---- */
+gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len);
+/* Runs the connection's state machine after an event; may free it. */
+void gn_conn_on_event(gn_conn_t *c, uint32_t events);
+/* The timeout check: closes (or answers 408) a connection past its deadline. */
+void gn_conn_on_timeout(gn_conn_t *c);
+/* Graceful stop: close if idle, else make the current response the last. */
+void gn_conn_shutdown(gn_conn_t *c);
+/* Immediate close; the bridge's on_abort is called if a response is open. */
+void gn_conn_close(gn_conn_t *c);
+
+/* ---- for the bridge ---- */
+/* Whether the request was HEAD (send headers only). */
+int gn_conn_is_head(const gn_conn_t *c);
+/* The peer address as text ("127.0.0.1"), and port. */
+void gn_conn_peer(const gn_conn_t *c, char *host, size_t hostlen, int *port);
+/* The local address and port the connection arrived on. */
+void gn_conn_local(const gn_conn_t *c, char *host, size_t hostlen, int *port);
+
+/* Queue bytes (copied). Returns 0, or -1 if memory ran out. */
+int gn_conn_write(gn_conn_t *c, const char *p, size_t n);
+/* Queue bytes owned by `owner` (released through the handler once sent). */
+int gn_conn_write_ref(gn_conn_t *c, const char *p, size_t n, void *owner);
+/* Queue a file range for sendfile; `owner` keeps fd open until released. */
+int gn_conn_write_file(gn_conn_t *c, int fd, off_t off, size_t n, void *owner);
+/* Whether the producer should pause until on_writable. */
+int gn_conn_out_full(const gn_conn_t *c);
+/* Write as much as the socket takes now; -1 if the connection failed. */
+int gn_conn_flush(gn_conn_t *c);
+/*
+ * Flush, waiting (up to the I/O timeout) while more than `keep` bytes stay
+ * queued. For the WSGI write() callable, whose caller cannot be suspended.
+ */
+int gn_conn_flush_blocking(gn_conn_t *c, size_t keep);
+/* The response is complete (all of it queued). */
+void gn_conn_response_done(gn_conn_t *c);
+/* The response cannot be completed: close once what is queued is sent. */
+void gn_conn_response_abort(gn_conn_t *c);
+/* Whether the server is stopping (responses should say Connection: close). */
+int gn_conn_stopping(const gn_conn_t *c);
+
+#endif

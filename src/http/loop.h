@@ -1,0 +1,64 @@
+/*
+ * One epoll event loop per worker thread: its listening sockets, its
+ * connections, a wake-up eventfd for the supervisor, and the timeout scan.
+ * A worker's loop is touched only by that worker's thread, except
+ * gn_loop_request_stop(), which any thread may call.
+ */
+#ifndef GN_HTTP_LOOP_H
+#define GN_HTTP_LOOP_H
+
+#include <stdatomic.h>
+
+#include "http/conn.h"
+
+struct gn_loop {
+    int epfd;
+    int wake_fd; /* eventfd: the supervisor asks for a stop */
+    int *listen_fds;
+    unsigned n_listen;
+    int accepting;   /* listening sockets registered in epoll */
+    int exclusive;   /* listeners shared with other workers (EPOLLEXCLUSIVE) */
+
+    gn_conn_t *conns; /* all open connections, newest first */
+    unsigned n_conns;
+    gn_conn_t *dead;  /* closed this iteration, freed after it */
+
+    const gn_limits_t *limits;
+    const gn_handler_t *handler;
+    double now;       /* monotonic seconds, refreshed once per iteration */
+    double next_scan;
+
+    atomic_int stop_requested;
+    int stopping;
+    double stop_deadline;
+    double graceful_timeout;
+
+    /* Called around epoll_wait: the worker drops its GIL while it sleeps. */
+    void (*before_wait)(void *arg);
+    void (*after_wait)(void *arg);
+    void *wait_arg;
+
+    int worker_id;
+    unsigned long long served; /* requests completed */
+};
+
+/*
+ * Sets up the loop on the given listening sockets (non-blocking, owned by
+ * the loop from now on). Returns 0, or -1 with errno set.
+ */
+int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclusive,
+                 const gn_limits_t *limits, const gn_handler_t *handler);
+/* Runs until a requested stop has drained every connection. */
+void gn_loop_run(gn_loop_t *loop);
+/* Thread-safe: ask the loop for a graceful stop. */
+void gn_loop_request_stop(gn_loop_t *loop);
+/* Closes everything the loop owns. Safe on a half-initialised loop. */
+void gn_loop_destroy(gn_loop_t *loop);
+/* Monotonic clock in seconds. */
+double gn_now(void);
+
+/* Internal, for conn.c: register interest, and retire a closed connection. */
+int gn_loop__watch(gn_loop_t *loop, gn_conn_t *c, uint32_t events);
+void gn_loop__retire(gn_loop_t *loop, gn_conn_t *c);
+
+#endif

@@ -1,0 +1,78 @@
+#include "http/response.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const char *gn_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* Per thread, so workers never share (or lock) the cache. */
+static _Thread_local struct {
+    time_t when;
+    char text[96];
+    size_t date_len; /* length of the Date line alone */
+    size_t len;
+} date_cache;
+
+const char *gn_http_date_server(int with_server, size_t *len)
+{
+    time_t now = time(NULL);
+    if (now != date_cache.when) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        date_cache.date_len = strftime(date_cache.text, sizeof(date_cache.text),
+                                       "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        static const char server[] = "Server: gorgon\r\n";
+        memcpy(date_cache.text + date_cache.date_len, server, sizeof(server));
+        date_cache.len = date_cache.date_len + sizeof(server) - 1;
+        date_cache.when = now;
+    }
+    *len = with_server ? date_cache.len : date_cache.date_len;
+    return date_cache.text;
+}
+
+void gn_http_log_time(char *buf, size_t len)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, len, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+}

@@ -1,0 +1,91 @@
+/*
+ * gorgon._gorgon: multi-phase initialisation, module state instead of
+ * globals, heap types only, and declared safe for interpreters with their
+ * own GIL (PEP 684), so it loads in every worker.
+ */
+#include "module.h"
+
+#include "bridges/wsgi.h"
+#include "server/supervisor.h"
+
+static PyObject *serve(PyObject *module, PyObject *config)
+{
+    (void)module;
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_RuntimeError, "gorgon._gorgon.serve() runs in the main interpreter only");
+        return NULL;
+    }
+    int rc = gn_supervisor_serve(config);
+    if (rc < 0)
+        return NULL;
+    return PyLong_FromLong(rc);
+}
+
+static PyMethodDef methods[] = {
+    {"serve", serve, METH_O, "serve(config) -> exit code. Runs the server until it stops."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int exec_module(PyObject *module)
+{
+    gn_modstate_t *st = PyModule_GetState(module);
+    if (gn_wsgi_add_types(module, st) < 0)
+        return -1;
+    return 0;
+}
+
+static int traverse(PyObject *module, visitproc visit, void *arg)
+{
+    gn_modstate_t *st = PyModule_GetState(module);
+    Py_VISIT(st->input_type);
+    Py_VISIT(st->start_response_type);
+    Py_VISIT(st->file_wrapper_type);
+    return 0;
+}
+
+static int clear(PyObject *module)
+{
+    gn_modstate_t *st = PyModule_GetState(module);
+    Py_CLEAR(st->input_type);
+    Py_CLEAR(st->start_response_type);
+    Py_CLEAR(st->file_wrapper_type);
+    return 0;
+}
+
+static void free_module(void *module)
+{
+    clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "gorgon._gorgon",
+    .m_doc = "gorgon's server core (C).",
+    .m_size = sizeof(gn_modstate_t),
+    .m_methods = methods,
+    .m_slots = slots,
+    .m_traverse = traverse,
+    .m_clear = clear,
+    .m_free = free_module,
+};
+
+gn_modstate_t *gn_modstate_current(void)
+{
+    PyObject *m = PyImport_ImportModule("gorgon._gorgon");
+    if (m == NULL)
+        return NULL;
+    gn_modstate_t *st = PyModule_GetState(m);
+    Py_DECREF(m); /* sys.modules keeps it alive for the interpreter's life */
+    return st;
+}
+
+PyMODINIT_FUNC PyInit__gorgon(void)
+{
+    return PyModuleDef_Init(&moduledef);
+}

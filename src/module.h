@@ -1,0 +1,21 @@
+/*
+ * The gorgon._gorgon extension module. It is imported in the main
+ * interpreter (which runs serve()) and again in every worker interpreter,
+ * where its per-interpreter state holds the heap types the bridges use.
+ */
+#ifndef GN_MODULE_H
+#define GN_MODULE_H
+
+#include <Python.h>
+
+typedef struct {
+    PyTypeObject *input_type;          /* wsgi.input */
+    PyTypeObject *start_response_type; /* start_response and write() */
+    PyTypeObject *file_wrapper_type;   /* wsgi.file_wrapper */
+} gn_modstate_t;
+
+/* The state of the gorgon._gorgon module of the current interpreter,
+ * importing it if needed; NULL with an exception set on failure. */
+gn_modstate_t *gn_modstate_current(void);
+
+#endif

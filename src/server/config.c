@@ -1,0 +1,158 @@
+#include <Python.h>
+
+#include "server/config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/log.h"
+
+static PyObject *item(PyObject *dict, const char *key)
+{
+    PyObject *v = PyDict_GetItemString(dict, key); /* borrowed */
+    if (v == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_KeyError, "gorgon config: missing %s", key);
+    return v;
+}
+
+static int get_str(PyObject *dict, const char *key, char **out)
+{
+    PyObject *v = item(dict, key);
+    const char *s = v ? PyUnicode_AsUTF8(v) : NULL;
+    if (s == NULL)
+        return -1;
+    *out = strdup(s);
+    return *out ? 0 : (PyErr_NoMemory(), -1);
+}
+
+static int get_long(PyObject *dict, const char *key, long long *out)
+{
+    PyObject *v = item(dict, key);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsLongLong(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int get_double(PyObject *dict, const char *key, double *out)
+{
+    PyObject *v = item(dict, key);
+    if (v == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int get_str_list(PyObject *dict, const char *key, char ***out, unsigned *n)
+{
+    PyObject *v = item(dict, key);
+    if (v == NULL || !PyList_Check(v)) {
+        if (v)
+            PyErr_Format(PyExc_TypeError, "gorgon config: %s must be a list", key);
+        return -1;
+    }
+    Py_ssize_t len = PyList_GET_SIZE(v);
+    *out = calloc((size_t)len + 1, sizeof(char *));
+    if (*out == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        const char *s = PyUnicode_AsUTF8(PyList_GET_ITEM(v, i));
+        if (s == NULL || ((*out)[i] = strdup(s)) == NULL) {
+            if (s)
+                PyErr_NoMemory();
+            return -1;
+        }
+        *n = (unsigned)(i + 1);
+    }
+    return 0;
+}
+
+static int positive(long long v, const char *key)
+{
+    if (v > 0)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "gorgon config: %s must be positive", key);
+    return -1;
+}
+
+static int get_limits(gn_limits_t *lim, PyObject *dict)
+{
+    long long line, fields, field_size, head, body, conns, hw, alog;
+    if (get_long(dict, "limit_request_line", &line) || get_long(dict, "limit_request_fields", &fields) ||
+        get_long(dict, "limit_request_field_size", &field_size) ||
+        get_long(dict, "limit_request_header_size", &head) || get_long(dict, "limit_request_body", &body) ||
+        get_long(dict, "max_connections", &conns) || get_long(dict, "write_high_water", &hw) ||
+        get_long(dict, "access_log", &alog))
+        return -1;
+    if (positive(line, "limit_request_line") || positive(fields, "limit_request_fields") ||
+        positive(field_size, "limit_request_field_size") || positive(head, "limit_request_header_size") ||
+        positive(conns, "max_connections") || positive(hw, "write_high_water") ||
+        positive(body + 1, "limit_request_body + 1"))
+        return -1;
+    lim->max_request_line = (size_t)line;
+    lim->max_fields = (size_t)fields;
+    lim->max_field_size = (size_t)field_size;
+    lim->max_head_size = (size_t)head;
+    lim->max_body = (uint64_t)body;
+    lim->max_connections = (unsigned)conns;
+    lim->write_high_water = (size_t)hw;
+    lim->access_log = alog != 0;
+    if (get_double(dict, "header_timeout", &lim->header_timeout) ||
+        get_double(dict, "keep_alive", &lim->keepalive_timeout) ||
+        get_double(dict, "io_timeout", &lim->io_timeout))
+        return -1;
+    return 0;
+}
+
+int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "gorgon config must be a dict");
+        return -1;
+    }
+    char *level = NULL;
+    long long workers, backlog, reuse, dtw;
+    if (get_str(dict, "app", &cfg->app) || get_str(dict, "interface", &cfg->interface) ||
+        get_str_list(dict, "binds", &cfg->binds, &cfg->n_binds) ||
+        get_str_list(dict, "sys_path", &cfg->sys_path, &cfg->n_sys_path) ||
+        get_long(dict, "workers", &workers) || get_long(dict, "backlog", &backlog) ||
+        get_long(dict, "reuse_port", &reuse) || get_long(dict, "datetime_workaround", &dtw) ||
+        get_double(dict, "graceful_timeout", &cfg->graceful_timeout) || get_str(dict, "log_level", &level) ||
+        get_limits(&cfg->limits, dict))
+        goto error;
+    if (positive(workers, "workers") || positive(backlog, "backlog"))
+        goto error;
+    cfg->workers = (unsigned)workers;
+    cfg->backlog = (int)backlog;
+    cfg->reuse_port = reuse != 0;
+    cfg->datetime_workaround = dtw != 0;
+    cfg->log_level = gn_log_parse_level(level);
+    free(level);
+    if (cfg->log_level < 0) {
+        PyErr_SetString(PyExc_ValueError, "gorgon config: unknown log_level");
+        return -1;
+    }
+    return 0;
+error:
+    free(level);
+    return -1;
+}
+
+static void free_list(char **v, unsigned n)
+{
+    for (unsigned i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void gn_config_free(gn_config_t *cfg)
+{
+    free(cfg->app);
+    free(cfg->interface);
+    free_list(cfg->binds, cfg->n_binds);
+    free_list(cfg->sys_path, cfg->n_sys_path);
+    memset(cfg, 0, sizeof(*cfg));
+}

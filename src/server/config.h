@@ -1,0 +1,34 @@
+/*
+ * The server's configuration as plain C data, built once in the main
+ * interpreter from the dict that gorgon/_cli.py makes, then read (never
+ * written) by every worker thread. No Python objects cross into workers.
+ */
+#ifndef GN_SERVER_CONFIG_H
+#define GN_SERVER_CONFIG_H
+
+#include "http/conn.h"
+
+typedef struct {
+    char *app;            /* "module:attr" or "module:factory()" */
+    char *interface;      /* "auto" or "wsgi" */
+    char **binds;
+    unsigned n_binds;
+    char **sys_path;
+    unsigned n_sys_path;
+    unsigned workers;
+    int log_level;
+    int backlog;
+    int reuse_port;
+    int datetime_workaround;
+    double graceful_timeout;
+    gn_limits_t limits;
+} gn_config_t;
+
+typedef struct _object PyObject;
+
+/* Fills cfg from the dict; returns 0, or -1 with a Python exception set. */
+int gn_config_from_dict(gn_config_t *cfg, PyObject *dict);
+/* Frees what gn_config_from_dict allocated; safe on a half-filled config. */
+void gn_config_free(gn_config_t *cfg);
+
+#endif

@@ -1,0 +1,207 @@
+#include "server/listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "server/log.h"
+
+/* Splits "host:port" / "[v6]:port" / ":port" into host and port. */
+static int split_host_port(const char *spec, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *colon;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (end == NULL || end[1] != ':')
+            return -1;
+        snprintf(host, hostlen, "%.*s", (int)(end - spec - 1), spec + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (colon == NULL) { /* a bare host: gunicorn's default port */
+            snprintf(host, hostlen, "%s", spec);
+            snprintf(port, portlen, "8000");
+            return 0;
+        }
+        snprintf(host, hostlen, "%.*s", (int)(colon - spec), spec);
+    }
+    snprintf(port, portlen, "%s", colon + 1);
+    return port[0] ? 0 : -1;
+}
+
+static int tcp_socket(const struct addrinfo *ai, int reuse_port, int backlog)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuse_port)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+static void tcp_url(gn_bind_t *b, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+        snprintf(b->url, sizeof(b->url), "http://[%s]:%d", host, port);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+        snprintf(b->url, sizeof(b->url), "http://%s:%d", host, port);
+    }
+}
+
+/* With port 0 the first socket picks the port and the others follow it. */
+static void set_port(struct addrinfo *ai, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (ai->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = ((struct sockaddr_in6 *)&ss)->sin6_port;
+    else
+        ((struct sockaddr_in *)ai->ai_addr)->sin_port = ((struct sockaddr_in *)&ss)->sin_port;
+}
+
+static int open_tcp(gn_bind_t *b, const gn_config_t *cfg)
+{
+    char host[256], port[32];
+    if (split_host_port(b->spec, host, sizeof(host), port, sizeof(port)) < 0) {
+        gn_log(GN_LOG_ERROR, "invalid bind address '%s' (expected HOST:PORT, [IPv6]:PORT or unix:/path)", b->spec);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        gn_log(GN_LOG_ERROR, "cannot resolve bind address '%s': %s", b->spec, gai_strerror(rc));
+        return -1;
+    }
+    b->per_worker = cfg->reuse_port;
+    b->n_fds = b->per_worker ? cfg->workers : 1;
+    b->fds = malloc(b->n_fds * sizeof(int));
+    for (unsigned i = 0; b->fds && i < b->n_fds; i++) {
+        b->fds[i] = tcp_socket(res, b->per_worker, cfg->backlog);
+        if (b->fds[i] < 0) {
+            gn_log(GN_LOG_ERROR, "cannot listen on %s: %s", b->spec, strerror(errno));
+            b->n_fds = i;
+            freeaddrinfo(res);
+            return -1;
+        }
+        if (i == 0)
+            set_port(res, b->fds[0]);
+    }
+    freeaddrinfo(res);
+    if (b->fds == NULL)
+        return -1;
+    tcp_url(b, b->fds[0]);
+    return 0;
+}
+
+static int open_unix(gn_bind_t *b, const gn_config_t *cfg)
+{
+    const char *path = b->spec + 5;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) == 0 || strlen(path) >= sizeof(sa.sun_path)) {
+        gn_log(GN_LOG_ERROR, "invalid unix socket path '%s'", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path); /* a stale socket from an earlier run */
+    b->fds = malloc(sizeof(int));
+    if (b->fds == NULL)
+        return -1;
+    b->n_fds = 1;
+    b->fds[0] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (b->fds[0] < 0 || bind(b->fds[0], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(b->fds[0], cfg->backlog) < 0) {
+        gn_log(GN_LOG_ERROR, "cannot listen on %s: %s", b->spec, strerror(errno));
+        return -1;
+    }
+    b->is_unix = 1;
+    snprintf(b->url, sizeof(b->url), "unix:%s", path);
+    return 0;
+}
+
+int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg)
+{
+    ls->binds = calloc(cfg->n_binds, sizeof(gn_bind_t));
+    if (ls->binds == NULL)
+        return -1;
+    ls->n_binds = cfg->n_binds;
+    ls->exclusive = 0;
+    for (unsigned i = 0; i < cfg->n_binds; i++) {
+        gn_bind_t *b = &ls->binds[i];
+        b->spec = cfg->binds[i];
+        int rc = strncmp(b->spec, "unix:", 5) == 0 ? open_unix(b, cfg) : open_tcp(b, cfg);
+        if (rc < 0)
+            return -1;
+        if (!b->per_worker)
+            ls->exclusive = 1;
+    }
+    return 0;
+}
+
+int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
+{
+    int *fds = malloc((ls->n_binds ? ls->n_binds : 1) * sizeof(int));
+    if (fds == NULL)
+        return NULL;
+    for (unsigned i = 0; i < ls->n_binds; i++) {
+        gn_bind_t *b = &ls->binds[i];
+        if (b->per_worker) {
+            fds[i] = b->fds[w];
+            b->fds[w] = -1; /* the worker owns it now */
+        } else {
+            fds[i] = fcntl(b->fds[0], F_DUPFD_CLOEXEC, 0);
+        }
+    }
+    *n = ls->n_binds;
+    return fds;
+}
+
+void gn_listen_close(gn_listeners_t *ls)
+{
+    for (unsigned i = 0; ls->binds && i < ls->n_binds; i++) {
+        gn_bind_t *b = &ls->binds[i];
+        for (unsigned j = 0; b->fds && j < b->n_fds; j++) {
+            if (b->fds[j] >= 0)
+                close(b->fds[j]);
+        }
+        free(b->fds);
+        if (b->is_unix)
+            unlink(b->spec + 5);
+    }
+    free(ls->binds);
+    ls->binds = NULL;
+    ls->n_binds = 0;
+}

@@ -1,0 +1,33 @@
+/* Listening sockets: parsing --bind addresses, binding them before any
+ * worker starts, and handing each worker its own descriptors. */
+#ifndef GN_SERVER_LISTEN_H
+#define GN_SERVER_LISTEN_H
+
+#include "server/config.h"
+
+typedef struct {
+    char *spec;      /* as given: "127.0.0.1:8000", "[::1]:0", "unix:/p" */
+    char url[300];   /* what to open: "http://127.0.0.1:8000", "unix:/p" */
+    int is_unix;
+    int per_worker;  /* one SO_REUSEPORT socket per worker */
+    int *fds;        /* per_worker ? workers : 1 */
+    unsigned n_fds;
+} gn_bind_t;
+
+typedef struct {
+    gn_bind_t *binds;
+    unsigned n_binds;
+    int exclusive;   /* some socket is shared between workers */
+} gn_listeners_t;
+
+/* Binds every address. Returns 0, or -1 after logging why. */
+int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg);
+/*
+ * The descriptors worker w listens on (one per bind, dup'ed where shared so
+ * each worker can close its own). Returns a malloc'd array or NULL.
+ */
+int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n);
+/* Closes what is still open and removes unix socket files. */
+void gn_listen_close(gn_listeners_t *ls);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * A worker: one OS thread that owns one own-GIL sub-interpreter, imports the
+ * application in it, and runs its own epoll loop on its listening sockets.
+ */
+#ifndef GN_SERVER_WORKER_H
+#define GN_SERVER_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "http/loop.h"
+#include "interp/interp.h"
+#include "server/config.h"
+
+enum gn_worker_state {
+    GN_WORKER_STARTING,
+    GN_WORKER_READY,    /* serving */
+    GN_WORKER_FAILED,   /* could not start; error[] says why */
+    GN_WORKER_STOPPED,  /* loop ended, waiting to end its interpreter */
+    GN_WORKER_DONE,     /* interpreter ended; the thread is exiting */
+};
+
+typedef struct gn_worker {
+    unsigned id;
+    pthread_t thread;
+    int started;
+    const gn_config_t *cfg;
+    PyInterpreterState *main_interp;
+    gn_end_order_t *end_order;
+    int *listen_fds;
+    unsigned n_listen;
+    int exclusive;
+
+    atomic_int state;
+    int fatal;          /* failure means the application cannot load */
+    char error[1024];
+    gn_interp_t interp;
+    gn_loop_t loop;
+    int loop_ready;
+
+    /* Wakes the supervisor when state changes. */
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+} gn_worker_t;
+
+/* Starts the worker's thread. Returns 0, or -1 with errno set. */
+int gn_worker_start(gn_worker_t *w);
+/* Thread-safe: ask the worker's loop to stop gracefully. */
+void gn_worker_request_stop(gn_worker_t *w);
+
+#endif
