@@ -20,6 +20,7 @@ CFLAGS_EXT := $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -I$(PY_INCLUDE) -
 LDFLAGS_EXT := -shared -pthread $(EXTRA_LDFLAGS)
 
 HTTP_SRC := $(wildcard src/http/*.c)
+PARSER_SRC := src/http/parser.c
 EXT_SRC := $(HTTP_SRC) $(wildcard src/bridges/*.c) $(wildcard src/interp/*.c) \
            $(wildcard src/server/*.c) $(wildcard src/*.c)
 EXT_HDR := $(wildcard src/*.h src/*/*.h)
@@ -34,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-c test-e2e test-asan test-tsan fuzz test-debian \
+.PHONY: all ext clean test test-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
         serve demo bench env format
 
 all: ext
@@ -52,19 +53,20 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-env: $(VPY)
-$(VPY): scripts/dev-env requirements-dev.txt
+STAMP := $(VENV)/.gorgon-stamp
+env: $(STAMP)
+$(STAMP): scripts/dev-env requirements-dev.txt
 	PYTHON=$(PYTHON) scripts/dev-env
 
 # Parser and chunked-decoder unit tests, always under ASan+UBSan.
-build/test_parser: tests/c/test_parser.c $(HTTP_SRC) src/http/*.h
+build/test_parser: tests/c/test_parser.c tests/c/test.h $(PARSER_SRC) src/http/parser.h
 	@mkdir -p build
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_parser.c $(HTTP_SRC) -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_parser.c $(PARSER_SRC) -o $@
 
 test-c: build/test_parser
 	build/test_parser
 
-test-e2e: ext $(VPY)
+test-e2e: ext $(STAMP)
 	$(VPY) -m pytest -q tests/e2e
 
 # The extension built with ASan+UBSan, loaded into the ordinary python with
@@ -72,7 +74,7 @@ test-e2e: ext $(VPY)
 # free everything at exit.
 ASAN_RT := $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_RT := $(shell $(CC) -print-file-name=libubsan.so)
-test-asan: $(VPY)
+test-asan: $(STAMP)
 	$(MAKE) BUILD=asan OPT="-O1 -g" EXTRA_CFLAGS="$(SAN_CFLAGS)" EXTRA_LDFLAGS="$(SAN_CFLAGS)" ext
 	GORGON_BUILD_DIR=$(CURDIR)/build/asan \
 	LD_PRELOAD="$(ASAN_RT) $(UBSAN_RT)" \
@@ -81,7 +83,7 @@ test-asan: $(VPY)
 	$(VPY) -m pytest -q tests/e2e -m "not nosan"
 
 TSAN_RT := $(shell $(CC) -print-file-name=libtsan.so)
-test-tsan: $(VPY)
+test-tsan: $(STAMP)
 	$(MAKE) BUILD=tsan OPT="-O1 -g" EXTRA_CFLAGS="-fsanitize=thread" EXTRA_LDFLAGS="-fsanitize=thread" ext
 	GORGON_BUILD_DIR=$(CURDIR)/build/tsan \
 	GORGON_TSAN=1 \
@@ -95,14 +97,18 @@ fuzz:
 test-debian:
 	scripts/test-debian
 
-test: test-c test-e2e test-asan test-tsan fuzz test-debian
+# The extension must also build warning-free with clang.
+test-clang:
+	$(MAKE) BUILD=clang CC=clang ext
+
+test: test-c test-clang test-e2e test-asan test-tsan fuzz test-debian
 
 # ---- running ---------------------------------------------------------------
 
 serve demo: ext
 	$(PYTHON) -m gorgon demo.app:app --bind 127.0.0.1:8000
 
-bench: ext $(VPY)
+bench: ext $(STAMP)
 	$(VPY) bench/run.py
 
 format:

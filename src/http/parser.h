@@ -33,7 +33,10 @@ enum {
     GN_PARSE_INCOMPLETE = -2, /* need more bytes; nothing is wrong yet */
     GN_PARSE_ERR_400 = -400,  /* malformed or ambiguous: answer 400, close */
     GN_PARSE_ERR_431 = -431,  /* more header fields than the caller's array */
-    GN_PARSE_ERR_501 = -501,  /* method token valid but not HTTP-like */
+    GN_PARSE_ERR_501 = -501,  /* method token valid but not HTTP-like; never
+                                 returned by parser.c today: any token is
+                                 accepted as a method, and which methods are
+                                 implemented is the app's decision */
     GN_PARSE_ERR_505 = -505,  /* HTTP version other than 1.0 / 1.1 */
 };
 
@@ -85,7 +88,8 @@ typedef struct {
  *    (case-insensitive), e.g. "gzip", "chunked, chunked", "chunked, gzip",
  *    or Transfer-Encoding on an HTTP/1.0 request;
  *  - a request line not of the form token SP target SP "HTTP/1." DIGIT CRLF,
- *    a target with CTL, SP or bytes >= 0x80; a missing Host in HTTP/1.1.
+ *    a target with CTL, SP or bytes >= 0x80; a missing Host in HTTP/1.1;
+ *    more than one Host field (RFC 9112 section 3.2).
  * Leading empty lines (CRLF) before the request line are skipped, as
  * RFC 9112 section 2.2 allows.
  */
