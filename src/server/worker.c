@@ -81,9 +81,10 @@ static void *worker_main(void *arg)
            (long long)w->interp.id, (int)gettid());
     set_state(w, GN_WORKER_READY);
     gn_loop_run(&w->loop);
+    /* STOPPED before the loop's wake fd closes: no more wake-ups after it. */
+    set_state(w, GN_WORKER_STOPPED);
     gn_loop_destroy(&w->loop);
     gn_wsgi_free(bridge);
-    set_state(w, GN_WORKER_STOPPED);
     gn_interp_end_ordered(&w->interp, w->end_order, (int)w->id);
     set_state(w, GN_WORKER_DONE);
     return NULL;
@@ -125,6 +126,9 @@ int gn_worker_start(gn_worker_t *w)
 
 void gn_worker_request_stop(gn_worker_t *w)
 {
+    /* Under the lock, so the loop cannot be torn down meanwhile. */
+    pthread_mutex_lock(w->mu);
     if (atomic_load(&w->state) == GN_WORKER_READY)
         gn_loop_request_stop(&w->loop);
+    pthread_mutex_unlock(w->mu);
 }
