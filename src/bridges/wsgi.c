@@ -488,6 +488,10 @@ static void produce(gn_wsgi_req_t *req)
 {
     gn_conn_t *c = req->conn;
     while (!gn_conn_out_full(c)) {
+        /* A generator may take its time over the next item: what it already
+         * yielded goes to the client first. A list is sent in one writev. */
+        if (req->seq_pos < 0 && c->out_bytes > 0)
+            gn_conn_flush(c);
         PyObject *item = next_item(req);
         if (item == NULL) {
             if (PyErr_Occurred())

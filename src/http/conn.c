@@ -39,7 +39,8 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     c->peer_len = len;
     gn_body_init(&c->body);
     c->state = GN_CONN_READ_HEAD;
-    c->deadline = loop->now + loop->limits->keepalive_timeout;
+    /* A new client is expected to send a request: the head timer runs. */
+    c->deadline = loop->now + loop->limits->header_timeout;
     c->next = loop->conns;
     if (loop->conns)
         loop->conns->prev = c;

@@ -135,12 +135,33 @@ static int all_stopped(gn_supervisor_t *s)
     return 1;
 }
 
+/* A worker stuck in application code past the graceful timeout cannot be
+ * interrupted from outside its interpreter; like gunicorn's arbiter killing
+ * such workers, the server then leaves without waiting for it. */
+static void check_graceful_deadline(gn_supervisor_t *s, double stop_started)
+{
+    if (mono_now() < stop_started + s->cfg.graceful_timeout + 1.0)
+        return;
+    unsigned busy = 0;
+    for (unsigned i = 0; i < s->n_started; i++)
+        busy += atomic_load(&s->workers[i].state) == GN_WORKER_READY;
+    gn_log(GN_LOG_WARNING, "graceful timeout (%gs) expired with %u worker(s) still in a request: exiting",
+           s->cfg.graceful_timeout, busy);
+    gn_listen_close(&s->listeners);
+    gn_interp_abandon_process(0);
+}
+
 static void run_until_stopped(gn_supervisor_t *s)
 {
+    double stop_started = 0;
     while (!all_stopped(s)) {
         handle_signal(s, wait_signal(s, 0.1));
-        if (s->stopping)
-            request_stop_all(s); /* idempotent; covers a worker that was starting */
+        if (!s->stopping)
+            continue;
+        if (stop_started == 0)
+            stop_started = mono_now();
+        request_stop_all(s); /* idempotent; covers a worker that was starting */
+        check_graceful_deadline(s, stop_started);
     }
 }
 
