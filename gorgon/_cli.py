@@ -81,9 +81,10 @@ def build_parser():
                    help="queued response bytes per connection above which the worker stops "
                    "producing until the client reads")
     p.add_argument("--reuse-port", dest="reuse_port", action=argparse.BooleanOptionalAction,
-                   default=env_default("--reuse-port", True, lambda s: s.lower() in ("1", "true", "yes", "on")),
-                   help="one SO_REUSEPORT socket per worker for TCP binds (else one shared "
-                   "socket with EPOLLEXCLUSIVE)")
+                   default=env_default("--reuse-port", False, lambda s: s.lower() in ("1", "true", "yes", "on")),
+                   help="one SO_REUSEPORT socket per worker for TCP binds, balanced by the kernel's "
+                   "hash even onto a busy worker; the default is one shared socket that only idle "
+                   "workers accept from (EPOLLEXCLUSIVE)")
     for flag, conv, default, text in LIMITS + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text)
     return p

@@ -121,7 +121,11 @@ static void stop_listening(gn_loop_t *loop)
 
 static void accept_one_batch(gn_loop_t *loop, int lfd)
 {
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    /* On a socket shared by several workers, take one connection per wake-up:
+     * a worker busy in application code is not in epoll_wait, so the next
+     * client goes to an idle worker instead of queueing behind it. */
+    int batch = loop->exclusive ? 1 : ACCEPT_BATCH;
+    for (int i = 0; i < batch; i++) {
         if (loop->n_conns >= loop->limits->max_connections) {
             /* Backpressure: leave further clients in the kernel's backlog. */
             stop_listening(loop);
@@ -139,10 +143,14 @@ static void accept_one_batch(gn_loop_t *loop, int lfd)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        if (gn_conn_new(loop, fd, (struct sockaddr *)&ss, len) == NULL) {
+        gn_conn_t *c = gn_conn_new(loop, fd, (struct sockaddr *)&ss, len);
+        if (c == NULL) {
             gn_log(GN_LOG_ERROR, "worker %d: out of memory for a connection", loop->worker_id);
             close(fd);
+            continue;
         }
+        /* TCP_DEFER_ACCEPT usually means the request is already here. */
+        gn_conn_on_event(c, EPOLLIN);
     }
 }
 
