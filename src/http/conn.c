@@ -25,6 +25,7 @@
 
 void gn_conn__out_release_all(gn_conn_t *c);
 static void drive(gn_conn_t *c);
+static void dispatch(gn_conn_t *c);
 
 gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len)
 {
@@ -201,6 +202,15 @@ static void start_body(gn_conn_t *c)
         send_error(c, 413);
         return;
     }
+    c->body_seen = 0;
+    c->body_complete = c->body_expected == 0;
+    c->want_body = 0;
+    if (c->loop->handler->on_body != NULL) {
+        /* Streaming: the application starts now and pulls the body. */
+        c->streaming = 1;
+        dispatch(c);
+        return;
+    }
     c->state = GN_CONN_READ_BODY;
     c->deadline = c->loop->now + lim->io_timeout;
 }
@@ -364,6 +374,11 @@ static void next_request(gn_conn_t *c)
         access_log(c);
     c->loop->served++;
     c->requests++;
+    /* A streamed body the application did not read leaves the connection
+     * mid-request: it cannot carry another one. */
+    if (c->streaming && !c->body_complete)
+        c->keepalive = 0;
+    c->streaming = c->want_body = c->watch_hangup = c->out_blocked = 0;
     if (!c->keepalive || c->loop->stopping) {
         begin_linger(c);
         return;
@@ -393,16 +408,115 @@ static int flush_or_wait(gn_conn_t *c)
     return 0;
 }
 
+/* Hands the body bytes in rbuf to the bridge (streaming mode). */
+static int deliver_body(gn_conn_t *c)
+{
+    const gn_handler_t *h = c->loop->handler;
+    char *p = c->rbuf + c->head_len;
+    size_t avail = c->rlen - c->head_len, used = 0;
+    uint64_t max = c->loop->limits->max_body;
+    int delivered = 0;
+    while (used < avail && !c->body_complete) {
+        gn_slice_t data = {p + used, 0};
+        if (c->req.flags & GN_REQ_CHUNKED) {
+            ssize_t n = gn_chunked_step(&c->chunked, p + used, avail - used, &data);
+            if (n < 0)
+                return -400;
+            used += (size_t)n;
+            c->body_complete = c->chunked.done;
+        } else {
+            uint64_t want = c->body_expected - c->body_seen;
+            data.len = avail - used < want ? avail - used : (size_t)want;
+            used += data.len;
+            c->body_complete = c->body_seen + data.len == c->body_expected;
+        }
+        c->body_seen += data.len;
+        if (max && c->body_seen > max)
+            return -413;
+        if (data.len > 0 || c->body_complete) {
+            h->on_body(c, data.base, data.len, c->body_complete, h->ctx);
+            delivered = 1;
+        }
+    }
+    memmove(p, p + used, avail - used);
+    c->rlen -= used;
+    return delivered;
+}
+
+/* Streaming mode: deliver what is buffered, else read. 1 = go on, 0 = wait. */
+static int step_stream_body(gn_conn_t *c)
+{
+    if (c->body_complete) {
+        /* An empty body: one final, empty delivery. */
+        c->want_body = 0;
+        c->loop->handler->on_body(c, "", 0, 1, c->loop->handler->ctx);
+        return 1;
+    }
+    maybe_send_continue(c);
+    int r = deliver_body(c);
+    if (r < 0) {
+        char host[64];
+        log_peer(c, host, sizeof(host));
+        gn_log(GN_LOG_INFO, "%d from %s while streaming a body: %s", -r, host, error_detail(-r));
+        gn_conn_close(c);
+        return 0;
+    }
+    if (r > 0) {
+        c->want_body = 0; /* one delivery per request for more: backpressure */
+        return 1;
+    }
+    ssize_t n = read_more(c);
+    if (n < 0) {
+        gn_conn_close(c);
+        return 0;
+    }
+    if (n > 0)
+        c->deadline = c->loop->now + c->loop->limits->io_timeout;
+    return n > 0;
+}
+
+static uint32_t respond_events(const gn_conn_t *c)
+{
+    uint32_t ev = 0;
+    if (c->out_count > 0)
+        ev |= EPOLLOUT;
+    if (c->want_body && !c->body_complete)
+        ev |= EPOLLIN | EPOLLRDHUP;
+    if (c->watch_hangup)
+        ev |= EPOLLRDHUP;
+    return ev;
+}
+
 static int step_respond(gn_conn_t *c)
 {
-    int r = flush_or_wait(c);
-    if (r <= 0)
+    if (gn_conn_flush(c) < 0) {
+        gn_conn_close(c);
         return 0;
-    if (c->state != GN_CONN_RESPOND)
+    }
+    if (c->want_body && step_stream_body(c))
         return 1;
-    c->deadline = 0;
+    if (c->state != GN_CONN_RESPOND)
+        return c->state != GN_CONN_CLOSED;
+    if (c->out_count > 0) {
+        if (!(c->events & EPOLLOUT))
+            c->deadline = c->loop->now + c->loop->limits->io_timeout;
+        c->out_blocked = 1;
+        gn_loop__watch(c->loop, c, respond_events(c));
+        return 0;
+    }
+    if (c->streaming) /* WSGI keeps its registration: no epoll_ctl per request */
+        gn_loop__watch(c->loop, c, respond_events(c));
+    if (c->want_body)
+        c->deadline = c->loop->now + c->loop->limits->io_timeout;
+    else
+        c->deadline = 0;
+    /* WSGI produces whenever there is room; a streaming bridge writes on its
+     * own and only wants to hear when a blocked queue drained. */
+    if (c->streaming && !c->out_blocked)
+        return 0;
+    c->out_blocked = 0;
     c->loop->handler->on_writable(c, c->loop->handler->ctx);
-    return 1;
+    return !c->streaming;
 }
 
 static int step_linger(gn_conn_t *c)
@@ -421,8 +535,16 @@ static int step_linger(gn_conn_t *c)
 
 static void drive(gn_conn_t *c)
 {
+    if (c->driving) {
+        c->redrive = 1; /* the outer drive() goes round once more */
+        return;
+    }
+    c->driving = 1;
     int go = 1;
-    while (go) {
+    while (go || c->redrive) {
+        if (!go)
+            c->redrive = 0;
+        go = 1;
         switch (c->state) {
         case GN_CONN_READ_HEAD: go = step_head(c); break;
         case GN_CONN_READ_BODY: go = step_body(c); break;
@@ -433,9 +555,10 @@ static void drive(gn_conn_t *c)
                 next_request(c);
             break;
         case GN_CONN_LINGER: go = step_linger(c); break;
-        case GN_CONN_CLOSED: go = 0; break;
+        case GN_CONN_CLOSED: go = 0; c->redrive = 0; break;
         }
     }
+    c->driving = 0;
 }
 
 void gn_conn_on_event(gn_conn_t *c, uint32_t events)
@@ -443,6 +566,13 @@ void gn_conn_on_event(gn_conn_t *c, uint32_t events)
     if (c->state == GN_CONN_CLOSED)
         return;
     if ((events & EPOLLERR) || ((events & EPOLLHUP) && !(events & EPOLLIN))) {
+        gn_conn_close(c);
+        return;
+    }
+    /* A streaming response whose client went away: tell the bridge now,
+     * not when the application next writes. */
+    if (c->state == GN_CONN_RESPOND && c->watch_hangup && (events & (EPOLLRDHUP | EPOLLHUP)) &&
+        !(c->want_body && !c->body_complete)) {
         gn_conn_close(c);
         return;
     }
@@ -478,6 +608,22 @@ int gn_conn_is_head(const gn_conn_t *c)
 int gn_conn_stopping(const gn_conn_t *c)
 {
     return c->loop->stopping;
+}
+
+void gn_conn_want_body(gn_conn_t *c)
+{
+    c->want_body = 1;
+    drive(c);
+}
+
+void gn_conn_watch_hangup(gn_conn_t *c)
+{
+    c->watch_hangup = 1;
+}
+
+void gn_conn_resume(gn_conn_t *c)
+{
+    drive(c);
 }
 
 void gn_conn_response_done(gn_conn_t *c)

@@ -44,6 +44,13 @@ typedef struct {
     void (*on_abort)(gn_conn_t *c, void *ctx);
     /* Release a reference handed to gn_conn_write_ref(). */
     void (*release)(void *owner, void *ctx);
+    /*
+     * Streaming bodies (ASGI): when set, on_request comes right after the
+     * head, and body bytes are read only while the bridge asks for them
+     * (gn_conn_want_body), each run handed to on_body as a slice valid only
+     * during the call; done is 1 with the last one (possibly empty).
+     */
+    void (*on_body)(gn_conn_t *c, const char *data, size_t len, int done, void *ctx);
     void *ctx;
 } gn_handler_t;
 
@@ -92,7 +99,15 @@ struct gn_conn {
     gn_body_t body;
     gn_chunked_t chunked;
     uint64_t body_expected; /* Content-Length, when not chunked */
+    uint64_t body_seen;     /* body bytes read so far */
     int continue_sent;
+    int streaming;     /* body handed to on_body as it arrives */
+    int want_body;     /* the bridge waits for body bytes */
+    int body_complete; /* the whole body has been read */
+    int watch_hangup;  /* report a client hang-up while responding */
+    int driving;       /* drive() is on the stack: do not re-enter */
+    int redrive;       /* something happened meanwhile: go round again */
+    int out_blocked;   /* output waited for the socket since on_writable */
 
     /* Output queue. */
     gn_seg_t outq[GN_OUTQ_MAX];
@@ -150,5 +165,12 @@ void gn_conn_response_done(gn_conn_t *c);
 void gn_conn_response_abort(gn_conn_t *c);
 /* Whether the server is stopping (responses should say Connection: close). */
 int gn_conn_stopping(const gn_conn_t *c);
+/* Streaming bodies: ask for (more) body bytes; they come through on_body. */
+void gn_conn_want_body(gn_conn_t *c);
+/* Streaming bridges: notice a client that hangs up while responding. */
+void gn_conn_watch_hangup(gn_conn_t *c);
+/* Run the state machine after the bridge queued output or finished from
+ * outside a connection callback (an ASGI task). May close the connection. */
+void gn_conn_resume(gn_conn_t *c);
 
 #endif
