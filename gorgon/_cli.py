@@ -21,6 +21,13 @@ LIMITS = [
     ("--limit-request-body", int, 100 * 1024 * 1024, "largest request body in bytes, 0 for no limit (413 beyond)"),
 ]
 
+# gorgon.shared, the store every worker of the process shares.
+SHARED = [
+    ("--shared-max-bytes", int, 64 * 1024 * 1024,
+     "bound on gorgon.shared's total size in bytes (keys, values and overhead); a set beyond it "
+     "raises MemoryError and changes nothing"),
+]
+
 TIMEOUTS = [
     ("--keep-alive", float, 5.0, "seconds an idle keep-alive connection is kept"),
     ("--header-timeout", float, 10.0, "seconds a client has to send a request head (408 after)"),
@@ -51,7 +58,7 @@ def env_bool(flag):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="gorgon",
-        description="Serve a WSGI application from own-GIL sub-interpreter workers, "
+        description="Serve a WSGI or ASGI application from own-GIL sub-interpreter workers, "
         "all in one process. Every option can also be set with a GORGON_* "
         "environment variable (--workers -> GORGON_WORKERS); flags win.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -64,8 +71,13 @@ def build_parser():
                    "(env GORGON_BIND, comma-separated; default 127.0.0.1:8000)")
     p.add_argument("-w", "--workers", type=int, default=env_default("--workers", os.cpu_count() or 1, int),
                    help="worker interpreters (one OS thread each)")
-    p.add_argument("--interface", choices=["auto", "wsgi"], default=env_default("--interface", "auto"),
-                   help="application interface")
+    p.add_argument("--interface", choices=["auto", "wsgi", "asgi"], default=env_default("--interface", "auto"),
+                   help="application interface; auto: ASGI if the app is a coroutine function or "
+                   "has an async __call__, else WSGI")
+    p.add_argument("--lifespan", choices=["auto", "on", "off"], default=env_default("--lifespan", "auto"),
+                   help="ASGI lifespan events: auto runs them if the app supports them")
+    p.add_argument("--root-path", default=env_default("--root-path", ""),
+                   help="ASGI root_path: the prefix the app is mounted under behind a proxy")
     p.add_argument("--chdir", default=env_default("--chdir", None), help="change to this directory first")
     p.add_argument("--pythonpath", action="append", default=None, metavar="DIRS",
                    help="comma-separated directories to put first on sys.path (env GORGON_PYTHONPATH)")
@@ -85,7 +97,7 @@ def build_parser():
                    help="one SO_REUSEPORT socket per worker for TCP binds, balanced by the kernel's "
                    "hash even onto a busy worker; the default is one shared socket that only idle "
                    "workers accept from (EPOLLEXCLUSIVE)")
-    for flag, conv, default, text in LIMITS + TIMEOUTS:
+    for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text)
     return p
 
@@ -111,6 +123,8 @@ def make_config(args):
         "binds": binds,
         "workers": args.workers,
         "interface": args.interface,
+        "lifespan": args.lifespan,
+        "root_path": args.root_path,
         "sys_path": sys_path,
         "log_level": args.log_level,
         "access_log": bool(args.access_log),
@@ -120,7 +134,7 @@ def make_config(args):
         "reuse_port": bool(args.reuse_port),
         "datetime_workaround": not env_bool("--no-datetime-workaround"),
     }
-    for flag, _conv, _default, _text in LIMITS + TIMEOUTS:
+    for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")
         cfg[key] = getattr(args, key)
     return cfg
@@ -134,6 +148,8 @@ def main(argv=None):
         args.app += ":application"
     if args.workers < 1:
         build_parser().error("--workers must be at least 1")
+    if args.shared_max_bytes < 1:
+        build_parser().error("--shared-max-bytes must be at least 1")
     if args.chdir:
         try:
             os.chdir(args.chdir)

@@ -264,57 +264,24 @@ static int put_app_headers(gn_wsgi_req_t *req)
     return 0;
 }
 
-static void decide_framing(gn_wsgi_req_t *req, int64_t known_length)
-{
-    gn_conn_t *c = req->conn;
-    int code = req->status_code;
-    /* 1xx, 204 and 304 never have a body (RFC 9110 6.4.1); 1xx and 204
-     * must not carry Content-Length either. */
-    if (code < 200 || code == 204)
-        req->no_body = 2;
-    else if (code == 304 || gn_conn_is_head(c))
-        req->no_body = 1;
-    if (req->length >= 0 || req->no_body)
-        return;
-    if (known_length >= 0)
-        return;
-    if (c->req.minor_version >= 1)
-        req->chunked = 1;
-    else
-        c->keepalive = 0; /* HTTP/1.0: the end of the body is the close */
-}
-
 int gn_wsgi_send_head(gn_wsgi_req_t *req, int64_t known_length)
 {
     gn_conn_t *c = req->conn;
-    decide_framing(req, known_length);
-    if (gn_conn_stopping(c))
+    gn_framing_t f;
+    gn_http_framing(&f, req->status_code, gn_conn_is_head(c), c->req.minor_version, req->length,
+                    known_length, c->keepalive && !gn_conn_stopping(c));
+    req->no_body = f.no_body;
+    req->chunked = f.chunked;
+    req->length = f.length;
+    if (f.close)
         c->keepalive = 0;
     Py_ssize_t slen;
     const char *status = latin1(req->status, &slen);
-    char line[128];
-    size_t dlen;
-    const char *ds = gn_http_date_server(!req->has_server, &dlen);
+    char tail[256];
+    size_t tlen = gn_http_head_tail(tail, sizeof(tail), &f, !req->has_date, !req->has_server,
+                                    c->req.minor_version);
     if (put(req, "HTTP/1.1 ", 9) || put(req, status, (size_t)slen) || put(req, "\r\n", 2) ||
-        put_app_headers(req))
-        return -1;
-    if (!req->has_date && put(req, ds, dlen))
-        return -1;
-    if (req->has_date && !req->has_server && put(req, "Server: gorgon\r\n", 16))
-        return -1;
-    int n = 0;
-    if (req->length < 0 && known_length >= 0 && req->no_body != 2) {
-        req->length = known_length;
-        n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)known_length);
-    } else if (req->chunked) {
-        n = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
-    }
-    if (!c->keepalive)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "Connection: close\r\n");
-    else if (c->req.minor_version == 0)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "Connection: keep-alive\r\n");
-    n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
-    if (put(req, line, (size_t)n))
+        put_app_headers(req) || put(req, tail, tlen))
         return -1;
     req->head_sent = 1;
     c->status = req->status_code;

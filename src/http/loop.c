@@ -212,30 +212,53 @@ static void dispatch(gn_loop_t *loop, struct epoll_event *ev)
     }
 }
 
-void gn_loop_run(gn_loop_t *loop)
+/* One round: wait up to timeout_ms, dispatch, timers, backpressure. */
+static void iterate(gn_loop_t *loop, int timeout_ms)
 {
     struct epoll_event events[MAX_EVENTS];
-    while (!(loop->stopping && loop->n_conns == 0)) {
+    if (loop->before_wait && timeout_ms != 0)
+        loop->before_wait(loop->wait_arg);
+    int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout_ms);
+    if (loop->after_wait && timeout_ms != 0)
+        loop->after_wait(loop->wait_arg);
+    loop->now = gn_now();
+    for (int i = 0; i < n; i++)
+        dispatch(loop, &events[i]);
+    free_dead(loop);
+    if (loop->now >= loop->next_scan)
+        scan_timeouts(loop);
+    /* Resume accepting once connections fall below the bound. */
+    if (!loop->accepting && !loop->stopping && loop->n_listen > 0 &&
+        loop->n_conns < loop->limits->max_connections)
+        listen_ctl(loop, EPOLL_CTL_ADD);
+    free_dead(loop);
+}
+
+static int finished(const gn_loop_t *loop)
+{
+    return loop->stopping && loop->n_conns == 0;
+}
+
+void gn_loop_run(gn_loop_t *loop)
+{
+    while (!finished(loop)) {
         int timeout = (int)((loop->next_scan - loop->now) * 1000) + 1;
-        if (timeout < 0)
-            timeout = 0;
-        if (loop->before_wait)
-            loop->before_wait(loop->wait_arg);
-        int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
-        if (loop->after_wait)
-            loop->after_wait(loop->wait_arg);
-        loop->now = gn_now();
-        for (int i = 0; i < n; i++)
-            dispatch(loop, &events[i]);
-        free_dead(loop);
-        if (loop->now >= loop->next_scan)
-            scan_timeouts(loop);
-        /* Resume accepting once connections fall below the bound. */
-        if (!loop->accepting && !loop->stopping && loop->n_listen > 0 &&
-            loop->n_conns < loop->limits->max_connections)
-            listen_ctl(loop, EPOLL_CTL_ADD);
-        free_dead(loop);
+        iterate(loop, timeout < 0 ? 0 : timeout);
     }
+}
+
+int gn_loop_poll(gn_loop_t *loop)
+{
+    iterate(loop, 0);
+    return finished(loop);
+}
+
+int gn_loop_tick(gn_loop_t *loop)
+{
+    loop->now = gn_now();
+    scan_timeouts(loop);
+    free_dead(loop);
+    return finished(loop);
 }
 
 void gn_loop_destroy(gn_loop_t *loop)

@@ -50,6 +50,14 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
                  const gn_limits_t *limits, const gn_handler_t *handler);
 /* Runs until a requested stop has drained every connection. */
 void gn_loop_run(gn_loop_t *loop);
+/*
+ * For a loop driven by another event loop (asyncio, for ASGI): epfd becomes
+ * readable when there is work; gn_loop_poll() then handles it without
+ * blocking, and gn_loop_tick() runs the timeouts (call it a few times a
+ * second). Both return 1 once a requested stop has drained everything.
+ */
+int gn_loop_poll(gn_loop_t *loop);
+int gn_loop_tick(gn_loop_t *loop);
 /* Thread-safe: ask the loop for a graceful stop. */
 void gn_loop_request_stop(gn_loop_t *loop);
 /* Closes everything the loop owns. Safe on a half-initialised loop. */

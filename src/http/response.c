@@ -76,3 +76,55 @@ void gn_http_log_time(char *buf, size_t len)
     gmtime_r(&now, &tm);
     strftime(buf, len, "%d/%b/%Y:%H:%M:%S +0000", &tm);
 }
+
+void gn_http_framing(gn_framing_t *f, int status, int is_head, int minor_version, int64_t app_length,
+                     int64_t known_length, int keepalive)
+{
+    f->no_body = 0;
+    f->chunked = 0;
+    f->add_length = 0;
+    f->length = app_length;
+    f->close = !keepalive;
+    /* 1xx and 204 have no body and no Content-Length; 304 and HEAD have no
+     * body but describe the one they stand for (RFC 9110 6.4.1, 8.6). */
+    if (status < 200 || status == 204) {
+        f->no_body = 2;
+        f->length = -1;
+        return;
+    }
+    if (status == 304 || is_head)
+        f->no_body = 1;
+    if (app_length >= 0)
+        return;
+    if (known_length >= 0) {
+        f->length = known_length;
+        f->add_length = 1;
+    } else if (!f->no_body) {
+        if (minor_version >= 1)
+            f->chunked = 1;
+        else
+            f->close = 1;
+    }
+}
+
+size_t gn_http_head_tail(char *buf, size_t cap, const gn_framing_t *f, int add_date, int add_server,
+                         int minor_version)
+{
+    size_t dlen;
+    const char *ds = gn_http_date_server(add_server, &dlen);
+    int n = 0;
+    if (add_date)
+        n = snprintf(buf, cap, "%.*s", (int)dlen, ds);
+    else if (add_server)
+        n = snprintf(buf, cap, "Server: gorgon\r\n");
+    if (f->add_length)
+        n += snprintf(buf + n, cap - (size_t)n, "Content-Length: %lld\r\n", (long long)f->length);
+    else if (f->chunked)
+        n += snprintf(buf + n, cap - (size_t)n, "Transfer-Encoding: chunked\r\n");
+    if (f->close)
+        n += snprintf(buf + n, cap - (size_t)n, "Connection: close\r\n");
+    else if (minor_version == 0)
+        n += snprintf(buf + n, cap - (size_t)n, "Connection: keep-alive\r\n");
+    n += snprintf(buf + n, cap - (size_t)n, "\r\n");
+    return (size_t)n;
+}

@@ -3,6 +3,7 @@
 #define GN_HTTP_RESPONSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The reason phrase for a status code ("Not Found"); "Unknown" if none. */
 const char *gn_http_reason(int status);
@@ -16,5 +17,31 @@ const char *gn_http_date_server(int with_server, size_t *len);
 
 /* The current time as an access-log timestamp, "27/Nov/2026:05:40:01 +0000". */
 void gn_http_log_time(char *buf, size_t len);
+
+/* How a response's body is delimited, decided once before its head. */
+typedef struct {
+    int no_body;        /* 0; 1: HEAD or 304 (keep Content-Length); 2: 1xx/204 (none at all) */
+    int chunked;        /* Transfer-Encoding: chunked */
+    int64_t length;     /* Content-Length to send or honour; -1 if none */
+    int add_length;     /* the server writes Content-Length itself */
+    int close;          /* the connection ends after this response */
+} gn_framing_t;
+
+/*
+ * app_length: the Content-Length the application gave (-1 if none);
+ * known_length: the body length if the server knows it whole (-1 if not).
+ * A body of unknown length is chunked for HTTP/1.1 and ends with the close
+ * of the connection for HTTP/1.0.
+ */
+void gn_http_framing(gn_framing_t *f, int status, int is_head, int minor_version, int64_t app_length,
+                     int64_t known_length, int keepalive);
+
+/*
+ * Writes the server's part of a head after the application's headers:
+ * Date and Server (each unless the app gave it), the framing header, the
+ * Connection header, and the empty line. Returns the length written.
+ */
+size_t gn_http_head_tail(char *buf, size_t cap, const gn_framing_t *f, int add_date, int add_server,
+                         int minor_version);
 
 #endif

@@ -114,17 +114,19 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         return -1;
     }
     char *level = NULL;
-    long long workers, backlog, reuse, dtw;
+    long long workers, backlog, reuse, dtw, shared_max;
     if (get_str(dict, "app", &cfg->app) || get_str(dict, "interface", &cfg->interface) ||
+        get_str(dict, "lifespan", &cfg->lifespan) || get_str(dict, "root_path", &cfg->root_path) ||
         get_str_list(dict, "binds", &cfg->binds, &cfg->n_binds) ||
         get_str_list(dict, "sys_path", &cfg->sys_path, &cfg->n_sys_path) ||
         get_long(dict, "workers", &workers) || get_long(dict, "backlog", &backlog) ||
         get_long(dict, "reuse_port", &reuse) || get_long(dict, "datetime_workaround", &dtw) ||
         get_double(dict, "graceful_timeout", &cfg->graceful_timeout) || get_str(dict, "log_level", &level) ||
-        get_limits(&cfg->limits, dict))
+        get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict))
         goto error;
-    if (positive(workers, "workers") || positive(backlog, "backlog"))
+    if (positive(workers, "workers") || positive(backlog, "backlog") || positive(shared_max, "shared_max_bytes"))
         goto error;
+    cfg->shared_max_bytes = (size_t)shared_max;
     cfg->workers = (unsigned)workers;
     cfg->backlog = (int)backlog;
     cfg->reuse_port = reuse != 0;
@@ -152,6 +154,8 @@ void gn_config_free(gn_config_t *cfg)
 {
     free(cfg->app);
     free(cfg->interface);
+    free(cfg->lifespan);
+    free(cfg->root_path);
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
     memset(cfg, 0, sizeof(*cfg));

@@ -10,7 +10,9 @@
 
 typedef struct {
     char *app;            /* "module:attr" or "module:factory()" */
-    char *interface;      /* "auto" or "wsgi" */
+    char *interface;      /* "auto", "wsgi" or "asgi" */
+    char *lifespan;       /* ASGI lifespan: "auto", "on", "off" */
+    char *root_path;      /* ASGI root_path */
     char **binds;
     unsigned n_binds;
     char **sys_path;
@@ -21,6 +23,7 @@ typedef struct {
     int reuse_port;
     int datetime_workaround;
     double graceful_timeout;
+    size_t shared_max_bytes; /* bound on gorgon.shared's total size */
     gn_limits_t limits;
 } gn_config_t;
 

@@ -11,6 +11,7 @@
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/worker.h"
+#include "shared/shared.h"
 
 #define EXIT_APP_LOAD 1
 #define EXIT_FORCED 130
@@ -114,15 +115,18 @@ static int start_workers(gn_supervisor_t *s, unsigned from, unsigned to)
 /* Workaround 3 lives in interp/: report the first failure and leave. */
 static void fail_startup(gn_supervisor_t *s)
 {
+    int code = EXIT_APP_LOAD;
     for (unsigned i = 0; i < s->n_started; i++) {
         gn_worker_t *w = &s->workers[i];
         if (atomic_load(&w->state) == GN_WORKER_FAILED) {
             gn_log(GN_LOG_CRITICAL, "worker %u: %s", i, w->error);
+            if (w->exit_code)
+                code = w->exit_code;
             break;
         }
     }
     gn_listen_close(&s->listeners);
-    gn_interp_abandon_process(EXIT_APP_LOAD);
+    gn_interp_abandon_process(code);
 }
 
 static int all_stopped(gn_supervisor_t *s)
@@ -248,6 +252,7 @@ int gn_supervisor_serve(PyObject *config)
         return -1;
     }
     gn_log_set_level(s->cfg.log_level);
+    gn_shared_serve_start(&s->cfg); /* --shared-max-bytes, main interpreter's facts */
     PyObject *version = PyDict_GetItemString(config, "version");
     const char *v = version && PyUnicode_Check(version) ? PyUnicode_AsUTF8(version) : "?";
     const char *py = Py_GetVersion();

@@ -33,6 +33,7 @@ typedef struct gn_worker {
 
     atomic_int state;
     int fatal;          /* failure means the application cannot load */
+    int exit_code;      /* for a fatal failure: 1 (import), 3 (lifespan) */
     char error[1024];
     gn_interp_t interp;
     gn_loop_t loop;

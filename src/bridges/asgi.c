@@ -1,0 +1,538 @@
+/*
+ * The ASGI bridge: scope, one asyncio task per request (started eagerly, so
+ * a handler that never waits completes without an event-loop round trip),
+ * and the asyncio loop that drives the worker's epoll loop.
+ */
+#include <Python.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridges/asgi_internal.h"
+#include "server/log.h"
+
+#define TICK_SECONDS 0.25
+
+/* ---- the per-request object given to the app as receive/send ---------- */
+
+static PyObject *req_receive(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return gn_asgi_receive((gn_asgi_req_t *)self);
+}
+
+static PyObject *req_send(PyObject *self, PyObject *msg)
+{
+    return gn_asgi_send((gn_asgi_req_t *)self, msg);
+}
+
+/* The app's task ended: whatever it left unanswered is answered here. */
+static PyObject *req_done(PyObject *self, PyObject *task)
+{
+    gn_asgi_req_t *r = (gn_asgi_req_t *)self;
+    PyObject *exc = PyObject_CallMethod(task, "exception", NULL);
+    if (exc == NULL) { /* cancelled */
+        PyErr_Clear();
+        exc = Py_NewRef(Py_None);
+    }
+    if (exc != Py_None && !r->disconnected)
+        gn_asgi_log_exception(r->a, "Exception in ASGI application", exc);
+    else if (exc == Py_None && r->conn != NULL && !r->started)
+        gn_log(GN_LOG_ERROR, "ASGI application returned without sending a response (worker %u)",
+               r->a->worker_id);
+    else if (exc == Py_None && r->conn != NULL)
+        gn_log(GN_LOG_ERROR, "ASGI application returned before finishing its response (worker %u)",
+               r->a->worker_id);
+    Py_DECREF(exc);
+    gn_asgi_fail(r); /* no-op when the response was complete */
+    Py_CLEAR(r->task);
+    Py_RETURN_NONE;
+}
+
+static int req_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    gn_asgi_req_t *r = (gn_asgi_req_t *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(r->recv_waiter);
+    Py_VISIT(r->send_waiter);
+    Py_VISIT(r->chunks);
+    Py_VISIT(r->headers);
+    Py_VISIT(r->task);
+    return 0;
+}
+
+static int req_clear(PyObject *self)
+{
+    gn_asgi_req_t *r = (gn_asgi_req_t *)self;
+    Py_CLEAR(r->recv_waiter);
+    Py_CLEAR(r->send_waiter);
+    Py_CLEAR(r->chunks);
+    Py_CLEAR(r->headers);
+    Py_CLEAR(r->task);
+    return 0;
+}
+
+static void req_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    req_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef req_methods[] = {
+    {"receive", req_receive, METH_NOARGS, "ASGI receive()"},
+    {"send", req_send, METH_O, "ASGI send(message)"},
+    {"_done", req_done, METH_O, "task done callback"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot req_slots[] = {
+    {Py_tp_dealloc, req_dealloc},
+    {Py_tp_traverse, req_traverse},
+    {Py_tp_clear, req_clear},
+    {Py_tp_methods, req_methods},
+    {0, NULL},
+};
+
+static PyType_Spec req_spec = {
+    .name = "gorgon._gorgon.AsgiRequest",
+    .basicsize = sizeof(gn_asgi_req_t),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = req_slots,
+};
+
+int gn_asgi_add_types(PyObject *module, gn_modstate_t *st)
+{
+    st->asgi_request_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &req_spec, NULL);
+    return st->asgi_request_type ? 0 : -1;
+}
+
+/* ---- scope ------------------------------------------------------------ */
+
+static int set_str(PyObject *d, const char *key, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int rc = PyDict_SetItemString(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)(ch | 0x20);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* scope["path"]: percent-decoded, then UTF-8 (as uvicorn does). */
+static PyObject *decode_path(gn_slice_t path)
+{
+    char *buf = malloc(path.len + 1);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    size_t n = 0;
+    for (size_t i = 0; i < path.len; i++) {
+        int hi, lo;
+        if (path.base[i] == '%' && i + 2 < path.len && (hi = hexval(path.base[i + 1])) >= 0 &&
+            (lo = hexval(path.base[i + 2])) >= 0) {
+            buf[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            buf[n++] = path.base[i];
+        }
+    }
+    PyObject *s = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)n, "replace");
+    free(buf);
+    return s;
+}
+
+static PyObject *headers_list(const gn_conn_t *c)
+{
+    PyObject *list = PyList_New((Py_ssize_t)c->req.num_headers);
+    for (size_t i = 0; list && i < c->req.num_headers; i++) {
+        const gn_header_t *h = &c->headers[i];
+        PyObject *name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)h->name.len);
+        PyObject *value = PyBytes_FromStringAndSize(h->value.base, (Py_ssize_t)h->value.len);
+        PyObject *pair = name && value ? PyTuple_Pack(2, name, value) : NULL;
+        if (name) {
+            char *p = PyBytes_AS_STRING(name);
+            for (size_t j = 0; j < h->name.len; j++) {
+                char ch = h->name.base[j];
+                p[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+            }
+        }
+        Py_XDECREF(name);
+        Py_XDECREF(value);
+        if (pair == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, pair);
+    }
+    return list;
+}
+
+static PyObject *addr_tuple(const gn_conn_t *c, int local)
+{
+    char host[64];
+    int port;
+    if (local)
+        gn_conn_local(c, host, sizeof(host), &port);
+    else
+        gn_conn_peer(c, host, sizeof(host), &port);
+    return Py_BuildValue("(si)", host, port);
+}
+
+static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
+{
+    const gn_request_t *r = &c->req;
+    PyObject *s = PyDict_New();
+    if (s == NULL)
+        return NULL;
+    PyObject *state = a->state ? PyDict_Copy(a->state) : PyDict_New();
+    if (set_str(s, "type", PyUnicode_FromString("http")) || set_str(s, "asgi", Py_NewRef(a->asgi_info)) ||
+        set_str(s, "http_version", PyUnicode_FromString(r->minor_version ? "1.1" : "1.0")) ||
+        set_str(s, "method", PyUnicode_DecodeLatin1(r->method.base, (Py_ssize_t)r->method.len, NULL)) ||
+        set_str(s, "scheme", PyUnicode_FromString("http")) || set_str(s, "path", decode_path(r->path)) ||
+        set_str(s, "raw_path", PyBytes_FromStringAndSize(r->path.base, (Py_ssize_t)r->path.len)) ||
+        set_str(s, "query_string", PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||
+        set_str(s, "root_path", Py_NewRef(a->root_path)) || set_str(s, "headers", headers_list(c)) ||
+        set_str(s, "client", addr_tuple(c, 0)) || set_str(s, "server", addr_tuple(c, 1)) ||
+        set_str(s, "state", state) || set_str(s, "extensions", Py_NewRef(a->extensions))) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---- handler ---------------------------------------------------------- */
+
+void gn_asgi_log_exception(gn_asgi_t *a, const char *what, PyObject *exc)
+{
+    gn_log(GN_LOG_ERROR, "%s (worker %u)", what, a->worker_id);
+    if (a->format_exception == NULL) {
+        PyObject *tb = PyImport_ImportModule("traceback");
+        a->format_exception = tb ? PyObject_GetAttrString(tb, "format_exception") : NULL;
+        Py_XDECREF(tb);
+    }
+    PyObject *lines = a->format_exception ? PyObject_CallOneArg(a->format_exception, exc) : NULL;
+    PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
+    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
+    Py_ssize_t len;
+    const char *utf8 = text ? PyUnicode_AsUTF8AndSize(text, &len) : NULL;
+    if (utf8)
+        gn_log_raw(GN_LOG_ERROR, utf8, (unsigned long)len);
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(empty);
+    Py_XDECREF(lines);
+}
+
+static gn_asgi_req_t *req_new(gn_asgi_t *a, gn_conn_t *c)
+{
+    PyTypeObject *tp = a->st->asgi_request_type;
+    gn_asgi_req_t *r = (gn_asgi_req_t *)tp->tp_alloc(tp, 0); /* zeroed, tracked */
+    if (r == NULL)
+        return NULL;
+    r->a = a;
+    r->conn = c;
+    r->length = -1;
+    r->chunks = PyList_New(0);
+    if (r->chunks == NULL)
+        Py_CLEAR(r);
+    return r;
+}
+
+/* Runs app(scope, receive, send) as an eagerly started task. */
+static int start_task(gn_asgi_t *a, gn_asgi_req_t *r, PyObject *scope)
+{
+    PyObject *receive = PyObject_GetAttrString((PyObject *)r, "receive");
+    PyObject *send = PyObject_GetAttrString((PyObject *)r, "send");
+    PyObject *coro = receive && send ? PyObject_CallFunctionObjArgs(a->app, scope, receive, send, NULL) : NULL;
+    Py_XDECREF(receive);
+    Py_XDECREF(send);
+    if (coro == NULL)
+        return -1;
+    PyObject *args = PyTuple_Pack(1, coro);
+    Py_DECREF(coro);
+    PyObject *task = args ? PyObject_Call(a->task_type, args, a->task_kwargs) : NULL;
+    Py_XDECREF(args);
+    if (task == NULL)
+        return -1;
+    r->task = task;
+    PyObject *cb = PyObject_GetAttrString((PyObject *)r, "_done");
+    PyObject *res = cb ? PyObject_CallMethod(task, "add_done_callback", "O", cb) : NULL;
+    Py_XDECREF(cb);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+static void on_request(gn_conn_t *c, void *ctx)
+{
+    gn_asgi_t *a = ctx;
+    gn_asgi_req_t *r = req_new(a, c);
+    if (r == NULL) {
+        PyErr_Clear();
+        gn_conn_response_abort(c);
+        return;
+    }
+    c->bridge = r; /* the connection's reference */
+    gn_conn_watch_hangup(c);
+    /* Ours too: an eager task may complete the response (dropping the
+     * connection's reference) and end before Task() even returns. */
+    Py_INCREF(r);
+    PyObject *scope = build_scope(a, c);
+    int rc = scope ? start_task(a, r, scope) : -1;
+    Py_XDECREF(scope);
+    if (rc < 0) {
+        PyObject *exc = PyErr_GetRaisedException();
+        gn_asgi_log_exception(a, "Exception starting the ASGI application", exc);
+        Py_XDECREF(exc);
+        gn_asgi_fail(r);
+    }
+    Py_DECREF(r);
+}
+
+static void on_writable(gn_conn_t *c, void *ctx)
+{
+    (void)ctx;
+    gn_asgi_req_t *r = c->bridge;
+    if (r)
+        gn_asgi_resolve(&r->send_waiter, Py_None);
+}
+
+static void on_abort(gn_conn_t *c, void *ctx)
+{
+    (void)ctx;
+    gn_asgi_req_t *r = c->bridge;
+    c->bridge = NULL;
+    if (r == NULL)
+        return;
+    r->conn = NULL;
+    r->disconnected = 1;
+    gn_asgi_wake_disconnect(r);
+    gn_asgi_resolve(&r->send_waiter, Py_None);
+    Py_DECREF(r);
+}
+
+static void release(void *owner, void *ctx)
+{
+    (void)ctx;
+    Py_DECREF((PyObject *)owner);
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static int intern(PyObject **slot, const char *s)
+{
+    *slot = PyUnicode_InternFromString(s);
+    return *slot ? 0 : -1;
+}
+
+static int setup_asyncio(gn_asgi_t *a)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    a->loop = PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+    PyObject *r = a->loop ? PyObject_CallMethod(asyncio, "set_event_loop", "O", a->loop) : NULL;
+    Py_XDECREF(r);
+    a->task_type = PyObject_GetAttrString(asyncio, "Task");
+    Py_DECREF(asyncio);
+    if (r == NULL || a->task_type == NULL)
+        return -1;
+    a->create_future = PyObject_GetAttrString(a->loop, "create_future");
+    a->task_kwargs = Py_BuildValue("{sOsO}", "loop", a->loop, "eager_start", Py_True);
+    return a->create_future && a->task_kwargs ? 0 : -1;
+}
+
+static int setup_lifespan(gn_asgi_t *a)
+{
+    PyObject *mod = PyImport_ImportModule("gorgon._lifespan");
+    PyObject *cls = mod ? PyObject_GetAttrString(mod, "Lifespan") : NULL;
+    Py_XDECREF(mod);
+    if (cls == NULL)
+        return -1;
+    a->state = PyDict_New();
+    a->lifespan = a->state ? PyObject_CallFunction(cls, "OsO", a->app, a->cfg->lifespan, a->state) : NULL;
+    Py_DECREF(cls);
+    return a->lifespan ? 0 : -1;
+}
+
+gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id, char *err, size_t errlen)
+{
+    gn_asgi_t *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->cfg = cfg;
+    a->worker_id = worker_id;
+    a->app = Py_NewRef(app);
+    a->handler = (gn_handler_t){on_request, on_writable, on_abort, release, gn_asgi_on_body, a};
+    a->st = gn_modstate_current();
+    if (a->st == NULL || setup_asyncio(a) < 0 || setup_lifespan(a) < 0 ||
+        (a->root_path = PyUnicode_FromString(cfg->root_path)) == NULL ||
+        (a->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4")) == NULL ||
+        (a->extensions = Py_BuildValue("{s{}}", "http.response.pathsend")) == NULL ||
+        intern(&a->k_type, "type") || intern(&a->k_body, "body") || intern(&a->k_more_body, "more_body") ||
+        intern(&a->k_status, "status") || intern(&a->k_headers, "headers") || intern(&a->k_path, "path") ||
+        intern(&a->v_http_request, "http.request") || intern(&a->v_http_disconnect, "http.disconnect")) {
+        PyObject *exc = PyErr_GetRaisedException();
+        PyObject *msg = exc ? PyObject_Str(exc) : NULL;
+        snprintf(err, errlen, "cannot set up the ASGI bridge: %s", msg ? PyUnicode_AsUTF8(msg) : "?");
+        Py_XDECREF(msg);
+        Py_XDECREF(exc);
+        PyErr_Clear();
+        gn_asgi_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+const gn_handler_t *gn_asgi_handler(gn_asgi_t *a)
+{
+    return &a->handler;
+}
+
+/* ---- running: asyncio drives the epoll loop --------------------------- */
+
+static PyObject *run_until_complete(gn_asgi_t *a, const char *method)
+{
+    PyObject *coro = PyObject_CallMethod(a->lifespan, method, NULL);
+    PyObject *r = coro ? PyObject_CallMethod(a->loop, "run_until_complete", "O", coro) : NULL;
+    Py_XDECREF(coro);
+    return r;
+}
+
+int gn_asgi_startup(gn_asgi_t *a, char *err, size_t errlen)
+{
+    PyObject *r = run_until_complete(a, "startup");
+    if (r == NULL) {
+        PyObject *exc = PyErr_GetRaisedException();
+        gn_asgi_log_exception(a, "lifespan startup raised", exc);
+        snprintf(err, errlen, "ASGI lifespan startup failed");
+        Py_XDECREF(exc);
+        return -1;
+    }
+    int ok = r == Py_None;
+    if (!ok) {
+        const char *m = PyUnicode_Check(r) ? PyUnicode_AsUTF8(r) : NULL;
+        snprintf(err, errlen, "ASGI lifespan startup failed: %s", m ? m : "(no message)");
+        PyErr_Clear();
+    }
+    Py_DECREF(r);
+    return ok ? 0 : -1;
+}
+
+static gn_asgi_t *from_capsule(PyObject *self)
+{
+    return PyCapsule_GetPointer(self, "gorgon.asgi");
+}
+
+static void stop_when_finished(gn_asgi_t *a, int finished)
+{
+    if (!finished)
+        return;
+    PyObject *r = PyObject_CallMethod(a->loop, "stop", NULL);
+    Py_XDECREF(r);
+    PyErr_Clear();
+}
+
+static PyObject *poll_cb(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    gn_asgi_t *a = from_capsule(self);
+    stop_when_finished(a, gn_loop_poll(a->gloop));
+    Py_RETURN_NONE;
+}
+
+static PyObject *tick_cb(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    gn_asgi_t *a = from_capsule(self);
+    stop_when_finished(a, gn_loop_tick(a->gloop));
+    PyObject *h = PyObject_CallMethod(a->loop, "call_later", "dO", TICK_SECONDS, a->tick_cb);
+    Py_XDECREF(h);
+    return h ? Py_NewRef(Py_None) : NULL;
+}
+
+static PyMethodDef poll_def = {"_gorgon_poll", poll_cb, METH_NOARGS, NULL};
+static PyMethodDef tick_def = {"_gorgon_tick", tick_cb, METH_NOARGS, NULL};
+
+static int arm(gn_asgi_t *a)
+{
+    a->capsule = PyCapsule_New(a, "gorgon.asgi", NULL);
+    a->poll_cb = a->capsule ? PyCFunction_New(&poll_def, a->capsule) : NULL;
+    a->tick_cb = a->capsule ? PyCFunction_New(&tick_def, a->capsule) : NULL;
+    if (a->poll_cb == NULL || a->tick_cb == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethod(a->loop, "add_reader", "iO", a->gloop->epfd, a->poll_cb);
+    PyObject *h = r ? PyObject_CallMethod(a->loop, "call_later", "dO", TICK_SECONDS, a->tick_cb) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(h);
+    return h ? 0 : -1;
+}
+
+/* Tasks still running after the last response (background work) are
+ * cancelled before the interpreter ends. */
+static void cancel_leftovers(gn_asgi_t *a)
+{
+    PyObject *asyncio = PyImport_ImportModule("gorgon._lifespan");
+    PyObject *r = asyncio ? PyObject_CallMethod(asyncio, "cancel_all", "O", a->loop) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(asyncio);
+    PyErr_Clear();
+}
+
+void gn_asgi_run(gn_asgi_t *a, gn_loop_t *loop)
+{
+    a->gloop = loop;
+    PyObject *r = arm(a) == 0 ? PyObject_CallMethod(a->loop, "run_forever", NULL) : NULL;
+    if (r == NULL) {
+        PyObject *exc = PyErr_GetRaisedException();
+        gn_asgi_log_exception(a, "the worker's event loop failed", exc);
+        Py_XDECREF(exc);
+    }
+    Py_XDECREF(r);
+    r = PyObject_CallMethod(a->loop, "remove_reader", "i", loop->epfd);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    r = run_until_complete(a, "shutdown");
+    if (r == NULL) {
+        PyObject *exc = PyErr_GetRaisedException();
+        gn_asgi_log_exception(a, "lifespan shutdown raised", exc);
+        Py_XDECREF(exc);
+    } else if (r != Py_None && PyUnicode_Check(r)) {
+        gn_log(GN_LOG_ERROR, "worker %u: ASGI lifespan shutdown failed: %s", a->worker_id, PyUnicode_AsUTF8(r));
+    }
+    Py_XDECREF(r);
+    PyErr_Clear();
+    cancel_leftovers(a);
+    a->gloop = NULL;
+}
+
+void gn_asgi_free(gn_asgi_t *a)
+{
+    if (a == NULL)
+        return;
+    if (a->loop) {
+        PyObject *r = PyObject_CallMethod(a->loop, "close", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+    }
+    PyObject **objs[] = {&a->app, &a->loop, &a->create_future, &a->task_type, &a->task_kwargs,
+                         &a->lifespan, &a->state, &a->root_path, &a->asgi_info, &a->extensions,
+                         &a->format_exception, &a->poll_cb, &a->tick_cb, &a->capsule, &a->k_type,
+                         &a->k_body, &a->k_more_body, &a->k_status, &a->k_headers, &a->k_path,
+                         &a->v_http_request, &a->v_http_disconnect};
+    for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)
+        Py_CLEAR(*objs[i]);
+    free(a);
+}

@@ -1,0 +1,68 @@
+/* Internal to the ASGI bridge: per-worker and per-request state. */
+#ifndef GN_BRIDGES_ASGI_INTERNAL_H
+#define GN_BRIDGES_ASGI_INTERNAL_H
+
+#include "bridges/asgi.h"
+
+struct gn_asgi {
+    gn_handler_t handler;
+    gn_modstate_t *st;
+    const gn_config_t *cfg;
+    unsigned worker_id;
+    PyObject *app;
+    PyObject *loop;          /* the worker's asyncio event loop */
+    PyObject *create_future; /* loop.create_future */
+    PyObject *task_type;     /* asyncio.Task */
+    PyObject *task_kwargs;   /* {"loop": loop, "eager_start": True} */
+    PyObject *lifespan;      /* gorgon._lifespan.Lifespan */
+    PyObject *state;         /* lifespan state, copied into each scope */
+    PyObject *root_path;
+    PyObject *asgi_info;     /* {"version": "3.0", "spec_version": "2.4"} */
+    PyObject *extensions;    /* {"http.response.pathsend": {}} */
+    PyObject *format_exception;
+    PyObject *capsule;       /* self for the loop callbacks */
+    gn_loop_t *gloop;        /* the epoll loop, while running */
+    PyObject *poll_cb, *tick_cb;
+    /* interned keys */
+    PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_path, *v_http_request,
+        *v_http_disconnect;
+};
+
+typedef struct {
+    PyObject_HEAD
+    struct gn_asgi *a;
+    gn_conn_t *conn;      /* NULL once the response is over or the client left */
+    PyObject *recv_waiter; /* a Future a receive() waits on */
+    PyObject *send_waiter; /* a Future a send() waits on (backpressure) */
+    PyObject *chunks;     /* body bytes received, not yet given to the app */
+    int body_done;        /* the connection delivered the last body bytes */
+    int body_given;       /* the app saw more_body=False */
+    int disconnected;
+    int started, head_sent, finished, chunked, no_body, has_date, has_server;
+    int status;
+    int64_t length;
+    uint64_t sent;
+    PyObject *headers;    /* from http.response.start */
+    PyObject *task;
+} gn_asgi_req_t;
+
+/* asgi_receive.c */
+PyObject *gn_asgi_receive(gn_asgi_req_t *r);
+void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void *ctx);
+/* Resolves a pending receive() with http.disconnect (client gone, or the
+ * response is over). */
+void gn_asgi_wake_disconnect(gn_asgi_req_t *r);
+PyObject *gn_asgi_done_future(gn_asgi_t *a, PyObject *result);
+void gn_asgi_resolve(PyObject **waiter, PyObject *result);
+
+/* asgi_response.c */
+PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *message);
+/* A 500 before anything was sent, else cut the connection. */
+void gn_asgi_fail(gn_asgi_req_t *r);
+/* The response is over for the connection: detach and let it go on. */
+void gn_asgi_detach(gn_asgi_req_t *r, int complete);
+
+/* asgi.c */
+void gn_asgi_log_exception(gn_asgi_t *a, const char *what, PyObject *exc);
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * receive(): the request body, pulled from the connection only while the
+ * application waits for it, so a large upload is never buffered whole and a
+ * slow application slows its client down (TCP backpressure).
+ */
+#include <Python.h>
+
+#include "bridges/asgi_internal.h"
+
+PyObject *gn_asgi_done_future(gn_asgi_t *a, PyObject *result)
+{
+    PyObject *fut = PyObject_CallNoArgs(a->create_future);
+    if (fut == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(fut, "set_result", "O", result);
+    if (r == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return fut;
+}
+
+/* Completes *waiter (if any, and not cancelled meanwhile) and clears it. */
+void gn_asgi_resolve(PyObject **waiter, PyObject *result)
+{
+    PyObject *fut = *waiter;
+    if (fut == NULL)
+        return;
+    *waiter = NULL;
+    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    if (done == Py_False) {
+        PyObject *r = PyObject_CallMethod(fut, "set_result", "O", result);
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(done);
+    PyErr_Clear();
+    Py_DECREF(fut);
+}
+
+static PyObject *message(gn_asgi_t *a, PyObject *type)
+{
+    PyObject *m = PyDict_New();
+    if (m && PyDict_SetItem(m, a->k_type, type) < 0)
+        Py_CLEAR(m);
+    return m;
+}
+
+/* {"type": "http.request", "body": ..., "more_body": ...} from what came. */
+static PyObject *take_body(gn_asgi_req_t *r)
+{
+    gn_asgi_t *a = r->a;
+    PyObject *body;
+    Py_ssize_t n = PyList_GET_SIZE(r->chunks);
+    if (n == 1) {
+        body = Py_NewRef(PyList_GET_ITEM(r->chunks, 0));
+    } else {
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        body = empty ? PyObject_CallMethod(empty, "join", "O", r->chunks) : NULL;
+        Py_XDECREF(empty);
+    }
+    if (body == NULL || PyList_SetSlice(r->chunks, 0, n, NULL) < 0) {
+        Py_XDECREF(body);
+        return NULL;
+    }
+    int more = !r->body_done;
+    r->body_given = !more;
+    PyObject *m = message(a, a->v_http_request);
+    if (m == NULL || PyDict_SetItem(m, a->k_body, body) < 0 ||
+        PyDict_SetItem(m, a->k_more_body, more ? Py_True : Py_False) < 0)
+        Py_CLEAR(m);
+    Py_DECREF(body);
+    return m;
+}
+
+void gn_asgi_wake_disconnect(gn_asgi_req_t *r)
+{
+    if (r->recv_waiter == NULL)
+        return;
+    PyObject *m = message(r->a, r->a->v_http_disconnect);
+    if (m)
+        gn_asgi_resolve(&r->recv_waiter, m);
+    Py_XDECREF(m);
+    PyErr_Clear();
+}
+
+PyObject *gn_asgi_receive(gn_asgi_req_t *r)
+{
+    gn_asgi_t *a = r->a;
+    if (r->recv_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
+        return NULL;
+    }
+    if (PyList_GET_SIZE(r->chunks) > 0 || (r->body_done && !r->body_given)) {
+        PyObject *m = take_body(r);
+        PyObject *fut = m ? gn_asgi_done_future(a, m) : NULL;
+        Py_XDECREF(m);
+        return fut;
+    }
+    PyObject *fut = PyObject_CallNoArgs(a->create_future);
+    if (fut == NULL)
+        return NULL;
+    r->recv_waiter = Py_NewRef(fut);
+    if (r->disconnected || (r->body_given && r->finished)) {
+        gn_asgi_wake_disconnect(r); /* the request is over: http.disconnect */
+    } else if (!r->body_given && r->conn != NULL) {
+        gn_conn_want_body(r->conn); /* may deliver at once, through on_body */
+    }
+    /* else: the body was read; a disconnect (or the response's end) wakes it */
+    return fut;
+}
+
+void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void *ctx)
+{
+    (void)ctx;
+    gn_asgi_req_t *r = c->bridge;
+    PyObject *b = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+    if (b == NULL || PyList_Append(r->chunks, b) < 0) {
+        Py_XDECREF(b);
+        PyErr_Clear();
+        return;
+    }
+    Py_DECREF(b);
+    r->body_done = done;
+    if (r->recv_waiter == NULL)
+        return;
+    PyObject *m = take_body(r);
+    if (m)
+        gn_asgi_resolve(&r->recv_waiter, m);
+    Py_XDECREF(m);
+    PyErr_Clear();
+}

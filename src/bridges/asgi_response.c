@@ -1,0 +1,345 @@
+/*
+ * send(): http.response.start, http.response.body (streamed with
+ * more_body), http.response.pathsend (sendfile); framing as for WSGI.
+ */
+#include <Python.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "bridges/asgi_internal.h"
+#include "http/response.h"
+
+#define COPY_MAX 8192
+
+static int put(gn_asgi_req_t *r, const char *p, size_t n)
+{
+    if (gn_conn_write(r->conn, p, n) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int name_is(const char *p, Py_ssize_t n, const char *name)
+{
+    return (size_t)n == strlen(name) && strncasecmp(p, name, (size_t)n) == 0;
+}
+
+static int bad_octets(const char *p, Py_ssize_t n, int name)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\r' || ch == '\n' || ch == 0 || (name && (ch <= ' ' || ch == ':' || ch >= 0x7f)))
+            return 1;
+    }
+    return name && n == 0;
+}
+
+/* Checks one [name, value] pair of byte strings; notes what matters. */
+static int note_header(gn_asgi_req_t *r, PyObject *pair)
+{
+    PyObject *seq = PySequence_Fast(pair, "ASGI headers must be [name, value] pairs");
+    if (seq == NULL)
+        return -1;
+    int rc = -1;
+    if (PySequence_Fast_GET_SIZE(seq) != 2 || !PyBytes_Check(PySequence_Fast_GET_ITEM(seq, 0)) ||
+        !PyBytes_Check(PySequence_Fast_GET_ITEM(seq, 1))) {
+        PyErr_SetString(PyExc_TypeError, "ASGI headers must be [bytes, bytes] pairs");
+        goto done;
+    }
+    PyObject *name = PySequence_Fast_GET_ITEM(seq, 0), *value = PySequence_Fast_GET_ITEM(seq, 1);
+    const char *n = PyBytes_AS_STRING(name), *v = PyBytes_AS_STRING(value);
+    Py_ssize_t nl = PyBytes_GET_SIZE(name), vl = PyBytes_GET_SIZE(value);
+    if (bad_octets(n, nl, 1) || bad_octets(v, vl, 0)) {
+        PyErr_Format(PyExc_ValueError, "invalid ASGI header %R: %R", name, value);
+        goto done;
+    }
+    if (name_is(n, nl, "content-length")) {
+        int64_t len = 0;
+        for (Py_ssize_t i = 0; i < vl && len >= 0; i++)
+            len = v[i] >= '0' && v[i] <= '9' && len < INT64_MAX / 10 ? len * 10 + (v[i] - '0') : -1;
+        r->length = vl > 0 ? len : -1;
+    } else if (name_is(n, nl, "date")) {
+        r->has_date = 1;
+    } else if (name_is(n, nl, "server")) {
+        r->has_server = 1;
+    } else if (name_is(n, nl, "connection") && vl >= 5 && strncasecmp(v, "close", 5) == 0) {
+        r->conn->keepalive = 0;
+    }
+    rc = 0;
+done:
+    Py_DECREF(seq);
+    return rc;
+}
+
+static int response_start(gn_asgi_req_t *r, PyObject *msg)
+{
+    if (r->started) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
+        return -1;
+    }
+    PyObject *status = PyDict_GetItemWithError(msg, r->a->k_status);
+    if (status == NULL || !PyLong_Check(status)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "http.response.start needs an int 'status'");
+        return -1;
+    }
+    int code = PyLong_AsInt(status);
+    if (code < 100 || code > 999) {
+        PyErr_Format(PyExc_ValueError, "invalid HTTP status %R", status);
+        return -1;
+    }
+    PyObject *headers = PyDict_GetItemWithError(msg, r->a->k_headers);
+    if (headers == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *list = headers ? PySequence_List(headers) : PyList_New(0);
+    if (list == NULL)
+        return -1;
+    r->length = -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        if (note_header(r, PyList_GET_ITEM(list, i)) < 0) {
+            Py_DECREF(list);
+            return -1;
+        }
+    }
+    r->status = code;
+    r->headers = list;
+    r->started = 1;
+    return 0;
+}
+
+static int put_headers(gn_asgi_req_t *r)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
+        PyObject *seq = PySequence_Fast(PyList_GET_ITEM(r->headers, i), "");
+        if (seq == NULL)
+            return -1;
+        PyObject *name = PySequence_Fast_GET_ITEM(seq, 0), *value = PySequence_Fast_GET_ITEM(seq, 1);
+        const char *n = PyBytes_AS_STRING(name);
+        Py_ssize_t nl = PyBytes_GET_SIZE(name);
+        int skip = name_is(n, nl, "connection") || name_is(n, nl, "transfer-encoding") ||
+                   (r->no_body == 2 && name_is(n, nl, "content-length"));
+        int rc = skip ? 0
+                      : put(r, n, (size_t)nl) || put(r, ": ", 2) ||
+                            put(r, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value)) ||
+                            put(r, "\r\n", 2);
+        Py_DECREF(seq);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+static int send_head(gn_asgi_req_t *r, int64_t known_length)
+{
+    gn_conn_t *c = r->conn;
+    gn_framing_t f;
+    gn_http_framing(&f, r->status, gn_conn_is_head(c), c->req.minor_version, r->length, known_length,
+                    c->keepalive && !gn_conn_stopping(c));
+    r->no_body = f.no_body;
+    r->chunked = f.chunked;
+    r->length = f.length;
+    if (f.close)
+        c->keepalive = 0;
+    char line[64], tail[256];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", r->status, gn_http_reason(r->status));
+    size_t tlen = gn_http_head_tail(tail, sizeof(tail), &f, !r->has_date, !r->has_server, c->req.minor_version);
+    if (put(r, line, (size_t)n) || put_headers(r) || put(r, tail, tlen))
+        return -1;
+    r->head_sent = 1;
+    c->status = r->status;
+    return 0;
+}
+
+static int send_bytes(gn_asgi_req_t *r, PyObject *body)
+{
+    gn_conn_t *c = r->conn;
+    size_t n = (size_t)PyBytes_GET_SIZE(body);
+    if (r->length >= 0 && r->sent + n > (uint64_t)r->length)
+        n = (size_t)((uint64_t)r->length - r->sent);
+    r->sent += n;
+    if (r->no_body || n == 0)
+        return 0;
+    c->sent_body += n;
+    char size_line[24];
+    if (r->chunked && put(r, size_line, (size_t)snprintf(size_line, sizeof(size_line), "%zx\r\n", n)))
+        return -1;
+    int rc = n > COPY_MAX ? gn_conn_write_ref(c, PyBytes_AS_STRING(body), n, Py_NewRef(body))
+                          : gn_conn_write(c, PyBytes_AS_STRING(body), n);
+    if (rc < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return r->chunked ? put(r, "\r\n", 2) : 0;
+}
+
+/* The response is complete: the connection may carry the next request. */
+static void complete(gn_asgi_req_t *r)
+{
+    gn_conn_t *c = r->conn;
+    if (r->chunked && !r->no_body)
+        put(r, "0\r\n\r\n", 5);
+    PyErr_Clear();
+    if (r->length >= 0 && r->sent < (uint64_t)r->length && !r->no_body)
+        c->keepalive = 0;
+    r->finished = 1;
+    gn_asgi_detach(r, 1);
+}
+
+static int response_body(gn_asgi_req_t *r, PyObject *msg)
+{
+    if (!r->started) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.body before http.response.start");
+        return -1;
+    }
+    PyObject *body = PyDict_GetItemWithError(msg, r->a->k_body);
+    PyObject *more = PyDict_GetItemWithError(msg, r->a->k_more_body);
+    if (PyErr_Occurred())
+        return -1;
+    if (body != NULL && !PyBytes_Check(body)) {
+        PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, not %.100s", Py_TYPE(body)->tp_name);
+        return -1;
+    }
+    int more_body = more != NULL && PyObject_IsTrue(more) == 1;
+    Py_ssize_t len = body ? PyBytes_GET_SIZE(body) : 0;
+    if (!r->head_sent && send_head(r, more_body ? -1 : (int64_t)(r->sent + (uint64_t)len)) < 0)
+        return -1;
+    if (body != NULL && send_bytes(r, body) < 0)
+        return -1;
+    if (!more_body)
+        complete(r);
+    return 0;
+}
+
+/* http.response.pathsend: the kernel sends the file (sendfile). */
+static int response_pathsend(gn_asgi_req_t *r, PyObject *msg)
+{
+    PyObject *path = PyDict_GetItemWithError(msg, r->a->k_path);
+    if (!r->started || r->head_sent || path == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "http.response.pathsend needs a 'path', after start, before any body");
+        return -1;
+    }
+    PyObject *io = PyImport_ImportModule("io");
+    PyObject *f = io ? PyObject_CallMethod(io, "FileIO", "Os", path, "rb") : NULL;
+    Py_XDECREF(io);
+    if (f == NULL)
+        return -1;
+    PyObject *fdobj = PyObject_CallMethod(f, "fileno", NULL);
+    int fd = fdobj ? PyLong_AsInt(fdobj) : -1;
+    Py_XDECREF(fdobj);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "pathsend: %R is not a regular file", path);
+        Py_DECREF(f);
+        return -1;
+    }
+    size_t len = (size_t)st.st_size;
+    if (r->length >= 0 && (uint64_t)r->length < len)
+        len = (size_t)r->length;
+    if (send_head(r, (int64_t)len) < 0) {
+        Py_DECREF(f);
+        return -1;
+    }
+    r->sent = len;
+    if (!r->no_body && len > 0) {
+        r->conn->sent_body = len;
+        gn_conn_write_file(r->conn, fd, 0, len, f); /* f closes the fd when released */
+    } else {
+        Py_DECREF(f);
+    }
+    complete(r);
+    return 0;
+}
+
+PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
+{
+    gn_asgi_t *a = r->a;
+    if (!PyDict_Check(msg)) {
+        PyErr_Format(PyExc_TypeError, "ASGI messages are dicts, not %.100s", Py_TYPE(msg)->tp_name);
+        return NULL;
+    }
+    if (r->conn == NULL) /* the client left, or the response is over: harmless */
+        return gn_asgi_done_future(a, Py_None);
+    PyObject *type = PyDict_GetItemWithError(msg, a->k_type);
+    const char *t = type && PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+    int rc;
+    if (t && strcmp(t, "http.response.body") == 0)
+        rc = response_body(r, msg);
+    else if (t && strcmp(t, "http.response.start") == 0)
+        rc = response_start(r, msg);
+    else if (t && strcmp(t, "http.response.pathsend") == 0)
+        rc = response_pathsend(r, msg);
+    else {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "unexpected ASGI message type %R for http", type);
+        rc = -1;
+    }
+    if (rc < 0)
+        return NULL;
+    gn_conn_t *c = r->conn;
+    if (c == NULL)
+        return gn_asgi_done_future(a, Py_None);
+    gn_conn_resume(c); /* flush now; registers for writability if needed */
+    if (r->conn == NULL || !gn_conn_out_full(r->conn))
+        return gn_asgi_done_future(a, Py_None);
+    /* Backpressure: the app waits until the client has read enough. */
+    PyObject *fut = PyObject_CallNoArgs(a->create_future);
+    if (fut)
+        r->send_waiter = Py_NewRef(fut);
+    return fut;
+}
+
+static void send_500(gn_asgi_req_t *r)
+{
+    static const char body[] = "Internal Server Error\n";
+    gn_conn_t *c = r->conn;
+    gn_framing_t f;
+    gn_http_framing(&f, 500, gn_conn_is_head(c), c->req.minor_version, -1, sizeof(body) - 1,
+                    c->keepalive && !gn_conn_stopping(c));
+    char head[512];
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n");
+    n += (int)gn_http_head_tail(head + n, sizeof(head) - (size_t)n, &f, 1, 1, c->req.minor_version);
+    if (f.close)
+        c->keepalive = 0;
+    gn_conn_write(c, head, (size_t)n);
+    if (!f.no_body)
+        gn_conn_write(c, body, sizeof(body) - 1);
+    c->status = 500;
+    c->sent_body = sizeof(body) - 1;
+}
+
+void gn_asgi_fail(gn_asgi_req_t *r)
+{
+    if (r->conn == NULL)
+        return;
+    if (!r->head_sent) {
+        send_500(r);
+        gn_asgi_detach(r, 1);
+    } else {
+        gn_asgi_detach(r, 0);
+    }
+}
+
+void gn_asgi_detach(gn_asgi_req_t *r, int complete_ok)
+{
+    gn_conn_t *c = r->conn;
+    if (c == NULL)
+        return;
+    r->conn = NULL;
+    c->bridge = NULL;
+    if (complete_ok)
+        gn_conn_response_done(c);
+    else
+        gn_conn_response_abort(c);
+    gn_asgi_resolve(&r->send_waiter, Py_None);
+    if (r->body_given || r->finished)
+        gn_asgi_wake_disconnect(r);
+    gn_conn_resume(c);
+    Py_DECREF(r); /* the connection's reference */
+}
