@@ -222,6 +222,10 @@ static void iterate(gn_loop_t *loop, int timeout_ms)
     if (loop->after_wait && timeout_ms != 0)
         loop->after_wait(loop->wait_arg);
     loop->now = gn_now();
+    /* A stop requested while we were busy applies to this batch already,
+     * so a connection accepted in it is answered with Connection: close. */
+    if (atomic_load(&loop->stop_requested) && !loop->stopping)
+        begin_stop(loop);
     for (int i = 0; i < n; i++)
         dispatch(loop, &events[i]);
     free_dead(loop);

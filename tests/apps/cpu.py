@@ -1,0 +1,29 @@
+"""Busy loop for ?ms=N milliseconds of this thread's CPU time (default 100).
+
+Answers JSON: start/end (time.time()), cpu (thread CPU seconds used), interp
+(interpreter id), tid (OS thread id), pid. CPU time, not wall time, is what the
+loop counts, so with a GIL shared between workers two requests would take twice
+as long on the wall clock, while with own-GIL interpreters they run in parallel.
+"""
+import os
+import time
+
+from _wsgicheck import checked, interp_id, json_response, native_tid, query
+
+
+def _cpu(environ, start_response):
+    ms = float(query(environ).get("ms", "100"))
+    start = time.time()
+    c0 = time.thread_time()
+    x = 0
+    while time.thread_time() - c0 < ms / 1000.0:
+        for _ in range(1000):
+            x += 1
+    cpu = time.thread_time() - c0
+    end = time.time()
+    return json_response(start_response, {
+        "start": start, "end": end, "cpu": cpu, "interp": interp_id(),
+        "tid": native_tid(), "pid": os.getpid(), "loops": x})
+
+
+app = checked(_cpu)

@@ -1,0 +1,64 @@
+"""wsgi.input variants; answers JSON {"pieces": [latin-1 str, ...]}.
+
+?mode=read_all    read() with no argument (on the server's own object)
+?mode=read_n      read(n) until b"" (n = ?n=, default 3), then one more read(n)
+?mode=readline    readline() until b""
+?mode=readline_n  readline(n) until b""
+?mode=readlines   readlines()
+?mode=readlines_hint  readlines(hint) (hint = ?n=)
+?mode=iter        for line in wsgi.input (the server's own __iter__)
+?mode=mixed       readline(), then read(n), then read() the rest
+?mode=partial     read(n) once and answer without reading the rest
+"""
+from _wsgicheck import checked, json_response, query, raw_input
+
+
+def _inputs(environ, start_response):
+    q = query(environ)
+    mode = q.get("mode", "read_all")
+    n = int(q.get("n", "3"))
+    inp = environ["wsgi.input"]
+    pieces = []
+    if mode == "read_all":
+        pieces.append(raw_input(environ).read())
+        pieces.append(raw_input(environ).read())
+    elif mode == "read_n":
+        while True:
+            p = inp.read(n)
+            pieces.append(p)
+            if not p:
+                break
+        pieces.append(inp.read(n))
+    elif mode == "readline":
+        while True:
+            p = inp.readline()
+            pieces.append(p)
+            if not p:
+                break
+    elif mode == "readline_n":
+        while True:
+            p = inp.readline(n)
+            pieces.append(p)
+            if not p:
+                break
+    elif mode == "readlines":
+        pieces.extend(inp.readlines())
+    elif mode == "readlines_hint":
+        pieces.extend(inp.readlines(n))
+    elif mode == "iter":
+        pieces.extend(iter(raw_input(environ)))
+    elif mode == "mixed":
+        pieces.append(inp.readline())
+        pieces.append(inp.read(n))
+        pieces.append(raw_input(environ).read())
+    elif mode == "partial":
+        pieces.append(inp.read(n))
+    else:
+        raise ValueError("unknown mode %r" % mode)
+    for p in pieces:
+        if type(p) is not bytes:
+            raise TypeError("wsgi.input gave %r, not bytes" % (type(p),))
+    return json_response(start_response, {"pieces": [p.decode("latin-1") for p in pieces]})
+
+
+app = checked(_inputs)

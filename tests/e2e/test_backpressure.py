@@ -1,0 +1,126 @@
+"""Slow or greedy clients never block other clients of the same worker;
+--max-connections and --write-high-water bound what one worker takes on."""
+import socket
+import time
+
+import pytest
+
+from conftest import Conn, build_request, fetch, proc_rss_kib, scaled
+
+
+@pytest.fixture
+def one_worker(server):
+    return server("router:app", "--workers", "1", "--header-timeout", "10",
+                  "--keep-alive", "10")
+
+
+def test_half_sent_head_does_not_block_others(one_worker):
+    with Conn(one_worker) as stalled:
+        stalled.send(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert fetch(one_worker, "/hello", timeout=5).status == 200
+        assert time.monotonic() - t0 < scaled(3)
+        assert stalled.poll_data(0) is None, "stalled client was answered or closed early"
+
+
+def test_half_sent_body_does_not_block_others(one_worker):
+    with Conn(one_worker) as stalled:
+        stalled.send(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+        time.sleep(0.2)
+        for _ in range(3):
+            assert fetch(one_worker, "/hello", timeout=5).status == 200
+
+
+def test_client_not_reading_big_stream_does_not_block_others(one_worker):
+    with Conn(one_worker) as greedy:
+        greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.send(build_request("GET", "/big?mib=200&chunked=1", host="x"))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert fetch(one_worker, "/hello", timeout=5).status == 200
+        assert time.monotonic() - t0 < scaled(3)
+        # the greedy client still gets its data once it reads
+        r = greedy.read_head(timeout=5)
+        assert r.status == 200
+
+
+def test_pipelining_client_not_reading_does_not_block_others(one_worker):
+    with Conn(one_worker) as greedy:
+        greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.sock.setblocking(False)
+        req = build_request("GET", "/big?mib=1", host="x")
+        sent = 0
+        try:
+            for _ in range(100):
+                greedy.sock.send(req)
+                sent += 1
+        except BlockingIOError:
+            pass
+        greedy.sock.setblocking(True)
+        time.sleep(0.5)
+        assert fetch(one_worker, "/hello", timeout=5).status == 200
+
+
+def test_stream_to_client_not_reading_is_paused(server, tmp_path):
+    # --write-high-water: the server stops pulling from the app's iterable
+    # while the client does not read (it does not buffer the whole body).
+    srv = server("router:app", "--workers", "1", "--write-high-water", "65536")
+    progress = tmp_path / "progress"
+    with Conn(srv) as greedy:
+        greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.send(build_request("GET", "/big?mib=300&chunked=1&progress=%s" % progress,
+                                  host="x"))
+        time.sleep(2)
+        produced = int(progress.read_text() or 0) if progress.exists() else 0
+        assert fetch(srv, "/hello", timeout=5).status == 200
+    assert produced < 40, "server pulled %d MiB from the app for a client that reads nothing" % produced
+
+
+@pytest.mark.nosan
+def test_write_buffer_memory_bounded_when_client_does_not_read(server):
+    srv = server("router:app", "--workers", "1", "--write-high-water", "65536")
+    assert fetch(srv, "/big?mib=2").status == 200  # warm up allocations
+    before = proc_rss_kib(srv.pid)
+    with Conn(srv) as greedy:
+        greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.send(build_request("GET", "/big?mib=300&chunked=1&fresh=1", host="x"))
+        time.sleep(2)
+        grown_mib = (proc_rss_kib(srv.pid) - before) / 1024
+        assert fetch(srv, "/hello", timeout=5).status == 200
+    assert grown_mib < 64, "server buffered %.0f MiB for a client that does not read" % grown_mib
+
+
+@pytest.fixture
+def maxconn(server):
+    return server("router:app", "--workers", "1", "--max-connections", "2",
+                  "--keep-alive", "30", "--header-timeout", "30")
+
+
+def test_max_connections_waits_in_backlog(maxconn):
+    a, b = Conn(maxconn), Conn(maxconn)
+    try:
+        assert a.request("GET", "/hello").status == 200
+        assert b.request("GET", "/hello").status == 200
+        third = Conn(maxconn)  # connect() succeeds: nothing is refused
+        try:
+            third.send(build_request("GET", "/hello-list", host="x"))
+            assert third.poll_data(1.0) is None, "a third connection was served beyond --max-connections 2"
+            a.close()
+            r = third.response(timeout=5)
+            assert r.status == 200 and r.body == b"Hello, world!\n"
+        finally:
+            third.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_max_connections_frees_slot_after_keep_alive_close(maxconn):
+    for _ in range(6):
+        with Conn(maxconn) as c:
+            assert c.request("GET", "/hello", headers=[("Connection", "close")]).status == 200
+            assert c.closed_within(scaled(3))
+    assert fetch(maxconn, "/hello", timeout=5).status == 200

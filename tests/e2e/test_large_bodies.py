@@ -1,0 +1,76 @@
+"""20 MiB uploads (Content-Length and chunked) and downloads."""
+import hashlib
+import os
+
+import httpx
+import pytest
+
+from conftest import PATTERN, Conn, build_request, fetch
+
+MIB20 = 20 << 20
+
+
+@pytest.fixture(scope="module")
+def blob():
+    return os.urandom(MIB20)
+
+
+def test_upload_20mib_content_length(router, blob):
+    r = fetch(router, "/echo", "POST", body=blob, timeout=60)
+    j = r.json()
+    assert j["body_len"] == MIB20
+    assert j["body_sha256"] == hashlib.sha256(blob).hexdigest()
+
+
+def test_upload_20mib_chunked(router, blob):
+    def body():
+        for i in range(0, len(blob), 65536 + 7):
+            yield blob[i:i + 65536 + 7]
+
+    with httpx.Client(timeout=60) as client:
+        r = client.post("http://127.0.0.1:%d/echo" % router.port, content=body())
+    assert r.status_code == 200
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    j = r.json()
+    assert j["body_len"] == MIB20
+    assert j["body_sha256"] == hashlib.sha256(blob).hexdigest()
+
+
+def test_upload_20mib_with_expect_continue(router, blob):
+    with Conn(router, timeout=60) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+               b"Expect: 100-continue\r\n\r\n" % MIB20)
+        assert c.read_response(timeout=5).status == 100
+        c.send(blob)
+        j = c.response().json()
+    assert j["body_sha256"] == hashlib.sha256(blob).hexdigest()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_download_20mib(router, chunked):
+    r = fetch(router, "/big?mib=20" + ("&chunked=1" if chunked else ""), timeout=60)
+    assert r.status == 200
+    assert r.chunked == chunked
+    assert len(r.body) == MIB20
+    assert hashlib.sha256(r.body).digest() == hashlib.sha256(PATTERN * 20).digest()
+
+
+def test_download_20mib_httpx_streaming(router):
+    h = hashlib.sha256()
+    n = 0
+    with httpx.Client(timeout=60) as client:
+        with client.stream("GET", "http://127.0.0.1:%d/big?mib=20" % router.port) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_raw():
+                h.update(chunk)
+                n += len(chunk)
+    assert n == MIB20 and h.digest() == hashlib.sha256(PATTERN * 20).digest()
+
+
+def test_upload_and_download_keep_alive(router, blob):
+    with Conn(router, timeout=60) as c:
+        c.send(build_request("POST", "/echo", body=blob[:5 << 20], host="x"))
+        assert c.response().json()["body_len"] == 5 << 20
+        r = c.request("GET", "/big?mib=5")
+        assert len(r.body) == 5 << 20
+        assert c.request("GET", "/hello-list").body == b"Hello, world!\n"

@@ -1,0 +1,227 @@
+"""Start-up failures, graceful stop on SIGTERM/SIGINT, the datetime hazard."""
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import (CRASH_CODES, Conn, build_request, connect, fetch, in_threads, read_lines, scaled,
+                      wait_for)
+
+
+def slow_request_in_thread(srv, seconds, marker):
+    result = {}
+
+    def run():
+        try:
+            result["resp"] = fetch(srv, "/slow?s=%s&marker=%s" % (seconds, marker), timeout=30)
+        except BaseException as e:  # noqa: BLE001
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    wait_for(lambda: read_lines(marker), 10, what="the slow request to start")
+    return t, result
+
+
+@pytest.mark.tsan
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_graceful_stop_finishes_in_flight_request(server, tmp_path, sig):
+    srv = server("router:app", "--workers", "2")
+    t, result = slow_request_in_thread(srv, 2, tmp_path / "started")
+    t0 = time.monotonic()
+    srv.send_signal(sig)
+    rc = srv.wait_exit(30)
+    t.join(10)
+    assert "error" not in result, "in-flight request failed: %r" % result.get("error")
+    r = result["resp"]
+    assert r.status == 200 and r.body == b"slept 2.0\n"
+    assert rc == 0, "exit code %s\n%s" % (rc, srv.describe())
+    assert time.monotonic() - t0 > 1.0, "server exited before the request finished"
+
+
+def test_backlog_after_sigterm_is_answered_and_closed(server, tmp_path):
+    """A client that connected while the only worker was busy, after SIGTERM,
+    was already accepted by the kernel: it gets its answer (with
+    Connection: close) rather than a reset, and the server still exits 0.
+    "Shutdown loses nothing: every accepted request gets a response." """
+    srv = server("router:app", "--workers", "1")
+    t, result = slow_request_in_thread(srv, 2, tmp_path / "started")
+    srv.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    try:
+        r = fetch(srv, "/hello", timeout=10)
+    except (OSError, AssertionError):
+        r = None  # refused: the listener was already closed
+    if r is not None:
+        assert r.status == 200 and r.has_token("connection", "close"), r
+    assert srv.wait_exit(30) == 0
+    t.join(10)
+    assert result.get("resp") is not None and result["resp"].status == 200, result
+    with pytest.raises(OSError):
+        connect(srv.addr, timeout=2).close()  # and nothing listens afterwards
+
+
+@pytest.mark.tsan
+def test_idle_keep_alive_connections_closed_at_stop(server):
+    srv = server("router:app", "--workers", "2", "--keep-alive", "30")
+    conns = [Conn(srv) for _ in range(4)]
+    try:
+        for c in conns:
+            assert c.request("GET", "/hello").status == 200
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        for c in conns:
+            assert c.closed_within(scaled(5)), "idle keep-alive connection left open at stop"
+        assert srv.wait_exit(10) == 0
+        assert time.monotonic() - t0 < scaled(6)
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_in_flight_keep_alive_connection_closed_after_response(server, tmp_path):
+    srv = server("router:app", "--workers", "1", "--keep-alive", "30")
+    marker = tmp_path / "started"
+    with Conn(srv) as c:
+        c.send(build_request("GET", "/slow?s=1&marker=%s" % marker, host="x"))
+        wait_for(lambda: read_lines(marker), 10, what="the slow request to start")
+        srv.send_signal(signal.SIGTERM)
+        assert c.response().status == 200
+        assert c.closed_within(scaled(5))
+    assert srv.wait_exit(10) == 0
+
+
+def test_sigterm_idle_server_exits_0_quickly(server):
+    srv = server("hello:app", "--workers", "2")
+    assert fetch(srv, "/").status == 200
+    t0 = time.monotonic()
+    assert srv.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - t0 < scaled(5)
+
+
+def test_graceful_timeout_bounds_the_wait(server, tmp_path):
+    srv = server("router:app", "--workers", "1", "--graceful-timeout", "1")
+    t, result = slow_request_in_thread(srv, 20, tmp_path / "started")
+    t0 = time.monotonic()
+    rc = srv.stop(signal.SIGTERM, timeout=15)
+    assert time.monotonic() - t0 < scaled(6), "graceful timeout of 1s not honoured"
+    assert rc == 0, "exit code %s\n%s" % (rc, srv.describe())
+
+
+def test_second_sigint_exits_at_once(server, tmp_path):
+    srv = server("router:app", "--workers", "1", "--graceful-timeout", "30")
+    slow_request_in_thread(srv, 20, tmp_path / "started")
+    srv.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert srv.running(), "first SIGINT did not wait for the in-flight request"
+    t0 = time.monotonic()
+    srv.send_signal(signal.SIGINT)
+    rc = srv.wait_exit(10)
+    assert time.monotonic() - t0 < scaled(3), "second SIGINT did not stop the server at once"
+    assert rc not in CRASH_CODES, "crashed on the second SIGINT: %s\n%s" % (rc, srv.describe())
+
+
+# -- start-up failures -------------------------------------------------------
+
+def failed_start(server, app, *args):
+    srv = server(app, *args, wait=None)
+    rc = srv.wait_exit(30)
+    return rc, srv.stderr_text()
+
+
+def assert_short_error(text):
+    lines = text.splitlines()
+    assert "double free" not in text and "Segmentation" not in text and "core dumped" not in text
+    if "Traceback (most recent call last)" in text:
+        i = next(n for n, l in enumerate(lines) if "Traceback (most recent call last)" in l)
+        tb = lines[i:]
+        assert len(tb) <= 12, "a traceback wall of %d lines:\n%s" % (len(tb), text)
+    assert len(lines) <= 40, "%d lines of output for one import error:\n%s" % (len(lines), text)
+
+
+def test_import_error_exits_1_with_short_message(server):
+    rc, text = failed_start(server, "broken_import:app", "--workers", "2")
+    assert rc == 1, "exit code %s\n%s" % (rc, text)
+    assert "broken_import" in text, text
+    assert "gorgon_test_missing_dependency" in text, text
+    assert "ModuleNotFoundError" in text or "No module named" in text, text
+    assert_short_error(text)
+
+
+def test_missing_module_exits_1(server):
+    rc, text = failed_start(server, "gorgon_no_such_app_module:app")
+    assert rc == 1, "exit code %s\n%s" % (rc, text)
+    assert "gorgon_no_such_app_module" in text
+    assert_short_error(text)
+
+
+def test_missing_attribute_fails_cleanly(server):
+    rc, text = failed_start(server, "hello:no_such_attribute")
+    assert rc != 0 and rc not in CRASH_CODES, "exit code %s\n%s" % (rc, text)
+    assert "no_such_attribute" in text
+    assert_short_error(text)
+
+
+def test_single_phase_extension_exits_1(server):
+    rc, text = failed_start(server, "singlephase:app", "--workers", "2")
+    assert rc == 1, "exit code %s (expected 1, no crash)\n%s" % (rc, text)
+    assert "_testsinglephase" in text, text
+    assert_short_error(text)
+
+
+# -- the datetime hazard -------------------------------------------------------
+
+def start_stop_cycles(server, n, env=None, tolerate=False):
+    """n times: start dtsql:app with 2 workers, 8 requests, SIGTERM.
+
+    Returns the exit codes. With tolerate=True a cycle that fails to start or
+    to answer is recorded (as a string) instead of failing the test."""
+    codes = []
+    for _ in range(n):
+        srv = server("dtsql:app", "--workers", "2", env=env, wait=None)
+        try:
+            srv.wait_ready()
+            for _ in range(2):  # concurrent requests, so that both workers use datetime
+                for j in in_threads(lambda: fetch(srv, "/").json(), [()] * 4):
+                    assert j["one"] == 1 and j["now"], j
+        except BaseException as e:  # noqa: BLE001 - pytest.fail raises a BaseException
+            if not tolerate:
+                raise
+            srv.kill()
+            codes.append("failed: %s (exit %s)" % (str(e).splitlines()[0], srv.proc.poll()))
+            continue
+        codes.append(srv.stop(signal.SIGTERM, timeout=20))
+    return codes
+
+
+def test_datetime_sqlite_start_stop_cycles(server):
+    codes = start_stop_cycles(server, 10)
+    assert codes == [0] * 10, codes
+
+
+@pytest.mark.stress
+def test_datetime_sqlite_start_stop_cycles_stress(server):
+    codes = start_stop_cycles(server, 50)
+    assert codes == [0] * 50, codes
+
+
+BOTH_OFF = {"GORGON_NO_DATETIME_WORKAROUND": "1", "GORGON_NO_END_ORDER_WORKAROUND": "1"}
+
+
+@pytest.mark.stress
+def test_datetime_workarounds_matter(server):
+    """Shows why the workarounds exist (src/interp/interp.h): with both off, a
+    datetime/sqlite3 app with 2 workers aborted at shutdown in 13 of 20 runs
+    on 3.13.0 here. Passes when at least one of 20 cycles failed (the chance
+    that none does, at that rate, is about 1e-9)."""
+    codes = start_stop_cycles(server, 20, env=BOTH_OFF, tolerate=True)
+    bad = [c for c in codes if c != 0]
+    assert bad, "20 cycles without either workaround all exited 0: %r" % codes
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("off", ["GORGON_NO_DATETIME_WORKAROUND", "GORGON_NO_END_ORDER_WORKAROUND"])
+def test_either_workaround_alone_suffices(server, off):
+    codes = start_stop_cycles(server, 20, env={off: "1"})
+    assert codes == [0] * 20, codes
