@@ -19,6 +19,7 @@ LIMITS = [
     ("--limit-request-field-size", int, 8190, "longest header field in bytes (431 beyond)"),
     ("--limit-request-header-size", int, 65536, "largest request head in bytes (431 beyond)"),
     ("--limit-request-body", int, 100 * 1024 * 1024, "largest request body in bytes, 0 for no limit (413 beyond)"),
+    ("--ws-max-size", int, 16 * 1024 * 1024, "largest WebSocket message in bytes (close code 1009 beyond)"),
 ]
 
 # gorgon.shared, the store every worker of the process shares.
@@ -33,6 +34,8 @@ TIMEOUTS = [
     ("--header-timeout", float, 10.0, "seconds a client has to send a request head (408 after)"),
     ("--io-timeout", float, 60.0, "seconds without progress reading a body or writing a response"),
     ("--graceful-timeout", float, 30.0, "seconds in-flight requests get to finish on stop"),
+    ("--ws-ping-interval", float, 20.0, "idle seconds before the server pings a WebSocket client, 0 for never; "
+     "no pong within as long again closes it"),
 ]
 
 
@@ -71,6 +74,23 @@ def build_parser():
                    "(env GORGON_BIND, comma-separated; default 127.0.0.1:8000)")
     p.add_argument("-w", "--workers", type=int, default=env_default("--workers", os.cpu_count() or 1, int),
                    help="worker interpreters (one OS thread each)")
+    p.add_argument("--mode", choices=["auto", "interpreters", "processes", "threads"],
+                   default=env_default("--mode", "auto"),
+                   help="how workers run the app: interpreters (own-GIL sub-interpreters, one thread "
+                   "each, one process), processes (forked children, each with the app in its main "
+                   "interpreter), threads (threads sharing the main interpreter: parallel only on a "
+                   "free-threaded build); auto: interpreters if the app imports in a sub-interpreter "
+                   "(tried in a throwaway child process), else processes")
+    p.add_argument("--processes", type=int, default=env_default("--processes", 0, int), metavar="P",
+                   help="with --mode interpreters or threads: P forked worker processes with --workers "
+                   "workers each, so a crash takes down one process, which is restarted (0: one process)")
+    p.add_argument("--pure-fallback", dest="pure_fallback", action=argparse.BooleanOptionalAction,
+                   default=not env_bool("--no-pure-fallback"),
+                   help="in a sub-interpreter, when a compiled module refuses to load and its package "
+                   "ships the module's .py source beside it (falcon does), load the source instead "
+                   "(env GORGON_NO_PURE_FALLBACK=1 turns it off)")
+    p.add_argument("--probe-timeout", type=float, default=env_default("--probe-timeout", 60.0, float),
+                   help="seconds --mode auto's import probe may take before the app is run in processes")
     p.add_argument("--interface", choices=["auto", "wsgi", "asgi"], default=env_default("--interface", "auto"),
                    help="application interface; auto: ASGI if the app is a coroutine function or "
                    "has an async __call__, else WSGI")
@@ -133,6 +153,10 @@ def make_config(args):
         "write_high_water": args.write_high_water,
         "reuse_port": bool(args.reuse_port),
         "datetime_workaround": not env_bool("--no-datetime-workaround"),
+        "mode": args.mode,
+        "processes": args.processes,
+        "pure_fallback": bool(args.pure_fallback),
+        "probe_timeout": args.probe_timeout,
     }
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")
@@ -150,6 +174,13 @@ def main(argv=None):
         build_parser().error("--workers must be at least 1")
     if args.shared_max_bytes < 1:
         build_parser().error("--shared-max-bytes must be at least 1")
+    if args.processes < 0:
+        build_parser().error("--processes must be at least 0")
+    if args.processes and args.mode == "processes":
+        build_parser().error("--processes goes with --mode interpreters or threads; "
+                             "with --mode processes, --workers is the number of processes")
+    if args.probe_timeout <= 0:
+        build_parser().error("--probe-timeout must be positive")
     if args.chdir:
         try:
             os.chdir(args.chdir)

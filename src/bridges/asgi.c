@@ -38,14 +38,20 @@ static PyObject *req_done(PyObject *self, PyObject *task)
     }
     if (exc != Py_None && !r->disconnected)
         gn_asgi_log_exception(r->a, "Exception in ASGI application", exc);
+    else if (r->ws)
+        ; /* a websocket the app leaves open is closed below, normally */
     else if (exc == Py_None && r->conn != NULL && !r->started)
         gn_log(GN_LOG_ERROR, "ASGI application returned without sending a response (worker %u)",
                r->a->worker_id);
     else if (exc == Py_None && r->conn != NULL)
         gn_log(GN_LOG_ERROR, "ASGI application returned before finishing its response (worker %u)",
                r->a->worker_id);
+    int failed = exc != Py_None;
     Py_DECREF(exc);
-    gn_asgi_fail(r); /* no-op when the response was complete */
+    if (r->ws)
+        gn_asgi_ws_finish(r, failed);
+    else
+        gn_asgi_fail(r); /* no-op when the response was complete */
     Py_CLEAR(r->task);
     Py_RETURN_NONE;
 }
@@ -59,6 +65,7 @@ static int req_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(r->chunks);
     Py_VISIT(r->headers);
     Py_VISIT(r->task);
+    Py_VISIT(r->ws_queue);
     return 0;
 }
 
@@ -70,6 +77,7 @@ static int req_clear(PyObject *self)
     Py_CLEAR(r->chunks);
     Py_CLEAR(r->headers);
     Py_CLEAR(r->task);
+    Py_CLEAR(r->ws_queue);
     return 0;
 }
 
@@ -283,11 +291,16 @@ static void on_request(gn_conn_t *c, void *ctx)
         return;
     }
     c->bridge = r; /* the connection's reference */
+    r->ws = gn_asgi_ws_is_upgrade(c);
+    if (r->ws && gn_asgi_ws_check(r) < 0)
+        return;
     gn_conn_watch_hangup(c);
     /* Ours too: an eager task may complete the response (dropping the
      * connection's reference) and end before Task() even returns. */
     Py_INCREF(r);
     PyObject *scope = build_scope(a, c);
+    if (scope && r->ws && gn_asgi_ws_scope(a, scope, c) < 0)
+        Py_CLEAR(scope);
     int rc = scope ? start_task(a, r, scope) : -1;
     Py_XDECREF(scope);
     if (rc < 0) {
@@ -375,7 +388,10 @@ gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
     a->cfg = cfg;
     a->worker_id = worker_id;
     a->app = Py_NewRef(app);
-    a->handler = (gn_handler_t){on_request, on_writable, on_abort, release, gn_asgi_on_body, a};
+    a->handler = (gn_handler_t){.on_request = on_request, .on_writable = on_writable, .on_abort = on_abort,
+                                .release = release, .on_body = gn_asgi_on_body,
+                                .on_ws_message = gn_asgi_ws_on_message, .on_ws_close = gn_asgi_ws_on_close,
+                                .ctx = a};
     a->st = gn_modstate_current();
     if (a->st == NULL || setup_asyncio(a) < 0 || setup_lifespan(a) < 0 ||
         (a->root_path = PyUnicode_FromString(cfg->root_path)) == NULL ||
@@ -530,6 +546,7 @@ void gn_asgi_free(gn_asgi_t *a)
     PyObject **objs[] = {&a->app, &a->loop, &a->create_future, &a->task_type, &a->task_kwargs,
                          &a->lifespan, &a->state, &a->root_path, &a->asgi_info, &a->extensions,
                          &a->format_exception, &a->poll_cb, &a->tick_cb, &a->capsule, &a->k_type,
+                         &a->sha1, &a->b64encode, &a->ws_extensions,
                          &a->k_body, &a->k_more_body, &a->k_status, &a->k_headers, &a->k_path,
                          &a->v_http_request, &a->v_http_disconnect};
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)

@@ -23,6 +23,8 @@ struct gn_asgi {
     PyObject *capsule;       /* self for the loop callbacks */
     gn_loop_t *gloop;        /* the epoll loop, while running */
     PyObject *poll_cb, *tick_cb;
+    PyObject *sha1, *b64encode; /* for Sec-WebSocket-Accept, loaded lazily */
+    PyObject *ws_extensions;    /* {"websocket.http.response": {}} */
     /* interned keys */
     PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_path, *v_http_request,
         *v_http_disconnect;
@@ -44,7 +46,15 @@ typedef struct {
     uint64_t sent;
     PyObject *headers;    /* from http.response.start */
     PyObject *task;
+    /* WebSocket */
+    int ws;               /* a websocket scope */
+    int ws_state;         /* GN_WS_CONNECTING, _ACCEPTED, _CLOSED */
+    int ws_connect_given;
+    int ws_code;          /* close code for websocket.disconnect */
+    PyObject *ws_queue;   /* messages received, not yet given to the app */
 } gn_asgi_req_t;
+
+enum { GN_WS_CONNECTING, GN_WS_ACCEPTED, GN_WS_CLOSED };
 
 /* asgi_receive.c */
 PyObject *gn_asgi_receive(gn_asgi_req_t *r);
@@ -61,6 +71,22 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *message);
 void gn_asgi_fail(gn_asgi_req_t *r);
 /* The response is over for the connection: detach and let it go on. */
 void gn_asgi_detach(gn_asgi_req_t *r, int complete);
+
+/* asgi_response.c, also for the WebSocket denial response */
+int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg);
+int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg);
+
+/* asgi_ws.c */
+int gn_asgi_ws_is_upgrade(const gn_conn_t *c);
+/* Valid handshake (RFC 6455 4.2.1)? 0, or -1 after answering 400. */
+int gn_asgi_ws_check(gn_asgi_req_t *r);
+int gn_asgi_ws_scope(gn_asgi_t *a, PyObject *scope, const gn_conn_t *c);
+PyObject *gn_asgi_ws_receive(gn_asgi_req_t *r);
+int gn_asgi_ws_send(gn_asgi_req_t *r, PyObject *msg, const char *type);
+/* The app's task ended: close what it left open. */
+void gn_asgi_ws_finish(gn_asgi_req_t *r, int failed);
+void gn_asgi_ws_on_message(gn_conn_t *c, int opcode, const char *data, size_t len, void *ctx);
+void gn_asgi_ws_on_close(gn_conn_t *c, int code, void *ctx);
 
 /* asgi.c */
 void gn_asgi_log_exception(gn_asgi_t *a, const char *what, PyObject *exc);

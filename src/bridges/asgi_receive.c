@@ -91,6 +91,8 @@ PyObject *gn_asgi_receive(gn_asgi_req_t *r)
         PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
         return NULL;
     }
+    if (r->ws)
+        return gn_asgi_ws_receive(r);
     if (PyList_GET_SIZE(r->chunks) > 0 || (r->body_done && !r->body_given)) {
         PyObject *m = take_body(r);
         PyObject *fut = m ? gn_asgi_done_future(a, m) : NULL;

@@ -76,7 +76,7 @@ done:
     return rc;
 }
 
-static int response_start(gn_asgi_req_t *r, PyObject *msg)
+int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
 {
     if (r->started) {
         PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
@@ -190,7 +190,7 @@ static void complete(gn_asgi_req_t *r)
     gn_asgi_detach(r, 1);
 }
 
-static int response_body(gn_asgi_req_t *r, PyObject *msg)
+int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg)
 {
     if (!r->started) {
         PyErr_SetString(PyExc_RuntimeError, "http.response.body before http.response.start");
@@ -269,10 +269,12 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
     PyObject *type = PyDict_GetItemWithError(msg, a->k_type);
     const char *t = type && PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
     int rc;
-    if (t && strcmp(t, "http.response.body") == 0)
-        rc = response_body(r, msg);
+    if (r->ws)
+        rc = gn_asgi_ws_send(r, msg, t ? t : "");
+    else if (t && strcmp(t, "http.response.body") == 0)
+        rc = gn_asgi__response_body(r, msg);
     else if (t && strcmp(t, "http.response.start") == 0)
-        rc = response_start(r, msg);
+        rc = gn_asgi__response_start(r, msg);
     else if (t && strcmp(t, "http.response.pathsend") == 0)
         rc = response_pathsend(r, msg);
     else {

@@ -107,7 +107,8 @@ gn_wsgi_t *gn_wsgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
     }
     w->worker_id = worker_id;
     w->app = Py_NewRef(app);
-    w->handler = (gn_handler_t){on_request, on_writable, on_abort, release, NULL, w};
+    w->handler = (gn_handler_t){.on_request = on_request, .on_writable = on_writable, .on_abort = on_abort,
+                                .release = release, .ctx = w};
     w->st = gn_modstate_current();
     if (w->st == NULL || make_keys(w) < 0 || (w->environ_template = make_template(w, cfg)) == NULL) {
         snprintf(err, errlen, "cannot set up the WSGI bridge");

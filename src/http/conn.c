@@ -24,6 +24,11 @@
 #define LINGER_SECONDS 2.0
 
 void gn_conn__out_release_all(gn_conn_t *c);
+int gn_conn__ws_step(gn_conn_t *c);
+void gn_conn__ws_timeout(gn_conn_t *c);
+void gn_conn__ws_shutdown(gn_conn_t *c);
+void gn_conn__ws_free(gn_conn_t *c);
+ssize_t gn_conn__read_more(gn_conn_t *c);
 static void drive(gn_conn_t *c);
 static void dispatch(gn_conn_t *c);
 
@@ -67,6 +72,7 @@ void gn_conn_close(gn_conn_t *c)
         return;
     if (c->state == GN_CONN_RESPOND && c->bridge != NULL)
         c->loop->handler->on_abort(c, c->loop->handler->ctx);
+    gn_conn__ws_free(c); /* reports a lost WebSocket to its bridge */
     c->state = GN_CONN_CLOSED;
     gn_conn__out_release_all(c);
     gn_loop__watch(c->loop, c, 0);
@@ -135,6 +141,8 @@ static int grow_rbuf(gn_conn_t *c)
         gn_parse_request(c->rbuf, c->head_len, 0, &c->req, c->headers, max_fields(c));
     return 0;
 }
+
+ssize_t gn_conn__read_more(gn_conn_t *c);
 
 /* Returns >0 bytes read, 0 for "would block", -1 for EOF or error. */
 static ssize_t read_more(gn_conn_t *c)
@@ -554,6 +562,7 @@ static void drive(gn_conn_t *c)
             if (go)
                 next_request(c);
             break;
+        case GN_CONN_WEBSOCKET: go = gn_conn__ws_step(c); break;
         case GN_CONN_LINGER: go = step_linger(c); break;
         case GN_CONN_CLOSED: go = 0; c->redrive = 0; break;
         }
@@ -581,6 +590,10 @@ void gn_conn_on_event(gn_conn_t *c, uint32_t events)
 
 void gn_conn_on_timeout(gn_conn_t *c)
 {
+    if (c->state == GN_CONN_WEBSOCKET) {
+        gn_conn__ws_timeout(c);
+        return;
+    }
     int partial = c->state == GN_CONN_READ_BODY || (c->state == GN_CONN_READ_HEAD && c->rlen > 0);
     if (!partial) {
         gn_conn_close(c); /* idle keep-alive, a stalled reader, or lingering */
@@ -592,6 +605,10 @@ void gn_conn_on_timeout(gn_conn_t *c)
 
 void gn_conn_shutdown(gn_conn_t *c)
 {
+    if (c->state == GN_CONN_WEBSOCKET) {
+        gn_conn__ws_shutdown(c);
+        return;
+    }
     if (c->state == GN_CONN_READ_HEAD && c->rlen == 0)
         gn_conn_close(c);
     else
@@ -694,4 +711,9 @@ static void access_log(gn_conn_t *c)
                      ua.base);
     if (n > 0)
         gn_log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+ssize_t gn_conn__read_more(gn_conn_t *c)
+{
+    return read_more(c);
 }

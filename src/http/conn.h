@@ -32,6 +32,8 @@ typedef struct {
     size_t write_high_water;  /* stop producing above this many queued bytes */
     unsigned max_connections; /* per worker; stop accepting beyond */
     int access_log;
+    uint64_t ws_max_size;     /* largest WebSocket message; close 1009 beyond */
+    double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */
 } gn_limits_t;
 
 /* How a bridge is driven. All callbacks run on the loop's thread. */
@@ -51,6 +53,12 @@ typedef struct {
      * during the call; done is 1 with the last one (possibly empty).
      */
     void (*on_body)(gn_conn_t *c, const char *data, size_t len, int done, void *ctx);
+    /* WebSocket, after gn_conn_upgrade_ws: one whole message (a text one
+     * is valid UTF-8); the bytes are valid only during the call. */
+    void (*on_ws_message)(gn_conn_t *c, int opcode, const char *data, size_t len, void *ctx);
+    /* The WebSocket ended: the client's close code (1005 if it gave none),
+     * 1006 if the connection was lost, or the code the server closed with. */
+    void (*on_ws_close)(gn_conn_t *c, int code, void *ctx);
     void *ctx;
 } gn_handler_t;
 
@@ -72,6 +80,7 @@ enum gn_conn_state {
     GN_CONN_READ_BODY,
     GN_CONN_RESPOND,   /* the bridge is producing the response */
     GN_CONN_DRAIN,     /* response complete, output still queued */
+    GN_CONN_WEBSOCKET, /* upgraded: frames both ways (http/ws_conn.c) */
     GN_CONN_LINGER,    /* write side shut, discarding input before close */
     GN_CONN_CLOSED,
 };
@@ -123,6 +132,7 @@ struct gn_conn {
     unsigned requests;  /* served on this connection */
 
     void *bridge;       /* the bridge's per-request state */
+    struct gn_ws_state *ws; /* WebSocket state once upgraded */
 };
 
 /* ---- for the loop ---- */
@@ -169,6 +179,17 @@ int gn_conn_stopping(const gn_conn_t *c);
 void gn_conn_want_body(gn_conn_t *c);
 /* Streaming bridges: notice a client that hangs up while responding. */
 void gn_conn_watch_hangup(gn_conn_t *c);
+/*
+ * WebSocket: after the bridge queued the 101 response, switch the connection
+ * to frames. Pings are answered and the close handshake is done here.
+ */
+int gn_conn_upgrade_ws(gn_conn_t *c);
+/* Queue one whole server message (text or binary), copied. */
+int gn_conn_ws_send(gn_conn_t *c, int opcode, const char *data, size_t len);
+/* Start the close handshake with code and reason (reason <= 123 bytes). */
+void gn_conn_ws_close(gn_conn_t *c, int code, const char *reason, size_t len);
+/* Stop (1) or resume (0) reading frames: the bridge's queue is full. */
+void gn_conn_ws_pause(gn_conn_t *c, int paused);
 /* Run the state machine after the bridge queued output or finished from
  * outside a connection callback (an ASGI task). May close the connection. */
 void gn_conn_resume(gn_conn_t *c);

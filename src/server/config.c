@@ -99,7 +99,12 @@ static int get_limits(gn_limits_t *lim, PyObject *dict)
     lim->max_connections = (unsigned)conns;
     lim->write_high_water = (size_t)hw;
     lim->access_log = alog != 0;
-    if (get_double(dict, "header_timeout", &lim->header_timeout) ||
+    long long ws_max;
+    if (get_long(dict, "ws_max_size", &ws_max) || positive(ws_max, "ws_max_size"))
+        return -1;
+    lim->ws_max_size = (uint64_t)ws_max;
+    if (get_double(dict, "ws_ping_interval", &lim->ws_ping_interval) ||
+        get_double(dict, "header_timeout", &lim->header_timeout) ||
         get_double(dict, "keep_alive", &lim->keepalive_timeout) ||
         get_double(dict, "io_timeout", &lim->io_timeout))
         return -1;
@@ -114,7 +119,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         return -1;
     }
     char *level = NULL;
-    long long workers, backlog, reuse, dtw, shared_max;
+    long long workers, backlog, reuse, dtw, shared_max, processes, pure;
     if (get_str(dict, "app", &cfg->app) || get_str(dict, "interface", &cfg->interface) ||
         get_str(dict, "lifespan", &cfg->lifespan) || get_str(dict, "root_path", &cfg->root_path) ||
         get_str_list(dict, "binds", &cfg->binds, &cfg->n_binds) ||
@@ -122,8 +127,19 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "workers", &workers) || get_long(dict, "backlog", &backlog) ||
         get_long(dict, "reuse_port", &reuse) || get_long(dict, "datetime_workaround", &dtw) ||
         get_double(dict, "graceful_timeout", &cfg->graceful_timeout) || get_str(dict, "log_level", &level) ||
-        get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict))
+        get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict) ||
+        get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
+        get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout))
         goto error;
+    if (positive(processes + 1, "processes + 1") || positive((long long)(cfg->probe_timeout * 1000), "probe_timeout"))
+        goto error;
+    if (strcmp(cfg->mode, "auto") && strcmp(cfg->mode, "interpreters") && strcmp(cfg->mode, "processes") &&
+        strcmp(cfg->mode, "threads")) {
+        PyErr_Format(PyExc_ValueError, "gorgon config: unknown mode '%s'", cfg->mode);
+        goto error;
+    }
+    cfg->processes = (unsigned)processes;
+    cfg->pure_fallback = pure != 0;
     if (positive(workers, "workers") || positive(backlog, "backlog") || positive(shared_max, "shared_max_bytes"))
         goto error;
     cfg->shared_max_bytes = (size_t)shared_max;
@@ -156,6 +172,7 @@ void gn_config_free(gn_config_t *cfg)
     free(cfg->interface);
     free(cfg->lifespan);
     free(cfg->root_path);
+    free(cfg->mode);
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
     memset(cfg, 0, sizeof(*cfg));

@@ -17,7 +17,11 @@ typedef struct {
     unsigned n_binds;
     char **sys_path;
     unsigned n_sys_path;
-    unsigned workers;
+    unsigned workers;     /* workers per process */
+    char *mode;           /* "auto", "interpreters", "processes" or "threads" */
+    unsigned processes;   /* worker processes (--processes); 0 = not asked for */
+    int pure_fallback;    /* load a refused compiled module's .py source instead */
+    double probe_timeout; /* seconds the auto-mode import probe may take */
     int log_level;
     int backlog;
     int reuse_port;

@@ -5,6 +5,7 @@ Answers JSON: start/end (time.time()), cpu (thread CPU seconds used), interp
 loop counts, so with a GIL shared between workers two requests would take twice
 as long on the wall clock, while with own-GIL interpreters they run in parallel.
 """
+import _interpreters
 import os
 import time
 
@@ -23,7 +24,8 @@ def _cpu(environ, start_response):
     end = time.time()
     return json_response(start_response, {
         "start": start, "end": end, "cpu": cpu, "interp": interp_id(),
-        "tid": native_tid(), "pid": os.getpid(), "loops": x})
+        "tid": native_tid(), "pid": os.getpid(), "loops": x,
+        "gil": _interpreters.get_config(interp_id()).gil})
 
 
 app = checked(_cpu)

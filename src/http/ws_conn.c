@@ -1,0 +1,350 @@
+/*
+ * An upgraded (WebSocket) connection: frames in, whole messages out to the
+ * bridge; pings answered, the close handshake and protocol errors handled
+ * here, so the application only ever sees messages and one disconnect.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "http/conn.h"
+#include "http/loop.h"
+#include "http/ws.h"
+#include "server/log.h"
+
+#define CLOSE_WAIT_SECONDS 5.0
+
+struct gn_ws_state {
+    gn_ws_frame_t frame;
+    int in_frame;
+    uint64_t frame_got;   /* payload bytes of the current frame seen */
+    int msg_opcode;       /* TEXT or BINARY while a message is assembled */
+    char *msg;
+    size_t msg_len, msg_cap;
+    uint32_t utf8;
+    char ctrl[125];
+    size_t ctrl_len;
+    int close_sent, closing, paused, reported, ping_outstanding;
+};
+
+int gn_conn__ws_step(gn_conn_t *c);
+void gn_conn__ws_timeout(gn_conn_t *c);
+void gn_conn__ws_free(gn_conn_t *c);
+ssize_t gn_conn__read_more(gn_conn_t *c);
+
+static void report_close(gn_conn_t *c, int code)
+{
+    if (c->ws->reported || c->bridge == NULL)
+        return;
+    c->ws->reported = 1;
+    c->loop->handler->on_ws_close(c, code, c->loop->handler->ctx);
+}
+
+static void send_frame(gn_conn_t *c, int opcode, const char *p, size_t n)
+{
+    uint8_t head[10];
+    size_t h = gn_ws_frame_header(head, 1, opcode, n);
+    gn_conn_write(c, (const char *)head, h);
+    gn_conn_write(c, p, n);
+}
+
+static void send_close(gn_conn_t *c, int code, const char *reason, size_t len)
+{
+    if (c->ws->close_sent)
+        return;
+    char payload[125];
+    if (len > sizeof(payload) - 2)
+        len = sizeof(payload) - 2;
+    payload[0] = (char)(code >> 8);
+    payload[1] = (char)(code & 0xff);
+    memcpy(payload + 2, reason, len);
+    send_frame(c, GN_WS_CLOSE, payload, len + 2);
+    c->ws->close_sent = 1;
+}
+
+/* A protocol violation: close with code, tell the app, end after flushing. */
+static void fail(gn_conn_t *c, int code)
+{
+    char host[64];
+    int port;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    gn_log(GN_LOG_INFO, "WebSocket from %s closed with %d (protocol violation)", host, code);
+    send_close(c, code, "", 0);
+    c->ws->closing = 1;
+    report_close(c, code);
+}
+
+static int valid_close_code(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
+}
+
+/* The client's close frame (RFC 6455 5.5.1): answer it, then end. */
+static void on_close_frame(gn_conn_t *c)
+{
+    struct gn_ws_state *ws = c->ws;
+    int code = 1005;
+    if (ws->ctrl_len == 1) {
+        fail(c, GN_WS_CLOSE_PROTOCOL);
+        return;
+    }
+    if (ws->ctrl_len >= 2) {
+        code = ((uint8_t)ws->ctrl[0] << 8) | (uint8_t)ws->ctrl[1];
+        uint32_t st = 0;
+        if (!valid_close_code(code)) {
+            fail(c, GN_WS_CLOSE_PROTOCOL);
+            return;
+        }
+        if (gn_utf8_validate(&st, (const uint8_t *)ws->ctrl + 2, ws->ctrl_len - 2) < 0 || st != 0) {
+            fail(c, GN_WS_CLOSE_BAD_DATA);
+            return;
+        }
+    }
+    send_close(c, code == 1005 ? GN_WS_CLOSE_NORMAL : code, "", 0);
+    ws->closing = 1;
+    report_close(c, code);
+}
+
+static void on_control(gn_conn_t *c)
+{
+    struct gn_ws_state *ws = c->ws;
+    switch (ws->frame.opcode) {
+    case GN_WS_PING:
+        if (!ws->close_sent)
+            send_frame(c, GN_WS_PONG, ws->ctrl, ws->ctrl_len);
+        break;
+    case GN_WS_PONG:
+        ws->ping_outstanding = 0;
+        break;
+    case GN_WS_CLOSE:
+        on_close_frame(c);
+        break;
+    }
+}
+
+static int msg_append(struct gn_ws_state *ws, const char *p, size_t n)
+{
+    if (ws->msg_len + n > ws->msg_cap) {
+        size_t cap = ws->msg_cap ? ws->msg_cap : 4096;
+        while (cap < ws->msg_len + n)
+            cap *= 2;
+        char *m = realloc(ws->msg, cap);
+        if (m == NULL)
+            return -1;
+        ws->msg = m;
+        ws->msg_cap = cap;
+    }
+    memcpy(ws->msg + ws->msg_len, p, n);
+    ws->msg_len += n;
+    return 0;
+}
+
+/* A data frame begins: check fragmentation rules (RFC 6455 5.4). */
+static int begin_data_frame(gn_conn_t *c)
+{
+    struct gn_ws_state *ws = c->ws;
+    int op = ws->frame.opcode;
+    if (op == GN_WS_CONT && ws->msg_opcode == 0)
+        return -GN_WS_CLOSE_PROTOCOL;
+    if (op != GN_WS_CONT && ws->msg_opcode != 0)
+        return -GN_WS_CLOSE_PROTOCOL;
+    if (op != GN_WS_CONT) {
+        ws->msg_opcode = op;
+        ws->msg_len = 0;
+        ws->utf8 = 0;
+    }
+    if (ws->msg_len + ws->frame.length > c->loop->limits->ws_max_size)
+        return -GN_WS_CLOSE_TOO_BIG;
+    return 0;
+}
+
+static int frame_payload(gn_conn_t *c, uint8_t *p, size_t n)
+{
+    struct gn_ws_state *ws = c->ws;
+    gn_ws_unmask(p, n, ws->frame.mask, ws->frame_got);
+    ws->frame_got += n;
+    if (ws->frame.opcode >= GN_WS_CLOSE) {
+        memcpy(ws->ctrl + ws->ctrl_len, p, n);
+        ws->ctrl_len += n;
+        return 0;
+    }
+    if (ws->msg_opcode == GN_WS_TEXT && gn_utf8_validate(&ws->utf8, p, n) < 0)
+        return -GN_WS_CLOSE_BAD_DATA;
+    return msg_append(ws, (const char *)p, n) < 0 ? -GN_WS_CLOSE_TOO_BIG : 0;
+}
+
+static int frame_done(gn_conn_t *c)
+{
+    struct gn_ws_state *ws = c->ws;
+    ws->in_frame = 0;
+    if (ws->frame.opcode >= GN_WS_CLOSE) {
+        on_control(c);
+        return 0;
+    }
+    if (!ws->frame.fin)
+        return 0;
+    if (ws->msg_opcode == GN_WS_TEXT && ws->utf8 != 0)
+        return -GN_WS_CLOSE_BAD_DATA; /* ends inside a multi-byte sequence */
+    int op = ws->msg_opcode;
+    ws->msg_opcode = 0;
+    if (c->bridge != NULL && !ws->closing)
+        c->loop->handler->on_ws_message(c, op, ws->msg ? ws->msg : "", ws->msg_len, c->loop->handler->ctx);
+    ws->msg_len = 0;
+    return 0;
+}
+
+/* Consumes the frames in rbuf. Returns 0, or a negated close code. */
+static int parse_frames(gn_conn_t *c)
+{
+    struct gn_ws_state *ws = c->ws;
+    uint8_t *buf = (uint8_t *)c->rbuf;
+    size_t used = 0;
+    int rc = 0;
+    while (used < c->rlen && !ws->closing && !ws->paused && rc == 0) {
+        if (!ws->in_frame) {
+            int h = gn_ws_parse_header(buf + used, c->rlen - used, c->loop->limits->ws_max_size, &ws->frame);
+            if (h == GN_WS_INCOMPLETE)
+                break;
+            if (h < 0 || (ws->frame.opcode < GN_WS_CLOSE && (rc = begin_data_frame(c)) < 0)) {
+                rc = h < 0 ? h : rc;
+                break;
+            }
+            used += (size_t)h;
+            ws->in_frame = 1;
+            ws->frame_got = 0;
+            ws->ctrl_len = 0;
+        }
+        size_t n = c->rlen - used;
+        if (n > ws->frame.length - ws->frame_got)
+            n = (size_t)(ws->frame.length - ws->frame_got);
+        if ((rc = frame_payload(c, buf + used, n)) < 0)
+            break;
+        used += n;
+        if (ws->frame_got == ws->frame.length)
+            rc = frame_done(c);
+    }
+    memmove(c->rbuf, c->rbuf + used, c->rlen - used);
+    c->rlen -= used;
+    return rc;
+}
+
+static uint32_t ws_events(const gn_conn_t *c)
+{
+    uint32_t ev = c->ws->paused || c->ws->closing ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP;
+    return c->out_count ? ev | EPOLLOUT : ev;
+}
+
+int gn_conn__ws_step(gn_conn_t *c)
+{
+    struct gn_ws_state *ws = c->ws;
+    if (gn_conn_flush(c) < 0) {
+        report_close(c, 1006);
+        gn_conn_close(c);
+        return 0;
+    }
+    if (c->out_count)
+        c->out_blocked = 1;
+    else if (c->out_blocked && c->bridge != NULL) {
+        c->out_blocked = 0; /* a send() waiting for the client to read may go on */
+        c->loop->handler->on_writable(c, c->loop->handler->ctx);
+    }
+    int rc = parse_frames(c);
+    if (rc < 0)
+        fail(c, -rc);
+    if (ws->closing && ws->close_sent && c->out_count == 0) {
+        gn_conn_close(c); /* the server ends the TCP connection (RFC 6455 7.1.1) */
+        return 0;
+    }
+    if (c->out_count || ws->paused || ws->closing) {
+        gn_loop__watch(c->loop, c, ws_events(c));
+        return 0;
+    }
+    ssize_t n = gn_conn__read_more(c);
+    if (n < 0) {
+        report_close(c, 1006);
+        gn_conn_close(c);
+        return 0;
+    }
+    if (n == 0) {
+        gn_loop__watch(c->loop, c, ws_events(c));
+        return 0;
+    }
+    double ping = c->loop->limits->ws_ping_interval;
+    c->deadline = ping > 0 ? c->loop->now + ping : 0;
+    return 1;
+}
+
+/* Idle: ping; no pong since the last ping, or a close not answered: end. */
+void gn_conn__ws_timeout(gn_conn_t *c)
+{
+    struct gn_ws_state *ws = c->ws;
+    if (ws->close_sent || ws->ping_outstanding) {
+        report_close(c, 1006);
+        gn_conn_close(c);
+        return;
+    }
+    send_frame(c, GN_WS_PING, "", 0);
+    ws->ping_outstanding = 1;
+    c->deadline = c->loop->now + c->loop->limits->ws_ping_interval;
+    gn_conn_resume(c);
+}
+
+int gn_conn_upgrade_ws(gn_conn_t *c)
+{
+    c->ws = calloc(1, sizeof(*c->ws));
+    if (c->ws == NULL)
+        return -1;
+    /* Bytes after the request head are already frames. */
+    memmove(c->rbuf, c->rbuf + c->head_len, c->rlen - c->head_len);
+    c->rlen -= c->head_len;
+    c->head_len = c->parsed_len = 0;
+    c->state = GN_CONN_WEBSOCKET;
+    c->keepalive = 0;
+    double ping = c->loop->limits->ws_ping_interval;
+    c->deadline = ping > 0 ? c->loop->now + ping : 0;
+    return 0;
+}
+
+int gn_conn_ws_send(gn_conn_t *c, int opcode, const char *data, size_t len)
+{
+    if (c->ws == NULL || c->ws->close_sent)
+        return -1;
+    send_frame(c, opcode, data, len);
+    return 0;
+}
+
+void gn_conn_ws_close(gn_conn_t *c, int code, const char *reason, size_t len)
+{
+    if (c->ws == NULL)
+        return;
+    send_close(c, code, reason, len);
+    c->ws->reported = 1; /* the app chose to close: no disconnect for it */
+    c->deadline = c->loop->now + CLOSE_WAIT_SECONDS;
+}
+
+void gn_conn_ws_pause(gn_conn_t *c, int paused)
+{
+    if (c->ws)
+        c->ws->paused = paused;
+}
+
+/* Graceful stop: 1001 "going away", then wait for the client's answer. */
+void gn_conn__ws_shutdown(gn_conn_t *c)
+{
+    send_close(c, GN_WS_CLOSE_GOING_AWAY, "server stopping", 15);
+    c->deadline = c->loop->now + CLOSE_WAIT_SECONDS;
+    report_close(c, GN_WS_CLOSE_GOING_AWAY);
+    gn_conn_resume(c);
+}
+
+void gn_conn__ws_free(gn_conn_t *c)
+{
+    if (c->ws == NULL)
+        return;
+    if (c->bridge != NULL)
+        report_close(c, 1006);
+    free(c->ws->msg);
+    free(c->ws);
+    c->ws = NULL;
+}
