@@ -22,7 +22,7 @@ LDFLAGS_EXT := -shared -pthread $(EXTRA_LDFLAGS)
 HTTP_SRC := $(wildcard src/http/*.c)
 PARSER_SRC := src/http/parser.c
 EXT_SRC := $(HTTP_SRC) $(wildcard src/bridges/*.c) $(wildcard src/interp/*.c) \
-           $(wildcard src/server/*.c) $(wildcard src/*.c)
+           $(wildcard src/server/*.c) $(wildcard src/shared/*.c) $(wildcard src/*.c)
 EXT_HDR := $(wildcard src/*.h src/*/*.h)
 
 # BUILD selects where the extension goes: "" = in place, else build/$(BUILD)/
@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
         serve demo bench env format
 
 all: ext
@@ -65,6 +65,15 @@ build/test_parser: tests/c/test_parser.c tests/c/test.h $(PARSER_SRC) src/http/p
 
 test-c: build/test_parser
 	build/test_parser
+
+# The plain C under gorgon.shared and channels (no Python), under ASan+UBSan.
+SHARED_C_SRC := src/shared/codec.c src/shared/store.c src/shared/channel.c
+build/test_shared: tests/c/test_shared.c tests/c/test.h $(SHARED_C_SRC) $(wildcard src/shared/*.h)
+	@mkdir -p build
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -pthread -Isrc tests/c/test_shared.c $(SHARED_C_SRC) -o $@
+
+test-shared-c: build/test_shared
+	build/test_shared
 
 test-e2e: ext $(STAMP)
 	$(VPY) -m pytest -q tests/e2e
@@ -101,7 +110,7 @@ test-debian:
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: test-c test-clang test-e2e test-asan test-tsan fuzz test-debian
+test: test-c test-shared-c test-clang test-e2e test-asan test-tsan fuzz test-debian
 
 # ---- running ---------------------------------------------------------------
 

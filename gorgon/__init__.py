@@ -1,7 +1,39 @@
 """gorgon: a Python application server whose workers are own-GIL sub-interpreters.
 
 Run it as ``gorgon module:app`` or ``python -m gorgon module:app``.
+
+Inside an application (any worker, or the main interpreter):
+
+    import gorgon
+    gorgon.shared.incr("hits")          # one store for the whole process
+    ch = gorgon.channel("jobs")         # the same channel in every worker
+    gorgon.worker_id, gorgon.worker_count, gorgon.mode
+
+These names come from the C extension ``gorgon._gorgon``, loaded on first
+use, so ``import gorgon`` works even where the extension is not built.
 """
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["__version__", "shared", "channel", "Empty", "Full", "Closed",
+           "worker_id", "worker_count", "mode"]
+
+# Fixed for the interpreter's life: cached in this module after first use.
+_STABLE = frozenset({"shared", "channel", "Empty", "Full", "Closed"})
+# Set by the server when a worker starts (and by serve() in the main
+# interpreter): read from the extension every time.
+_FACTS = frozenset({"worker_id", "worker_count", "mode"})
+
+
+def __getattr__(name):
+    if name in _STABLE or name in _FACTS:
+        from gorgon import _gorgon
+
+        value = getattr(_gorgon, name)
+        if name in _STABLE:
+            globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gorgon' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _STABLE | _FACTS)

@@ -5,8 +5,10 @@
  */
 #include "module.h"
 
+#include "bridges/asgi.h"
 #include "bridges/wsgi.h"
 #include "server/supervisor.h"
+#include "shared/shared.h"
 
 static PyObject *serve(PyObject *module, PyObject *config)
 {
@@ -29,7 +31,9 @@ static PyMethodDef methods[] = {
 static int exec_module(PyObject *module)
 {
     gn_modstate_t *st = PyModule_GetState(module);
-    if (gn_wsgi_add_types(module, st) < 0)
+    if (gn_wsgi_add_types(module, st) < 0 || gn_asgi_add_types(module, st) < 0)
+        return -1;
+    if (gn_shared_add_to_module(module, st) < 0)
         return -1;
     return 0;
 }
@@ -40,6 +44,13 @@ static int traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->input_type);
     Py_VISIT(st->start_response_type);
     Py_VISIT(st->file_wrapper_type);
+    Py_VISIT(st->asgi_request_type);
+    Py_VISIT(st->shared_type);
+    Py_VISIT(st->channel_type);
+    Py_VISIT(st->empty);
+    Py_VISIT(st->full);
+    Py_VISIT(st->closed);
+    Py_VISIT(st->aio);
     return 0;
 }
 
@@ -49,6 +60,13 @@ static int clear(PyObject *module)
     Py_CLEAR(st->input_type);
     Py_CLEAR(st->start_response_type);
     Py_CLEAR(st->file_wrapper_type);
+    Py_CLEAR(st->asgi_request_type);
+    Py_CLEAR(st->shared_type);
+    Py_CLEAR(st->channel_type);
+    Py_CLEAR(st->empty);
+    Py_CLEAR(st->full);
+    Py_CLEAR(st->closed);
+    Py_CLEAR(st->aio);
     return 0;
 }
 

@@ -12,6 +12,14 @@ typedef struct {
     PyTypeObject *input_type;          /* wsgi.input */
     PyTypeObject *start_response_type; /* start_response and write() */
     PyTypeObject *file_wrapper_type;   /* wsgi.file_wrapper */
+    PyTypeObject *asgi_request_type;   /* ASGI receive/send of one request */
+    /* gorgon.shared and channels (src/shared/) */
+    PyTypeObject *shared_type;
+    PyTypeObject *channel_type;
+    PyObject *empty;  /* gorgon.Empty, gorgon.Full, gorgon.Closed */
+    PyObject *full;
+    PyObject *closed;
+    PyObject *aio;    /* gorgon._shared_aio, imported on first async call */
 } gn_modstate_t;
 
 /* The state of the gorgon._gorgon module of the current interpreter,

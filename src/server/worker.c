@@ -5,8 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bridges/asgi.h"
 #include "bridges/wsgi.h"
 #include "server/log.h"
+#include "shared/shared.h"
 
 static void set_state(gn_worker_t *w, int state)
 {
@@ -29,62 +31,104 @@ static void acquire_gil(void *arg)
     PyEval_RestoreThread(w->interp.ts);
 }
 
-static gn_wsgi_t *load_app(gn_worker_t *w)
+static PyObject *load_app(gn_worker_t *w)
 {
     if (gn_interp_configure(w->cfg, w->error, sizeof(w->error)) < 0)
         return NULL;
+    /* Before the application's import, so its module level sees them. */
+    if (gn_shared_set_worker_facts((int)w->id, w->cfg->workers, "interpreters", w->error, sizeof(w->error)) < 0)
+        return NULL;
     PyObject *app = gn_interp_import_app(w->cfg->app, w->error, sizeof(w->error));
-    if (app == NULL) {
+    if (app == NULL)
         w->fatal = 1;
-        return NULL;
-    }
-    if (strcmp(w->cfg->interface, "wsgi") != 0 && gn_interp_is_asgi(app)) {
-        snprintf(w->error, sizeof(w->error),
-                 "'%s' is an ASGI application; this gorgon serves WSGI only (--interface wsgi)", w->cfg->app);
-        w->fatal = 1;
-        Py_DECREF(app);
-        return NULL;
-    }
-    gn_wsgi_t *bridge = gn_wsgi_new(app, w->cfg, w->id, w->error, sizeof(w->error));
-    Py_DECREF(app);
-    return bridge;
+    return app;
 }
 
-static int start_loop(gn_worker_t *w, gn_wsgi_t *bridge)
+/* The bridge the application speaks: WSGI or ASGI. */
+typedef struct {
+    gn_wsgi_t *wsgi;
+    gn_asgi_t *asgi;
+} bridge_t;
+
+static int make_bridge(gn_worker_t *w, PyObject *app, bridge_t *b)
+{
+    const char *iface = w->cfg->interface;
+    int asgi = strcmp(iface, "asgi") == 0 || (strcmp(iface, "auto") == 0 && gn_interp_is_asgi(app));
+    if (asgi)
+        b->asgi = gn_asgi_new(app, w->cfg, w->id, w->error, sizeof(w->error));
+    else
+        b->wsgi = gn_wsgi_new(app, w->cfg, w->id, w->error, sizeof(w->error));
+    if (w->id == 0 && (b->asgi || b->wsgi))
+        gn_log(GN_LOG_INFO, "interface: %s%s", asgi ? "ASGI" : "WSGI",
+               strcmp(iface, "auto") == 0 ? " (detected from the application)" : "");
+    return b->asgi || b->wsgi ? 0 : -1;
+}
+
+static void free_bridge(bridge_t *b)
+{
+    gn_wsgi_free(b->wsgi);
+    gn_asgi_free(b->asgi);
+    b->wsgi = NULL;
+    b->asgi = NULL;
+}
+
+static int start_loop(gn_worker_t *w, bridge_t *b)
 {
     gn_loop_t *loop = &w->loop;
-    if (gn_loop_init(loop, w->listen_fds, w->n_listen, w->exclusive, &w->cfg->limits,
-                     gn_wsgi_handler(bridge)) < 0) {
+    const gn_handler_t *h = b->asgi ? gn_asgi_handler(b->asgi) : gn_wsgi_handler(b->wsgi);
+    if (gn_loop_init(loop, w->listen_fds, w->n_listen, w->exclusive, &w->cfg->limits, h) < 0) {
         snprintf(w->error, sizeof(w->error), "cannot set up the event loop: %s", strerror(errno));
         return -1;
     }
     w->listen_fds = NULL; /* owned by the loop now */
     loop->worker_id = (int)w->id;
     loop->graceful_timeout = w->cfg->graceful_timeout;
-    loop->before_wait = release_gil;
-    loop->after_wait = acquire_gil;
-    loop->wait_arg = w;
+    if (b->wsgi) { /* under ASGI, asyncio's selector releases the GIL instead */
+        loop->before_wait = release_gil;
+        loop->after_wait = acquire_gil;
+        loop->wait_arg = w;
+    }
     w->loop_ready = 1;
     return 0;
+}
+
+/* Lifespan startup runs before the worker serves anything (ASGI only). */
+static int startup(gn_worker_t *w, bridge_t *b)
+{
+    if (b->asgi == NULL || gn_asgi_startup(b->asgi, w->error, sizeof(w->error)) == 0)
+        return 0;
+    w->fatal = 1;
+    w->exit_code = 3;
+    return -1;
+}
+
+static void serve(gn_worker_t *w, bridge_t *b)
+{
+    gn_log(GN_LOG_INFO, "worker %u ready (sub-interpreter %lld, own GIL, thread %d)", w->id,
+           (long long)w->interp.id, (int)gettid());
+    set_state(w, GN_WORKER_READY);
+    if (b->asgi)
+        gn_asgi_run(b->asgi, &w->loop);
+    else
+        gn_loop_run(&w->loop);
 }
 
 static void *worker_main(void *arg)
 {
     gn_worker_t *w = arg;
-    gn_wsgi_t *bridge = NULL;
+    bridge_t b = {NULL, NULL};
+    PyObject *app = NULL;
     if (gn_interp_create(&w->interp, w->main_interp, w->error, sizeof(w->error)) < 0)
         goto failed;
-    bridge = load_app(w);
-    if (bridge == NULL || start_loop(w, bridge) < 0)
+    app = load_app(w);
+    if (app == NULL || make_bridge(w, app, &b) < 0 || start_loop(w, &b) < 0 || startup(w, &b) < 0)
         goto failed;
-    gn_log(GN_LOG_INFO, "worker %u ready (sub-interpreter %lld, own GIL, thread %d)", w->id,
-           (long long)w->interp.id, (int)gettid());
-    set_state(w, GN_WORKER_READY);
-    gn_loop_run(&w->loop);
+    Py_CLEAR(app);
+    serve(w, &b);
     /* STOPPED before the loop's wake fd closes: no more wake-ups after it. */
     set_state(w, GN_WORKER_STOPPED);
     gn_loop_destroy(&w->loop);
-    gn_wsgi_free(bridge);
+    free_bridge(&b);
     gn_interp_end_ordered(&w->interp, w->end_order, (int)w->id);
     set_state(w, GN_WORKER_DONE);
     return NULL;
@@ -93,15 +137,15 @@ failed:
     if (w->loop_ready)
         gn_loop_destroy(&w->loop);
     if (w->fatal) {
-        /* Workaround 3 (interp.h): an interpreter that failed to import the
+        /* Workaround 3 (interp.h): an interpreter that failed to load the
          * application is never ended; the supervisor leaves with _exit(). */
         if (w->interp.ts)
             PyEval_SaveThread();
         set_state(w, GN_WORKER_FAILED);
         return NULL;
     }
-    if (bridge)
-        gn_wsgi_free(bridge);
+    Py_XDECREF(app);
+    free_bridge(&b);
     set_state(w, GN_WORKER_FAILED);
     gn_interp_end_ordered(&w->interp, w->end_order, (int)w->id);
     return NULL;

@@ -1,0 +1,447 @@
+/*
+ * gorgon.shared (the Shared type, one instance per interpreter, all of them
+ * over the one process-wide store), the module wiring for shared data and
+ * channels, and the worker facts. Every Python object here belongs to the
+ * interpreter that called; only bytes go into the store.
+ */
+#include "shared/shared.h"
+
+#include <errno.h>
+#include <math.h>
+
+#include "server/log.h"
+#include "shared/py_internal.h"
+#include "shared/store.h"
+
+/* ---- argument helpers --------------------------------------------------- */
+
+static int bind_keyword(const char *fname, PyObject *name, PyObject *value, const char *const *names, int n_total,
+                        PyObject **out)
+{
+    for (int i = 0; i < n_total; i++) {
+        if (PyUnicode_EqualToUTF8(name, names[i])) {
+            if (out[i]) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname, names[i]);
+                return -1;
+            }
+            out[i] = value;
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, name);
+    return -1;
+}
+
+int gn_py_bind(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+               const char *const *names, int n_required, int n_total, PyObject **out)
+{
+    if (nargs > n_total) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname, n_total, nargs);
+        return -1;
+    }
+    for (int i = 0; i < n_total; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        if (bind_keyword(fname, PyTuple_GET_ITEM(kwnames, k), args[nargs + k], names, n_total, out) < 0)
+            return -1;
+    }
+    for (int i = 0; i < n_required; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int seconds(PyObject *obj, const char *what, double *out)
+{
+    double v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(v >= 0) || isinf(v)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a non-negative number of seconds", what);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int gn_py_timeout(PyObject *obj, double *out)
+{
+    if (obj == NULL || obj == Py_None) {
+        *out = -1;
+        return 0;
+    }
+    return seconds(obj, "timeout", out);
+}
+
+/* None -> 0 (never expires); else a positive number of seconds. */
+static int ttl_arg(PyObject *obj, double *out)
+{
+    *out = 0;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    if (seconds(obj, "ttl", out) < 0)
+        return -1;
+    if (*out == 0) {
+        PyErr_SetString(PyExc_ValueError, "ttl must be positive (None: the key never expires)");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- store errors ------------------------------------------------------- */
+
+static PyObject *store_error(const gn_store_err_t *err, PyObject *key)
+{
+    if (err->code != E2BIG)
+        return PyErr_NoMemory();
+    PyErr_Format(PyExc_MemoryError,
+                 "gorgon.shared is full: storing %.100R needs %zu more bytes, %zu of %zu in use "
+                 "(--shared-max-bytes); nothing was changed",
+                 key, err->need, err->used, err->max);
+    return NULL;
+}
+
+/* Encodes the key, and the value (or NULL) within the store's bound. */
+static int encode_kv(PyObject *key, gn_wbuf_t *k, PyObject *value, gn_wbuf_t *v)
+{
+    gn_wbuf_init(k, gn_store_max_bytes());
+    if (v)
+        gn_wbuf_init(v, gn_store_max_bytes());
+    if (gn_py_encode_key(key, k) < 0 || (v && gn_py_encode(value, v) < 0)) {
+        gn_wbuf_free(k);
+        if (v)
+            gn_wbuf_free(v);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *decode_ref(gn_ref_t *ref)
+{
+    PyObject *v = gn_py_decode(ref->val, ref->len);
+    gn_store_unref(ref);
+    return v;
+}
+
+/* ---- gorgon.shared methods ---------------------------------------------- */
+
+static PyObject *shared_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "default"};
+    PyObject *a[2];
+    gn_wbuf_t k;
+    (void)self;
+    if (gn_py_bind("get", args, nargs, kwnames, names, 1, 2, a) < 0 || encode_kv(a[0], &k, NULL, NULL) < 0)
+        return NULL;
+    gn_ref_t ref;
+    int found = gn_store_get(k.buf, k.len, &ref);
+    gn_wbuf_free(&k);
+    if (!found)
+        return Py_NewRef(a[1] ? a[1] : Py_None);
+    return decode_ref(&ref);
+}
+
+static PyObject *shared_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "value", "ttl"};
+    PyObject *a[3];
+    gn_wbuf_t k, v;
+    double ttl;
+    (void)self;
+    if (gn_py_bind("set", args, nargs, kwnames, names, 2, 3, a) < 0 || ttl_arg(a[2], &ttl) < 0 ||
+        encode_kv(a[0], &k, a[1], &v) < 0)
+        return NULL;
+    gn_store_err_t err;
+    int rc = gn_store_set(k.buf, k.len, v.buf, v.len, ttl, &err);
+    gn_wbuf_free(&k);
+    gn_wbuf_free(&v);
+    return rc < 0 ? store_error(&err, a[0]) : Py_NewRef(Py_None);
+}
+
+static PyObject *shared_delete(PyObject *self, PyObject *key)
+{
+    gn_wbuf_t k;
+    (void)self;
+    if (encode_kv(key, &k, NULL, NULL) < 0)
+        return NULL;
+    int found = gn_store_delete(k.buf, k.len);
+    gn_wbuf_free(&k);
+    return PyBool_FromLong(found);
+}
+
+static PyObject *incr_not_int(gn_ref_t *ref, PyObject *key)
+{
+    PyErr_Format(PyExc_TypeError, "gorgon.shared.incr(): the value at %.100R is a %s, not an int", key,
+                 gn_py_type_name(ref->val, ref->len));
+    gn_store_unref(ref);
+    return NULL;
+}
+
+static PyObject *shared_incr(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "delta", "ttl"};
+    PyObject *a[3];
+    gn_wbuf_t k, d;
+    double ttl;
+    (void)self;
+    if (gn_py_bind("incr", args, nargs, kwnames, names, 1, 3, a) < 0 || ttl_arg(a[2], &ttl) < 0)
+        return NULL;
+    if (a[1] && !PyLong_CheckExact(a[1])) {
+        PyErr_Format(PyExc_TypeError, "incr() delta must be an int, not '%.200s'", Py_TYPE(a[1])->tp_name);
+        return NULL;
+    }
+    if (encode_kv(a[0], &k, NULL, NULL) < 0)
+        return NULL;
+    gn_wbuf_init(&d, gn_store_max_bytes());
+    int rc = a[1] ? gn_py_encode(a[1], &d) : gn_codec_put_int64(&d, 1);
+    gn_ref_t ref;
+    gn_store_err_t err = {0};
+    if (rc == 0)
+        rc = gn_store_incr(k.buf, k.len, d.buf, d.len, ttl, &ref, &err);
+    else if (!PyErr_Occurred())
+        err.code = ENOMEM; /* the bound is below 9 bytes */
+    else
+        err.code = -1; /* the exception is already set */
+    gn_wbuf_free(&k);
+    gn_wbuf_free(&d);
+    if (rc == 0)
+        return decode_ref(&ref);
+    if (err.code == -1)
+        return NULL;
+    return err.code == EINVAL ? incr_not_int(&ref, a[0]) : store_error(&err, a[0]);
+}
+
+static PyObject *shared_cas(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "expected", "new", "ttl"};
+    PyObject *a[4];
+    gn_wbuf_t k, e, v;
+    double ttl;
+    (void)self;
+    if (gn_py_bind("cas", args, nargs, kwnames, names, 3, 4, a) < 0 || ttl_arg(a[3], &ttl) < 0 ||
+        encode_kv(a[0], &k, a[2], &v) < 0)
+        return NULL;
+    gn_wbuf_init(&e, gn_store_max_bytes());
+    int rc = -2;
+    gn_store_err_t err;
+    if (gn_py_encode(a[1], &e) == 0)
+        rc = gn_store_cas(k.buf, k.len, e.buf, e.len, v.buf, v.len, ttl, &err);
+    gn_wbuf_free(&k);
+    gn_wbuf_free(&e);
+    gn_wbuf_free(&v);
+    if (rc == -2)
+        return NULL;
+    return rc < 0 ? store_error(&err, a[0]) : PyBool_FromLong(rc);
+}
+
+static PyObject *shared_setdefault(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "value", "ttl"};
+    PyObject *a[3];
+    gn_wbuf_t k, v;
+    double ttl;
+    (void)self;
+    if (gn_py_bind("setdefault", args, nargs, kwnames, names, 1, 3, a) < 0 || ttl_arg(a[2], &ttl) < 0 ||
+        encode_kv(a[0], &k, a[1] ? a[1] : Py_None, &v) < 0)
+        return NULL;
+    gn_ref_t ref;
+    gn_store_err_t err;
+    int rc = gn_store_setdefault(k.buf, k.len, v.buf, v.len, ttl, &ref, &err);
+    gn_wbuf_free(&k);
+    gn_wbuf_free(&v);
+    return rc < 0 ? store_error(&err, a[0]) : decode_ref(&ref);
+}
+
+/* The keys come out of the store as bytes under its locks; the str/bytes
+ * objects are made afterwards. */
+static PyObject *shared_keys(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    gn_wbuf_t buf;
+    gn_wbuf_init(&buf, SIZE_MAX);
+    long n = gn_store_keys(&buf);
+    PyObject *list = n < 0 ? PyErr_NoMemory() : PyList_New(n);
+    const uint8_t *p = buf.buf, *end = buf.buf + buf.len;
+    for (long i = 0; list && i < n; i++) {
+        size_t len = gn_codec_value_len(p, end);
+        PyObject *key = gn_py_decode(p, len);
+        if (key == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, key);
+        p += len;
+    }
+    gn_wbuf_free(&buf);
+    return list;
+}
+
+static PyObject *shared_clear(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    gn_store_clear();
+    Py_RETURN_NONE;
+}
+
+static PyObject *shared_stats(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return Py_BuildValue("{s:n,s:n,s:n}", "keys", (Py_ssize_t)gn_store_len(), "used_bytes",
+                         (Py_ssize_t)gn_store_used_bytes(), "max_bytes", (Py_ssize_t)gn_store_max_bytes());
+}
+
+static Py_ssize_t shared_len(PyObject *self)
+{
+    (void)self;
+    return (Py_ssize_t)gn_store_len();
+}
+
+static int shared_contains(PyObject *self, PyObject *key)
+{
+    gn_wbuf_t k;
+    (void)self;
+    if (encode_kv(key, &k, NULL, NULL) < 0)
+        return -1;
+    int found = gn_store_contains(k.buf, k.len);
+    gn_wbuf_free(&k);
+    return found;
+}
+
+static PyObject *shared_repr(PyObject *self)
+{
+    (void)self;
+    return PyUnicode_FromFormat("<gorgon.shared: %zu keys, %zu of %zu bytes>", gn_store_len(),
+                                gn_store_used_bytes(), gn_store_max_bytes());
+}
+
+static void shared_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+static PyMethodDef shared_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))shared_get, FASTKW, "get(key, default=None): the value, or default"},
+    {"set", (PyCFunction)(void (*)(void))shared_set, FASTKW, "set(key, value, ttl=None): store a copy of value"},
+    {"delete", shared_delete, METH_O, "delete(key) -> bool: whether the key was there"},
+    {"incr", (PyCFunction)(void (*)(void))shared_incr, FASTKW,
+     "incr(key, delta=1, ttl=None) -> int: atomic add; a missing key counts as 0 (and gets ttl)"},
+    {"cas", (PyCFunction)(void (*)(void))shared_cas, FASTKW,
+     "cas(key, expected, new, ttl=None) -> bool: atomic compare-and-set; a missing key counts as None"},
+    {"setdefault", (PyCFunction)(void (*)(void))shared_setdefault, FASTKW,
+     "setdefault(key, value=None, ttl=None): the stored value, storing value first if the key is missing"},
+    {"keys", shared_keys, METH_NOARGS, "keys() -> list of the keys"},
+    {"clear", shared_clear, METH_NOARGS, "clear(): remove every key"},
+    {"stats", shared_stats, METH_NOARGS, "stats() -> {'keys', 'used_bytes', 'max_bytes'}"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot shared_slots[] = {
+    {Py_tp_doc, "The process-wide key/value store shared by every worker (gorgon.shared)."},
+    {Py_tp_methods, shared_methods},
+    {Py_tp_repr, shared_repr},
+    {Py_tp_dealloc, shared_dealloc},
+    {Py_sq_length, shared_len},
+    {Py_sq_contains, shared_contains},
+    {0, NULL},
+};
+
+static PyType_Spec shared_spec = {
+    .name = "gorgon.Shared",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = shared_slots,
+};
+
+/* ---- module wiring ------------------------------------------------------ */
+
+static PyObject *channel_fn(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"name", "capacity"};
+    PyObject *a[2];
+    if (gn_py_bind("channel", args, nargs, kwnames, names, 1, 2, a) < 0)
+        return NULL;
+    return gn_py_channel_open(PyModule_GetState(module), a[0], a[1]);
+}
+
+static PyMethodDef module_functions[] = {
+    {"channel", (PyCFunction)(void (*)(void))channel_fn, FASTKW,
+     "channel(name, capacity=1024) -> the channel of that name, the same one in every worker"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *new_exception(PyObject *module, const char *name, const char *doc)
+{
+    PyObject *exc = PyErr_NewExceptionWithDoc(name, doc, NULL, NULL);
+    if (exc && PyModule_AddObjectRef(module, strrchr(name, '.') + 1, exc) < 0)
+        Py_CLEAR(exc);
+    return exc;
+}
+
+static int add_exceptions(PyObject *module, gn_modstate_t *st)
+{
+    st->empty = new_exception(module, "gorgon.Empty", "recv_nowait() or recv(timeout) found no message.");
+    st->full = new_exception(module, "gorgon.Full", "send(timeout) found no room in the channel.");
+    st->closed = new_exception(module, "gorgon.Closed", "The channel is closed (and, for recv, drained).");
+    return st->empty && st->full && st->closed ? 0 : -1;
+}
+
+static int set_facts(PyObject *module, int worker_id, unsigned worker_count, const char *mode)
+{
+    PyObject *id = worker_id < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(worker_id);
+    int rc = -1;
+    if (id && PyModule_AddObjectRef(module, "worker_id", id) == 0 &&
+        PyModule_Add(module, "worker_count", PyLong_FromUnsignedLong(worker_count)) == 0 &&
+        PyModule_Add(module, "mode", PyUnicode_FromString(mode)) == 0)
+        rc = 0;
+    Py_XDECREF(id);
+    return rc;
+}
+
+int gn_shared_add_to_module(PyObject *module, gn_modstate_t *st)
+{
+    st->shared_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &shared_spec, NULL);
+    st->channel_type = gn_py_channel_type_new(module);
+    if (st->shared_type == NULL || st->channel_type == NULL || add_exceptions(module, st) < 0)
+        return -1;
+    PyObject *shared = PyType_GenericAlloc(st->shared_type, 0);
+    if (PyModule_Add(module, "shared", shared) < 0 || PyModule_AddFunctions(module, module_functions) < 0)
+        return -1;
+    /* Until a worker (or serve()) says otherwise. */
+    int main = PyInterpreterState_Get() == PyInterpreterState_Main();
+    return set_facts(module, -1, 0, main ? "main" : "interpreters");
+}
+
+int gn_shared_set_worker_facts(int worker_id, unsigned worker_count, const char *mode, char *err,
+                               size_t errlen)
+{
+    PyObject *m = PyImport_ImportModule("gorgon._gorgon");
+    if (m && set_facts(m, worker_id, worker_count, mode) == 0) {
+        Py_DECREF(m);
+        return 0;
+    }
+    Py_XDECREF(m);
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *s = exc ? PyObject_Str(exc) : NULL;
+    const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
+    if (err)
+        snprintf(err, errlen, "cannot set up the gorgon module: %s", msg ? msg : "?");
+    PyErr_Clear();
+    Py_XDECREF(s);
+    Py_XDECREF(exc);
+    return -1;
+}
+
+void gn_shared_serve_start(const gn_config_t *cfg)
+{
+    gn_store_set_max_bytes(cfg->shared_max_bytes);
+    char err[256];
+    if (gn_shared_set_worker_facts(-1, cfg->workers, "main", err, sizeof(err)) < 0)
+        gn_log(GN_LOG_WARNING, "%s", err);
+}
