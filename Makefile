@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
         serve demo bench env format
 
 all: ext
@@ -65,6 +65,15 @@ build/test_parser: tests/c/test_parser.c tests/c/test.h $(PARSER_SRC) src/http/p
 
 test-c: build/test_parser
 	build/test_parser
+
+# WebSocket frame, unmasking and UTF-8 unit tests, always under ASan+UBSan.
+WS_SRC := src/http/ws.c
+build/test_ws: tests/c/test_ws.c tests/c/test.h $(WS_SRC) src/http/ws.h
+	@mkdir -p build
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $@
+
+test-ws-c: build/test_ws
+	build/test_ws
 
 # The plain C under gorgon.shared and channels (no Python), under ASan+UBSan.
 SHARED_C_SRC := src/shared/codec.c src/shared/store.c src/shared/channel.c
@@ -110,7 +119,7 @@ test-debian:
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: test-c test-shared-c test-clang test-e2e test-asan test-tsan fuzz test-debian
+test: test-c test-ws-c test-shared-c test-clang test-e2e test-asan test-tsan fuzz test-debian
 
 # ---- running ---------------------------------------------------------------
 

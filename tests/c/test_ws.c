@@ -1,0 +1,693 @@
+/*
+ * Unit tests for src/http/ws.c (WebSocket frame headers, unmasking, UTF-8).
+ *
+ * Every header is parsed two ways and the results must agree (picohttpparser
+ * style): (a) whole, copied so that it ends exactly where an unreadable guard
+ * page begins, and (b) fed one byte at a time, each prefix in its own
+ * exact-size heap block so ASan sees any read past len. Every prefix shorter
+ * than the one that decides the header must give GN_WS_INCOMPLETE.
+ */
+#include "http/ws.h"
+
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "test.h"
+
+#define E_PROTO (-GN_WS_CLOSE_PROTOCOL)
+#define E_BIG (-GN_WS_CLOSE_TOO_BIG)
+#define NO_LIMIT UINT64_MAX
+
+static const uint8_t KEY[4] = {0x37, 0xfa, 0x21, 0x3d};
+
+/* ---- helpers: building and parsing headers ------------------------------- */
+
+/* Copies in[0..len) so that its last byte is just before a PROT_NONE page. */
+static uint8_t *guard_copy(const uint8_t *in, size_t len, void **map, size_t *map_len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = len ? (len + pg - 1) / pg : 1;
+    *map_len = (pages + 1) * pg;
+    uint8_t *m = mmap(NULL, *map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+    if (m == MAP_FAILED || mprotect(m + pages * pg, pg, PROT_NONE) != 0) {
+        perror("mmap/mprotect");
+        abort();
+    }
+    *map = m;
+    uint8_t *p = m + pages * pg - len;
+    if (len)
+        memcpy(p, in, len);
+    return p;
+}
+
+enum { ENC_7 = 7, ENC_16 = 16, ENC_64 = 64 };
+
+/* Writes a client frame header with the length in the given encoding (even
+ * a non-minimal one); returns its size. */
+static size_t build(uint8_t *buf, uint8_t b0, int masked, uint64_t length, int enc)
+{
+    size_t n = 2;
+    buf[0] = b0;
+    buf[1] = masked ? 0x80 : 0;
+    if (enc == ENC_7) {
+        buf[1] |= (uint8_t)length;
+    } else if (enc == ENC_16) {
+        buf[1] |= 126;
+        buf[2] = (uint8_t)(length >> 8);
+        buf[3] = (uint8_t)length;
+        n = 4;
+    } else {
+        buf[1] |= 127;
+        for (int i = 0; i < 8; i++)
+            buf[2 + i] = (uint8_t)(length >> (56 - 8 * i));
+        n = 10;
+    }
+    if (masked) {
+        memcpy(buf + n, KEY, 4);
+        n += 4;
+    }
+    return n;
+}
+
+static int same_frame(const gn_ws_frame_t *a, const gn_ws_frame_t *b)
+{
+    return a->fin == b->fin && a->opcode == b->opcode && a->length == b->length &&
+           memcmp(a->mask, b->mask, 4) == 0 && a->header_len == b->header_len;
+}
+
+/*
+ * Parses in[0..len) whole and one byte at a time; records a failure unless
+ * both agree and every prefix before the deciding one is incomplete. Returns
+ * the whole result; *decided gets the length of the shortest deciding prefix
+ * (0 when even the whole input is incomplete).
+ */
+static int parse_both(const uint8_t *in, size_t len, uint64_t max, gn_ws_frame_t *f,
+                      size_t *decided)
+{
+    void *map;
+    size_t map_len;
+    uint8_t *g = guard_copy(in, len, &map, &map_len);
+    memset(f, 0xa5, sizeof(*f));
+    int r = gn_ws_parse_header(g, len, max, f);
+    munmap(map, map_len);
+
+    *decided = 0;
+    for (size_t n = 0; n <= len; n++) {
+        uint8_t *p = malloc(n ? n : 1);
+        memcpy(p, in, n);
+        gn_ws_frame_t f2;
+        memset(&f2, 0x5a, sizeof(f2));
+        int r2 = gn_ws_parse_header(p, n, max, &f2);
+        free(p);
+        if (r2 == GN_WS_INCOMPLETE && *decided == 0)
+            continue;
+        if (*decided == 0)
+            *decided = n;
+        if (r2 != r)
+            TEST_FAIL_("prefix of %zu bytes returned %d, whole returned %d", n, r2, r);
+        else if (r > 0 && !same_frame(f, &f2))
+            TEST_FAIL_("prefix of %zu bytes gave another frame than the whole", n);
+    }
+    if (r > 0 && (size_t)r != f->header_len)
+        TEST_FAIL_("returned %d but header_len is %zu", r, f->header_len);
+    return r;
+}
+
+/* A rejection, decided exactly when the byte at index at-1 arrives. */
+#define ASSERT_REJECT(buf, n, max, code, at)                                         \
+    do {                                                                             \
+        gn_ws_frame_t f_;                                                            \
+        size_t d_;                                                                   \
+        ASSERT_EQ(parse_both(buf, n, max, &f_, &d_), code);                          \
+        ASSERT_EQ(d_, at);                                                           \
+    } while (0)
+
+/* Checks a header of every length encoding against what build() wrote. */
+static void check_accept(uint8_t b0, uint64_t length, int enc, size_t want_len)
+{
+    uint8_t buf[16];
+    size_t n = build(buf, b0, 1, length, enc);
+    ASSERT_EQ(n, want_len);
+    /* Trailing payload bytes must not change anything. */
+    buf[n] = 0xee;
+    buf[n + 1] = 0xff;
+    gn_ws_frame_t f;
+    size_t decided;
+    ASSERT_EQ(parse_both(buf, n + 2, NO_LIMIT, &f, &decided), (int)n);
+    ASSERT_EQ(decided, n);
+    ASSERT_EQ(f.header_len, n);
+    ASSERT_EQ(f.fin, (b0 & 0x80) != 0);
+    ASSERT_EQ(f.opcode, b0 & 0x0f);
+    ASSERT_TRUE(f.length == length);
+    ASSERT_TRUE(memcmp(f.mask, KEY, 4) == 0);
+    /* Exactly at the limit is still allowed. */
+    ASSERT_EQ(parse_both(buf, n, length, &f, &decided), (int)n);
+}
+
+/* ---- header: accepted frames --------------------------------------------- */
+
+static void test_hdr_len7(void)
+{
+    check_accept(0x81, 0, ENC_7, 6);
+    check_accept(0x81, 5, ENC_7, 6);
+    check_accept(0x82, 125, ENC_7, 6);
+}
+
+static void test_hdr_len16(void)
+{
+    check_accept(0x81, 126, ENC_16, 8);
+    check_accept(0x82, 0x1234, ENC_16, 8);
+    check_accept(0x02, 65535, ENC_16, 8);
+}
+
+static void test_hdr_len64(void)
+{
+    check_accept(0x82, 65536, ENC_64, 14);
+    check_accept(0x82, 0x0123456789abcdefull, ENC_64, 14);
+    check_accept(0x80, 0x7fffffffffffffffull, ENC_64, 14);
+}
+
+static void test_hdr_opcodes(void)
+{
+    static const int ops[] = {GN_WS_CONT, GN_WS_TEXT, GN_WS_BINARY,
+                              GN_WS_CLOSE, GN_WS_PING, GN_WS_PONG};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        check_accept((uint8_t)(0x80 | ops[i]), 125, ENC_7, 6);
+        if (ops[i] < GN_WS_CLOSE) /* data frames may be fragmented (5.4) */
+            check_accept((uint8_t)ops[i], 0, ENC_7, 6);
+    }
+}
+
+static void test_hdr_incomplete(void)
+{
+    uint8_t buf[16] = {0};
+    gn_ws_frame_t f;
+    ASSERT_EQ(gn_ws_parse_header(buf, 0, NO_LIMIT, &f), GN_WS_INCOMPLETE);
+    size_t n = build(buf, 0x82, 1, 70000, ENC_64);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_EQ(gn_ws_parse_header(buf, i, NO_LIMIT, &f), GN_WS_INCOMPLETE);
+    ASSERT_EQ(gn_ws_parse_header(buf, n, NO_LIMIT, &f), (int)n);
+}
+
+/* ---- header: rejections (one per rule) ------------------------------------ */
+
+static void test_reject_unmasked(void)
+{
+    uint8_t buf[16];
+    size_t n = build(buf, 0x81, 0, 5, ENC_7);
+    ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 2);
+    n = build(buf, 0x82, 0, 300, ENC_16);
+    ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 2);
+    n = build(buf, 0x89, 0, 0, ENC_7);
+    ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 2);
+}
+
+static void test_reject_rsv(void)
+{
+    uint8_t buf[16];
+    for (int bit = 0x10; bit <= 0x40; bit <<= 1) {
+        size_t n = build(buf, (uint8_t)(0x81 | bit), 1, 5, ENC_7);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 1);
+    }
+    size_t n = build(buf, 0xf1, 1, 5, ENC_7);
+    ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 1);
+}
+
+static void test_reject_unknown_opcode(void)
+{
+    uint8_t buf[16];
+    for (int op = 0; op <= 0xf; op++) {
+        if (op <= 2 || (op >= 8 && op <= 0xa))
+            continue;
+        size_t n = build(buf, (uint8_t)(0x80 | op), 1, 5, ENC_7);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 1);
+        n = build(buf, (uint8_t)op, 1, 5, ENC_7);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 1);
+    }
+}
+
+static void test_reject_control_long(void)
+{
+    uint8_t buf[16];
+    for (int op = GN_WS_CLOSE; op <= GN_WS_PONG; op++) {
+        size_t n = build(buf, (uint8_t)(0x80 | op), 1, 126, ENC_16);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 2);
+        n = build(buf, (uint8_t)(0x80 | op), 1, 70000, ENC_64);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 2);
+        /* Even a small length in an extended field (non-minimal anyway). */
+        n = build(buf, (uint8_t)(0x80 | op), 1, 5, ENC_16);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 2);
+    }
+}
+
+static void test_reject_control_fragmented(void)
+{
+    uint8_t buf[16];
+    for (int op = GN_WS_CLOSE; op <= GN_WS_PONG; op++) {
+        size_t n = build(buf, (uint8_t)op, 1, 0, ENC_7);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 1);
+    }
+}
+
+static void test_reject_nonminimal_16(void)
+{
+    uint8_t buf[16];
+    static const uint64_t lens[] = {0, 1, 125};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = build(buf, 0x82, 1, lens[i], ENC_16);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 4);
+    }
+}
+
+static void test_reject_nonminimal_64(void)
+{
+    uint8_t buf[16];
+    static const uint64_t lens[] = {0, 125, 126, 1000, 65535};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t n = build(buf, 0x82, 1, lens[i], ENC_64);
+        ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 10);
+    }
+}
+
+static void test_reject_64bit_top_bit(void)
+{
+    uint8_t buf[16];
+    size_t n = build(buf, 0x82, 1, 0x8000000000000000ull, ENC_64);
+    ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 3);
+    n = build(buf, 0x82, 1, UINT64_MAX, ENC_64);
+    ASSERT_REJECT(buf, n, NO_LIMIT, E_PROTO, 3);
+}
+
+static void test_reject_too_big(void)
+{
+    uint8_t buf[16];
+    size_t n = build(buf, 0x81, 1, 100, ENC_7);
+    ASSERT_REJECT(buf, n, 99, E_BIG, 2);
+    n = build(buf, 0x81, 1, 1, ENC_7);
+    ASSERT_REJECT(buf, n, 0, E_BIG, 2);
+    n = build(buf, 0x89, 1, 125, ENC_7); /* control frames too */
+    ASSERT_REJECT(buf, n, 124, E_BIG, 2);
+    n = build(buf, 0x82, 1, 65535, ENC_16);
+    ASSERT_REJECT(buf, n, 65534, E_BIG, 4);
+    n = build(buf, 0x02, 1, 1ull << 40, ENC_64);
+    ASSERT_REJECT(buf, n, 1 << 20, E_BIG, 10);
+    /* A protocol error decided earlier wins over the size. */
+    n = build(buf, 0x82, 0, 100, ENC_7);
+    ASSERT_REJECT(buf, n, 10, E_PROTO, 2);
+    n = build(buf, 0x82, 1, 100, ENC_16);
+    ASSERT_REJECT(buf, n, 10, E_PROTO, 4);
+}
+
+/* ---- frame_header ---------------------------------------------------------- */
+
+static void check_frame_header(int fin, int opcode, uint64_t length, size_t want)
+{
+    uint8_t out[10], in[16];
+    memset(out, 0xcc, sizeof(out));
+    size_t n = gn_ws_frame_header(out, fin, opcode, length);
+    ASSERT_EQ(n, want);
+    ASSERT_EQ(out[0], (fin ? 0x80 : 0) | opcode);
+    ASSERT_EQ(out[1] & 0x80, 0); /* 5.1: server frames are not masked */
+    /* Round trip: with the mask bit and a key added, the parser reads it back. */
+    memcpy(in, out, n);
+    in[1] |= 0x80;
+    memcpy(in + n, KEY, 4);
+    gn_ws_frame_t f;
+    size_t decided;
+    ASSERT_EQ(parse_both(in, n + 4, NO_LIMIT, &f, &decided), (int)(n + 4));
+    ASSERT_EQ(f.fin, fin);
+    ASSERT_EQ(f.opcode, opcode);
+    ASSERT_TRUE(f.length == length);
+}
+
+static void test_frame_header_sizes(void)
+{
+    check_frame_header(1, GN_WS_TEXT, 0, 2);
+    check_frame_header(1, GN_WS_TEXT, 125, 2);
+    check_frame_header(0, GN_WS_BINARY, 126, 4);
+    check_frame_header(1, GN_WS_BINARY, 65535, 4);
+    check_frame_header(0, GN_WS_CONT, 65536, 10);
+    check_frame_header(1, GN_WS_BINARY, 0x7fffffffffffffffull, 10);
+    check_frame_header(1, GN_WS_CLOSE, 2, 2);
+    check_frame_header(1, GN_WS_PONG, 125, 2);
+}
+
+static void test_frame_header_bytes(void)
+{
+    uint8_t out[10];
+    ASSERT_EQ(gn_ws_frame_header(out, 1, GN_WS_TEXT, 125), 2);
+    ASSERT_TRUE(memcmp(out, "\x81\x7d", 2) == 0);
+    ASSERT_EQ(gn_ws_frame_header(out, 1, GN_WS_BINARY, 126), 4);
+    ASSERT_TRUE(memcmp(out, "\x82\x7e\x00\x7e", 4) == 0);
+    ASSERT_EQ(gn_ws_frame_header(out, 0, GN_WS_TEXT, 65535), 4);
+    ASSERT_TRUE(memcmp(out, "\x01\x7e\xff\xff", 4) == 0);
+    ASSERT_EQ(gn_ws_frame_header(out, 1, GN_WS_BINARY, 65536), 10);
+    ASSERT_TRUE(memcmp(out, "\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10) == 0);
+}
+
+/* ---- unmask ----------------------------------------------------------------- */
+
+static void ref_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] ^= mask[(offset + i) % 4];
+}
+
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        p[i] = (uint8_t)(seed >> 16);
+    }
+}
+
+/* Every key offset 0..7, payload length 0..100 and start alignment 0..7, in
+ * an exact-size heap block with guard bytes checked on either side. */
+static void test_unmask_reference(void)
+{
+    uint8_t src[100 + 16], ref[100 + 16];
+    fill(src, sizeof(src), 1);
+    for (uint64_t offset = 0; offset < 8; offset++) {
+        for (size_t len = 0; len <= 100; len++) {
+            for (size_t align = 0; align < 8; align++) {
+                uint8_t *block = malloc(align + len + 1);
+                memcpy(block, src, align + len + 1);
+                memcpy(ref, src, align + len + 1);
+                gn_ws_unmask(block + align, len, KEY, offset);
+                ref_unmask(ref + align, len, KEY, offset);
+                int ok = memcmp(block, ref, align + len + 1) == 0;
+                free(block);
+                if (!ok) {
+                    TEST_FAIL_("offset %d len %zu align %zu differs", (int)offset, len,
+                               align);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/* 1 MiB, unaligned, in one call and in uneven pieces carrying the offset. */
+static void test_unmask_large(void)
+{
+    size_t n = (size_t)1 << 20;
+    uint8_t *a = malloc(n + 3), *b = malloc(n + 3), *c = malloc(n + 3);
+    ASSERT_TRUE(a && b && c);
+    fill(a, n + 3, 7);
+    memcpy(b, a, n + 3);
+    memcpy(c, a, n + 3);
+    gn_ws_unmask(a + 3, n, KEY, 0);
+    ref_unmask(b + 3, n, KEY, 0);
+    int whole = memcmp(a, b, n + 3) == 0;
+    size_t done = 0, piece = 1;
+    while (done < n) {
+        size_t k = piece < n - done ? piece : n - done;
+        gn_ws_unmask(c + 3 + done, k, KEY, done);
+        done += k;
+        piece = piece * 3 + 1;
+    }
+    int pieces = memcmp(c, b, n + 3) == 0;
+    /* Masking is its own inverse. */
+    gn_ws_unmask(a + 3, n, KEY, 0);
+    ref_unmask(b + 3, n, KEY, 0);
+    int twice = memcmp(a, b, n + 3) == 0;
+    free(a);
+    free(b);
+    free(c);
+    ASSERT_TRUE(whole);
+    ASSERT_TRUE(pieces);
+    ASSERT_TRUE(twice);
+}
+
+static void test_unmask_offset_above_32_bits(void)
+{
+    uint8_t a[40], b[40];
+    fill(a, sizeof(a), 3);
+    memcpy(b, a, sizeof(a));
+    uint64_t offset = (1ull << 40) + 3;
+    gn_ws_unmask(a + 1, 37, KEY, offset);
+    ref_unmask(b + 1, 37, KEY, offset);
+    ASSERT_TRUE(memcmp(a, b, sizeof(a)) == 0);
+}
+
+/* ---- UTF-8 ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *s;
+    size_t n;
+} sample_t;
+
+#define S(lit) {lit, sizeof(lit) - 1}
+
+static const sample_t valid[] = {
+    S(""),
+    S("hello, world"),
+    S("0123456789abcdefghijklmnopqrstuvwxyz ASCII longer than a few words"),
+    S("\x00\x7f"),
+    S("\xc2\x80"),                 /* U+0080, smallest 2-byte */
+    S("\xc3\xa9t\xc3\xa9"),        /* "été" */
+    S("\xdf\xbf"),                 /* U+07FF */
+    S("\xe0\xa0\x80"),             /* U+0800, smallest 3-byte */
+    S("\xe2\x82\xac"),             /* U+20AC euro */
+    S("\xed\x9f\xbf"),             /* U+D7FF, just below the surrogates */
+    S("\xee\x80\x80"),             /* U+E000, just above them */
+    S("\xef\xbf\xbf"),             /* U+FFFF */
+    S("\xf0\x90\x80\x80"),         /* U+10000, smallest 4-byte */
+    S("\xf0\x9f\x98\x80"),         /* U+1F600 */
+    S("\xf3\xbf\xbf\xbf"),         /* U+FFFFF */
+    S("\xf4\x8f\xbf\xbf"),         /* U+10FFFF, the largest */
+    S("ab\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5 \xf0\x9f\x98\x80 mixed text!!"),
+};
+
+/* Validates p[0..n) in one call; returns 1 valid, 0 incomplete, -1 invalid. */
+static int utf8_one(const char *p, size_t n)
+{
+    uint32_t st = 0;
+    if (gn_utf8_validate(&st, (const uint8_t *)p, n) < 0)
+        return -1;
+    return st == 0 ? 1 : 0;
+}
+
+static void test_utf8_valid(void)
+{
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
+        if (utf8_one(valid[i].s, valid[i].n) != 1)
+            TEST_FAIL_("valid sample %zu rejected", i);
+}
+
+/* Each valid sample split at every position into two calls, each piece in its
+ * own exact-size heap block. */
+static void test_utf8_split(void)
+{
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+        const sample_t *v = &valid[i];
+        for (size_t cut = 0; cut <= v->n; cut++) {
+            uint8_t *a = malloc(cut ? cut : 1), *b = malloc(v->n - cut ? v->n - cut : 1);
+            memcpy(a, v->s, cut);
+            memcpy(b, v->s + cut, v->n - cut);
+            uint32_t st = 0;
+            int r1 = gn_utf8_validate(&st, a, cut);
+            int r2 = gn_utf8_validate(&st, b, v->n - cut);
+            free(a);
+            free(b);
+            if (r1 != 0 || r2 != 0 || st != 0)
+                TEST_FAIL_("sample %zu split at %zu: %d %d state %u", i, cut, r1, r2,
+                           (unsigned)st);
+        }
+    }
+}
+
+/* Invalid inputs must give -1, alone and behind an ASCII run long enough to
+ * take the 8-byte fast path, in one call and byte by byte. */
+static void check_invalid(const sample_t *bad, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        char buf[64];
+        for (size_t pre = 0; pre <= 17; pre++) {
+            memset(buf, 'x', pre);
+            memcpy(buf + pre, bad[i].s, bad[i].n);
+            size_t n = pre + bad[i].n;
+            if (utf8_one(buf, n) != -1)
+                TEST_FAIL_("invalid sample %zu (after %zu ASCII) accepted", i, pre);
+            uint32_t st = 0;
+            int r = 0;
+            for (size_t k = 0; k < n && r == 0; k++)
+                r = gn_utf8_validate(&st, (const uint8_t *)buf + k, 1);
+            if (r != -1)
+                TEST_FAIL_("invalid sample %zu byte by byte accepted", i);
+        }
+    }
+}
+
+#define CHECK_INVALID(arr) check_invalid(arr, sizeof(arr) / sizeof(arr[0]))
+
+static void test_utf8_reject_overlong(void)
+{
+    static const sample_t bad[] = {
+        S("\xc0\x80"), S("\xc0\xaf"), S("\xc1\xbf"),          /* C0, C1 */
+        S("\xe0\x80\x80"), S("\xe0\x9f\xbf"),                 /* E0 80..9F */
+        S("\xf0\x80\x80\x80"), S("\xf0\x8f\xbf\xbf"),         /* F0 80..8F */
+        S("\xc0"), S("\xe0\x80"), S("\xf0\x8f"),              /* even truncated */
+    };
+    CHECK_INVALID(bad);
+}
+
+static void test_utf8_reject_surrogates(void)
+{
+    static const sample_t bad[] = {
+        S("\xed\xa0\x80"), S("\xed\xaf\xbf"), S("\xed\xb0\x80"), S("\xed\xbf\xbf"),
+        S("\xed\xa0\x80\xed\xb0\x80"), /* a CESU-8 pair */
+        S("\xed\xa0"),
+    };
+    CHECK_INVALID(bad);
+}
+
+static void test_utf8_reject_above_max(void)
+{
+    static const sample_t bad[] = {
+        S("\xf4\x90\x80\x80"), S("\xf4\xbf\xbf\xbf"), S("\xf5\x80\x80\x80"),
+        S("\xf7\xbf\xbf\xbf"), S("\xf8\x88\x80\x80\x80"), S("\xfc\x84\x80\x80\x80\x80"),
+        S("\xfe"), S("\xff"), S("\xf4\x90"),
+    };
+    CHECK_INVALID(bad);
+}
+
+static void test_utf8_reject_bad_continuation(void)
+{
+    static const sample_t bad[] = {
+        S("\x80"), S("\xbf"), S("a\x80"), S("\xc3\xa9\xa9"),  /* stray continuation */
+        S("\xc3\x41"), S("\xe2\x82\x41"), S("\xf0\x9f\x98\x41"), /* ASCII too soon */
+        S("\xc3\xc3\xa9"), S("\xe2\xe2\x82\xac"), S("\xf0\x9f\xf0\x9f\x98\x80"),
+    };
+    CHECK_INVALID(bad);
+}
+
+/* A truncated sequence is not an error, only "incomplete" (state != 0). */
+static void test_utf8_truncated_is_incomplete(void)
+{
+    static const sample_t part[] = {
+        S("\xc3"), S("\xe2"), S("\xe2\x82"), S("\xe0\xa0"), S("\xed\x9f"), S("\xf0"),
+        S("\xf0\x9f"), S("\xf0\x9f\x98"), S("\xf4\x8f\xbf"), S("abcdefghijk\xe2\x82"),
+    };
+    for (size_t i = 0; i < sizeof(part) / sizeof(part[0]); i++)
+        if (utf8_one(part[i].s, part[i].n) != 0)
+            TEST_FAIL_("truncated sample %zu not incomplete", i);
+}
+
+/* After -1 the state stays failed; an unknown state is refused. */
+static void test_utf8_sticky_failure(void)
+{
+    uint32_t st = 0;
+    ASSERT_EQ(gn_utf8_validate(&st, (const uint8_t *)"\xff", 1), -1);
+    ASSERT_TRUE(st != 0);
+    ASSERT_EQ(gn_utf8_validate(&st, (const uint8_t *)"abc", 3), -1);
+    ASSERT_EQ(gn_utf8_validate(&st, (const uint8_t *)"", 0), -1);
+    st = 0xdeadbeef;
+    ASSERT_EQ(gn_utf8_validate(&st, (const uint8_t *)"abc", 3), -1);
+}
+
+/* The 8-byte ASCII fast path must notice a non-ASCII byte at any position. */
+static void test_utf8_fast_path(void)
+{
+    char buf[80];
+    for (size_t at = 0; at < 64; at++) {
+        memset(buf, 'a', sizeof(buf));
+        buf[at] = (char)0x80;
+        ASSERT_EQ(utf8_one(buf, sizeof(buf)), -1);
+        buf[at] = (char)0xc3;
+        buf[at + 1] = (char)0xa9;
+        ASSERT_EQ(utf8_one(buf, sizeof(buf)), 1);
+        ASSERT_EQ(utf8_one(buf, at + 1), 0);
+    }
+}
+
+static size_t encode(uint32_t cp, uint8_t *out)
+{
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (uint8_t)(0xc0 | (cp >> 6));
+        out[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xe0 | (cp >> 12));
+        out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xf0 | (cp >> 18));
+    out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* Every code point U+0000..U+10FFFF: valid unless a surrogate; each of its
+ * overlong encodings (one byte longer than needed) is invalid. */
+static void test_utf8_every_code_point(void)
+{
+    for (uint32_t cp = 0; cp <= 0x10ffff; cp++) {
+        uint8_t b[4];
+        size_t n = encode(cp, b);
+        int want = cp >= 0xd800 && cp <= 0xdfff ? -1 : 1;
+        int got = utf8_one((const char *)b, n);
+        if (got != want) {
+            TEST_FAIL_("U+%04X: got %d, want %d", (unsigned)cp, got, want);
+            return;
+        }
+        if (n == 4)
+            continue;
+        /* Overlong: the same bits in the next longer form. */
+        uint8_t o[4];
+        size_t m = n + 1;
+        for (size_t k = m - 1, v = cp; k > 0; k--, v >>= 6)
+            o[k] = (uint8_t)(0x80 | (v & 0x3f));
+        o[0] = (uint8_t)(m == 2 ? 0xc0 : m == 3 ? 0xe0 : 0xf0);
+        o[0] |= (uint8_t)(cp >> (6 * (m - 1)));
+        if (utf8_one((const char *)o, m) != -1) {
+            TEST_FAIL_("overlong U+%04X in %zu bytes accepted", (unsigned)cp, m);
+            return;
+        }
+    }
+}
+
+static const test_entry_t tests[] = {
+    TEST_ENTRY(hdr_len7),
+    TEST_ENTRY(hdr_len16),
+    TEST_ENTRY(hdr_len64),
+    TEST_ENTRY(hdr_opcodes),
+    TEST_ENTRY(hdr_incomplete),
+    TEST_ENTRY(reject_unmasked),
+    TEST_ENTRY(reject_rsv),
+    TEST_ENTRY(reject_unknown_opcode),
+    TEST_ENTRY(reject_control_long),
+    TEST_ENTRY(reject_control_fragmented),
+    TEST_ENTRY(reject_nonminimal_16),
+    TEST_ENTRY(reject_nonminimal_64),
+    TEST_ENTRY(reject_64bit_top_bit),
+    TEST_ENTRY(reject_too_big),
+    TEST_ENTRY(frame_header_sizes),
+    TEST_ENTRY(frame_header_bytes),
+    TEST_ENTRY(unmask_reference),
+    TEST_ENTRY(unmask_large),
+    TEST_ENTRY(unmask_offset_above_32_bits),
+    TEST_ENTRY(utf8_valid),
+    TEST_ENTRY(utf8_split),
+    TEST_ENTRY(utf8_reject_overlong),
+    TEST_ENTRY(utf8_reject_surrogates),
+    TEST_ENTRY(utf8_reject_above_max),
+    TEST_ENTRY(utf8_reject_bad_continuation),
+    TEST_ENTRY(utf8_truncated_is_incomplete),
+    TEST_ENTRY(utf8_sticky_failure),
+    TEST_ENTRY(utf8_fast_path),
+    TEST_ENTRY(utf8_every_code_point),
+};
+
+int main(int argc, char **argv)
+{
+    return test_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}
