@@ -11,15 +11,15 @@ from shared_store import _arrive
 
 
 def mpmc(environ, start_response):
-    """Runs `producers` producer and `consumers` consumer threads on one
-    channel. Producer p sends p*count .. (p+1)*count-1; the last producer
-    of all (across workers) closes the channel; consumers receive until
-    Closed and report what they got."""
+    """`producers` threads send into channel `send_to` (producer p sends
+    p*count .. (p+1)*count-1; the last of the channel's `total_producers`,
+    across workers, closes it) while `consumers` threads receive from channel
+    `recv_from` until it is closed; returns what they received."""
     q = query(environ)
-    name, index = q["name"], int(q["index"])
-    producers, consumers = int(q["producers"]), int(q["consumers"])
+    index, producers, consumers = int(q["index"]), int(q["producers"]), int(q["consumers"])
     count, total_producers = int(q["count"]), int(q["total_producers"])
-    ch = gorgon.channel(name, int(q.get("capacity", 256)))
+    capacity = int(q.get("capacity", 256))
+    out_ch, in_ch = gorgon.channel(q["send_to"], capacity), gorgon.channel(q["recv_from"], capacity)
     _arrive(q)
     received = [[] for _ in range(consumers)]
     errors = []
@@ -27,9 +27,9 @@ def mpmc(environ, start_response):
     def produce(p):
         try:
             for i in range(p * count, (p + 1) * count):
-                ch.send(i, timeout=60)
-            if gorgon.shared.incr(name + ":producers-done") == total_producers:
-                ch.close()
+                out_ch.send(i, timeout=60)
+            if gorgon.shared.incr(out_ch.name + ":producers-done") == total_producers:
+                out_ch.close()
         except Exception as e:  # noqa: BLE001 - reported
             errors.append(repr(e))
 
@@ -37,7 +37,7 @@ def mpmc(environ, start_response):
         try:
             while True:
                 try:
-                    received[c].append(ch.recv(timeout=60))
+                    received[c].append(in_ch.recv(timeout=60))
                 except gorgon.Closed:
                     return
         except Exception as e:  # noqa: BLE001 - reported
@@ -51,7 +51,8 @@ def mpmc(environ, start_response):
     for t in threads:
         t.join()
     return json_response(start_response, {"worker": gorgon.worker_id, "start": start, "end": time.time(),
-                                          "received": [x for r in received for x in r], "errors": errors})
+                                          "received": [x for r in received for x in r],
+                                          "per_consumer": [len(r) for r in received], "errors": errors})
 
 
 def recv_timeout(environ, start_response):

@@ -19,7 +19,7 @@ def rendezvous(key, parties, timeout=10.0):
     while shared.get(key) < parties:
         if time.monotonic() > deadline:
             raise RuntimeError("rendezvous %r: only %r of %d arrived" % (key, shared.get(key), parties))
-        time.sleep(0.001)
+        time.sleep(0.0001)
 
 
 def _arrive(q):
