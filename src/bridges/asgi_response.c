@@ -292,8 +292,10 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
         return gn_asgi_done_future(a, Py_None);
     /* Backpressure: the app waits until the client has read enough. */
     PyObject *fut = PyObject_CallNoArgs(a->create_future);
-    if (fut)
-        r->send_waiter = Py_NewRef(fut);
+    if (fut == NULL)
+        return NULL;
+    r->send_waiter = Py_NewRef(fut);
+    gn_conn_want_writable(r->conn); /* may resolve it at once, if drained */
     return fut;
 }
 

@@ -633,6 +633,17 @@ void gn_conn_want_body(gn_conn_t *c)
     drive(c);
 }
 
+void gn_conn_want_writable(gn_conn_t *c)
+{
+    c->out_blocked = 1; /* on_writable once the queue has drained */
+    drive(c);
+}
+
+void gn_conn__linger(gn_conn_t *c)
+{
+    begin_linger(c);
+}
+
 void gn_conn_watch_hangup(gn_conn_t *c)
 {
     c->watch_hangup = 1;

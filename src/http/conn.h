@@ -177,6 +177,9 @@ void gn_conn_response_abort(gn_conn_t *c);
 int gn_conn_stopping(const gn_conn_t *c);
 /* Streaming bodies: ask for (more) body bytes; they come through on_body. */
 void gn_conn_want_body(gn_conn_t *c);
+/* Streaming bridges: call on_writable once the queued output has drained
+ * (at once, from here, if it already has). */
+void gn_conn_want_writable(gn_conn_t *c);
 /* Streaming bridges: notice a client that hangs up while responding. */
 void gn_conn_watch_hangup(gn_conn_t *c);
 /*

@@ -32,6 +32,7 @@ int gn_conn__ws_step(gn_conn_t *c);
 void gn_conn__ws_timeout(gn_conn_t *c);
 void gn_conn__ws_free(gn_conn_t *c);
 ssize_t gn_conn__read_more(gn_conn_t *c);
+void gn_conn__linger(gn_conn_t *c);
 
 static void report_close(gn_conn_t *c, int code)
 {
@@ -253,8 +254,12 @@ int gn_conn__ws_step(gn_conn_t *c)
     if (rc < 0)
         fail(c, -rc);
     if (ws->closing && ws->close_sent && c->out_count == 0) {
-        gn_conn_close(c); /* the server ends the TCP connection (RFC 6455 7.1.1) */
-        return 0;
+        /* The server ends the TCP connection (RFC 6455 7.1.1), but lingers:
+         * closing with unread input (the rest of an oversized message) would
+         * reset the connection and lose the close frame on its way. */
+        report_close(c, 1006);
+        gn_conn__linger(c);
+        return 1;
     }
     if (c->out_count || ws->paused || ws->closing) {
         gn_loop__watch(c->loop, c, ws_events(c));
