@@ -36,6 +36,7 @@ endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
 .PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
+        test-frameworks test-debian-frameworks \
         serve demo bench env format
 
 all: ext
@@ -115,11 +116,26 @@ fuzz:
 test-debian:
 	scripts/test-debian
 
+# The framework tier (tests/frameworks): Flask, Django, Starlette, Quart,
+# Falcon, Bottle and FastAPI from PyPI in .venv-frameworks, with $(PYTHON);
+# then the same tier on Debian 13's Python in the root of scripts/debian-root.
+FW_VENV := .venv-frameworks
+FW_STAMP := $(FW_VENV)/.gorgon-stamp
+$(FW_STAMP): scripts/frameworks-env requirements-frameworks.txt
+	PYTHON=$(PYTHON) scripts/frameworks-env $(FW_VENV)
+
+test-frameworks: ext $(FW_STAMP)
+	$(FW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/frameworks
+
+test-debian-frameworks:
+	scripts/test-debian frameworks
+
 # The extension must also build warning-free with clang.
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: test-c test-ws-c test-shared-c test-clang test-e2e test-asan test-tsan fuzz test-debian
+test: test-c test-ws-c test-shared-c test-clang test-e2e test-frameworks test-asan test-tsan fuzz test-debian \
+      test-debian-frameworks
 
 # ---- running ---------------------------------------------------------------
 

@@ -66,7 +66,7 @@ static int template_set(PyObject *d, const char *key, PyObject *value)
 }
 
 /* The keys every request shares; each environ starts as a copy of it. */
-static PyObject *make_template(gn_wsgi_t *w, const gn_config_t *cfg)
+static PyObject *make_template(gn_wsgi_t *w, int multithread, int multiprocess)
 {
     PyObject *d = PyDict_New();
     PyObject *errors = PySys_GetObject("stderr"); /* borrowed */
@@ -74,8 +74,8 @@ static PyObject *make_template(gn_wsgi_t *w, const gn_config_t *cfg)
         template_set(d, "wsgi.version", Py_BuildValue("(ii)", 1, 0)) ||
         template_set(d, "wsgi.url_scheme", PyUnicode_FromString("http")) ||
         template_set(d, "wsgi.errors", Py_NewRef(errors)) ||
-        template_set(d, "wsgi.multithread", Py_NewRef(Py_False)) ||
-        template_set(d, "wsgi.multiprocess", PyBool_FromLong(cfg->workers > 1)) ||
+        template_set(d, "wsgi.multithread", PyBool_FromLong(multithread)) ||
+        template_set(d, "wsgi.multiprocess", PyBool_FromLong(multiprocess)) ||
         template_set(d, "wsgi.run_once", Py_NewRef(Py_False)) ||
         template_set(d, "wsgi.input_terminated", Py_NewRef(Py_True)) ||
         template_set(d, "wsgi.file_wrapper", Py_NewRef((PyObject *)w->st->file_wrapper_type)) ||
@@ -98,7 +98,8 @@ static void release(void *owner, void *ctx)
     Py_DECREF((PyObject *)owner);
 }
 
-gn_wsgi_t *gn_wsgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id, char *err, size_t errlen)
+gn_wsgi_t *gn_wsgi_new(PyObject *app, unsigned worker_id, int multithread,
+                       int multiprocess, char *err, size_t errlen)
 {
     gn_wsgi_t *w = calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -110,7 +111,7 @@ gn_wsgi_t *gn_wsgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
     w->handler = (gn_handler_t){.on_request = on_request, .on_writable = on_writable, .on_abort = on_abort,
                                 .release = release, .ctx = w};
     w->st = gn_modstate_current();
-    if (w->st == NULL || make_keys(w) < 0 || (w->environ_template = make_template(w, cfg)) == NULL) {
+    if (w->st == NULL || make_keys(w) < 0 || (w->environ_template = make_template(w, multithread, multiprocess)) == NULL) {
         snprintf(err, errlen, "cannot set up the WSGI bridge");
         PyErr_Clear();
         gn_wsgi_free(w);

@@ -15,7 +15,8 @@
 typedef struct gn_wsgi gn_wsgi_t;
 
 /* Per worker, in its interpreter. Returns NULL with err filled. */
-gn_wsgi_t *gn_wsgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id, char *err, size_t errlen);
+gn_wsgi_t *gn_wsgi_new(PyObject *app, unsigned worker_id, int multithread,
+                       int multiprocess, char *err, size_t errlen);
 const gn_handler_t *gn_wsgi_handler(gn_wsgi_t *w);
 void gn_wsgi_free(gn_wsgi_t *w);
 

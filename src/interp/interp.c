@@ -1,5 +1,7 @@
 #include "interp/interp.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,18 +25,9 @@ int gn_interp_prepare_main(const gn_config_t *cfg)
     return 0;
 }
 
-int gn_interp_create(gn_interp_t *it, PyInterpreterState *main_interp, char *err, size_t errlen)
+/* Isolated, with its own GIL: what every worker interpreter is. */
+static PyInterpreterConfig worker_config(void)
 {
-    /* Py_NewInterpreterFromConfig is called, as _interpreters.create() does,
-     * from a thread attached to the main interpreter; it detaches from it and
-     * returns attached to the new interpreter, whose GIL this thread holds. */
-    it->ts = NULL;
-    it->main_ts = PyThreadState_New(main_interp);
-    if (it->main_ts == NULL) {
-        snprintf(err, errlen, "cannot create a thread state");
-        return -1;
-    }
-    PyEval_RestoreThread(it->main_ts);
     const PyInterpreterConfig config = {
         .use_main_obmalloc = 0,
         .allow_fork = 0,
@@ -44,6 +37,23 @@ int gn_interp_create(gn_interp_t *it, PyInterpreterState *main_interp, char *err
         .check_multi_interp_extensions = 1,
         .gil = PyInterpreterConfig_OWN_GIL,
     };
+    return config;
+}
+
+int gn_interp_create(gn_interp_t *it, PyInterpreterState *main_interp, char *err, size_t errlen)
+{
+    /* Py_NewInterpreterFromConfig is called, as _interpreters.create() does,
+     * from a thread attached to the main interpreter; it detaches from it and
+     * returns attached to the new interpreter, whose GIL this thread holds. */
+    it->ts = NULL;
+    it->is_main = 0;
+    it->main_ts = PyThreadState_New(main_interp);
+    if (it->main_ts == NULL) {
+        snprintf(err, errlen, "cannot create a thread state");
+        return -1;
+    }
+    PyEval_RestoreThread(it->main_ts);
+    const PyInterpreterConfig config = worker_config();
     PyStatus st = Py_NewInterpreterFromConfig(&it->ts, &config);
     if (PyStatus_Exception(st)) {
         snprintf(err, errlen, "cannot create a sub-interpreter: %s", st.err_msg ? st.err_msg : "?");
@@ -56,6 +66,83 @@ int gn_interp_create(gn_interp_t *it, PyInterpreterState *main_interp, char *err
     }
     it->id = PyInterpreterState_GetID(PyThreadState_GetInterpreter(it->ts));
     return 0;
+}
+
+int gn_interp_attach_main(gn_interp_t *it, PyInterpreterState *main_interp, char *err, size_t errlen)
+{
+    it->main_ts = NULL;
+    it->is_main = 1;
+    it->id = PyInterpreterState_GetID(main_interp);
+    it->ts = PyThreadState_New(main_interp);
+    if (it->ts == NULL) {
+        snprintf(err, errlen, "cannot create a thread state");
+        return -1;
+    }
+    PyEval_RestoreThread(it->ts);
+    return 0;
+}
+
+int gn_interp_enter_probe(char *err, size_t errlen)
+{
+    /* Called attached to the main interpreter: returns attached to the new
+     * one, as gn_interp_create does on a worker thread. */
+    PyThreadState *ts = NULL;
+    const PyInterpreterConfig config = worker_config();
+    PyStatus st = Py_NewInterpreterFromConfig(&ts, &config);
+    if (PyStatus_Exception(st)) {
+        snprintf(err, errlen, "cannot create a sub-interpreter: %s", st.err_msg ? st.err_msg : "?");
+        return -1;
+    }
+    return 0;
+}
+
+/* "Type: message" of the exception being raised, which is cleared. */
+static void take_error(char *err, size_t errlen, const char *what)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *s = exc ? PyObject_Str(exc) : NULL;
+    const char *m = s ? PyUnicode_AsUTF8(s) : NULL;
+    snprintf(err, errlen, "%s: %s: %s", what, exc ? Py_TYPE(exc)->tp_name : "?", m ? m : "?");
+    PyErr_Clear();
+    Py_XDECREF(s);
+    Py_XDECREF(exc);
+}
+
+int gn_interp_install_pure_fallback(char *err, size_t errlen)
+{
+    PyObject *r = PyImport_ImportModule("gorgon._purefallback");
+    PyObject *ok = r ? PyObject_CallMethod(r, "install", NULL) : NULL;
+    Py_XDECREF(r);
+    if (ok == NULL) {
+        take_error(err, errlen, "cannot install the pure-Python fallback");
+        return -1;
+    }
+    Py_DECREF(ok);
+    return 0;
+}
+
+int gn_interp_pure_fallback_report(char *buf, size_t len)
+{
+    buf[0] = '\0';
+    PyObject *mods = PyImport_GetModuleDict();
+    PyObject *m = PyDict_GetItemString(mods, "gorgon._purefallback"); /* borrowed; NULL: never installed */
+    PyObject *names = m ? PyObject_CallMethod(m, "loaded", NULL) : NULL;
+    int n = 0;
+    Py_ssize_t count = names && PyList_Check(names) ? PyList_GET_SIZE(names) : 0;
+    size_t used = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *s = PyUnicode_AsUTF8(PyList_GET_ITEM(names, i));
+        if (s == NULL)
+            break;
+        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", s);
+        if (w < 0 || (size_t)w >= len - used)
+            break;
+        used += (size_t)w;
+        n++;
+    }
+    Py_XDECREF(names);
+    PyErr_Clear();
+    return n;
 }
 
 int gn_interp_configure(const gn_config_t *cfg, char *err, size_t errlen)
@@ -207,8 +294,41 @@ static int end_order_enabled(void)
     return v == NULL || strcmp(v, "1") != 0;
 }
 
+/* Workaround 5 (interp.h): threading.current_thread() on a thread that
+ * Python did not start makes a _DummyThread, whose clean-up object sits in a
+ * thread-local; dropped only when the interpreter ends, its __del__ runs after
+ * the threading module was torn down and prints a TypeError traceback. Drop
+ * it now, while threading is whole. */
+static void drop_dummy_thread(void)
+{
+    PyObject *threading = PyDict_GetItemString(PyImport_GetModuleDict(), "threading"); /* borrowed */
+    PyObject *info = threading ? PyObject_GetAttrString(threading, "_thread_local_info") : NULL;
+    if (info && PyObject_HasAttrStringWithError(info, "_track_dummy_thread_ref") == 1)
+        PyObject_DelAttrString(info, "_track_dummy_thread_ref");
+    Py_XDECREF(info);
+    PyErr_Clear();
+}
+
+/* A main-interpreter worker has nothing to end: it drops its thread state. */
+static void detach_main(gn_interp_t *it)
+{
+    if (it->ts) {
+        drop_dummy_thread();
+        PyThreadState_Clear(it->ts);
+        PyThreadState_DeleteCurrent();
+        it->ts = NULL;
+    }
+}
+
 void gn_interp_end_ordered(gn_interp_t *it, gn_end_order_t *order, int index)
 {
+    if (it->is_main) {
+        detach_main(it);
+        pass_turn(order, index);
+        return;
+    }
+    if (it->ts)
+        drop_dummy_thread();
     PyThreadState *saved = it->ts ? PyEval_SaveThread() : NULL;
     if (end_order_enabled())
         wait_turn(order, index);
@@ -232,4 +352,75 @@ _Noreturn void gn_interp_abandon_process(int code)
     fflush(stdout);
     fflush(stderr);
     _exit(code);
+}
+
+int gn_interp_threads_running(void)
+{
+    int kernel = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            kernel += e->d_name[0] != '.';
+        closedir(d);
+    }
+    int python = 1;
+    /* Only if threading was imported: nothing else can have started one. */
+    PyObject *threading = PyDict_GetItemString(PyImport_GetModuleDict(), "threading");
+    PyObject *n = threading ? PyObject_CallMethod(threading, "active_count", NULL) : NULL;
+    if (n)
+        python = (int)PyLong_AsLong(n);
+    Py_XDECREF(n);
+    PyErr_Clear();
+    return kernel > python ? kernel : python;
+}
+
+int gn_interp_gil_enabled(void)
+{
+#ifdef Py_GIL_DISABLED
+    /* An extension module that does not declare Py_mod_gil re-enables it. */
+    PyObject *fn = PySys_GetObject("_is_gil_enabled"); /* borrowed */
+    PyObject *r = fn ? PyObject_CallNoArgs(fn) : NULL;
+    int on = r ? PyObject_IsTrue(r) : 1;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return on != 0;
+#else
+    return 1;
+#endif
+}
+
+pid_t gn_interp_fork(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    int saved = errno;
+    if (pid == 0)
+        PyOS_AfterFork_Child();
+    else
+        PyOS_AfterFork_Parent();
+    errno = saved;
+    return pid;
+}
+
+static void flush_std(const char *name)
+{
+    PyObject *f = PySys_GetObject(name); /* borrowed */
+    PyObject *r = f && f != Py_None ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+    Py_XDECREF(r);
+    PyErr_Clear();
+}
+
+_Noreturn void gn_interp_leave_child(int code)
+{
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *r = atexit ? PyObject_CallMethod(atexit, "_run_exitfuncs", NULL) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(atexit);
+    PyErr_Clear();
+    flush_std("stdout");
+    flush_std("stderr");
+    gn_interp_abandon_process(code);
 }

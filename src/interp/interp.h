@@ -15,12 +15,18 @@
  *     finalizing (gn_interp_abandon_process).
  *  4. Creating and ending an interpreter leaks 1.7-6.3 MB a cycle, so
  *     workers are never recycled by re-creating interpreters in-process.
+ *  5. A worker thread that called threading.current_thread() (Django does)
+ *     holds a _DummyThread whose clean-up ran after threading's teardown when
+ *     its interpreter ended: "Exception ignored in _DeleteDummyThreadOnDel"
+ *     with a TypeError traceback (3.13.0 and 3.13.5). It is dropped just
+ *     before the interpreter ends (gn_interp_end_ordered).
  */
 #ifndef GN_INTERP_INTERP_H
 #define GN_INTERP_INTERP_H
 
 #include <Python.h>
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "server/config.h"
 
@@ -28,7 +34,14 @@ typedef struct {
     PyThreadState *main_ts; /* this thread's state in the main interpreter */
     PyThreadState *ts;      /* this thread's state in its own interpreter */
     int64_t id;             /* the interpreter's id */
+    int is_main;            /* ts is a state of the main interpreter (no own one) */
 } gn_interp_t;
+
+/* What a worker runs the application in. */
+enum gn_interp_kind {
+    GN_INTERP_SUB,  /* its own own-GIL sub-interpreter */
+    GN_INTERP_MAIN, /* the process's main interpreter (modes processes, threads) */
+};
 
 /* Newest-first ending: each worker waits for its turn. */
 typedef struct {
@@ -45,6 +58,30 @@ int gn_interp_prepare_main(const gn_config_t *cfg);
  * and returns with its GIL held. Returns 0, or -1 with err filled.
  */
 int gn_interp_create(gn_interp_t *it, PyInterpreterState *main_interp, char *err, size_t errlen);
+
+/*
+ * On a worker thread holding no GIL: attaches to the main interpreter with a
+ * new thread state of its own (PyThreadState_New, never PyGILState_*) and
+ * returns with the main GIL held. Modes processes and threads.
+ */
+int gn_interp_attach_main(gn_interp_t *it, PyInterpreterState *main_interp, char *err, size_t errlen);
+
+/*
+ * On the main thread, main GIL held, in a throwaway child process (the auto
+ * mode's probe): creates an own-GIL sub-interpreter configured as a worker's
+ * and stays attached to it. Never ended: the probe leaves with _exit().
+ */
+int gn_interp_enter_probe(char *err, size_t errlen);
+
+/*
+ * Pure-Python fallback (sub-interpreters only): a sys.meta_path finder that,
+ * when a compiled module refuses sub-interpreters and the same module's .py
+ * source sits beside it, loads the source instead. Returns 0, or -1 with err.
+ */
+int gn_interp_install_pure_fallback(char *err, size_t errlen);
+/* The modules loaded from source so far, comma-separated ("" if none);
+ * returns how many. */
+int gn_interp_pure_fallback_report(char *buf, size_t len);
 
 /* Sets sys.path from the configuration. Returns 0, or -1 with err filled. */
 int gn_interp_configure(const gn_config_t *cfg, char *err, size_t errlen);
@@ -66,5 +103,26 @@ void gn_interp_end_ordered(gn_interp_t *it, gn_end_order_t *order, int index);
 
 /* Leaves the process without finalizing Python (workaround 3). */
 _Noreturn void gn_interp_abandon_process(int code);
+
+/*
+ * Forking (modes processes, --processes, the auto probe). All on the main
+ * thread with the main GIL held.
+ *
+ * gn_interp_threads_running: how many threads the process has (the kernel's
+ * count, and Python's threading.active_count() if threading was imported);
+ * fork is refused unless it is 1, so no child ever inherits a lock that a
+ * thread of the parent held.
+ */
+int gn_interp_threads_running(void);
+/* Whether this Python runs with a GIL now: always on a GIL build; on a
+ * free-threaded one (3.13t), unless something re-enabled it. */
+int gn_interp_gil_enabled(void);
+/* fork() with CPython's before/after hooks (os.register_at_fork included).
+ * Returns the pid, 0 in the child, or -1 with errno set. */
+pid_t gn_interp_fork(void);
+/* A forked child's way out: runs the main interpreter's atexit functions,
+ * flushes sys.stdout/stderr, then _exit(code); never finalizes (workaround
+ * 3, and the parent's state is not the child's to tear down). */
+_Noreturn void gn_interp_leave_child(int code);
 
 #endif

@@ -95,7 +95,7 @@ static void set_port(struct addrinfo *ai, int fd)
         ((struct sockaddr_in *)ai->ai_addr)->sin_port = ((struct sockaddr_in *)&ss)->sin_port;
 }
 
-static int open_tcp(gn_bind_t *b, const gn_config_t *cfg)
+static int open_tcp(gn_bind_t *b, const gn_config_t *cfg, unsigned n_workers)
 {
     char host[256], port[32];
     if (split_host_port(b->spec, host, sizeof(host), port, sizeof(port)) < 0) {
@@ -110,7 +110,7 @@ static int open_tcp(gn_bind_t *b, const gn_config_t *cfg)
         return -1;
     }
     b->per_worker = cfg->reuse_port;
-    b->n_fds = b->per_worker ? cfg->workers : 1;
+    b->n_fds = b->per_worker ? n_workers : 1;
     b->fds = malloc(b->n_fds * sizeof(int));
     for (unsigned i = 0; b->fds && i < b->n_fds; i++) {
         b->fds[i] = tcp_socket(res, b->per_worker, cfg->backlog);
@@ -157,7 +157,7 @@ static int open_unix(gn_bind_t *b, const gn_config_t *cfg)
     return 0;
 }
 
-int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg)
+int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_workers)
 {
     ls->binds = calloc(cfg->n_binds, sizeof(gn_bind_t));
     if (ls->binds == NULL)
@@ -167,7 +167,7 @@ int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg)
     for (unsigned i = 0; i < cfg->n_binds; i++) {
         gn_bind_t *b = &ls->binds[i];
         b->spec = cfg->binds[i];
-        int rc = strncmp(b->spec, "unix:", 5) == 0 ? open_unix(b, cfg) : open_tcp(b, cfg);
+        int rc = strncmp(b->spec, "unix:", 5) == 0 ? open_unix(b, cfg) : open_tcp(b, cfg, n_workers);
         if (rc < 0)
             return -1;
         if (!b->per_worker)
@@ -192,6 +192,12 @@ int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
     }
     *n = ls->n_binds;
     return fds;
+}
+
+void gn_listen_disown(gn_listeners_t *ls)
+{
+    for (unsigned i = 0; ls->binds && i < ls->n_binds; i++)
+        ls->binds[i].is_unix = 0;
 }
 
 void gn_listen_close(gn_listeners_t *ls)

@@ -20,8 +20,9 @@ typedef struct {
     int exclusive;   /* some socket is shared between workers */
 } gn_listeners_t;
 
-/* Binds every address. Returns 0, or -1 after logging why. */
-int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg);
+/* Binds every address; with --reuse-port, one socket per worker for each of
+ * the n_workers workers of all processes. Returns 0, or -1 after logging why. */
+int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_workers);
 /*
  * The descriptors worker w listens on (one per bind, dup'ed where shared so
  * each worker can close its own). Returns a malloc'd array or NULL.
@@ -29,5 +30,8 @@ int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg);
 int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n);
 /* Closes what is still open and removes unix socket files. */
 void gn_listen_close(gn_listeners_t *ls);
+/* In a forked child: gn_listen_close() will leave the unix socket files,
+ * which belong to the supervisor. */
+void gn_listen_disown(gn_listeners_t *ls);
 
 #endif

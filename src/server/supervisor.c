@@ -1,275 +1,184 @@
 #include "server/supervisor.h"
 
-#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "interp/interp.h"
 #include "server/config.h"
 #include "server/listen.h"
 #include "server/log.h"
-#include "server/worker.h"
+#include "server/pool.h"
+#include "server/probe.h"
+#include "server/processes.h"
 #include "shared/shared.h"
 
 #define EXIT_APP_LOAD 1
-#define EXIT_FORCED 130
+#define DECIDED 0
+#define STOP (-1)   /* a stop signal came while deciding */
+#define BROKEN (-2) /* the application cannot load anywhere */
 
-typedef struct {
-    gn_config_t cfg;
-    gn_listeners_t listeners;
-    gn_worker_t *workers;
-    unsigned n_started;
-    gn_end_order_t end_order;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    sigset_t sigs;
-    int stopping;
-} gn_supervisor_t;
-
-static double mono_now(void)
+/* The shape of a server in the given mode. */
+static void shape(gn_plan_t *plan, const char *mode)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    gn_config_t *cfg = &plan->cfg;
+    plan->mode = mode;
+    if (strcmp(mode, "processes") == 0) {
+        /* One worker per child; --processes P asked for P x N workers. */
+        plan->kind = GN_INTERP_MAIN;
+        plan->n_procs = cfg->workers * (cfg->processes ? cfg->processes : 1);
+        plan->per_proc = 1;
+    } else {
+        plan->kind = strcmp(mode, "threads") == 0 ? GN_INTERP_MAIN : GN_INTERP_SUB;
+        plan->n_procs = cfg->processes;
+        plan->per_proc = cfg->workers;
+    }
+    plan->total = plan->per_proc * (plan->n_procs ? plan->n_procs : 1);
 }
 
-/* Waits up to `seconds` for a signal; returns its number or 0. */
-static int wait_signal(gn_supervisor_t *s, double seconds)
+/* An import that failed in a sub-interpreter for another reason than a
+ * refusal: tried again in a main interpreter (another throwaway child). If it
+ * fails there too the application is broken, and the server says so at once. */
+static int decide_after_failure(gn_plan_t *plan, const gn_probe_t *sub, char *why, size_t len)
 {
-    struct timespec ts = {.tv_sec = (time_t)seconds,
-                          .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    int sig = sigtimedwait(&s->sigs, NULL, &ts);
-    return sig > 0 ? sig : 0;
+    gn_probe_t main_probe;
+    gn_probe_app(&plan->cfg, 0, plan->cfg.workers, &plan->sigs, &main_probe);
+    if (main_probe.verdict == GN_PROBE_STOPPED)
+        return STOP;
+    if (main_probe.verdict == GN_PROBE_FAILS || main_probe.verdict == GN_PROBE_REFUSED) {
+        gn_log(GN_LOG_CRITICAL, "%s", main_probe.error);
+        return BROKEN;
+    }
+    shape(plan, "processes");
+    if (main_probe.verdict == GN_PROBE_LOADS)
+        snprintf(why, len, "the application fails to import in a sub-interpreter, not in a main one: %s",
+                 sub->error);
+    else
+        snprintf(why, len, "the application fails to import in a sub-interpreter (%.700s), and %.700s", sub->error,
+                 main_probe.error);
+    return DECIDED;
 }
 
-static void request_stop_all(gn_supervisor_t *s)
+/* --mode auto: interpreters if the application imports in a sub-interpreter,
+ * else processes, with the reason in `why`. */
+static int decide_auto(gn_plan_t *plan, char *why, size_t len)
 {
-    for (unsigned i = 0; i < s->n_started; i++)
-        gn_worker_request_stop(&s->workers[i]);
+    gn_probe_t p;
+    gn_probe_app(&plan->cfg, 1, plan->cfg.workers, &plan->sigs, &p);
+    switch (p.verdict) {
+    case GN_PROBE_STOPPED:
+        return STOP;
+    case GN_PROBE_LOADS:
+        shape(plan, "interpreters");
+        snprintf(why, len, "the application imports in a sub-interpreter (tried in a throwaway process)");
+        return DECIDED;
+    case GN_PROBE_REFUSED:
+        shape(plan, "processes");
+        snprintf(why, len, "module %s refuses sub-interpreters: %s", p.module, p.error);
+        return DECIDED;
+    case GN_PROBE_FAILS:
+        return decide_after_failure(plan, &p, why, len);
+    default:
+        shape(plan, "processes");
+        snprintf(why, len, "cannot tell whether the application imports in a sub-interpreter: %s", p.error);
+        return DECIDED;
+    }
 }
 
-/* SIGTERM/SIGINT start a graceful stop; a second SIGINT (or SIGQUIT) ends
- * the process at once, as users of gunicorn and uvicorn expect. */
-static void handle_signal(gn_supervisor_t *s, int sig)
+static int decide(gn_plan_t *plan, char *why, size_t len)
 {
-    if (sig == 0)
+    const char *mode = plan->cfg.mode;
+    if (strcmp(mode, "auto") == 0)
+        return decide_auto(plan, why, len);
+    shape(plan, mode);
+    snprintf(why, len, "--mode %s", mode);
+    return DECIDED;
+}
+
+static void log_mode(const gn_plan_t *plan, const char *why)
+{
+    char shape_text[200];
+    const char *what = plan->kind == GN_INTERP_SUB ? "own-GIL sub-interpreter workers" : "threads in the main interpreter";
+    if (strcmp(plan->mode, "processes") == 0)
+        snprintf(shape_text, sizeof(shape_text), "%u worker processes, the application in each one's main interpreter",
+                 plan->n_procs);
+    else if (plan->n_procs)
+        snprintf(shape_text, sizeof(shape_text), "%u worker processes x %u %s", plan->n_procs, plan->per_proc, what);
+    else
+        snprintf(shape_text, sizeof(shape_text), "%u %s", plan->per_proc, what);
+    int automatic = strcmp(plan->cfg.mode, "auto") == 0;
+    int fallback = automatic && strcmp(plan->mode, "interpreters") != 0;
+    gn_log(fallback ? GN_LOG_WARNING : GN_LOG_INFO, automatic ? "mode %s: %s; auto: %s" : "mode %s: %s (%s)",
+           plan->mode, shape_text, why);
+    if (strcmp(plan->mode, "threads") != 0)
         return;
-    if (s->stopping && (sig == SIGINT || sig == SIGQUIT)) {
-        gn_log(GN_LOG_WARNING, "second %s: stopping at once", sig == SIGINT ? "SIGINT" : "SIGQUIT");
-        gn_listen_close(&s->listeners);
-        gn_interp_abandon_process(EXIT_FORCED);
-    }
-    if (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT) {
-        if (!s->stopping)
-            gn_log(GN_LOG_INFO, "%s received: finishing in-flight requests (up to %gs)",
-                   sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT",
-                   s->cfg.graceful_timeout);
-        s->stopping = 1;
-        request_stop_all(s);
-    }
+#ifdef Py_GIL_DISABLED
+    if (!gn_interp_gil_enabled())
+        gn_log(GN_LOG_INFO, "free-threaded build, GIL off: the threads run Python in parallel");
+    else
+        gn_log(GN_LOG_WARNING, "free-threaded build, but the GIL is on (an extension module re-enabled it, or "
+               "PYTHON_GIL=1): the threads take turns running Python");
+#else
+    gn_log(GN_LOG_INFO, "this Python has a GIL: the threads take turns running Python (a free-threaded "
+           "build, 3.13t, would run them in parallel)");
+#endif
 }
 
-static void init_worker(gn_supervisor_t *s, unsigned i)
+/* Worker processes are forked from this thread: refuse if any other exists,
+ * since a child would inherit locks that thread held. */
+static int can_fork(const gn_plan_t *plan)
 {
-    gn_worker_t *w = &s->workers[i];
-    w->id = i;
-    w->cfg = &s->cfg;
-    w->main_interp = PyInterpreterState_Main();
-    w->end_order = &s->end_order;
-    w->mu = &s->mu;
-    w->cv = &s->cv;
-    w->exclusive = s->listeners.exclusive;
-    w->listen_fds = gn_listen_for_worker(&s->listeners, i, &w->n_listen);
-}
-
-/* Waits until worker i has left STARTING, handling signals meanwhile. */
-static int wait_started(gn_supervisor_t *s, unsigned i)
-{
-    for (;;) {
-        int st = atomic_load(&s->workers[i].state);
-        if (st != GN_WORKER_STARTING)
-            return st;
-        handle_signal(s, wait_signal(s, 0.02));
-    }
-}
-
-static int start_workers(gn_supervisor_t *s, unsigned from, unsigned to)
-{
-    for (unsigned i = from; i < to; i++) {
-        init_worker(s, i);
-        if (s->workers[i].listen_fds == NULL || gn_worker_start(&s->workers[i]) < 0) {
-            gn_log(GN_LOG_ERROR, "cannot start worker %u: %s", i, strerror(errno));
-            return -1;
-        }
-        s->n_started = i + 1;
-    }
-    for (unsigned i = from; i < to; i++) {
-        if (wait_started(s, i) == GN_WORKER_FAILED)
-            return -1;
-    }
-    return 0;
-}
-
-/* Workaround 3 lives in interp/: report the first failure and leave. */
-static void fail_startup(gn_supervisor_t *s)
-{
-    int code = EXIT_APP_LOAD;
-    for (unsigned i = 0; i < s->n_started; i++) {
-        gn_worker_t *w = &s->workers[i];
-        if (atomic_load(&w->state) == GN_WORKER_FAILED) {
-            gn_log(GN_LOG_CRITICAL, "worker %u: %s", i, w->error);
-            if (w->exit_code)
-                code = w->exit_code;
-            break;
-        }
-    }
-    gn_listen_close(&s->listeners);
-    gn_interp_abandon_process(code);
-}
-
-static int all_stopped(gn_supervisor_t *s)
-{
-    for (unsigned i = 0; i < s->n_started; i++) {
-        int st = atomic_load(&s->workers[i].state);
-        if (st == GN_WORKER_READY || st == GN_WORKER_STARTING)
-            return 0;
-    }
-    return 1;
-}
-
-/* A worker stuck in application code past the graceful timeout cannot be
- * interrupted from outside its interpreter; like gunicorn's arbiter killing
- * such workers, the server then leaves without waiting for it. */
-static void check_graceful_deadline(gn_supervisor_t *s, double stop_started)
-{
-    if (mono_now() < stop_started + s->cfg.graceful_timeout + 1.0)
-        return;
-    unsigned busy = 0;
-    for (unsigned i = 0; i < s->n_started; i++)
-        busy += atomic_load(&s->workers[i].state) == GN_WORKER_READY;
-    gn_log(GN_LOG_WARNING, "graceful timeout (%gs) expired with %u worker(s) still in a request: exiting",
-           s->cfg.graceful_timeout, busy);
-    gn_listen_close(&s->listeners);
-    gn_interp_abandon_process(0);
-}
-
-static void run_until_stopped(gn_supervisor_t *s)
-{
-    double stop_started = 0;
-    while (!all_stopped(s)) {
-        handle_signal(s, wait_signal(s, 0.1));
-        if (!s->stopping)
-            continue;
-        if (stop_started == 0)
-            stop_started = mono_now();
-        request_stop_all(s); /* idempotent; covers a worker that was starting */
-        check_graceful_deadline(s, stop_started);
-    }
-}
-
-/* Workaround 2 lives in interp/: interpreters end newest-first. */
-static void end_workers(gn_supervisor_t *s)
-{
-    if (s->n_started == 0)
-        return;
-    pthread_mutex_lock(&s->end_order.mu);
-    s->end_order.turn = (int)s->n_started - 1;
-    pthread_cond_broadcast(&s->end_order.cv);
-    pthread_mutex_unlock(&s->end_order.mu);
-    for (unsigned i = s->n_started; i-- > 0;)
-        pthread_join(s->workers[i].thread, NULL);
-}
-
-static void log_listening(gn_supervisor_t *s)
-{
-    for (unsigned i = 0; i < s->listeners.n_binds; i++)
-        gn_log(GN_LOG_INFO, "Listening at: %s (%u workers)", s->listeners.binds[i].url, s->cfg.workers);
-}
-
-/* Runs with the main interpreter's GIL released. */
-static int serve_unlocked(gn_supervisor_t *s)
-{
-    double t0 = mono_now();
-    /* The first worker imports the application alone, so an application that
-     * cannot load fails fast with one clear message. */
-    if (start_workers(s, 0, 1) < 0 || start_workers(s, 1, s->cfg.workers) < 0) {
-        if (s->n_started && atomic_load(&s->workers[0].state) == GN_WORKER_FAILED && s->workers[0].fatal)
-            fail_startup(s);
-        for (unsigned i = 0; i < s->n_started; i++) {
-            if (s->workers[i].fatal)
-                fail_startup(s);
-        }
-        s->stopping = 1;
-        request_stop_all(s);
-        run_until_stopped(s);
-        end_workers(s);
+    int threads = gn_interp_threads_running();
+    if (plan->n_procs == 0 || threads <= 1)
         return 1;
-    }
-    gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", s->cfg.workers, (mono_now() - t0) * 1000);
-    log_listening(s);
-    run_until_stopped(s);
-    end_workers(s);
-    gn_log(GN_LOG_INFO, "stopped");
+    gn_log(GN_LOG_CRITICAL, "cannot fork worker processes: %d threads are running in the supervisor", threads);
     return 0;
 }
 
-static void setup(gn_supervisor_t *s)
+static int run(gn_plan_t *plan)
 {
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    pthread_mutex_init(&s->end_order.mu, NULL);
-    pthread_cond_init(&s->end_order.cv, NULL);
-    s->end_order.turn = -1;
-    sigemptyset(&s->sigs);
-    sigaddset(&s->sigs, SIGINT);
-    sigaddset(&s->sigs, SIGTERM);
-    sigaddset(&s->sigs, SIGQUIT);
-    sigaddset(&s->sigs, SIGHUP);
-}
-
-static void teardown(gn_supervisor_t *s)
-{
-    gn_listen_close(&s->listeners);
-    free(s->workers);
-    gn_config_free(&s->cfg);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->end_order.mu);
-    pthread_cond_destroy(&s->end_order.cv);
+    char why[1600];
+    int d = decide(plan, why, sizeof(why));
+    if (d == STOP)
+        return 0;
+    if (d == BROKEN)
+        return EXIT_APP_LOAD;
+    log_mode(plan, why);
+    if (!can_fork(plan) || gn_listen_open(&plan->listeners, &plan->cfg, plan->total) < 0 ||
+        gn_interp_prepare_main(&plan->cfg) < 0)
+        return 1;
+    if (plan->n_procs)
+        return gn_processes_serve(plan);
+    return gn_pool_serve(plan, 0, NULL);
 }
 
 int gn_supervisor_serve(PyObject *config)
 {
-    gn_supervisor_t sup;
-    gn_supervisor_t *s = &sup;
-    memset(s, 0, sizeof(*s));
-    setup(s);
-    int rc = 1;
-    if (gn_config_from_dict(&s->cfg, config) < 0) {
-        teardown(s);
+    gn_plan_t plan;
+    memset(&plan, 0, sizeof(plan));
+    if (gn_config_from_dict(&plan.cfg, config) < 0) {
+        gn_config_free(&plan.cfg);
         return -1;
     }
-    gn_log_set_level(s->cfg.log_level);
-    gn_shared_serve_start(&s->cfg); /* --shared-max-bytes, main interpreter's facts */
+    gn_log_set_level(plan.cfg.log_level);
+    gn_shared_serve_start(&plan.cfg); /* --shared-max-bytes, main interpreter's facts */
     PyObject *version = PyDict_GetItemString(config, "version");
     const char *v = version && PyUnicode_Check(version) ? PyUnicode_AsUTF8(version) : "?";
     const char *py = Py_GetVersion();
-    gn_log(GN_LOG_INFO, "gorgon %s (Python %.*s), mode interpreters: %u own-GIL sub-interpreter workers",
-           v ? v : "?", (int)strcspn(py, " "), py, s->cfg.workers);
-    s->workers = calloc(s->cfg.workers, sizeof(gn_worker_t));
-    if (s->workers == NULL || gn_listen_open(&s->listeners, &s->cfg) < 0 ||
-        gn_interp_prepare_main(&s->cfg) < 0)
-        goto done;
-    /* Worker threads inherit this mask, so only sigtimedwait sees signals. */
+    gn_log(GN_LOG_INFO, "gorgon %s (Python %.*s)", v ? v : "?", (int)strcspn(py, " "), py);
+    sigemptyset(&plan.sigs);
+    sigaddset(&plan.sigs, SIGINT);
+    sigaddset(&plan.sigs, SIGTERM);
+    sigaddset(&plan.sigs, SIGQUIT);
+    sigaddset(&plan.sigs, SIGHUP);
+    /* Worker threads and children inherit this mask, so only the pools'
+     * sigtimedwait (or the supervisor's signalfd) sees these signals. */
     sigset_t old;
-    pthread_sigmask(SIG_BLOCK, &s->sigs, &old);
-    Py_BEGIN_ALLOW_THREADS
-    rc = serve_unlocked(s);
-    Py_END_ALLOW_THREADS
+    pthread_sigmask(SIG_BLOCK, &plan.sigs, &old);
+    int rc = run(&plan);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-done:
-    teardown(s);
+    gn_listen_close(&plan.listeners);
+    gn_config_free(&plan.cfg);
     return rc;
 }

@@ -36,11 +36,19 @@ static PyObject *load_app(gn_worker_t *w)
     if (gn_interp_configure(w->cfg, w->error, sizeof(w->error)) < 0)
         return NULL;
     /* Before the application's import, so its module level sees them. */
-    if (gn_shared_set_worker_facts((int)w->id, w->cfg->workers, "interpreters", w->error, sizeof(w->error)) < 0)
+    if (gn_shared_set_worker_facts(w->facts_id, w->count, w->mode, w->error, sizeof(w->error)) < 0)
+        return NULL;
+    if (w->kind == GN_INTERP_SUB && w->cfg->pure_fallback &&
+        gn_interp_install_pure_fallback(w->error, sizeof(w->error)) < 0)
         return NULL;
     PyObject *app = gn_interp_import_app(w->cfg->app, w->error, sizeof(w->error));
     if (app == NULL)
         w->fatal = 1;
+    char names[1024];
+    int n = w->id == 0 && app ? gn_interp_pure_fallback_report(names, sizeof(names)) : 0;
+    if (n > 0) /* once per server: only worker 0 says it */
+        gn_log(GN_LOG_INFO, "pure-Python fallback: %d compiled module(s) refuse sub-interpreters, loaded from "
+               "their .py source instead: %s (--no-pure-fallback turns this off)", n, names);
     return app;
 }
 
@@ -56,8 +64,14 @@ static int make_bridge(gn_worker_t *w, PyObject *app, bridge_t *b)
     int asgi = strcmp(iface, "asgi") == 0 || (strcmp(iface, "auto") == 0 && gn_interp_is_asgi(app));
     if (asgi)
         b->asgi = gn_asgi_new(app, w->cfg, w->id, w->error, sizeof(w->error));
-    else
-        b->wsgi = gn_wsgi_new(app, w->cfg, w->id, w->error, sizeof(w->error));
+    else {
+        /* PEP 3333: may another thread of this interpreter, or another
+         * interpreter or process, run the app at the same time? */
+        int threads = strcmp(w->mode, "threads") == 0;
+        int multithread = threads && w->cfg->workers > 1;
+        int multiprocess = w->count > 1 && !(threads && w->count == w->cfg->workers);
+        b->wsgi = gn_wsgi_new(app, w->id, multithread, multiprocess, w->error, sizeof(w->error));
+    }
     if (w->id == 0 && (b->asgi || b->wsgi))
         gn_log(GN_LOG_INFO, "interface: %s%s", asgi ? "ASGI" : "WSGI",
                strcmp(iface, "auto") == 0 ? " (detected from the application)" : "");
@@ -104,8 +118,12 @@ static int startup(gn_worker_t *w, bridge_t *b)
 
 static void serve(gn_worker_t *w, bridge_t *b)
 {
-    gn_log(GN_LOG_INFO, "worker %u ready (sub-interpreter %lld, own GIL, thread %d)", w->id,
-           (long long)w->interp.id, (int)gettid());
+    if (w->kind == GN_INTERP_MAIN)
+        gn_log(GN_LOG_INFO, "worker %u ready (main interpreter, mode %s, thread %d)", w->id, w->mode,
+               (int)gettid());
+    else
+        gn_log(GN_LOG_INFO, "worker %u ready (sub-interpreter %lld, own GIL, thread %d)", w->id,
+               (long long)w->interp.id, (int)gettid());
     set_state(w, GN_WORKER_READY);
     if (b->asgi)
         gn_asgi_run(b->asgi, &w->loop);
@@ -118,7 +136,10 @@ static void *worker_main(void *arg)
     gn_worker_t *w = arg;
     bridge_t b = {NULL, NULL};
     PyObject *app = NULL;
-    if (gn_interp_create(&w->interp, w->main_interp, w->error, sizeof(w->error)) < 0)
+    int rc = w->kind == GN_INTERP_MAIN
+                 ? gn_interp_attach_main(&w->interp, w->main_interp, w->error, sizeof(w->error))
+                 : gn_interp_create(&w->interp, w->main_interp, w->error, sizeof(w->error));
+    if (rc < 0)
         goto failed;
     app = load_app(w);
     if (app == NULL || make_bridge(w, app, &b) < 0 || start_loop(w, &b) < 0 || startup(w, &b) < 0)
@@ -129,7 +150,7 @@ static void *worker_main(void *arg)
     set_state(w, GN_WORKER_STOPPED);
     gn_loop_destroy(&w->loop);
     free_bridge(&b);
-    gn_interp_end_ordered(&w->interp, w->end_order, (int)w->id);
+    gn_interp_end_ordered(&w->interp, w->end_order, (int)w->index);
     set_state(w, GN_WORKER_DONE);
     return NULL;
 
@@ -147,7 +168,7 @@ failed:
     Py_XDECREF(app);
     free_bridge(&b);
     set_state(w, GN_WORKER_FAILED);
-    gn_interp_end_ordered(&w->interp, w->end_order, (int)w->id);
+    gn_interp_end_ordered(&w->interp, w->end_order, (int)w->index);
     return NULL;
 }
 

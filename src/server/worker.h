@@ -1,5 +1,6 @@
 /*
- * A worker: one OS thread that owns one own-GIL sub-interpreter, imports the
+ * A worker: one OS thread that owns one own-GIL sub-interpreter (or, in modes
+ * processes and threads, a thread state of the main interpreter), imports the
  * application in it, and runs its own epoll loop on its listening sockets.
  */
 #ifndef GN_SERVER_WORKER_H
@@ -21,10 +22,15 @@ enum gn_worker_state {
 };
 
 typedef struct gn_worker {
-    unsigned id;
+    unsigned id;           /* across all processes */
+    unsigned index;        /* in this process: its turn in the end order */
     pthread_t thread;
     int started;
     const gn_config_t *cfg;
+    int kind;              /* enum gn_interp_kind */
+    const char *mode;      /* gorgon.mode: "interpreters", "processes", "threads" */
+    int facts_id;          /* gorgon.worker_id (-1: None) */
+    unsigned count;        /* gorgon.worker_count: workers in all processes */
     PyInterpreterState *main_interp;
     gn_end_order_t *end_order;
     int *listen_fds;

@@ -11,7 +11,8 @@ from conftest import (LISTEN_RE, LOG_LINE_RE, READY_RE, CRASH_CODES, fetch, run_
 OPTIONS = ["--bind", "--workers", "--chdir", "--pythonpath", "--log-level", "--access-log",
            "--keep-alive", "--graceful-timeout", "--header-timeout", "--limit-request-line",
            "--limit-request-fields", "--limit-request-field-size", "--limit-request-body",
-           "--max-connections", "--write-high-water", "--version"]
+           "--max-connections", "--write-high-water", "--version", "--mode", "--processes",
+           "--no-pure-fallback", "--probe-timeout"]
 
 
 def test_version():

@@ -164,7 +164,7 @@ def test_missing_attribute_fails_cleanly(server):
 
 
 def test_single_phase_extension_exits_1(server):
-    rc, text = failed_start(server, "singlephase:app", "--workers", "2")
+    rc, text = failed_start(server, "singlephase:app", "--workers", "2", "--mode", "interpreters")
     assert rc == 1, "exit code %s (expected 1, no crash)\n%s" % (rc, text)
     assert "_testsinglephase" in text, text
     assert_short_error(text)

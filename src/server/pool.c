@@ -1,0 +1,265 @@
+#include "server/pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/log.h"
+#include "server/worker.h"
+
+#define EXIT_APP_LOAD 1
+#define EXIT_FORCED 130
+
+typedef struct {
+    gn_plan_t *plan;
+    const gn_pool_hooks_t *hooks;
+    unsigned id_base;
+    gn_worker_t *workers;
+    unsigned n_started;
+    gn_end_order_t end_order;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+} pool_t;
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waits up to `seconds` for a signal; returns its number or 0. */
+static int wait_signal(pool_t *p, double seconds)
+{
+    struct timespec ts = {.tv_sec = (time_t)seconds,
+                          .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    int sig = sigtimedwait(&p->plan->sigs, NULL, &ts);
+    return sig > 0 ? sig : 0;
+}
+
+static void request_stop_all(pool_t *p)
+{
+    for (unsigned i = 0; i < p->n_started; i++)
+        gn_worker_request_stop(&p->workers[i]);
+}
+
+/* SIGTERM/SIGINT start a graceful stop; a second SIGINT (or SIGQUIT) ends
+ * the process at once, as users of gunicorn and uvicorn expect. */
+static void handle_signal(pool_t *p, int sig)
+{
+    if (sig == 0)
+        return;
+    if (p->stopping && (sig == SIGINT || sig == SIGQUIT)) {
+        gn_log(GN_LOG_WARNING, "second %s: stopping at once", sig == SIGINT ? "SIGINT" : "SIGQUIT");
+        gn_listen_close(&p->plan->listeners);
+        gn_interp_abandon_process(EXIT_FORCED);
+    }
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT) {
+        if (!p->stopping)
+            gn_log(GN_LOG_INFO, "%s received: finishing in-flight requests (up to %gs)",
+                   sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT",
+                   p->plan->cfg.graceful_timeout);
+        p->stopping = 1;
+        request_stop_all(p);
+    }
+}
+
+static void init_worker(pool_t *p, unsigned i)
+{
+    gn_plan_t *plan = p->plan;
+    gn_worker_t *w = &p->workers[i];
+    w->id = p->id_base + i;
+    w->index = i;
+    w->cfg = &plan->cfg;
+    w->kind = plan->kind;
+    w->mode = plan->mode;
+    /* Threads share one interpreter, whose gorgon.worker_id cannot be each
+     * thread's own: None there. */
+    w->facts_id = strcmp(plan->mode, "threads") == 0 ? -1 : (int)w->id;
+    w->count = plan->total;
+    w->main_interp = PyInterpreterState_Main();
+    w->end_order = &p->end_order;
+    w->mu = &p->mu;
+    w->cv = &p->cv;
+    w->exclusive = plan->listeners.exclusive;
+    w->listen_fds = gn_listen_for_worker(&plan->listeners, w->id, &w->n_listen);
+}
+
+/* Waits until worker i has left STARTING, handling signals meanwhile. */
+static int wait_started(pool_t *p, unsigned i)
+{
+    for (;;) {
+        int st = atomic_load(&p->workers[i].state);
+        if (st != GN_WORKER_STARTING)
+            return st;
+        handle_signal(p, wait_signal(p, 0.02));
+    }
+}
+
+static int start_workers(pool_t *p, unsigned from, unsigned to)
+{
+    for (unsigned i = from; i < to; i++) {
+        init_worker(p, i);
+        if (p->workers[i].listen_fds == NULL || gn_worker_start(&p->workers[i]) < 0) {
+            gn_log(GN_LOG_ERROR, "cannot start worker %u: %s", p->id_base + i, strerror(errno));
+            return -1;
+        }
+        p->n_started = i + 1;
+    }
+    for (unsigned i = from; i < to; i++) {
+        if (wait_started(p, i) == GN_WORKER_FAILED)
+            return -1;
+    }
+    return 0;
+}
+
+/* The first failed worker, or NULL. */
+static gn_worker_t *first_failed(pool_t *p)
+{
+    for (unsigned i = 0; i < p->n_started; i++) {
+        if (atomic_load(&p->workers[i].state) == GN_WORKER_FAILED)
+            return &p->workers[i];
+    }
+    return NULL;
+}
+
+/* Workaround 3 lives in interp/: report the failure and leave. */
+static void fail_startup(pool_t *p, gn_worker_t *w)
+{
+    int code = w->exit_code ? w->exit_code : EXIT_APP_LOAD;
+    if (p->hooks && p->hooks->failed)
+        p->hooks->failed(p->hooks->arg, w->error, code); /* the supervisor logs it */
+    else
+        gn_log(GN_LOG_CRITICAL, "worker %u: %s", w->id, w->error);
+    gn_listen_close(&p->plan->listeners);
+    gn_interp_abandon_process(code);
+}
+
+static int all_stopped(pool_t *p)
+{
+    for (unsigned i = 0; i < p->n_started; i++) {
+        int st = atomic_load(&p->workers[i].state);
+        if (st == GN_WORKER_READY || st == GN_WORKER_STARTING)
+            return 0;
+    }
+    return 1;
+}
+
+/* A worker stuck in application code past the graceful timeout cannot be
+ * interrupted from outside its interpreter; like gunicorn's arbiter killing
+ * such workers, the process then leaves without waiting for it. */
+static void check_graceful_deadline(pool_t *p, double stop_started)
+{
+    if (mono_now() < stop_started + p->plan->cfg.graceful_timeout + 1.0)
+        return;
+    unsigned busy = 0;
+    for (unsigned i = 0; i < p->n_started; i++)
+        busy += atomic_load(&p->workers[i].state) == GN_WORKER_READY;
+    gn_log(GN_LOG_WARNING, "graceful timeout (%gs) expired with %u worker(s) still in a request: exiting",
+           p->plan->cfg.graceful_timeout, busy);
+    gn_listen_close(&p->plan->listeners);
+    gn_interp_abandon_process(0);
+}
+
+static void run_until_stopped(pool_t *p)
+{
+    double stop_started = 0;
+    while (!all_stopped(p)) {
+        handle_signal(p, wait_signal(p, 0.1));
+        if (!p->stopping)
+            continue;
+        if (stop_started == 0)
+            stop_started = mono_now();
+        request_stop_all(p); /* idempotent; covers a worker that was starting */
+        check_graceful_deadline(p, stop_started);
+    }
+}
+
+/* Workaround 2 lives in interp/: interpreters end newest-first. */
+static void end_workers(pool_t *p)
+{
+    if (p->n_started == 0)
+        return;
+    pthread_mutex_lock(&p->end_order.mu);
+    p->end_order.turn = (int)p->n_started - 1;
+    pthread_cond_broadcast(&p->end_order.cv);
+    pthread_mutex_unlock(&p->end_order.mu);
+    for (unsigned i = p->n_started; i-- > 0;)
+        pthread_join(p->workers[i].thread, NULL);
+}
+
+static void log_listening(pool_t *p)
+{
+    const gn_listeners_t *ls = &p->plan->listeners;
+    for (unsigned i = 0; i < ls->n_binds; i++)
+        gn_log(GN_LOG_INFO, "Listening at: %s (%u workers)", ls->binds[i].url, p->plan->total);
+}
+
+/* Runs with the main interpreter's GIL released. */
+static int serve_unlocked(pool_t *p)
+{
+    unsigned n = p->plan->per_proc;
+    double t0 = mono_now();
+    /* The first worker imports the application alone, so an application that
+     * cannot load fails fast with one clear message. */
+    if (start_workers(p, 0, 1) < 0 || start_workers(p, 1, n) < 0) {
+        gn_worker_t *w = first_failed(p);
+        for (unsigned i = 0; i < p->n_started; i++) {
+            if (p->workers[i].fatal)
+                fail_startup(p, &p->workers[i]);
+        }
+        if (w && p->hooks && p->hooks->failed)
+            p->hooks->failed(p->hooks->arg, w->error, 1);
+        else if (w)
+            gn_log(GN_LOG_ERROR, "worker %u: %s", w->id, w->error);
+        p->stopping = 1;
+        request_stop_all(p);
+        run_until_stopped(p);
+        end_workers(p);
+        return 1;
+    }
+    if (p->hooks && p->hooks->ready) {
+        p->hooks->ready(p->hooks->arg);
+    } else {
+        gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (mono_now() - t0) * 1000);
+        log_listening(p);
+    }
+    run_until_stopped(p);
+    end_workers(p);
+    if (p->hooks == NULL)
+        gn_log(GN_LOG_INFO, "stopped");
+    return 0;
+}
+
+int gn_pool_serve(gn_plan_t *plan, unsigned id_base, const gn_pool_hooks_t *hooks)
+{
+    pool_t pool;
+    pool_t *p = &pool;
+    memset(p, 0, sizeof(*p));
+    p->plan = plan;
+    p->hooks = hooks;
+    p->id_base = id_base;
+    p->workers = calloc(plan->per_proc, sizeof(gn_worker_t));
+    if (p->workers == NULL) {
+        gn_log(GN_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->end_order.mu, NULL);
+    pthread_cond_init(&p->end_order.cv, NULL);
+    p->end_order.turn = -1;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = serve_unlocked(p);
+    Py_END_ALLOW_THREADS
+    free(p->workers);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->end_order.mu);
+    pthread_cond_destroy(&p->end_order.cv);
+    return rc;
+}

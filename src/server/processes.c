@@ -1,0 +1,430 @@
+#include "server/processes.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "interp/interp.h"
+#include "server/log.h"
+
+#define BACKOFF_FIRST 0.1  /* seconds before restarting a child that died quickly */
+#define BACKOFF_MAX 10.0
+#define QUICK_DEATH 10.0   /* a child that served less than this died "quickly" */
+#define KILL_MARGIN 5.0    /* past the graceful timeout, children are SIGKILLed */
+
+typedef struct {
+    pid_t pid;            /* 0: not running */
+    int fd;               /* read end of its status pipe, -1 once closed */
+    int ready;            /* every worker of the child serves */
+    double started;
+    double ready_at;
+    double restart_at;    /* > 0: a restart is due then */
+    unsigned quick;       /* consecutive quick deaths: the backoff exponent */
+    unsigned start_fails; /* consecutive deaths before being ready */
+    int fail_code;        /* what the child said when it could not start */
+    char error[1024];
+} child_t;
+
+typedef struct {
+    gn_plan_t *plan;
+    child_t *kids;
+    unsigned n;
+    int sfd;              /* signalfd for plan->sigs + SIGCHLD */
+    int running;          /* every child was ready once: deaths are restarted */
+    int stopping;
+    double stop_started;
+    int exit_code;
+} procs_t;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- in the child ----------------------------------------------------- */
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void child_ready(void *arg)
+{
+    write_all(*(int *)arg, "R", 1);
+}
+
+/* "F<code>:<error>": one write below PIPE_BUF, so it arrives whole. */
+static void child_failed(void *arg, const char *error, int code)
+{
+    char msg[1100];
+    int n = snprintf(msg, sizeof(msg), "F%d:%s", code, error);
+    write_all(*(int *)arg, msg, n > 0 && (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+}
+
+static _Noreturn void child_main(procs_t *ps, unsigned k, int fd, pid_t parent)
+{
+    close(ps->sfd);
+    for (unsigned i = 0; i < ps->n; i++) {
+        if (ps->kids[i].fd >= 0)
+            close(ps->kids[i].fd);
+    }
+    /* Never outlive the supervisor: a graceful stop if it dies. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        gn_interp_abandon_process(0);
+    /* plan->sigs stay blocked (the pool takes them with sigtimedwait);
+     * SIGCHLD is the application's again. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
+    gn_listen_disown(&ps->plan->listeners); /* unix socket files are the supervisor's */
+    gn_pool_hooks_t hooks = {child_ready, child_failed, &fd};
+    int rc = gn_pool_serve(ps->plan, k * ps->plan->per_proc, &hooks);
+    gn_listen_close(&ps->plan->listeners);
+    close(fd);
+    gn_interp_leave_child(rc);
+}
+
+/* ---- in the supervisor ------------------------------------------------- */
+
+static int spawn(procs_t *ps, unsigned k)
+{
+    child_t *kid = &ps->kids[k];
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        gn_log(GN_LOG_ERROR, "worker process %u: cannot make a pipe: %s", k, strerror(errno));
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = gn_interp_fork();
+    if (pid < 0) {
+        gn_log(GN_LOG_ERROR, "worker process %u: cannot fork: %s", k, strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_main(ps, k, fds[1], parent);
+    }
+    close(fds[1]);
+    kid->pid = pid;
+    kid->fd = fds[0];
+    kid->ready = 0;
+    kid->started = now();
+    kid->restart_at = 0;
+    kid->fail_code = 0;
+    kid->error[0] = '\0';
+    return 0;
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status)) {
+        snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        const char *abbrev = sigabbrev_np(sig);
+        snprintf(buf, len, "was killed by signal %d (SIG%s)%s", sig, abbrev ? abbrev : "?",
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    } else {
+        snprintf(buf, len, "ended with status %d", status);
+    }
+}
+
+static void signal_children(procs_t *ps, int sig)
+{
+    for (unsigned i = 0; i < ps->n; i++) {
+        if (ps->kids[i].pid > 0)
+            kill(ps->kids[i].pid, sig);
+    }
+}
+
+static void begin_stop(procs_t *ps, int sig)
+{
+    if (!ps->stopping) {
+        ps->stopping = 1;
+        ps->stop_started = now();
+    }
+    for (unsigned i = 0; i < ps->n; i++)
+        ps->kids[i].restart_at = 0;
+    signal_children(ps, sig);
+}
+
+/* SIGTERM/SIGINT/SIGQUIT go to every child, which stops gracefully (a second
+ * SIGINT or SIGQUIT: at once, as in one process). SIGHUP is not used yet. */
+static void on_signal(procs_t *ps, int sig)
+{
+    if (sig == SIGCHLD || sig == SIGHUP)
+        return;
+    if (ps->stopping && (sig == SIGINT || sig == SIGQUIT)) {
+        gn_log(GN_LOG_WARNING, "second %s: stopping the worker processes at once", sigabbrev_np(sig));
+        ps->exit_code = 130;
+        signal_children(ps, sig);
+        return;
+    }
+    if (!ps->stopping)
+        gn_log(GN_LOG_INFO, "SIG%s received: worker processes finish their in-flight requests (up to %gs)",
+               sigabbrev_np(sig), ps->plan->cfg.graceful_timeout);
+    begin_stop(ps, sig);
+}
+
+static void on_message(procs_t *ps, unsigned k)
+{
+    child_t *kid = &ps->kids[k];
+    char buf[1200];
+    ssize_t n = read(kid->fd, buf, sizeof(buf) - 1);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) { /* the child is leaving: its exit status says the rest */
+        close(kid->fd);
+        kid->fd = -1;
+        return;
+    }
+    buf[n] = '\0';
+    if (buf[0] == 'R') {
+        kid->ready = 1;
+        kid->ready_at = now();
+        kid->start_fails = 0;
+        if (ps->running)
+            gn_log(GN_LOG_INFO, "worker process %u (pid %d) serving again", k, (int)kid->pid);
+    } else if (buf[0] == 'F') {
+        char *colon = strchr(buf, ':');
+        kid->fail_code = atoi(buf + 1);
+        snprintf(kid->error, sizeof(kid->error), "%s", colon ? colon + 1 : "?");
+    }
+}
+
+static double backoff(unsigned quick)
+{
+    double d = BACKOFF_FIRST;
+    for (unsigned i = 1; i < quick && d < BACKOFF_MAX; i++)
+        d *= 2;
+    return d < BACKOFF_MAX ? d : BACKOFF_MAX;
+}
+
+/* A child that dies before it is ready at start-up ends the server, as one
+ * failing worker does in a single process: the application cannot load. */
+static void startup_failed(procs_t *ps, unsigned k, const char *status)
+{
+    child_t *kid = &ps->kids[k];
+    if (kid->error[0])
+        gn_log(GN_LOG_CRITICAL, "worker process %u: %s", k, kid->error);
+    else
+        gn_log(GN_LOG_CRITICAL, "worker process %u (pid %d) %s before it was ready", k, (int)kid->pid, status);
+    if (ps->exit_code == 0)
+        ps->exit_code = kid->fail_code ? kid->fail_code : 1;
+    begin_stop(ps, SIGTERM);
+}
+
+static void on_exit_status(procs_t *ps, unsigned k, int status)
+{
+    child_t *kid = &ps->kids[k];
+    char what[160];
+    describe_status(status, what, sizeof(what));
+    if (kid->fd >= 0) { /* read what it said before it left */
+        on_message(ps, k);
+        if (kid->fd >= 0)
+            close(kid->fd);
+        kid->fd = -1;
+    }
+    if (ps->stopping) {
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && ps->exit_code == 0 && !ps->running)
+            ps->exit_code = 1;
+        kid->pid = 0;
+        return;
+    }
+    double t = now();
+    if (!ps->running) {
+        startup_failed(ps, k, what);
+        kid->pid = 0;
+        return;
+    }
+    int was_ready = kid->ready;
+    kid->start_fails = was_ready ? 0 : kid->start_fails + 1;
+    kid->quick = !was_ready || t - kid->ready_at < QUICK_DEATH ? kid->quick + 1 : 0;
+    double delay = kid->quick ? backoff(kid->quick) : 0;
+    if (kid->start_fails >= GN_PROCESSES_GIVE_UP) {
+        gn_log(GN_LOG_CRITICAL, "worker process %u could not start %u times in a row, giving up: %s", k,
+               kid->start_fails, kid->error[0] ? kid->error : what);
+        kid->pid = 0;
+        ps->exit_code = 1;
+        begin_stop(ps, SIGTERM);
+        return;
+    }
+    if (was_ready)
+        gn_log(GN_LOG_WARNING, "worker process %u (pid %d) %s after %.1f s; restarting it in %.1f s", k,
+               (int)kid->pid, what, t - kid->started, delay);
+    else
+        gn_log(GN_LOG_WARNING, "worker process %u (pid %d) %s before it was ready (%u of %u): %s; restarting it in "
+               "%.1f s", k, (int)kid->pid, what, kid->start_fails, GN_PROCESSES_GIVE_UP,
+               kid->error[0] ? kid->error : "no message", delay);
+    kid->pid = 0;
+    kid->restart_at = t + delay;
+}
+
+static void reap(procs_t *ps)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (unsigned k = 0; k < ps->n; k++) {
+            if (ps->kids[k].pid == pid) {
+                on_exit_status(ps, k, status);
+                break;
+            }
+        }
+    }
+}
+
+static void restart_due(procs_t *ps)
+{
+    double t = now();
+    for (unsigned k = 0; k < ps->n && !ps->stopping; k++) {
+        child_t *kid = &ps->kids[k];
+        if (kid->pid == 0 && kid->restart_at > 0 && t >= kid->restart_at && spawn(ps, k) < 0)
+            kid->restart_at = t + BACKOFF_MAX; /* fork failed: try again later */
+    }
+}
+
+/* Waits up to `timeout` seconds, then handles what happened. */
+static void step(procs_t *ps, double timeout)
+{
+    struct pollfd pfd[1 + 256];
+    unsigned idx[1 + 256];
+    unsigned n = 0;
+    pfd[n++] = (struct pollfd){.fd = ps->sfd, .events = POLLIN};
+    for (unsigned k = 0; k < ps->n && n < 1 + 256; k++) {
+        if (ps->kids[k].fd >= 0) {
+            idx[n] = k;
+            pfd[n++] = (struct pollfd){.fd = ps->kids[k].fd, .events = POLLIN};
+        }
+    }
+    double t = now();
+    for (unsigned k = 0; k < ps->n; k++) {
+        double at = ps->kids[k].restart_at;
+        if (at > 0 && at - t < timeout)
+            timeout = at > t ? at - t : 0;
+    }
+    int rc = poll(pfd, n, (int)(timeout * 1000) + 1);
+    if (rc > 0 && (pfd[0].revents & POLLIN)) {
+        struct signalfd_siginfo si;
+        while (read(ps->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+            on_signal(ps, (int)si.ssi_signo);
+    }
+    for (unsigned i = 1; rc > 0 && i < n; i++) {
+        if (pfd[i].revents && ps->kids[idx[i]].fd == pfd[i].fd)
+            on_message(ps, idx[i]);
+    }
+    reap(ps);
+    restart_due(ps);
+    if (ps->stopping && now() > ps->stop_started + ps->plan->cfg.graceful_timeout + KILL_MARGIN) {
+        signal_children(ps, SIGKILL);
+        ps->stop_started = now(); /* once more at most, after a while */
+    }
+}
+
+static unsigned live(procs_t *ps)
+{
+    unsigned n = 0;
+    for (unsigned k = 0; k < ps->n; k++)
+        n += ps->kids[k].pid > 0;
+    return n;
+}
+
+/* Starts children [from, to) and waits until they are all ready, or one
+ * fails (then the server stops). Returns 0 or -1. */
+static int start_children(procs_t *ps, unsigned from, unsigned to)
+{
+    for (unsigned k = from; k < to; k++) {
+        if (spawn(ps, k) < 0) {
+            if (ps->exit_code == 0)
+                ps->exit_code = 1;
+            begin_stop(ps, SIGTERM);
+            return -1;
+        }
+    }
+    for (;;) {
+        unsigned ready = 0;
+        for (unsigned k = from; k < to; k++)
+            ready += ps->kids[k].ready;
+        if (ps->stopping)
+            return -1;
+        if (ready == to - from)
+            return 0;
+        step(ps, 0.5);
+    }
+}
+
+static void log_started(procs_t *ps, double t0)
+{
+    gn_plan_t *plan = ps->plan;
+    gn_log(GN_LOG_INFO, "%u worker processes ready (%u worker%s each) in %.0f ms", ps->n, plan->per_proc,
+           plan->per_proc == 1 ? "" : "s", (now() - t0) * 1000);
+    for (unsigned i = 0; i < plan->listeners.n_binds; i++)
+        gn_log(GN_LOG_INFO, "Listening at: %s (%u workers)", plan->listeners.binds[i].url, plan->total);
+}
+
+static int setup(procs_t *ps, gn_plan_t *plan, sigset_t *old)
+{
+    memset(ps, 0, sizeof(*ps));
+    ps->plan = plan;
+    ps->n = plan->n_procs > 256 ? 256 : plan->n_procs;
+    ps->sfd = -1;
+    ps->kids = calloc(ps->n, sizeof(child_t));
+    if (ps->kids == NULL)
+        return -1;
+    for (unsigned k = 0; k < ps->n; k++)
+        ps->kids[k].fd = -1;
+    sigset_t set = plan->sigs;
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, old);
+    ps->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return ps->sfd < 0 ? -1 : 0;
+}
+
+int gn_processes_serve(gn_plan_t *plan)
+{
+    procs_t procs;
+    procs_t *ps = &procs;
+    sigset_t old;
+    if (setup(ps, plan, &old) < 0) {
+        gn_log(GN_LOG_ERROR, "cannot set up the worker processes: %s", strerror(errno));
+        free(ps->kids);
+        return 1;
+    }
+    double t0 = now();
+    /* The first child loads the application alone: one clear failure. */
+    if (start_children(ps, 0, 1) == 0 && start_children(ps, 1, ps->n) == 0) {
+        ps->running = 1;
+        log_started(ps, t0);
+    }
+    while (live(ps) > 0 || (!ps->stopping && ps->running))
+        step(ps, ps->stopping ? 0.2 : 1.0);
+    if (ps->running && ps->exit_code == 0)
+        gn_log(GN_LOG_INFO, "stopped");
+    close(ps->sfd);
+    free(ps->kids);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ps->exit_code;
+}

@@ -1,0 +1,18 @@
+"""An app whose import misbehaves in a sub-interpreter only, as a broken C
+extension might: GORGON_TEST_PROBE=hang sleeps forever, =crash segfaults.
+In a main interpreter (modes processes and threads) it imports normally."""
+import os
+import time
+
+import gorgon
+
+if gorgon.mode == "interpreters":
+    what = os.environ.get("GORGON_TEST_PROBE", "")
+    if what == "hang":
+        while True:
+            time.sleep(1)
+    elif what == "crash":
+        import ctypes
+        ctypes.string_at(0)
+
+from modes import app  # noqa: E402,F401
