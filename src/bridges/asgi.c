@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bridges/asgi_internal.h"
+#include "bridges/common.h"
 #include "server/log.h"
 
 #define TICK_SECONDS 0.25
@@ -130,36 +131,6 @@ static int set_str(PyObject *d, const char *key, PyObject *value)
     return rc;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = (char)(ch | 0x20);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/* scope["path"]: percent-decoded, then UTF-8 (as uvicorn does). */
-static PyObject *decode_path(gn_slice_t path)
-{
-    char *buf = malloc(path.len + 1);
-    if (buf == NULL)
-        return PyErr_NoMemory();
-    size_t n = 0;
-    for (size_t i = 0; i < path.len; i++) {
-        int hi, lo;
-        if (path.base[i] == '%' && i + 2 < path.len && (hi = hexval(path.base[i + 1])) >= 0 &&
-            (lo = hexval(path.base[i + 2])) >= 0) {
-            buf[n++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            buf[n++] = path.base[i];
-        }
-    }
-    PyObject *s = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)n, "replace");
-    free(buf);
-    return s;
-}
-
 static PyObject *headers_list(const gn_conn_t *c)
 {
     PyObject *list = PyList_New((Py_ssize_t)c->req.num_headers);
@@ -207,7 +178,7 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
     if (set_str(s, "type", PyUnicode_FromString("http")) || set_str(s, "asgi", Py_NewRef(a->asgi_info)) ||
         set_str(s, "http_version", PyUnicode_FromString(r->minor_version ? "1.1" : "1.0")) ||
         set_str(s, "method", PyUnicode_DecodeLatin1(r->method.base, (Py_ssize_t)r->method.len, NULL)) ||
-        set_str(s, "scheme", PyUnicode_FromString("http")) || set_str(s, "path", decode_path(r->path)) ||
+        set_str(s, "scheme", PyUnicode_FromString("http")) || set_str(s, "path", gn_bridge_decode_path(r->path.base, r->path.len, 1)) ||
         set_str(s, "raw_path", PyBytes_FromStringAndSize(r->path.base, (Py_ssize_t)r->path.len)) ||
         set_str(s, "query_string", PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||
         set_str(s, "root_path", Py_NewRef(a->root_path)) || set_str(s, "headers", headers_list(c)) ||
@@ -224,22 +195,7 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
 void gn_asgi_log_exception(gn_asgi_t *a, const char *what, PyObject *exc)
 {
     gn_log(GN_LOG_ERROR, "%s (worker %u)", what, a->worker_id);
-    if (a->format_exception == NULL) {
-        PyObject *tb = PyImport_ImportModule("traceback");
-        a->format_exception = tb ? PyObject_GetAttrString(tb, "format_exception") : NULL;
-        Py_XDECREF(tb);
-    }
-    PyObject *lines = a->format_exception ? PyObject_CallOneArg(a->format_exception, exc) : NULL;
-    PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
-    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
-    Py_ssize_t len;
-    const char *utf8 = text ? PyUnicode_AsUTF8AndSize(text, &len) : NULL;
-    if (utf8)
-        gn_log_raw(GN_LOG_ERROR, utf8, (unsigned long)len);
-    PyErr_Clear();
-    Py_XDECREF(text);
-    Py_XDECREF(empty);
-    Py_XDECREF(lines);
+    gn_bridge_log_traceback(&a->format_exception, exc);
 }
 
 static gn_asgi_req_t *req_new(gn_asgi_t *a, gn_conn_t *c)

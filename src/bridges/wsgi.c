@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bridges/common.h"
 #include "bridges/wsgi_internal.h"
 #include "http/response.h"
 #include "server/log.h"
@@ -162,38 +163,6 @@ static PyObject *latin1_str(const char *p, size_t n)
     return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = (char)(ch | 0x20);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/* PATH_INFO is the percent-decoded path as latin-1 (PEP 3333, as gunicorn). */
-static PyObject *decode_path(gn_slice_t path)
-{
-    char stack[512];
-    char *buf = path.len <= sizeof(stack) ? stack : malloc(path.len);
-    if (buf == NULL)
-        return PyErr_NoMemory();
-    size_t n = 0;
-    for (size_t i = 0; i < path.len; i++) {
-        int hi, lo;
-        if (path.base[i] == '%' && i + 2 < path.len && (hi = hexval(path.base[i + 1])) >= 0 &&
-            (lo = hexval(path.base[i + 2])) >= 0) {
-            buf[n++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            buf[n++] = path.base[i];
-        }
-    }
-    PyObject *s = latin1_str(buf, n);
-    if (buf != stack)
-        free(buf);
-    return s;
-}
-
 static PyObject *method_str(gn_wsgi_t *w, gn_slice_t m)
 {
     if (m.len == 3 && memcmp(m.base, "GET", 3) == 0)
@@ -313,7 +282,7 @@ static PyObject *build_environ(gn_wsgi_t *w, gn_wsgi_req_t *req)
     gn_conn_peer(c, host, sizeof(host), &port);
     int has_body = r->content_length >= 0 || (r->flags & GN_REQ_CHUNKED);
     if (set_item(env, w->k_method, method_str(w, r->method)) < 0 ||
-        set_item(env, w->k_path, decode_path(r->path)) < 0 ||
+        set_item(env, w->k_path, gn_bridge_decode_path(r->path.base, r->path.len, 0)) < 0 ||
         set_item(env, w->k_query, latin1_str(r->query.base, r->query.len)) < 0 ||
         set_item(env, w->k_raw_uri, latin1_str(r->target.base, r->target.len)) < 0 ||
         PyDict_SetItem(env, w->k_protocol, r->minor_version ? w->v_http11 : w->v_http10) < 0 ||
@@ -365,29 +334,11 @@ static void req_free(gn_wsgi_req_t *req)
 /* Logs the current exception with its traceback, as one block. */
 static void log_app_error(gn_wsgi_req_t *req, const char *what)
 {
-    gn_wsgi_t *w = req->w;
     const gn_request_t *r = &req->conn->req;
     PyObject *exc = PyErr_GetRaisedException();
     gn_log(GN_LOG_ERROR, "%s %.*s %.*s (worker %u)", what, (int)r->method.len, r->method.base,
-           (int)(r->target.len > 200 ? 200 : r->target.len), r->target.base, w->worker_id);
-    if (w->format_exception == NULL) {
-        PyObject *tb = PyImport_ImportModule("traceback");
-        w->format_exception = tb ? PyObject_GetAttrString(tb, "format_exception") : NULL;
-        Py_XDECREF(tb);
-    }
-    PyObject *lines = w->format_exception ? PyObject_CallOneArg(w->format_exception, exc) : NULL;
-    PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
-    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
-    Py_ssize_t len;
-    const char *utf8 = text ? PyUnicode_AsUTF8AndSize(text, &len) : NULL;
-    if (utf8)
-        gn_log_raw(GN_LOG_ERROR, utf8, (unsigned long)len);
-    else
-        PyErr_DisplayException(exc);
-    PyErr_Clear();
-    Py_XDECREF(text);
-    Py_XDECREF(empty);
-    Py_XDECREF(lines);
+           (int)(r->target.len > 200 ? 200 : r->target.len), r->target.base, req->w->worker_id);
+    gn_bridge_log_traceback(&req->w->format_exception, exc);
     Py_DECREF(exc);
 }
 

@@ -1,0 +1,17 @@
+/* What the WSGI and ASGI bridges share. */
+#ifndef GN_BRIDGES_COMMON_H
+#define GN_BRIDGES_COMMON_H
+
+#include <Python.h>
+
+/*
+ * Writes exc's traceback to the error log as one block, after the caller's
+ * gn_log line. *cache keeps traceback.format_exception for the interpreter.
+ */
+void gn_bridge_log_traceback(PyObject **cache, PyObject *exc);
+
+/* The percent-decoded path as a str: latin-1 for WSGI (PEP 3333), UTF-8
+ * with replacement for ASGI (as uvicorn does). */
+PyObject *gn_bridge_decode_path(const char *path, size_t len, int utf8);
+
+#endif
