@@ -45,6 +45,7 @@ static int traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->start_response_type);
     Py_VISIT(st->file_wrapper_type);
     Py_VISIT(st->asgi_request_type);
+    Py_VISIT(st->asgi_ready_type);
     Py_VISIT(st->shared_type);
     Py_VISIT(st->channel_type);
     Py_VISIT(st->empty);
@@ -61,6 +62,7 @@ static int clear(PyObject *module)
     Py_CLEAR(st->start_response_type);
     Py_CLEAR(st->file_wrapper_type);
     Py_CLEAR(st->asgi_request_type);
+    Py_CLEAR(st->asgi_ready_type);
     Py_CLEAR(st->shared_type);
     Py_CLEAR(st->channel_type);
     Py_CLEAR(st->empty);

@@ -13,6 +13,7 @@ typedef struct {
     PyTypeObject *start_response_type; /* start_response and write() */
     PyTypeObject *file_wrapper_type;   /* wsgi.file_wrapper */
     PyTypeObject *asgi_request_type;   /* ASGI receive/send of one request */
+    PyTypeObject *asgi_ready_type;     /* an awaitable already complete */
     /* gorgon.shared and channels (src/shared/) */
     PyTypeObject *shared_type;
     PyTypeObject *channel_type;

@@ -117,7 +117,8 @@ static PyType_Spec req_spec = {
 int gn_asgi_add_types(PyObject *module, gn_modstate_t *st)
 {
     st->asgi_request_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &req_spec, NULL);
-    return st->asgi_request_type ? 0 : -1;
+    st->asgi_ready_type = gn_asgi_ready_type_new(module);
+    return st->asgi_request_type && st->asgi_ready_type ? 0 : -1;
 }
 
 /* ---- scope ------------------------------------------------------------ */
@@ -230,6 +231,16 @@ static int start_task(gn_asgi_t *a, gn_asgi_req_t *r, PyObject *scope)
     if (task == NULL)
         return -1;
     r->task = task;
+    /* A handler that never waited is done already: finish it now rather
+     * than through a done-callback on the next loop iteration. */
+    PyObject *done = PyObject_CallMethod(task, "done", NULL);
+    if (done == Py_True) {
+        Py_DECREF(done);
+        PyObject *res = req_done((PyObject *)r, task);
+        Py_XDECREF(res);
+        return res ? 0 : -1;
+    }
+    Py_XDECREF(done);
     PyObject *cb = PyObject_GetAttrString((PyObject *)r, "_done");
     PyObject *res = cb ? PyObject_CallMethod(task, "add_done_callback", "O", cb) : NULL;
     Py_XDECREF(cb);
@@ -349,7 +360,8 @@ gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
                                 .on_ws_message = gn_asgi_ws_on_message, .on_ws_close = gn_asgi_ws_on_close,
                                 .ctx = a};
     a->st = gn_modstate_current();
-    if (a->st == NULL || setup_asyncio(a) < 0 || setup_lifespan(a) < 0 ||
+    if (a->st == NULL || (a->ready_none = gn_asgi_done_future(a, Py_None)) == NULL ||
+        setup_asyncio(a) < 0 || setup_lifespan(a) < 0 ||
         (a->root_path = PyUnicode_FromString(cfg->root_path)) == NULL ||
         (a->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4")) == NULL ||
         (a->extensions = Py_BuildValue("{s{}}", "http.response.pathsend")) == NULL ||
@@ -502,7 +514,7 @@ void gn_asgi_free(gn_asgi_t *a)
     PyObject **objs[] = {&a->app, &a->loop, &a->create_future, &a->task_type, &a->task_kwargs,
                          &a->lifespan, &a->state, &a->root_path, &a->asgi_info, &a->extensions,
                          &a->format_exception, &a->poll_cb, &a->tick_cb, &a->capsule, &a->k_type,
-                         &a->sha1, &a->b64encode, &a->ws_extensions,
+                         &a->sha1, &a->b64encode, &a->ws_extensions, &a->ready_none,
                          &a->k_body, &a->k_more_body, &a->k_status, &a->k_headers, &a->k_path,
                          &a->v_http_request, &a->v_http_disconnect};
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)

@@ -24,6 +24,7 @@ struct gn_asgi {
     gn_loop_t *gloop;        /* the epoll loop, while running */
     PyObject *poll_cb, *tick_cb;
     PyObject *sha1, *b64encode; /* for Sec-WebSocket-Accept, loaded lazily */
+    PyObject *ready_none;       /* an awaitable already done with None */
     PyObject *ws_extensions;    /* {"websocket.http.response": {}} */
     /* interned keys */
     PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_path, *v_http_request,
@@ -62,7 +63,9 @@ void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void 
 /* Resolves a pending receive() with http.disconnect (client gone, or the
  * response is over). */
 void gn_asgi_wake_disconnect(gn_asgi_req_t *r);
+/* An awaitable already complete with result (no asyncio Future). */
 PyObject *gn_asgi_done_future(gn_asgi_t *a, PyObject *result);
+PyTypeObject *gn_asgi_ready_type_new(PyObject *module);
 void gn_asgi_resolve(PyObject **waiter, PyObject *result);
 
 /* asgi_response.c */

@@ -7,18 +7,83 @@
 
 #include "bridges/asgi_internal.h"
 
+/*
+ * An awaitable that is already complete: `await` gets its value without an
+ * asyncio Future, a callback or a loop round trip. Most receive() and send()
+ * calls of a request that is not held up end this way.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} ready_t;
+
+static PyObject *ready_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *ready_next(PyObject *self)
+{
+    PyObject *v = ((ready_t *)self)->value;
+    if (v != NULL && v != Py_None)
+        PyErr_SetObject(PyExc_StopIteration, v); /* not a tuple: taken as is */
+    return NULL; /* StopIteration: the await's result */
+}
+
+static int ready_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(((ready_t *)self)->value);
+    return 0;
+}
+
+static int ready_clear(PyObject *self)
+{
+    Py_CLEAR(((ready_t *)self)->value);
+    return 0;
+}
+
+static void ready_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    ready_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot ready_slots[] = {
+    {Py_am_await, ready_await},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, ready_next},
+    {Py_tp_traverse, ready_traverse},
+    {Py_tp_clear, ready_clear},
+    {Py_tp_dealloc, ready_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec ready_spec = {
+    .name = "gorgon._gorgon.Ready",
+    .basicsize = sizeof(ready_t),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ready_slots,
+};
+
+PyTypeObject *gn_asgi_ready_type_new(PyObject *module)
+{
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, &ready_spec, NULL);
+}
+
 PyObject *gn_asgi_done_future(gn_asgi_t *a, PyObject *result)
 {
-    PyObject *fut = PyObject_CallNoArgs(a->create_future);
-    if (fut == NULL)
-        return NULL;
-    PyObject *r = PyObject_CallMethod(fut, "set_result", "O", result);
-    if (r == NULL) {
-        Py_DECREF(fut);
-        return NULL;
-    }
-    Py_DECREF(r);
-    return fut;
+    if (result == Py_None && a->ready_none != NULL)
+        return Py_NewRef(a->ready_none);
+    PyTypeObject *tp = a->st->asgi_ready_type;
+    ready_t *r = (ready_t *)tp->tp_alloc(tp, 0);
+    if (r)
+        r->value = Py_NewRef(result);
+    return (PyObject *)r;
 }
 
 /* Completes *waiter (if any, and not cancelled meanwhile) and clears it. */
