@@ -367,6 +367,19 @@ static PyObject *channel_fn(PyObject *module, PyObject *const *args, Py_ssize_t 
     PyObject *a[2];
     if (gn_py_bind("channel", args, nargs, kwnames, names, 1, 2, a) < 0)
         return NULL;
+    /* In the processes mode every worker is a process of its own: a channel
+     * would connect a worker to nobody but itself. Say so rather than hang. */
+    PyObject *mode = PyObject_GetAttrString(module, "mode");
+    int alone = mode && PyUnicode_Check(mode) && PyUnicode_CompareWithASCIIString(mode, "processes") == 0;
+    Py_XDECREF(mode);
+    PyErr_Clear();
+    if (alone) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "gorgon channels connect the interpreters of one process; in --mode processes "
+                        "each worker is a process of its own (use --mode interpreters, or --processes "
+                        "with interpreters, to share a channel between workers)");
+        return NULL;
+    }
     return gn_py_channel_open(PyModule_GetState(module), a[0], a[1]);
 }
 

@@ -330,3 +330,14 @@ def test_flask_example(server):
     assert hits == [1, 2, 3]
     assert fetch(s, "/api/max?n=5").json()["max"] == 5
     assert fetch(s, "/api/max?n=3").json()["max"] == 5
+
+
+@pytest.mark.parametrize("mode", ["processes", "interpreters"])
+def test_channels_refuse_clearly_in_processes_mode(server, mode):
+    srv = server("shared_procmode:app", "--mode", mode, "--workers", "2")
+    j = fetch(srv, "/").json()
+    assert j["mode"] == mode
+    if mode == "processes":
+        assert j["outcome"].startswith("RuntimeError: gorgon channels connect the interpreters of one process")
+    else:
+        assert j["outcome"] == "opened"
