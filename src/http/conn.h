@@ -117,6 +117,7 @@ struct gn_conn {
     int driving;       /* drive() is on the stack: do not re-enter */
     int redrive;       /* something happened meanwhile: go round again */
     int out_blocked;   /* output waited for the socket since on_writable */
+    int yield;         /* wait for the next epoll round before reading */
 
     /* Output queue. */
     gn_seg_t outq[GN_OUTQ_MAX];

@@ -226,8 +226,13 @@ static void iterate(gn_loop_t *loop, int timeout_ms)
      * so a connection accepted in it is answered with Connection: close. */
     if (atomic_load(&loop->stop_requested) && !loop->stopping)
         begin_stop(loop);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         dispatch(loop, &events[i]);
+        /* Application code may have run for a long time: deadlines set by
+         * the next event must count from now, not from epoll_wait's return
+         * (else a keep-alive connection idles out with a request pending). */
+        loop->now = gn_now();
+    }
     free_dead(loop);
     if (loop->now >= loop->next_scan)
         scan_timeouts(loop);
