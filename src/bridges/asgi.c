@@ -123,15 +123,6 @@ int gn_asgi_add_types(PyObject *module, gn_modstate_t *st)
 
 /* ---- scope ------------------------------------------------------------ */
 
-static int set_str(PyObject *d, const char *key, PyObject *value)
-{
-    if (value == NULL)
-        return -1;
-    int rc = PyDict_SetItemString(d, key, value);
-    Py_DECREF(value);
-    return rc;
-}
-
 static PyObject *headers_list(const gn_conn_t *c)
 {
     PyObject *list = PyList_New((Py_ssize_t)c->req.num_headers);
@@ -158,7 +149,7 @@ static PyObject *headers_list(const gn_conn_t *c)
     return list;
 }
 
-static PyObject *addr_tuple(const gn_conn_t *c, int local)
+static PyObject *addr_tuple(gn_conn_t *c, int local)
 {
     char host[64];
     int port;
@@ -169,6 +160,35 @@ static PyObject *addr_tuple(const gn_conn_t *c, int local)
     return Py_BuildValue("(si)", host, port);
 }
 
+/* Scope keys, interned once per worker: PyDict_SetItemString would intern
+ * its key again on every call (3.13). */
+static const char *const scope_key_names[GN_ASGI_SCOPE_KEYS] = {
+    "type", "asgi", "http_version", "method", "scheme", "path", "raw_path", "query_string",
+    "root_path", "headers", "client", "server", "state", "extensions",
+};
+
+static int intern_scope_keys(gn_asgi_t *a)
+{
+    for (int i = 0; i < GN_ASGI_SCOPE_KEYS; i++) {
+        if ((a->scope_keys[i] = PyUnicode_InternFromString(scope_key_names[i])) == NULL)
+            return -1;
+    }
+    a->v_http = PyUnicode_InternFromString("http");
+    a->v_http11 = PyUnicode_InternFromString("1.1");
+    a->v_http10 = PyUnicode_InternFromString("1.0");
+    return a->v_http && a->v_http11 && a->v_http10 ? 0 : -1;
+}
+
+/* Sets scope[key i] = value, taking the reference to value. */
+static int set_key(gn_asgi_t *a, PyObject *d, int i, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int rc = PyDict_SetItem(d, a->scope_keys[i], value);
+    Py_DECREF(value);
+    return rc;
+}
+
 static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
 {
     const gn_request_t *r = &c->req;
@@ -176,15 +196,17 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
     if (s == NULL)
         return NULL;
     PyObject *state = a->state ? PyDict_Copy(a->state) : PyDict_New();
-    if (set_str(s, "type", PyUnicode_FromString("http")) || set_str(s, "asgi", Py_NewRef(a->asgi_info)) ||
-        set_str(s, "http_version", PyUnicode_FromString(r->minor_version ? "1.1" : "1.0")) ||
-        set_str(s, "method", PyUnicode_DecodeLatin1(r->method.base, (Py_ssize_t)r->method.len, NULL)) ||
-        set_str(s, "scheme", PyUnicode_FromString("http")) || set_str(s, "path", gn_bridge_decode_path(r->path.base, r->path.len, 1)) ||
-        set_str(s, "raw_path", PyBytes_FromStringAndSize(r->path.base, (Py_ssize_t)r->path.len)) ||
-        set_str(s, "query_string", PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||
-        set_str(s, "root_path", Py_NewRef(a->root_path)) || set_str(s, "headers", headers_list(c)) ||
-        set_str(s, "client", addr_tuple(c, 0)) || set_str(s, "server", addr_tuple(c, 1)) ||
-        set_str(s, "state", state) || set_str(s, "extensions", Py_NewRef(a->extensions))) {
+    int i = 0;
+    if (set_key(a, s, i++, Py_NewRef(a->v_http)) || set_key(a, s, i++, Py_NewRef(a->asgi_info)) ||
+        set_key(a, s, i++, Py_NewRef(r->minor_version ? a->v_http11 : a->v_http10)) ||
+        set_key(a, s, i++, PyUnicode_DecodeLatin1(r->method.base, (Py_ssize_t)r->method.len, NULL)) ||
+        set_key(a, s, i++, Py_NewRef(a->v_http)) ||
+        set_key(a, s, i++, gn_bridge_decode_path(r->path.base, r->path.len, 1)) ||
+        set_key(a, s, i++, PyBytes_FromStringAndSize(r->path.base, (Py_ssize_t)r->path.len)) ||
+        set_key(a, s, i++, PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||
+        set_key(a, s, i++, Py_NewRef(a->root_path)) || set_key(a, s, i++, headers_list(c)) ||
+        set_key(a, s, i++, addr_tuple(c, 0)) || set_key(a, s, i++, addr_tuple(c, 1)) ||
+        set_key(a, s, i++, state) || set_key(a, s, i++, Py_NewRef(a->extensions))) {
         Py_DECREF(s);
         return NULL;
     }
@@ -360,7 +382,7 @@ gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
                                 .on_ws_message = gn_asgi_ws_on_message, .on_ws_close = gn_asgi_ws_on_close,
                                 .ctx = a};
     a->st = gn_modstate_current();
-    if (a->st == NULL || (a->ready_none = gn_asgi_done_future(a, Py_None)) == NULL ||
+    if (a->st == NULL || (a->ready_none = gn_asgi_done_future(a, Py_None)) == NULL || intern_scope_keys(a) < 0 ||
         setup_asyncio(a) < 0 || setup_lifespan(a) < 0 ||
         (a->root_path = PyUnicode_FromString(cfg->root_path)) == NULL ||
         (a->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4")) == NULL ||
@@ -519,5 +541,10 @@ void gn_asgi_free(gn_asgi_t *a)
                          &a->v_http_request, &a->v_http_disconnect};
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)
         Py_CLEAR(*objs[i]);
+    for (int i = 0; i < GN_ASGI_SCOPE_KEYS; i++)
+        Py_CLEAR(a->scope_keys[i]);
+    Py_CLEAR(a->v_http);
+    Py_CLEAR(a->v_http11);
+    Py_CLEAR(a->v_http10);
     free(a);
 }

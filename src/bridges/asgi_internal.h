@@ -4,6 +4,8 @@
 
 #include "bridges/asgi.h"
 
+#define GN_ASGI_SCOPE_KEYS 14
+
 struct gn_asgi {
     gn_handler_t handler;
     gn_modstate_t *st;
@@ -25,6 +27,8 @@ struct gn_asgi {
     PyObject *poll_cb, *tick_cb;
     PyObject *sha1, *b64encode; /* for Sec-WebSocket-Accept, loaded lazily */
     PyObject *ready_none;       /* an awaitable already done with None */
+    PyObject *scope_keys[GN_ASGI_SCOPE_KEYS]; /* interned, see asgi.c */
+    PyObject *v_http, *v_http11, *v_http10;
     PyObject *ws_extensions;    /* {"websocket.http.response": {}} */
     /* interned keys */
     PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_path, *v_http_request,

@@ -703,14 +703,17 @@ void gn_conn_peer(const gn_conn_t *c, char *host, size_t hostlen, int *port)
     addr_text(&c->peer, host, hostlen, port);
 }
 
-void gn_conn_local(const gn_conn_t *c, char *host, size_t hostlen, int *port)
+void gn_conn_local(gn_conn_t *c, char *host, size_t hostlen, int *port)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    memset(&ss, 0, sizeof(ss));
-    if (getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0)
-        ss.ss_family = AF_UNSPEC;
-    addr_text(&ss, host, hostlen, port);
+    /* One getsockname per connection, not per request (ASGI asks each time). */
+    if (!c->local_known) {
+        socklen_t len = sizeof(c->local);
+        memset(&c->local, 0, sizeof(c->local));
+        if (getsockname(c->fd, (struct sockaddr *)&c->local, &len) < 0)
+            c->local.ss_family = AF_UNSPEC;
+        c->local_known = 1;
+    }
+    addr_text(&c->local, host, hostlen, port);
 }
 
 static gn_slice_t header_value(const gn_conn_t *c, const char *name)

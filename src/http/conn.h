@@ -95,6 +95,8 @@ struct gn_conn {
 
     struct sockaddr_storage peer;
     socklen_t peer_len;
+    struct sockaddr_storage local; /* cached by gn_conn_local */
+    int local_known;
 
     /* Input: the head stays in rbuf until the response is complete, so the
      * bridge and the access log can use the request's slices. */
@@ -153,7 +155,7 @@ int gn_conn_is_head(const gn_conn_t *c);
 /* The peer address as text ("127.0.0.1"), and port. */
 void gn_conn_peer(const gn_conn_t *c, char *host, size_t hostlen, int *port);
 /* The local address and port the connection arrived on. */
-void gn_conn_local(const gn_conn_t *c, char *host, size_t hostlen, int *port);
+void gn_conn_local(gn_conn_t *c, char *host, size_t hostlen, int *port);
 
 /* Queue bytes (copied). Returns 0, or -1 if memory ran out. */
 int gn_conn_write(gn_conn_t *c, const char *p, size_t n);
