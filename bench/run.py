@@ -21,6 +21,13 @@ Sections:
   memory     Flask + Jinja page, 1000 requests, then PSS summed over the server's
              processes: gorgon -w4, gunicorn -w4, gunicorn --preload -w4
   startup    launch to first 200, Flask app: gorgon -w4 vs gunicorn -w4
+  peers      (not in the default set) every workload -- plaintext and JSON, each
+             WSGI and ASGI; pi to --peer-pi-digits (300) digits; the Flask
+             template page -- against gorgon (interpreters, --mode processes,
+             --mode threads) and each peer speaking that interface: granian
+             (wsgi/asgi), gunicorn sync and gthread, uWSGI (--die-on-term),
+             uvicorn (uvloop+httptools), hypercorn; nginx `return 200` as the
+             plaintext ceiling. --peer-workers (2) for all. Plots: bench/plot.py
 
 The machine may be shared: each measured run records the CPU share other
 processes took ("other load"); before a run the script waits (bounded) for a
@@ -58,6 +65,7 @@ APPS = os.path.join(BENCH, "apps")
 VENV = os.path.join(ROOT, ".venv-bench")
 VPY = os.path.join(VENV, "bin", "python")
 GUNICORN = os.path.join(VENV, "bin", "gunicorn")
+UWSGI = os.path.join(VENV, "bin", "uwsgi")
 HOST = "127.0.0.1"
 
 READY_TIMEOUT = 60.0  # seconds a server gets to answer its first 200
@@ -169,6 +177,7 @@ class Server:
         self.known = {}
         self.counts_path = None
         self.workers = None
+        self.expect_mode = "interpreters"  # gorgon only: the mode its log must report
 
     def start(self):
         self.logf = open(self.log_path, "wb")
@@ -250,8 +259,8 @@ class Server:
         if self.is_gorgon:
             m = re.search(r"mode (\w+)", text)
             mode = m.group(1) if m else None
-            if mode != "interpreters":
-                loud("FAIL", f"{self.name}: gorgon ran in mode {mode!r}, not interpreters\n"
+            if mode != self.expect_mode:
+                loud("FAIL", f"{self.name}: gorgon ran in mode {mode!r}, not {self.expect_mode}\n"
                              f"    command: {cmd}\n{self.log_tail()}")
         bad = [line for line in text.splitlines() if BAD_LOG.search(line)]
         if bad:
@@ -295,9 +304,12 @@ class Env:
             if k.startswith("GORGON_"):
                 del self.env[k]  # the flags below say everything
 
-    def gorgon(self, app, workers, extra=(), name=None, counts=False):
-        """counts: give the app a fresh $BENCH_COUNTS file (apps/counting.py)."""
+    def gorgon(self, app, workers, extra=(), name=None, counts=False, mode=None):
+        """counts: give the app a fresh $BENCH_COUNTS file (apps/counting.py).
+        mode: pass --mode MODE (and expect the log to report it)."""
         port = free_port()
+        if mode:
+            extra = ["--mode", mode, *extra]
         argv = [VPY, "-m", "gorgon", app, "--bind", f"{HOST}:{port}", "--workers", str(workers),
                 "--chdir", APPS, *extra]
         e = dict(self.env)
@@ -310,6 +322,7 @@ class Env:
         srv = Server(name or f"gorgon -w{workers}", argv, self.tmp, env=e, is_gorgon=True, port=port)
         srv.counts_path = counts_path
         srv.workers = workers
+        srv.expect_mode = mode or "interpreters"
         return srv
 
     def gunicorn(self, app, workers, extra=(), name=None):
@@ -317,6 +330,40 @@ class Env:
         argv = [GUNICORN, "--bind", f"{HOST}:{port}", "--workers", str(workers), "--chdir", APPS,
                 "--no-control-socket", "--log-level", "info", *extra, app]
         return Server(name or f"gunicorn -w{workers}", argv, self.tmp, env=dict(self.env), port=port)
+
+    def _peer(self, name, argv, port):
+        e = dict(self.env)
+        e["PYTHONPATH"] = APPS + os.pathsep + e["PYTHONPATH"]
+        return Server(name, argv, self.tmp, env=e, cwd=APPS, port=port)
+
+    def granian(self, app, workers, interface):
+        port = free_port()
+        argv = [os.path.join(VENV, "bin", "granian"), "--interface", interface, "--host", HOST,
+                "--port", str(port), "--workers", str(workers), "--no-ws", "--log-level", "warning", app]
+        return self._peer(f"granian {interface} -w{workers}", argv, port)
+
+    def uvicorn(self, app, workers):
+        port = free_port()
+        argv = [os.path.join(VENV, "bin", "uvicorn"), app, "--host", HOST, "--port", str(port),
+                "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+                "--no-access-log", "--log-level", "warning"]
+        return self._peer(f"uvicorn -w{workers} (uvloop, httptools)", argv, port)
+
+    def hypercorn(self, app, workers):
+        port = free_port()
+        argv = [os.path.join(VENV, "bin", "hypercorn"), "--bind", f"{HOST}:{port}", "--workers", str(workers),
+                "--worker-class", "uvloop", app]
+        return self._peer(f"hypercorn -w{workers} (uvloop)", argv, port)
+
+    def uwsgi(self, app, workers):
+        # uWSGI ignores SIGTERM (it reloads) unless --die-on-term is given.
+        port = free_port()
+        module, _, attr = app.partition(":")
+        argv = [UWSGI, "--http11-socket", f"{HOST}:{port}", "--die-on-term", "--master",
+                "--processes", str(workers), "--home", VENV, "--chdir", APPS,
+                "--wsgi-file", os.path.join(APPS, module + ".py"), "--callable", attr,
+                "--need-app", "--disable-logging", "--lazy-apps"]
+        return self._peer(f"uWSGI -p{workers} (http11-socket)", argv, port)
 
     def nginx(self, workers):
         port = free_port()
@@ -787,6 +834,89 @@ def bench_startup(env, cfg):
             "servers": res}
 
 
+def bench_peers(env, cfg):
+    """Every workload against gorgon (three modes) and every peer that speaks
+    its interface, same worker count; ratios are gorgon (interpreters) ÷ peer."""
+    w = cfg.peer_workers
+    have_uwsgi = os.path.exists(UWSGI)
+    if not have_uwsgi:
+        loud("WARN", f"uWSGI missing from .venv-bench ({UWSGI}): did `pip install uwsgi` fail to build "
+                     f"from the sdist? (see bench/setup-venv's output) -- uWSGI left out of the peers section")
+
+    def gorgons(app):
+        return {
+            f"gorgon -w{w} (interpreters)": lambda: env.gorgon(app, w, mode="interpreters",
+                                                               name=f"gorgon -w{w} (interpreters)"),
+            f"gorgon -w{w} --mode processes": lambda: env.gorgon(app, w, mode="processes",
+                                                                 name=f"gorgon -w{w} --mode processes"),
+            f"gorgon -w{w} --mode threads": lambda: env.gorgon(app, w, mode="threads",
+                                                               name=f"gorgon -w{w} --mode threads"),
+        }
+
+    def wsgi_peers(app):
+        d = {
+            f"granian wsgi -w{w}": lambda: env.granian(app, w, "wsgi"),
+            f"gunicorn sync -w{w}": lambda: env.gunicorn(app, w, name=f"gunicorn sync -w{w}"),
+            f"gunicorn gthread -w{w} --threads 4": lambda: env.gunicorn(
+                app, w, ["--worker-class", "gthread", "--threads", "4"], name=f"gunicorn gthread -w{w} --threads 4"),
+        }
+        if have_uwsgi:
+            d[f"uWSGI -p{w}"] = lambda: env.uwsgi(app, w)
+        return d
+
+    def asgi_peers(app):
+        return {
+            f"granian asgi -w{w}": lambda: env.granian(app, w, "asgi"),
+            f"uvicorn -w{w} (uvloop, httptools)": lambda: env.uvicorn(app, w),
+            f"hypercorn -w{w} (uvloop)": lambda: env.hypercorn(app, w),
+        }
+
+    nginx = {f"nginx static -w{w} (ceiling)": lambda: env.nginx(w)}
+    digits = cfg.peer_pi_digits
+    workloads = {
+        "plaintext WSGI": ("hello:app", "/", 64, {**gorgons("hello:app"), **wsgi_peers("hello:app"), **nginx}),
+        "plaintext ASGI": ("plain_asgi:app", "/", 64, {**gorgons("plain_asgi:app"), **asgi_peers("plain_asgi:app"),
+                                                       **nginx}),
+        "JSON WSGI": ("json_app:app", "/", 64, {**gorgons("json_app:app"), **wsgi_peers("json_app:app")}),
+        "JSON ASGI": ("json_asgi:app", "/", 64, {**gorgons("json_asgi:app"), **asgi_peers("json_asgi:app")}),
+        f"CPU pi {digits} digits (WSGI)": ("cpu:app", f"/?digits={digits}", 16,
+                                           {**gorgons("cpu:app"), **wsgi_peers("cpu:app")}),
+        "Flask template (WSGI)": ("flask_app:app", "/", 64,
+                                  {**gorgons("flask_app:app"), **wsgi_peers("flask_app:app")}),
+    }
+    only = [x.strip().lower() for x in (cfg.peer_workloads or "").split(",") if x.strip()]
+    out = {}
+    for wl, (app, path, conns, servers) in workloads.items():
+        if only and not any(o in wl.lower() for o in only):
+            continue
+        runs = {k: [] for k in servers}
+        for rep in range(cfg.repeat):
+            for name in rotate(list(servers), rep):
+                log(f"peers [{wl}] rep {rep + 1}/{cfg.repeat}: {name}")
+                try:
+                    runs[name].append(measure_wrk(servers[name], path, conns, 2, cfg.warmup, cfg.duration, cfg))
+                except Exception as e:  # a peer that will not start must not stop the section
+                    loud("FAIL" if name.startswith("gorgon") else "WARN",
+                         f"peers [{wl}] {name}: {type(e).__name__}: {str(e)[:2000]}")
+        res = {}
+        for k, v in runs.items():
+            res[k] = {"summary": summarize(v) if v else {"rps": None, "failed": True}, "runs": v}
+        g = res[f"gorgon -w{w} (interpreters)"]["summary"].get("rps")
+        for v in res.values():
+            r = v["summary"].get("rps")
+            v["summary"]["gorgon_ratio"] = (g / r) if g and r else None
+        out[wl] = {"app": f"bench/apps/{app.split(':')[0]}.py", "path": path, "wrk": f"-t2 -c{conns}",
+                   "servers": res}
+    return {"workers": w, "pi_digits": digits, "duration_s": cfg.duration, "warmup_s": cfg.warmup,
+            "notes": ["uWSGI runs with --die-on-term: without it uWSGI treats SIGTERM as 'reload', not 'stop'",
+                      f"uWSGI --http11-socket with {w} sync processes holds one keep-alive connection per "
+                      f"process: the other wrk connections wait unanswered (no wrk error within the run), so its "
+                      f"req/s and latency come from {w} connections only -- not comparable to the others",
+                      "gunicorn gthread uses --threads 4 per worker; hypercorn uses its uvloop worker class",
+                      "nginx answers `return 200` itself: the ceiling for the plaintext rows, not a Python server"],
+            "workloads": out}
+
+
 # ---------------------------------------------------------------- output
 
 def fmt(x, spec=".0f", none="-"):
@@ -852,6 +982,25 @@ def markdown(results):
             s = v["summary"]
             out.append(f"| {k} | {s['processes']} | {s['pss_mb']:.1f} | {s['rss_mb']:.1f} | {s['gorgon_ratio']:.2f} |")
         out.append("")
+    pr = results.get("peers")
+    if pr:
+        out += [f"### Peers: {pr['workers']} workers each, {pr['duration_s']}s after {pr['warmup_s']}s warm-up, "
+                f"median of {results['config']['repeat']}", ""]
+        out += [f"- {n}" for n in pr["notes"]] + [""]
+        for wl, d in pr["workloads"].items():
+            out += [f"#### {wl} ({d['app']} {d['path']}, wrk {d['wrk']})", "",
+                    "| server | req/s | p50 ms | p99 ms | errors | gorgon ÷ server | other load |",
+                    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            for k, v in d["servers"].items():
+                s = v["summary"]
+                if s.get("failed"):
+                    out.append(f"| {k} | **failed** | - | - | - | - | - |")
+                    continue
+                e = s["non2xx"] + s["socket_errors"]
+                out.append(f"| {k} | {fmt(s['rps'])} | {fmt(s['p50_ms'], '.2f')} | {fmt(s['p99_ms'], '.2f')} | "
+                           f"{('**' + errs(s) + '**') if e else errs(s)} | {fmt(s['gorgon_ratio'], '.2f')} | "
+                           f"{s['foreign_cpu_max'] * 100:.0f}% |")
+            out.append("")
     st = results.get("startup")
     if st:
         out += [f"### Start-up: launch to first 200, Flask app ({results['config']['startup_runs']} runs)", "",
@@ -885,6 +1034,9 @@ def machine():
         "kernel": platform.release(),
         "python": run_text([VPY, "-c", "import sys; print(sys.version.split()[0])"]),
         "gunicorn": run_text([GUNICORN, "--version"]),
+        "peers": run_text([VPY, "-c", "import importlib.metadata as m\nfor p in ('granian', 'uvicorn', 'uvloop', "
+                           "'httptools', 'hypercorn', 'uwsgi'):\n    try: print(p, m.version(p))\n"
+                           "    except Exception: print(p, 'missing')"]),
         "flask": run_text([VPY, "-c", "import importlib.metadata as m; print(m.version('flask'))"]),
         "nginx": nginx_v,
         "wrk": (run_text(["wrk", "--version"]) or "").splitlines()[0] if run_text(["wrk", "--version"]) else None,
@@ -958,7 +1110,11 @@ def main():
     ap.add_argument("--quiet-wait", type=int, help="seconds to wait for a quiet machine (full 120, quick 0: measure and flag)")
     ap.add_argument("--retries", type=int, help="extra attempts for a disturbed run (full 2, quick 0)")
     ap.add_argument("--only", default="plaintext,accept,cpu,memory,startup",
-                    help="comma-separated sections to run")
+                    help="comma-separated sections to run (also: peers, not in the default)")
+    ap.add_argument("--peer-workers", type=int, default=2, help="peers section: workers for every server (default 2)")
+    ap.add_argument("--peer-pi-digits", type=int, default=300, help="peers section: pi digits of the CPU workload")
+    ap.add_argument("--peer-workloads", help="peers section: only workloads whose name contains one of these "
+                    "(comma-separated, e.g. plaintext,json,cpu,flask)")
     ap.add_argument("--gorgon-rev", help="measure this git revision (exported and built in a temporary "
                     "directory) instead of a copy of the in-place build")
     ap.add_argument("--out", help="JSON path (default bench/results/core-<timestamp>.json)")
@@ -990,7 +1146,7 @@ def main():
         f"default --reuse-port={g.get('reuse_port_default')}, --mode={g.get('mode_default')}")
     env = Env(tmp, g["path"])
     funcs = {"plaintext": bench_plaintext, "accept": bench_accept, "cpu": bench_cpu,
-             "memory": bench_memory, "startup": bench_startup}
+             "memory": bench_memory, "startup": bench_startup, "peers": bench_peers}
     try:
         for s in sections:
             log(f"== {s}")
