@@ -176,7 +176,13 @@ static int intern_scope_keys(gn_asgi_t *a)
     a->v_http = PyUnicode_InternFromString("http");
     a->v_http11 = PyUnicode_InternFromString("1.1");
     a->v_http10 = PyUnicode_InternFromString("1.0");
-    return a->v_http && a->v_http11 && a->v_http10 ? 0 : -1;
+    a->s_receive = PyUnicode_InternFromString("receive");
+    a->s_send = PyUnicode_InternFromString("send");
+    a->s_done_cb = PyUnicode_InternFromString("_done");
+    a->s_done = PyUnicode_InternFromString("done");
+    return a->v_http && a->v_http11 && a->v_http10 && a->s_receive && a->s_send && a->s_done_cb && a->s_done
+               ? 0
+               : -1;
 }
 
 /* Sets scope[key i] = value, taking the reference to value. */
@@ -239,8 +245,8 @@ static gn_asgi_req_t *req_new(gn_asgi_t *a, gn_conn_t *c)
 /* Runs app(scope, receive, send) as an eagerly started task. */
 static int start_task(gn_asgi_t *a, gn_asgi_req_t *r, PyObject *scope)
 {
-    PyObject *receive = PyObject_GetAttrString((PyObject *)r, "receive");
-    PyObject *send = PyObject_GetAttrString((PyObject *)r, "send");
+    PyObject *receive = PyObject_GetAttr((PyObject *)r, a->s_receive);
+    PyObject *send = PyObject_GetAttr((PyObject *)r, a->s_send);
     PyObject *coro = receive && send ? PyObject_CallFunctionObjArgs(a->app, scope, receive, send, NULL) : NULL;
     Py_XDECREF(receive);
     Py_XDECREF(send);
@@ -255,7 +261,7 @@ static int start_task(gn_asgi_t *a, gn_asgi_req_t *r, PyObject *scope)
     r->task = task;
     /* A handler that never waited is done already: finish it now rather
      * than through a done-callback on the next loop iteration. */
-    PyObject *done = PyObject_CallMethod(task, "done", NULL);
+    PyObject *done = PyObject_CallMethodNoArgs(task, a->s_done);
     if (done == Py_True) {
         Py_DECREF(done);
         PyObject *res = req_done((PyObject *)r, task);
@@ -263,7 +269,7 @@ static int start_task(gn_asgi_t *a, gn_asgi_req_t *r, PyObject *scope)
         return res ? 0 : -1;
     }
     Py_XDECREF(done);
-    PyObject *cb = PyObject_GetAttrString((PyObject *)r, "_done");
+    PyObject *cb = PyObject_GetAttr((PyObject *)r, a->s_done_cb);
     PyObject *res = cb ? PyObject_CallMethod(task, "add_done_callback", "O", cb) : NULL;
     Py_XDECREF(cb);
     Py_XDECREF(res);
@@ -546,5 +552,9 @@ void gn_asgi_free(gn_asgi_t *a)
     Py_CLEAR(a->v_http);
     Py_CLEAR(a->v_http11);
     Py_CLEAR(a->v_http10);
+    Py_CLEAR(a->s_receive);
+    Py_CLEAR(a->s_send);
+    Py_CLEAR(a->s_done_cb);
+    Py_CLEAR(a->s_done);
     free(a);
 }

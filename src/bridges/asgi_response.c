@@ -13,8 +13,6 @@
 #include "bridges/asgi_internal.h"
 #include "http/response.h"
 
-#define COPY_MAX 8192
-
 static int put(gn_asgi_req_t *r, const char *p, size_t n)
 {
     if (gn_conn_write(r->conn, p, n) < 0) {
@@ -165,16 +163,11 @@ static int send_bytes(gn_asgi_req_t *r, PyObject *body)
     if (r->no_body || n == 0)
         return 0;
     c->sent_body += n;
-    char size_line[24];
-    if (r->chunked && put(r, size_line, (size_t)snprintf(size_line, sizeof(size_line), "%zx\r\n", n)))
-        return -1;
-    int rc = n > COPY_MAX ? gn_conn_write_ref(c, PyBytes_AS_STRING(body), n, Py_NewRef(body))
-                          : gn_conn_write(c, PyBytes_AS_STRING(body), n);
-    if (rc < 0) {
+    if (gn_conn_write_body(c, r->chunked, PyBytes_AS_STRING(body), n, Py_NewRef(body)) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    return r->chunked ? put(r, "\r\n", 2) : 0;
+    return 0;
 }
 
 /* The response is complete: the connection may carry the next request. */
@@ -299,31 +292,13 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
     return fut;
 }
 
-static void send_500(gn_asgi_req_t *r)
-{
-    static const char body[] = "Internal Server Error\n";
-    gn_conn_t *c = r->conn;
-    gn_framing_t f;
-    gn_http_framing(&f, 500, gn_conn_is_head(c), c->req.minor_version, -1, sizeof(body) - 1,
-                    c->keepalive && !gn_conn_stopping(c));
-    char head[512];
-    int n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n");
-    n += (int)gn_http_head_tail(head + n, sizeof(head) - (size_t)n, &f, 1, 1, c->req.minor_version);
-    if (f.close)
-        c->keepalive = 0;
-    gn_conn_write(c, head, (size_t)n);
-    if (!f.no_body)
-        gn_conn_write(c, body, sizeof(body) - 1);
-    c->status = 500;
-    c->sent_body = sizeof(body) - 1;
-}
-
 void gn_asgi_fail(gn_asgi_req_t *r)
 {
     if (r->conn == NULL)
         return;
     if (!r->head_sent) {
-        send_500(r);
+        static const char body[] = "Internal Server Error\n";
+        gn_conn_write_simple(r->conn, 500, body, sizeof(body) - 1, 0);
         gn_asgi_detach(r, 1);
     } else {
         gn_asgi_detach(r, 0);

@@ -16,17 +16,6 @@
 #define QUEUE_HIGH 16 /* queued messages before the connection stops reading */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-static const gn_header_t *find_header(const gn_conn_t *c, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < c->req.num_headers; i++) {
-        const gn_header_t *h = &c->headers[i];
-        if (h->name.len == n && strncasecmp(h->name.base, name, n) == 0)
-            return h;
-    }
-    return NULL;
-}
-
 static int value_has_token(const gn_header_t *h, const char *token)
 {
     size_t n = strlen(token);
@@ -39,30 +28,22 @@ static int value_has_token(const gn_header_t *h, const char *token)
 
 int gn_asgi_ws_is_upgrade(const gn_conn_t *c)
 {
-    return (c->req.flags & GN_REQ_CONN_UPGRADE) && value_has_token(find_header(c, "upgrade"), "websocket");
+    return (c->req.flags & GN_REQ_CONN_UPGRADE) && value_has_token(gn_conn_header(c, "upgrade"), "websocket");
 }
 
 static void answer_400(gn_asgi_req_t *r, const char *why)
 {
-    gn_conn_t *c = r->conn;
-    char head[512];
-    size_t dlen;
-    const char *ds = gn_http_date_server(1, &dlen);
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n%.*s\r\n%s\n",
-                     strlen(why) + 1, (int)dlen, ds, why);
-    c->keepalive = 0;
-    c->status = 400;
-    gn_conn_write(c, head, (size_t)n);
+    char body[128];
+    int n = snprintf(body, sizeof(body), "%s\n", why);
+    gn_conn_write_simple(r->conn, 400, body, (size_t)n, 1);
     gn_asgi_detach(r, 1);
 }
 
 int gn_asgi_ws_check(gn_asgi_req_t *r)
 {
     const gn_conn_t *c = r->conn;
-    const gn_header_t *key = find_header(c, "sec-websocket-key");
-    const gn_header_t *ver = find_header(c, "sec-websocket-version");
+    const gn_header_t *key = gn_conn_header(c, "sec-websocket-key");
+    const gn_header_t *ver = gn_conn_header(c, "sec-websocket-version");
     const char *why = NULL;
     if (c->req.method.len != 3 || memcmp(c->req.method.base, "GET", 3) != 0 || c->req.minor_version != 1)
         why = "a WebSocket handshake is an HTTP/1.1 GET";
@@ -80,7 +61,7 @@ int gn_asgi_ws_check(gn_asgi_req_t *r)
 static PyObject *subprotocols(const gn_conn_t *c)
 {
     PyObject *list = PyList_New(0);
-    const gn_header_t *h = find_header(c, "sec-websocket-protocol");
+    const gn_header_t *h = gn_conn_header(c, "sec-websocket-protocol");
     for (size_t i = 0; list && h && i < h->value.len;) {
         size_t j = i;
         while (j < h->value.len && h->value.base[j] != ',')
@@ -275,7 +256,7 @@ static int ws_accept(gn_asgi_req_t *r, PyObject *msg)
         PyErr_SetString(PyExc_RuntimeError, "websocket.accept after the handshake");
         return -1;
     }
-    PyObject *key = accept_key(r->a, find_header(c, "sec-websocket-key"));
+    PyObject *key = accept_key(r->a, gn_conn_header(c, "sec-websocket-key"));
     if (key == NULL)
         return -1;
     char head[256];
@@ -334,13 +315,7 @@ static int ws_close(gn_asgi_req_t *r, PyObject *msg)
         return -1;
     if (r->ws_state == GN_WS_CONNECTING) {
         /* Closing before accepting denies the handshake: HTTP 403. */
-        static const char deny[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n";
-        size_t dlen;
-        const char *ds = gn_http_date_server(1, &dlen);
-        r->conn->keepalive = 0;
-        r->conn->status = 403;
-        if (put(r->conn, deny, sizeof(deny) - 1) || put(r->conn, ds, dlen) || put(r->conn, "\r\n", 2))
-            return -1;
+        gn_conn_write_simple(r->conn, 403, "", 0, 1);
         r->ws_code = code;
         r->ws_state = GN_WS_CLOSED;
         gn_asgi_detach(r, 1);

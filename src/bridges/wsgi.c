@@ -247,10 +247,8 @@ static PyObject *port_str(int port)
 /* SERVER_NAME/PORT from Host, as gunicorn does; else the local address. */
 static int add_server(gn_wsgi_t *w, PyObject *env, gn_conn_t *c)
 {
-    for (size_t i = 0; i < c->req.num_headers; i++) {
-        const gn_header_t *h = &c->headers[i];
-        if (!slice_is(h->name, "host") || h->value.len == 0)
-            continue;
+    const gn_header_t *h = gn_conn_header(c, "host");
+    if (h != NULL && h->value.len > 0) {
         const char *p = h->value.base, *end = p + h->value.len;
         const char *colon = p[0] == '[' ? memchr(p, ']', h->value.len) : p;
         colon = colon ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
@@ -361,19 +359,7 @@ static void call_close(gn_wsgi_req_t *req)
 static void send_500(gn_conn_t *c)
 {
     static const char body[] = "Internal Server Error\n";
-    char head[256];
-    size_t dlen;
-    const char *ds = gn_http_date_server(1, &dlen);
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\n%s%.*s\r\n",
-                     sizeof(body) - 1, c->keepalive && !gn_conn_stopping(c) ? "" : "Connection: close\r\n",
-                     (int)dlen, ds);
-    gn_conn_write(c, head, (size_t)n);
-    if (!gn_conn_is_head(c))
-        gn_conn_write(c, body, sizeof(body) - 1);
-    c->status = 500;
-    c->sent_body = sizeof(body) - 1;
+    gn_conn_write_simple(c, 500, body, sizeof(body) - 1, 0);
 }
 
 /* The app failed (exception set): 500 if nothing was sent, else cut. */

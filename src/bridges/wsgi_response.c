@@ -11,7 +11,6 @@
 #include "http/loop.h"
 #include "http/response.h"
 
-#define COPY_MAX 8192 /* body items up to this size are copied, larger ones borrowed */
 
 typedef struct {
     PyObject_HEAD
@@ -302,26 +301,9 @@ int gn_wsgi_send_body(gn_wsgi_req_t *req, PyObject *item)
         return 0;
     }
     c->sent_body += n;
-    char size_line[24];
-    if (req->chunked) {
-        int k = snprintf(size_line, sizeof(size_line), "%zx\r\n", n);
-        if (put(req, size_line, (size_t)k) < 0)
-            goto error;
-    }
-    int rc;
-    if (n > COPY_MAX) {
-        rc = gn_conn_write_ref(c, PyBytes_AS_STRING(item), n, item); /* takes item */
-        item = NULL;
-    } else {
-        rc = gn_conn_write(c, PyBytes_AS_STRING(item), n);
-    }
-    if (rc < 0) {
+    if (gn_conn_write_body(c, req->chunked, PyBytes_AS_STRING(item), n, item) < 0) { /* takes item */
         PyErr_NoMemory();
-        goto error;
+        return -1;
     }
-    Py_XDECREF(item);
-    return req->chunked ? put(req, "\r\n", 2) : 0;
-error:
-    Py_XDECREF(item);
-    return -1;
+    return 0;
 }

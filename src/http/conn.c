@@ -100,24 +100,36 @@ static const char *error_detail(int status)
     }
 }
 
+void gn_conn_write_simple(gn_conn_t *c, int status, const char *body, size_t len, int close)
+{
+    /* A HEAD only counts once its head was parsed: after a parse error the
+     * method slice is not this request's. */
+    int head = c->head_len > 0 && gn_conn_is_head(c);
+    gn_framing_t f;
+    gn_http_framing(&f, status, head, c->req.minor_version, -1, (int64_t)len,
+                    !close && c->keepalive && !c->loop->stopping);
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n", status,
+                     gn_http_reason(status));
+    n += (int)gn_http_head_tail(buf + n, sizeof(buf) - (size_t)n, &f, 1, 1, c->req.minor_version);
+    if (f.close)
+        c->keepalive = 0;
+    gn_conn_write(c, buf, (size_t)n);
+    if (!f.no_body)
+        gn_conn_write(c, body, len);
+    c->status = status;
+    c->sent_body = f.no_body ? 0 : len;
+}
+
 /* Answer an error before any response started, then close. */
 static void send_error(gn_conn_t *c, int status)
 {
-    char host[64];
+    char host[64], body[64];
     log_peer(c, host, sizeof(host));
     gn_log(GN_LOG_INFO, "%d %s from %s: %s", status, gn_http_reason(status), host,
            error_detail(status));
-    const char *reason = gn_http_reason(status);
-    size_t dlen;
-    const char *ds = gn_http_date_server(1, &dlen);
-    char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n%s\n",
-                     status, reason, strlen(reason) + 1, (int)dlen, ds, reason);
-    gn_conn_write(c, head, (size_t)n);
-    c->status = status;
-    c->keepalive = 0;
+    int n = snprintf(body, sizeof(body), "%s\n", gn_http_reason(status));
+    gn_conn_write_simple(c, status, body, (size_t)n, 1);
     c->state = GN_CONN_DRAIN;
 }
 
@@ -169,10 +181,15 @@ static ssize_t read_more(gn_conn_t *c)
     }
 }
 
-static int header_is(const gn_header_t *h, const char *name)
+const gn_header_t *gn_conn_header(const gn_conn_t *c, const char *name)
 {
     size_t n = strlen(name);
-    return h->name.len == n && strncasecmp(h->name.base, name, n) == 0;
+    for (size_t i = 0; i < c->req.num_headers; i++) {
+        const gn_header_t *h = &c->headers[i];
+        if (h->name.len == n && strncasecmp(h->name.base, name, n) == 0)
+            return h;
+    }
+    return NULL;
 }
 
 /* Limits that the parser leaves to us: request line and field sizes. */
@@ -718,11 +735,8 @@ void gn_conn_local(gn_conn_t *c, char *host, size_t hostlen, int *port)
 
 static gn_slice_t header_value(const gn_conn_t *c, const char *name)
 {
-    for (size_t i = 0; i < c->req.num_headers; i++) {
-        if (header_is(&c->headers[i], name))
-            return c->headers[i].value;
-    }
-    return (gn_slice_t){"-", 1};
+    const gn_header_t *h = gn_conn_header(c, name);
+    return h ? h->value : (gn_slice_t){"-", 1};
 }
 
 /* Combined log format, like nginx's and gunicorn's default. */

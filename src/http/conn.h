@@ -163,6 +163,21 @@ int gn_conn_write(gn_conn_t *c, const char *p, size_t n);
 int gn_conn_write_ref(gn_conn_t *c, const char *p, size_t n, void *owner);
 /* Queue a file range for sendfile; `owner` keeps fd open until released. */
 int gn_conn_write_file(gn_conn_t *c, int fd, off_t off, size_t n, void *owner);
+/*
+ * Queue one run of body bytes with the response's framing (a chunk-size
+ * line and CRLF around it when chunked). owner, if not NULL, is a reference
+ * that keeps p alive: large runs are sent from it without a copy, and it is
+ * released through the handler either way. Returns 0, or -1 if memory ran out.
+ */
+int gn_conn_write_body(gn_conn_t *c, int chunked, const char *p, size_t n, void *owner);
+/*
+ * Queue a whole small plain-text response (status line, Date and Server,
+ * Content-Length, the body unless the request was HEAD); close ends the
+ * connection after it. For the server's own answers (4xx, 500).
+ */
+void gn_conn_write_simple(gn_conn_t *c, int status, const char *body, size_t len, int close);
+/* The first header field of the current request named name (any case). */
+const gn_header_t *gn_conn_header(const gn_conn_t *c, const char *name);
 /* Whether the producer should pause until on_writable. */
 int gn_conn_out_full(const gn_conn_t *c);
 /* Write as much as the socket takes now; -1 if the connection failed. */

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -142,6 +143,25 @@ int gn_conn_write_file(gn_conn_t *c, int fd, off_t off, size_t n, void *owner)
     s->owner = owner;
     c->out_bytes += n;
     return 0;
+}
+
+#define COPY_MAX 8192 /* body runs up to this size are copied, larger ones borrowed */
+
+int gn_conn_write_body(gn_conn_t *c, int chunked, const char *p, size_t n, void *owner)
+{
+    char line[24];
+    int rc = chunked ? gn_conn_write(c, line, (size_t)snprintf(line, sizeof(line), "%zx\r\n", n)) : 0;
+    if (rc == 0 && owner != NULL && n > COPY_MAX) {
+        rc = gn_conn_write_ref(c, p, n, owner);
+        owner = NULL; /* taken */
+    } else if (rc == 0) {
+        rc = gn_conn_write(c, p, n);
+    }
+    if (owner != NULL)
+        c->loop->handler->release(owner, c->loop->handler->ctx);
+    if (rc == 0 && chunked)
+        rc = gn_conn_write(c, "\r\n", 2);
+    return rc;
 }
 
 int gn_conn_out_full(const gn_conn_t *c)
