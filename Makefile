@@ -37,7 +37,7 @@ EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
 .PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
-        serve demo bench env format
+        serve demo bench bench-quick bench-core bench-seed env format
 
 all: ext
 
@@ -143,8 +143,22 @@ test: test-c test-ws-c test-shared-c test-clang test-e2e test-frameworks test-as
 serve demo: ext
 	$(PYTHON) -m gorgon demo.app:app --bind 127.0.0.1:8000
 
+# The issue-5 command: every server, every workload, worker counts 1 and 2,
+# 3 interleaved repetitions (about an hour); bench-quick: 2 workers, one 2 s
+# run per cell (under 3 minutes). bench-core: gorgon's own measurements
+# (accept modes, per-worker split, memory, start-up). bench-seed: the seed's
+# threads / interpreters / processes experiments.
 bench: ext $(STAMP)
 	$(VPY) bench/run.py
+
+bench-quick: ext $(STAMP)
+	$(VPY) bench/run.py --quick
+
+bench-core: ext $(STAMP)
+	$(VPY) bench/run.py --only core
+
+bench-seed: ext
+	bench/seed/run
 
 format:
 	clang-format -i src/*/*.c src/*/*.h src/*.c src/*.h tests/c/*.c

@@ -53,8 +53,8 @@ def panel(ax, title, servers, ratio_key="gorgon_ratio"):
         ratio = s.get(ratio_key)
         if ratio and not n.startswith("gorgon") and ratio_key == "gorgon_ratio":
             label += f"  (gorgon ×{ratio:.2f})"
-        if n.startswith("uWSGI"):
-            label += "  [starves conns*]"
+        if s.get("starved"):
+            label += "  [starves connections: " + ", ".join(s.get("fairness_answered", [])) + " served]"
         if s.get("non2xx", 0) + s.get("socket_errors", 0):
             label += "  errors!"
         ax.text(r + top * 0.01, y, label, va="center", fontsize=7.5)
@@ -65,6 +65,63 @@ def panel(ax, title, servers, ratio_key="gorgon_ratio"):
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="x", alpha=0.3)
+
+
+def peer_plots(a, wls, w, p, foot):
+    """One figure with a panel per workload, and one figure per workload."""
+    written = []
+    rows = len(wls)
+    cols = 2 if rows > 1 else 1
+    nrows = (rows + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(7.5 * cols, 3.4 * nrows), squeeze=False)
+    for ax, (wl, d) in zip(axes.flat, wls.items()):
+        panel(ax, f"{wl} (wrk {d['wrk']})", d["servers"])
+    for ax in list(axes.flat)[rows:]:
+        ax.axis("off")
+    fig.suptitle(f"gorgon vs peers, {w} worker(s) each, {p['duration_s']}s runs", fontsize=12)
+    fig.text(0.5, 0.005, foot, ha="center", fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    written.append(save(fig, a, f"peers-w{w}"))
+    for wl, d in wls.items():
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(d["servers"]) + 1.4))
+        panel(ax, f"{wl}: {d['app']} {d['path']}, wrk {d['wrk']}, {w} worker(s)", d["servers"])
+        fig.text(0.5, 0.005, foot, ha="center", fontsize=6, color="#555555")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        written.append(save(fig, a, f"peers-w{w}-{slug(wl)}"))
+    return written
+
+
+def resource_plot(a, wls, w, foot):
+    """PSS and launch-to-first-200 of every server on the Flask workload (the
+    heaviest app; the plaintext workloads when Flask was not run)."""
+    wl = next((k for k in wls if "Flask" in k), next(iter(wls)))
+    servers = wls[wl]["servers"]
+    names = [n for n in servers if not servers[n]["summary"].get("failed")]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(names) + 1.6))
+    for ax, key, label, spec in ((axes[0], "pss_mb", "PSS of all its processes, MB (lower is better)", ".1f"),
+                                 (axes[1], "first_200_ms", "launch to first 200, ms (lower is better)", ".0f")):
+        vals = [servers[n]["summary"].get(key) or 0 for n in names]
+        ys = range(len(names))[::-1]
+        ax.barh(list(ys), vals, color=[colour(n) for n in names], edgecolor="black", linewidth=0.6)
+        top = max(vals) if any(vals) else 1
+        for y, v in zip(ys, vals):
+            ax.text(v + top * 0.01, y, format(v, spec), va="center", fontsize=7.5)
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_xlim(0, top * 1.25)
+        ax.set_xlabel(label, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{wl}, {w} worker(s): memory after the run and start-up", fontsize=11)
+    fig.text(0.5, 0.005, foot, ha="center", fontsize=6, color="#555555")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    return save(fig, a, f"peers-w{w}-resources")
+
+
+def save(fig, a, name):
+    path = os.path.join(a.out_dir, f"{a.prefix}{name}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def slug(text):
@@ -79,42 +136,19 @@ def main():
     a = ap.parse_args()
     with open(a.json) as f:
         res = json.load(f)
-    out_dir = a.out_dir or os.path.dirname(os.path.abspath(a.json))
-    os.makedirs(out_dir, exist_ok=True)
+    a.out_dir = a.out_dir or os.path.dirname(os.path.abspath(a.json))
+    os.makedirs(a.out_dir, exist_ok=True)
     m = res.get("machine", {})
     foot = (f"{m.get('cpu_model')}, {m.get('nproc')} CPUs, Linux {m.get('kernel')}, Python {m.get('python')}; "
-            f"wrk on the same machine; {res.get('started')}; *uWSGI serves only -p keep-alive connections at a time"
+            f"wrk on the same machine; {res.get('started')}"
             + ("; quick run" if res.get("config", {}).get("quick") else ""))
     written = []
 
     p = res.get("peers")
     if p:
-        wls = p["workloads"]
-        rows = len(wls)
-        cols = 2 if rows > 1 else 1
-        nrows = (rows + cols - 1) // cols
-        fig, axes = plt.subplots(nrows, cols, figsize=(7.5 * cols, 3.4 * nrows), squeeze=False)
-        for ax, (wl, d) in zip(axes.flat, wls.items()):
-            panel(ax, f"{wl} (wrk {d['wrk']})", d["servers"])
-        for ax in list(axes.flat)[rows:]:
-            ax.axis("off")
-        fig.suptitle(f"gorgon vs peers, {p['workers']} workers each, {p['duration_s']}s runs", fontsize=12)
-        fig.text(0.5, 0.005, foot, ha="center", fontsize=7, color="#555555")
-        fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-        path = os.path.join(out_dir, f"{a.prefix}peers.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-        for wl, d in wls.items():
-            fig, ax = plt.subplots(figsize=(8, 0.45 * len(d["servers"]) + 1.4))
-            panel(ax, f"{wl}: {d['app']} {d['path']}, wrk {d['wrk']}, {p['workers']} workers", d["servers"])
-            fig.text(0.5, 0.005, foot, ha="center", fontsize=6, color="#555555")
-            fig.tight_layout(rect=(0, 0.03, 1, 1))
-            path = os.path.join(out_dir, f"{a.prefix}peers-{slug(wl)}.png")
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
-
+        for w, wls in p["by_workers"].items():
+            written += peer_plots(a, wls, w, p, foot)
+            written.append(resource_plot(a, wls, w, foot))
     for sec, title, key in (("plaintext", "plaintext hello (WSGI)", "gorgon_ratio"),
                             ("cpu", "CPU-bound pi", "speedup_vs_gorgon_w1")):
         d = res.get(sec)
@@ -122,10 +156,7 @@ def main():
             fig, ax = plt.subplots(figsize=(8, 0.45 * len(d["servers"]) + 1.4))
             panel(ax, f"{title}, wrk {d['wrk']}", d["servers"], key)
             fig.tight_layout()
-            path = os.path.join(out_dir, f"{a.prefix}{sec}.png")
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+            written.append(save(fig, a, sec))
     for w in written:
         print(w)
 
