@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Plots of a bench/run.py result: req/s per server, one panel per workload.
+"""Plots of a bench/run.py result (bench/run.py calls it after each run).
 
     .venv-bench/bin/python bench/plot.py bench/results/core-<stamp>.json [--out-dir DIR] [--prefix bench-]
 
-Writes DIR/<prefix>peers.png (all workloads of the peers section) and one
-DIR/<prefix>peers-<workload>.png per workload; also DIR/<prefix>plaintext.png
-and DIR/<prefix>cpu.png when those sections are in the file. Needs matplotlib
-(bench/requirements.txt). Bars: gorgon in blue (its modes in lighter blues),
-Python peers in grey, nginx (the static ceiling) hatched; a bar's label is its
-req/s and, for peers, gorgon (interpreters) ÷ that server. Failed runs are
-drawn as a red "failed" label, runs with errors are marked "errors!".
+For each worker count W of the peers section: DIR/<prefix>peers-wW.png (req/s,
+a panel per workload), DIR/<prefix>peers-wW-<workload>.png (one workload), and
+DIR/<prefix>peers-wW-resources.png (PSS and launch-to-first-200 of every server
+on the Flask workload); DIR/<prefix>plaintext.png and DIR/<prefix>cpu.png when
+those core sections are in the file. Needs matplotlib (bench/requirements.txt).
+Bars: gorgon in blue (its modes in lighter blues), Python peers in grey, nginx
+(the static ceiling) hatched; a bar's label is its req/s and, for peers,
+gorgon (interpreters) ÷ that server. Failed runs are drawn as a red "failed"
+label, runs with errors are marked "errors!", servers that left connections
+unanswered "starves connections".
 """
 
 import argparse
@@ -94,18 +97,19 @@ def peer_plots(a, wls, w, p, foot):
 def resource_plot(a, wls, w, foot):
     """PSS and launch-to-first-200 of every server on the Flask workload (the
     heaviest app; the plaintext workloads when Flask was not run)."""
-    wl = next((k for k in wls if "Flask" in k), next(iter(wls)))
+    wl = next((k for k in wls if "Flask" in k), None) or next(iter(wls))
     servers = wls[wl]["servers"]
     names = [n for n in servers if not servers[n]["summary"].get("failed")]
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(names) + 1.6))
     for ax, key, label, spec in ((axes[0], "pss_mb", "PSS of all its processes, MB (lower is better)", ".1f"),
                                  (axes[1], "first_200_ms", "launch to first 200, ms (lower is better)", ".0f")):
-        vals = [servers[n]["summary"].get(key) or 0 for n in names]
+        raw = [servers[n]["summary"].get(key) for n in names]
+        vals = [v or 0 for v in raw]
         ys = range(len(names))[::-1]
         ax.barh(list(ys), vals, color=[colour(n) for n in names], edgecolor="black", linewidth=0.6)
         top = max(vals) if any(vals) else 1
-        for y, v in zip(ys, vals):
-            ax.text(v + top * 0.01, y, format(v, spec), va="center", fontsize=7.5)
+        for y, v in zip(ys, raw):
+            ax.text((v or 0) + top * 0.01, y, "n/a" if v is None else format(v, spec), va="center", fontsize=7.5)
         ax.set_yticks(list(ys))
         ax.set_yticklabels(names, fontsize=8)
         ax.set_xlim(0, top * 1.25)
@@ -146,7 +150,10 @@ def main():
 
     p = res.get("peers")
     if p:
-        for w, wls in p["by_workers"].items():
+        by = p.get("by_workers") or {str(p["workers"]): p["workloads"]}  # results before worker counts
+        for w, wls in by.items():
+            if not wls:
+                continue
             written += peer_plots(a, wls, w, p, foot)
             written.append(resource_plot(a, wls, w, foot))
     for sec, title, key in (("plaintext", "plaintext hello (WSGI)", "gorgon_ratio"),

@@ -152,6 +152,42 @@ def alive(pids_with_start):
     return left
 
 
+def wait_port_free(port):
+    """Wait (bounded) until nothing listens on port: the previous server, just
+    stopped, may still hold it for a moment."""
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((HOST, port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {port} still taken 10 s after the last server stopped")
+        time.sleep(0.05)
+
+
+def run_port():
+    """A free port below the kernel's ephemeral range, so that no client
+    socket on the machine takes it between two servers."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    import random
+    for port in random.sample(range(max(1025, low - 12000), low), 200):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((HOST, port))
+                return port
+            except OSError:
+                continue
+    return free_port()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -191,6 +227,7 @@ class Server:
         self.expected_log = None  # a peer's known, harmless warning line
 
     def start(self):
+        wait_port_free(self.port)
         self.logf = open(self.log_path, "wb")
         self.t_launch = time.perf_counter()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.logf,
@@ -210,7 +247,7 @@ class Server:
                 status, _ = http_get(self.port, path, timeout=READY_TIMEOUT)
                 if status == 200:
                     return time.perf_counter() - self.t_launch
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.005)
         raise RuntimeError(f"{self.name} gave no 200 within {READY_TIMEOUT}s\n{self.log_tail()}")
@@ -318,19 +355,9 @@ class Env:
                 del self.env[k]  # the flags below say everything
 
     def take_port(self):
-        """The one port every server listens on in turn (the issue: "same
-        port"): wait (bounded) until the previous server has let go of it."""
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((HOST, self.port))
-                    return self.port
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"port {self.port} still taken 10 s after the last server stopped")
-            time.sleep(0.05)
+        """The one port every server listens on in turn (Server.start waits
+        until the previous server has let go of it)."""
+        return self.port
 
     def gorgon(self, app, workers, extra=(), name=None, counts=False, mode=None):
         """counts: give the app a fresh $BENCH_COUNTS file (apps/counting.py).
@@ -619,7 +646,7 @@ def measure_wrk(make_srv, path, conns, threads, warmup, seconds, cfg, cell=False
 
 def fairness_probe(port, path, conns, within=3.0):
     """Open `conns` keep-alive connections at once, send one GET on each and
-    count those answered (a status line and headers) within `within` seconds.
+    count those answered (a 2xx status line and headers) within `within` s.
     wrk cannot tell a connection that was never served from one that was slow:
     a server that holds one keep-alive connection per process (uWSGI's
     --http11-socket) shows full req/s from a handful of connections while the
@@ -630,52 +657,65 @@ def fairness_probe(port, path, conns, within=3.0):
     import selectors
     req = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
     sel = selectors.DefaultSelector()
-    bufs, statuses, t0 = {}, {}, time.monotonic()
-    try:
-        for _ in range(conns):
-            s = socket.create_connection((HOST, port), timeout=within)
+    bufs, outcome, t0 = {}, {}, time.monotonic()  # outcome: socket -> "200", "closed", "error ..."
+    deadline = t0 + within
+    errors = []
+    for _ in range(conns):
+        try:
+            s = socket.create_connection((HOST, port), timeout=max(0.05, deadline - time.monotonic()))
+        except OSError as e:
+            errors.append(f"connect: {type(e).__name__}")
+            continue
+        bufs[s] = b""
+        try:
             s.sendall(req)
             s.setblocking(False)
-            bufs[s] = b""
             sel.register(s, selectors.EVENT_READ)
-        deadline = t0 + within
-        while len(statuses) < conns and time.monotonic() < deadline:
+        except OSError as e:
+            outcome[s] = f"send: {type(e).__name__}"
+    try:
+        while len(outcome) < len(bufs) and time.monotonic() < deadline:
             for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
                 s = key.fileobj
                 try:
                     data = s.recv(65536)
                 except (BlockingIOError, InterruptedError):
                     continue
-                except OSError:
-                    data = b""
-                if not data:  # closed before answering: not served
-                    statuses[s] = "closed"
+                except OSError as e:
+                    data, why = b"", f"recv: {type(e).__name__}"
+                else:
+                    why = "closed before answering"
+                if not data:
+                    outcome[s] = why
                     sel.unregister(s)
                     continue
                 bufs[s] += data
                 if b"\r\n\r\n" in bufs[s]:
                     head = bufs[s].split(b"\r\n\r\n", 1)[0].lower()
-                    statuses[s] = head.split(b" ", 2)[1].decode("ascii", "replace")
+                    m = re.match(rb"http/1\.[01] (\d{3})", head)
+                    outcome[s] = m.group(1).decode() if m else "malformed status line"
                     sel.unregister(s)
-                    if b"\r\nconnection: close" in head:
+                    if re.search(rb"\r\nconnection:[ \t]*close", head):
                         s.close()  # as wrk does: a server may linger until the client closes
-    except OSError as e:
-        statuses[None] = f"{type(e).__name__}: {e}"
     finally:
         for s in bufs:
             s.close()
         sel.close()
-    answered = sum(1 for k, v in statuses.items() if k is not None and v.isdigit())
+    counts = {}
+    for v in list(outcome.values()) + errors:
+        counts[v] = counts.get(v, 0) + 1
+    counts["no answer"] = len(bufs) - len(outcome)
+    answered = sum(n for v, n in counts.items() if v.startswith("2"))
     return {"connections": conns, "answered": answered, "within_s": within,
             "slowest_s": round(time.monotonic() - t0, 3) if answered == conns else None,
-            "other": sorted({v for v in statuses.values() if not v.isdigit()})}
+            "other": {v: n for v, n in counts.items() if n and not v.startswith("2")}}
 
 
 def check_fairness(srv, f):
     if f["answered"] < f["connections"]:
         loud("FAIL" if srv.is_gorgon else "WARN",
              f"{srv.name}: starves connections: {f['answered']} of {f['connections']} concurrent keep-alive "
-             f"connections answered within {f['within_s']}s {f['other'] or ''} -- its req/s comes from the "
+             f"connections answered with a 2xx within {f['within_s']}s {f['other']} -- its req/s comes from the "
              f"served ones only and is left out of the ratios")
 
 
@@ -731,6 +771,7 @@ def summarize(runs):
         "socket_errors_by_kind": {k: sum(r["socket_errors"][k] for r in runs)
                                   for k in ("connect", "read", "write", "timeout")},
         "rps_runs": [r["rps"] for r in runs],
+        "n_runs": len(runs),
         "pss_mb": (median([r.get("pss_kb") for r in runs]) or 0) / 1024 or None,
         "first_200_ms": median([r.get("first_200_ms") for r in runs]),
         "starved": any(r["fairness"]["answered"] < r["fairness"]["connections"] for r in runs if "fairness" in r),
@@ -995,10 +1036,9 @@ def peer_workloads(env, cfg, w):
     }
 
 
-def peers_one_count(env, cfg, w):
-    """Every workload at w workers: cells interleaved across servers per repetition."""
+def peers_one_count(env, cfg, w, out):
+    """Every workload at w workers into out: cells interleaved across servers per repetition."""
     only = [x.strip().lower() for x in (cfg.peer_workloads or "").split(",") if x.strip()]
-    out = {}
     for wl, (app, path, conns, servers) in peer_workloads(env, cfg, w).items():
         if only and not any(o in wl.lower() for o in only):
             continue
@@ -1023,7 +1063,6 @@ def peers_one_count(env, cfg, w):
             s["pss_ratio"] = g["pss_mb"] / s["pss_mb"] if g.get("pss_mb") and s.get("pss_mb") else None
         out[wl] = {"app": f"bench/apps/{app.split(':')[0]}.py", "path": path, "wrk": f"-t2 -c{conns}",
                    "servers": res}
-    return out
 
 
 def bench_peers(env, cfg):
@@ -1032,8 +1071,7 @@ def bench_peers(env, cfg):
     if not os.path.exists(UWSGI):
         loud("WARN", f"uWSGI missing from .venv-bench ({UWSGI}): did `pip install uwsgi` fail to build "
                      f"from the sdist? (see bench/setup-venv's output) -- uWSGI left out of the peers section")
-    by = {str(w): peers_one_count(env, cfg, w) for w in cfg.peer_workers}
-    return {"workers": cfg.peer_workers, "pi_digits": cfg.peer_pi_digits, "duration_s": cfg.duration,
+    res = {"workers": cfg.peer_workers, "pi_digits": cfg.peer_pi_digits, "duration_s": cfg.duration,
             "warmup_s": cfg.warmup, "port": env.port, "load_generator": "wrk -t2, on the same machine as the servers",
             "notes": ["wrk runs on the same machine as the servers and competes with them for its CPUs",
                       "every server listens on the same port in turn; each cell starts the server, times launch "
@@ -1046,7 +1084,12 @@ def bench_peers(env, cfg):
                       "nginx answers `return 200` itself: the ceiling for the plaintext rows, not a Python server",
                       "a server that leaves concurrent keep-alive connections unanswered (the fairness probe) is "
                       "marked 'starves' and left out of the ratios: its req/s comes from the served few"],
-            "by_workers": by}
+            "by_workers": {}}
+    cfg.results["peers"] = res  # filled in place: an interrupted run keeps what it measured
+    for w in cfg.peer_workers:
+        res["by_workers"][str(w)] = {}
+        peers_one_count(env, cfg, w, res["by_workers"][str(w)])
+    return res
 
 
 # ---------------------------------------------------------------- output
@@ -1129,6 +1172,7 @@ def markdown(results):
 
 
 def peers_markdown(results, pr):
+    repeat = results["config"]["repeat"]
     out = [f"### Peers: {pr['duration_s']}s measured after {pr['warmup_s']}s warm-up, median of "
            f"{results['config']['repeat']}; load from {pr['load_generator']}", ""]
     out += [f"- {n}" for n in pr["notes"]] + [""]
@@ -1145,7 +1189,9 @@ def peers_markdown(results, pr):
                     continue
                 e = s["non2xx"] + s["socket_errors"]
                 served = ", ".join(s["fairness_answered"])
-                out.append(f"| {k} | {fmt(s['rps'])} | {fmt(s['p50_ms'], '.2f')} | {fmt(s['p99_ms'], '.2f')} | "
+                n = s.get("n_runs", repeat)
+                runs = "" if n == repeat else f" (**{n} of {repeat} runs**)"
+                out.append(f"| {k}{runs} | {fmt(s['rps'])} | {fmt(s['p50_ms'], '.2f')} | {fmt(s['p99_ms'], '.2f')} | "
                            f"{('**' + errs(s) + '**') if e else errs(s)} | {fmt(s['pss_mb'], '.1f')} | "
                            f"{fmt(s['first_200_ms'])} | "
                            f"{'starves' if s['starved'] else fmt(s['gorgon_ratio'], '.2f')} | "
@@ -1276,9 +1322,9 @@ def preflight(cfg):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short runs, 1 repetition (< 3 minutes)")
-    ap.add_argument("--duration", type=int, help="seconds of each measured wrk run (full 15, quick 5)")
-    ap.add_argument("--warmup", type=int, help="seconds of wrk warm-up before each (full 3, quick 1)")
+    ap.add_argument("--quick", action="store_true", help="short runs, 1 repetition (peers: 2 workers, 2 s per cell, no wrk warm-up, < 3 minutes)")
+    ap.add_argument("--duration", type=int, help="seconds of each measured wrk run (peers: full 8, quick 2; core: 15, 5)")
+    ap.add_argument("--warmup", type=int, help="seconds of wrk warm-up before each (peers: full 2, quick 0; core: 3, 1)")
     ap.add_argument("--repeat", type=int, help="repetitions, interleaved across servers (full 3, quick 1)")
     ap.add_argument("--quiet", type=float, default=0.10,
                     help="share of the CPUs other processes may use before a run is waited for or retried")
@@ -1325,12 +1371,13 @@ def main():
                           "repeat": cfg.repeat, "peer_workers": cfg.peer_workers, "startup_runs": cfg.startup_runs, "sections": sections,
                           "quiet": cfg.quiet, "quiet_wait_s": cfg.quiet_wait, "retries": cfg.retries},
                "machine": machine()}
+    cfg.results = results
     t0 = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="gorgon-bench-")
     results["gorgon"] = g = prepare_gorgon(cfg, tmp)
     log(f"gorgon under test: {g['source']}{' + uncommitted changes' if g.get('dirty') else ''}, "
         f"default --reuse-port={g.get('reuse_port_default')}, --mode={g.get('mode_default')}")
-    env = Env(tmp, g["path"], cfg.port or free_port())
+    env = Env(tmp, g["path"], cfg.port or run_port())
     funcs = {"plaintext": bench_plaintext, "accept": bench_accept, "cpu": bench_cpu,
              "memory": bench_memory, "startup": bench_startup, "peers": bench_peers}
     try:
