@@ -225,6 +225,7 @@ class Server:
         self.workers = None
         self.expect_mode = "interpreters"  # gorgon only: the mode its log must report
         self.expected_log = None  # a peer's known, harmless warning line
+        self.clean_exits = (0,)  # exit statuses that mean a clean stop after SIGTERM
 
     def start(self):
         wait_port_free(self.port)
@@ -299,8 +300,8 @@ class Server:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        if rc != 0:
-            loud(sev, f"{self.name} exited with {rc} after SIGTERM (expected 0)\n"
+        if rc not in self.clean_exits:
+            loud(sev, f"{self.name} exited with {rc} after SIGTERM (expected {' or '.join(map(str, self.clean_exits))})\n"
                       f"    command: {cmd}\n{self.log_tail()}")
         text = self.log_text()
         mode = None
@@ -409,7 +410,11 @@ class Env:
         argv = [os.path.join(VENV, "bin", "uvicorn"), app, "--host", HOST, "--port", str(port),
                 "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
                 "--no-access-log", "--log-level", "warning"]
-        return self._peer(f"uvicorn -w{workers} (uvloop, httptools)", argv, port)
+        srv = self._peer(f"uvicorn -w{workers} (uvloop, httptools)", argv, port)
+        # A single-process uvicorn shuts down, then re-raises the SIGTERM it
+        # caught, so that its exit status says what stopped it.
+        srv.clean_exits = (0, -signal.SIGTERM)
+        return srv
 
     def hypercorn(self, app, workers):
         port = self.take_port()
