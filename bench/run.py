@@ -1196,7 +1196,7 @@ def markdown(results):
 def peers_markdown(results, pr):
     repeat = results["config"]["repeat"]
     out = [f"### Peers: {pr['duration_s']}s measured after {pr['warmup_s']}s warm-up, median of "
-           f"{results['config']['repeat']}; load from {pr['load_generator']}", ""]
+           f"{repeat}; load from {pr['load_generator']}", ""]
     out += [f"- {n}" for n in pr["notes"]] + [""]
     for w, wls in pr["by_workers"].items():
         for wl, d in wls.items():

@@ -59,6 +59,8 @@ import _interpreters
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.append(os.path.join(ROOT, "bench", "apps"))  # the workload the servers run too
+from pi import pi_digits  # noqa: E402
 RESULTS = os.path.join(ROOT, "bench", "results")
 DOCS_IMG = os.path.join(ROOT, "docs", "img")
 
@@ -78,20 +80,6 @@ FULL = dict(startup_rounds={"thread": 21, "interp": 9, "interp_imports": 3, "for
 
 
 # --- the workload -----------------------------------------------------------
-
-def pi_digits(n):
-    """First n decimal digits of pi (Gibbons' unbounded spigot, Python ints only)."""
-    q, r, t, k, m, x = 1, 0, 1, 1, 3, 3
-    out = []
-    while len(out) < n:
-        if 4 * q + r - t < m * t:
-            out.append(m)
-            q, r, m = 10 * q, 10 * (r - m * t), (10 * (3 * q + r)) // t - 10 * m
-        else:
-            q, r, t, k, m, x = (q * k, (2 * q + r) * x, t * x, k + 1,
-                                (q * (7 * k + 2) + r * x) // (t * x), x + 2)
-    return "".join(map(str, out))
-
 
 def pi_reference(n):
     """Pi to n digits by Machin's formula (big ints, fast): checks the units' answers."""

@@ -6,6 +6,7 @@ when "AssertionError" or "WSGIWarning" shows up in the server's log.
 """
 import json
 import threading
+import time
 from urllib.parse import parse_qs
 from wsgiref.validate import validator
 
@@ -63,6 +64,17 @@ def interp_id():
 
 def native_tid():
     return threading.get_native_id()
+
+
+def spin_cpu(ms):
+    """Busy-loop for ms milliseconds of this thread's CPU time (also used by the
+    ASGI test app): (loops done, CPU seconds used)."""
+    c0 = time.thread_time()
+    x = 0
+    while time.thread_time() - c0 < ms / 1000.0:
+        for _ in range(1000):
+            x += 1
+    return x, time.thread_time() - c0
 
 
 def text_response(start_response, body, status="200 OK", ctype="text/plain",

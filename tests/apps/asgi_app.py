@@ -25,6 +25,8 @@ import os
 import time
 from urllib.parse import parse_qs
 
+from _wsgicheck import spin_cpu
+
 CHUNK = 64 * 1024
 
 
@@ -278,11 +280,7 @@ async def r_pathsend(scope, receive, send):
 async def r_cpu(scope, receive, send):
     ms = float(query(scope).get("ms", "100"))
     start = time.time()
-    c0 = time.thread_time()
-    x = 0
-    while time.thread_time() - c0 < ms / 1000.0:
-        for _ in range(1000):
-            x += 1
+    spin_cpu(ms)
     end = time.time()
     iid = interp_id()
     await send_json(send, {"start": start, "end": end, "interp": iid, "tid": __import__("threading").get_native_id(),

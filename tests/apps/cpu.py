@@ -9,18 +9,13 @@ import _interpreters
 import os
 import time
 
-from _wsgicheck import checked, interp_id, json_response, native_tid, query
+from _wsgicheck import checked, interp_id, json_response, native_tid, query, spin_cpu
 
 
 def _cpu(environ, start_response):
     ms = float(query(environ).get("ms", "100"))
     start = time.time()
-    c0 = time.thread_time()
-    x = 0
-    while time.thread_time() - c0 < ms / 1000.0:
-        for _ in range(1000):
-            x += 1
-    cpu = time.thread_time() - c0
+    x, cpu = spin_cpu(ms)
     end = time.time()
     return json_response(start_response, {
         "start": start, "end": end, "cpu": cpu, "interp": interp_id(),
