@@ -235,6 +235,16 @@ def _spawn_hold(ready, hold):
     hold.wait(60)
 
 
+def start_interps(model, n):
+    """n isolated interpreters, each having run "pass" (or IMPORTS for interp_imports)."""
+    code = IMPORTS if model == "interp_imports" else "pass"
+    cfg = isolated_config()
+    ids = [_interpreters.create(cfg) for _ in range(n)]
+    for i in ids:
+        interp_run(i, code)
+    return ids
+
+
 def startup_time(model, n):
     """Seconds to create, start and end n units (all n started, then all ended)."""
     gc.collect()
@@ -246,11 +256,7 @@ def startup_time(model, n):
         for t in ts:
             t.join()
     elif model in ("interp", "interp_imports"):
-        code = IMPORTS if model == "interp_imports" else "pass"
-        cfg = isolated_config()
-        ids = [_interpreters.create(cfg) for _ in range(n)]
-        for i in ids:
-            interp_run(i, code)
+        ids = start_interps(model, n)
         for i in ids:
             _interpreters.destroy(i)
     elif model == "fork":
@@ -289,11 +295,7 @@ def startup_memory(model, n):
         for t in ts:
             t.join()
     elif model in ("interp", "interp_imports"):
-        code = IMPORTS if model == "interp_imports" else "pass"
-        cfg = isolated_config()
-        ids = [_interpreters.create(cfg) for _ in range(n)]
-        for i in ids:
-            interp_run(i, code)
+        ids = start_interps(model, n)
         gc.collect()
         mem = tree_mem()
         for i in ids:

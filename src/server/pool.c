@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/loop.h"
 #include "server/log.h"
 #include "server/worker.h"
 
@@ -23,13 +24,6 @@ typedef struct {
     pthread_cond_t cv;
     int stopping;
 } pool_t;
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Waits up to `seconds` for a signal; returns its number or 0. */
 static int wait_signal(pool_t *p, double seconds)
@@ -153,7 +147,7 @@ static int all_stopped(pool_t *p)
  * such workers, the process then leaves without waiting for it. */
 static void check_graceful_deadline(pool_t *p, double stop_started)
 {
-    if (mono_now() < stop_started + p->plan->cfg.graceful_timeout + 1.0)
+    if (gn_now() < stop_started + p->plan->cfg.graceful_timeout + 1.0)
         return;
     unsigned busy = 0;
     for (unsigned i = 0; i < p->n_started; i++)
@@ -172,7 +166,7 @@ static void run_until_stopped(pool_t *p)
         if (!p->stopping)
             continue;
         if (stop_started == 0)
-            stop_started = mono_now();
+            stop_started = gn_now();
         request_stop_all(p); /* idempotent; covers a worker that was starting */
         check_graceful_deadline(p, stop_started);
     }
@@ -202,7 +196,7 @@ static void log_listening(pool_t *p)
 static int serve_unlocked(pool_t *p)
 {
     unsigned n = p->plan->per_proc;
-    double t0 = mono_now();
+    double t0 = gn_now();
     /* The first worker imports the application alone, so an application that
      * cannot load fails fast with one clear message. */
     if (start_workers(p, 0, 1) < 0 || start_workers(p, 1, n) < 0) {
@@ -224,7 +218,7 @@ static int serve_unlocked(pool_t *p)
     if (p->hooks && p->hooks->ready) {
         p->hooks->ready(p->hooks->arg);
     } else {
-        gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (mono_now() - t0) * 1000);
+        gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (gn_now() - t0) * 1000);
         log_listening(p);
     }
     run_until_stopped(p);

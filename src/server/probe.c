@@ -10,19 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/loop.h"
 #include "interp/interp.h"
 #include "shared/shared.h"
 
 /* CPython's words when an extension module refuses an own-GIL interpreter:
  * "module X does not support loading in subinterpreters". */
 #define REFUSAL " does not support loading in subinterpreters"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void report(int fd, char verdict, const char *text)
 {
@@ -81,11 +75,11 @@ static int stop_signal(const sigset_t *sigs)
 static int collect(int fd, const sigset_t *sigs, double timeout, char *buf, size_t len)
 {
     size_t used = 0;
-    double deadline = now() + timeout;
+    double deadline = gn_now() + timeout;
     for (;;) {
         if (stop_signal(sigs))
             return -1;
-        double left = deadline - now();
+        double left = deadline - gn_now();
         if (left <= 0)
             return 0;
         struct pollfd p = {.fd = fd, .events = POLLIN};

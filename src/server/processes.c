@@ -10,9 +10,9 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "http/loop.h"
 #include "interp/interp.h"
 #include "server/log.h"
 
@@ -44,13 +44,6 @@ typedef struct {
     double stop_started;
     int exit_code;
 } procs_t;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- in the child ----------------------------------------------------- */
 
@@ -131,7 +124,7 @@ static int spawn(procs_t *ps, unsigned k)
     kid->pid = pid;
     kid->fd = fds[0];
     kid->ready = 0;
-    kid->started = now();
+    kid->started = gn_now();
     kid->restart_at = 0;
     kid->fail_code = 0;
     kid->error[0] = '\0';
@@ -164,7 +157,7 @@ static void begin_stop(procs_t *ps, int sig)
 {
     if (!ps->stopping) {
         ps->stopping = 1;
-        ps->stop_started = now();
+        ps->stop_started = gn_now();
     }
     for (unsigned i = 0; i < ps->n; i++)
         ps->kids[i].restart_at = 0;
@@ -204,7 +197,7 @@ static void on_message(procs_t *ps, unsigned k)
     buf[n] = '\0';
     if (buf[0] == 'R') {
         kid->ready = 1;
-        kid->ready_at = now();
+        kid->ready_at = gn_now();
         kid->start_fails = 0;
         if (ps->running)
             gn_log(GN_LOG_INFO, "worker process %u (pid %d) serving again", k, (int)kid->pid);
@@ -254,7 +247,7 @@ static void on_exit_status(procs_t *ps, unsigned k, int status)
         kid->pid = 0;
         return;
     }
-    double t = now();
+    double t = gn_now();
     if (!ps->running) {
         startup_failed(ps, k, what);
         kid->pid = 0;
@@ -299,7 +292,7 @@ static void reap(procs_t *ps)
 
 static void restart_due(procs_t *ps)
 {
-    double t = now();
+    double t = gn_now();
     for (unsigned k = 0; k < ps->n && !ps->stopping; k++) {
         child_t *kid = &ps->kids[k];
         if (kid->pid == 0 && kid->restart_at > 0 && t >= kid->restart_at && spawn(ps, k) < 0)
@@ -320,7 +313,7 @@ static void step(procs_t *ps, double timeout)
             pfd[n++] = (struct pollfd){.fd = ps->kids[k].fd, .events = POLLIN};
         }
     }
-    double t = now();
+    double t = gn_now();
     for (unsigned k = 0; k < ps->n; k++) {
         double at = ps->kids[k].restart_at;
         if (at > 0 && at - t < timeout)
@@ -338,9 +331,9 @@ static void step(procs_t *ps, double timeout)
     }
     reap(ps);
     restart_due(ps);
-    if (ps->stopping && now() > ps->stop_started + ps->plan->cfg.graceful_timeout + KILL_MARGIN) {
+    if (ps->stopping && gn_now() > ps->stop_started + ps->plan->cfg.graceful_timeout + KILL_MARGIN) {
         signal_children(ps, SIGKILL);
-        ps->stop_started = now(); /* once more at most, after a while */
+        ps->stop_started = gn_now(); /* once more at most, after a while */
     }
 }
 
@@ -380,7 +373,7 @@ static void log_started(procs_t *ps, double t0)
 {
     gn_plan_t *plan = ps->plan;
     gn_log(GN_LOG_INFO, "%u worker processes ready (%u worker%s each) in %.0f ms", ps->n, plan->per_proc,
-           plan->per_proc == 1 ? "" : "s", (now() - t0) * 1000);
+           plan->per_proc == 1 ? "" : "s", (gn_now() - t0) * 1000);
     for (unsigned i = 0; i < plan->listeners.n_binds; i++)
         gn_log(GN_LOG_INFO, "Listening at: %s (%u workers)", plan->listeners.binds[i].url, plan->total);
 }
@@ -413,7 +406,7 @@ int gn_processes_serve(gn_plan_t *plan)
         free(ps->kids);
         return 1;
     }
-    double t0 = now();
+    double t0 = gn_now();
     /* The first child loads the application alone: one clear failure. */
     if (start_children(ps, 0, 1) == 0 && start_children(ps, 1, ps->n) == 0) {
         ps->running = 1;
