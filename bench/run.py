@@ -57,7 +57,9 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -176,7 +178,6 @@ def run_port():
             low = int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
-    import random
     for port in random.sample(range(max(1025, low - 12000), low), 200):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -675,7 +676,6 @@ def fairness_probe(port, path, conns, within=3.0):
     well under a second (the heaviest case: 16 pi requests on one worker).
     Like wrk, the probe keeps an answered connection open unless the response
     says `Connection: close`."""
-    import selectors
     req = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
     sel = selectors.DefaultSelector()
     bufs, outcome, t0 = {}, {}, time.monotonic()  # outcome: socket -> "200", "closed", "error ..."
