@@ -31,6 +31,56 @@ void gn_conn__ws_free(gn_conn_t *c);
 ssize_t gn_conn__read_more(gn_conn_t *c);
 static void drive(gn_conn_t *c);
 static void dispatch(gn_conn_t *c);
+static void begin_linger(gn_conn_t *c);
+
+/* Every change of state goes through here, to keep the loop's count of
+ * connections with a request being answered (read by http/group.c). */
+void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
+{
+    int was = c->state == GN_CONN_RESPOND, is = state == GN_CONN_RESPOND;
+    if (was != is) {
+        atomic_int *n = &c->loop->inflight; /* written by this thread only */
+        atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + (is ? 1 : -1),
+                              memory_order_relaxed);
+    }
+    c->state = state;
+}
+
+/* Between requests with nothing buffered: a sibling loop may take it. */
+static void mark_idle(gn_conn_t *c)
+{
+    if (c->loop->group)
+        atomic_store_explicit(&c->claim, GN_CLAIM_IDLE, memory_order_release);
+}
+
+/*
+ * Whether this loop may act on c: an idle connection is claimed back first;
+ * one that a sibling took is let go (and 0 returned).
+ */
+static int conn_mine(gn_conn_t *c)
+{
+    int claim = atomic_load_explicit(&c->claim, memory_order_relaxed);
+    if (claim == GN_CLAIM_OWNED)
+        return 1;
+    if (claim == GN_CLAIM_IDLE && atomic_compare_exchange_strong(&c->claim, &claim, GN_CLAIM_OWNED))
+        return 1;
+    gn_conn_let_go(c);
+    return 0;
+}
+
+void gn_conn_let_go(gn_conn_t *c)
+{
+    if (c->state == GN_CONN_CLOSED)
+        return;
+    /* Idle: no response, no output, no WebSocket. The descriptor is the
+     * sibling's, and c->fd is not written (the sibling read it). */
+    gn_conn__set_state(c, GN_CONN_CLOSED);
+    free(c->rbuf);
+    c->rbuf = NULL;
+    gn_body_reset(&c->body);
+    gn_loop__retire(c->loop, c);
+    atomic_fetch_sub(&c->loop->stolen, 1);
+}
 
 gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len)
 {
@@ -44,7 +94,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     memcpy(&c->peer, peer, len);
     c->peer_len = len;
     gn_body_init(&c->body);
-    c->state = GN_CONN_READ_HEAD;
+    gn_conn__set_state(c, GN_CONN_READ_HEAD);
     /* A new client is expected to send a request: the head timer runs. */
     c->deadline = loop->now + loop->limits->header_timeout;
     c->next = loop->conns;
@@ -54,7 +104,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     loop->n_conns++;
     if (gn_loop__watch(loop, c, EPOLLIN | EPOLLRDHUP) < 0) {
         gn_loop__retire(loop, c);
-        c->state = GN_CONN_CLOSED;
+        gn_conn__set_state(c, GN_CONN_CLOSED);
         return NULL; /* the caller closes fd */
     }
     return c;
@@ -68,12 +118,12 @@ static void log_peer(const gn_conn_t *c, char *buf, size_t len)
 
 void gn_conn_close(gn_conn_t *c)
 {
-    if (c->state == GN_CONN_CLOSED)
+    if (c->state == GN_CONN_CLOSED || !conn_mine(c))
         return;
     if (c->state == GN_CONN_RESPOND && c->bridge != NULL)
         c->loop->handler->on_abort(c, c->loop->handler->ctx);
     gn_conn__ws_free(c); /* reports a lost WebSocket to its bridge */
-    c->state = GN_CONN_CLOSED;
+    gn_conn__set_state(c, GN_CONN_CLOSED);
     gn_conn__out_release_all(c);
     gn_loop__watch(c->loop, c, 0);
     close(c->fd);
@@ -130,7 +180,7 @@ static void send_error(gn_conn_t *c, int status)
            error_detail(status));
     int n = snprintf(body, sizeof(body), "%s\n", gn_http_reason(status));
     gn_conn_write_simple(c, status, body, (size_t)n, 1);
-    c->state = GN_CONN_DRAIN;
+    gn_conn__set_state(c, GN_CONN_DRAIN);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -236,7 +286,7 @@ static void start_body(gn_conn_t *c)
         dispatch(c);
         return;
     }
-    c->state = GN_CONN_READ_BODY;
+    gn_conn__set_state(c, GN_CONN_READ_BODY);
     c->deadline = c->loop->now + lim->io_timeout;
 }
 
@@ -322,7 +372,7 @@ static void maybe_send_continue(gn_conn_t *c)
 
 static void dispatch(gn_conn_t *c)
 {
-    c->state = GN_CONN_RESPOND;
+    gn_conn__set_state(c, GN_CONN_RESPOND);
     c->deadline = 0;
     c->loop->handler->on_request(c, c->loop->handler->ctx);
     c->loop->now = gn_now(); /* the app may have run long: deadlines count from now */
@@ -359,6 +409,7 @@ static int step_head(gn_conn_t *c)
     if (c->yield) {
         c->yield = 0;
         gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
+        mark_idle(c); /* nothing read yet: still free to move */
         return 0;
     }
     if (c->rlen > 0) {
@@ -366,14 +417,17 @@ static int step_head(gn_conn_t *c)
         if (c->state != GN_CONN_READ_HEAD)
             return 1;
     }
-    if (c->loop->stopping && c->rlen == 0) {
-        gn_conn_close(c);
-        return 0;
-    }
     size_t before = c->rlen;
     ssize_t n = read_more(c);
     if (n < 0) {
         gn_conn_close(c);
+        return 0;
+    }
+    if (n == 0 && c->loop->stopping && c->rlen == 0 && c->requests > 0) {
+        /* Stopping, and idle between requests: end it now. A request that
+         * crosses our FIN then meets end-of-stream, never a reset. A new
+         * connection instead is owed the answer to its first request. */
+        begin_linger(c);
         return 0;
     }
     if (n == 0) {
@@ -394,7 +448,7 @@ static void begin_linger(gn_conn_t *c)
     /* Closing with unread input makes the kernel send RST, which can destroy
      * the response still in flight; shut down writing and drain first. */
     shutdown(c->fd, SHUT_WR);
-    c->state = GN_CONN_LINGER;
+    gn_conn__set_state(c, GN_CONN_LINGER);
     c->deadline = c->loop->now + LINGER_SECONDS;
     gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
 }
@@ -419,7 +473,7 @@ static void next_request(gn_conn_t *c)
     c->rlen -= c->head_len;
     c->head_len = c->parsed_len = 0;
     gn_body_reset(&c->body);
-    c->state = GN_CONN_READ_HEAD;
+    gn_conn__set_state(c, GN_CONN_READ_HEAD);
     c->deadline = c->loop->now + (c->rlen ? c->loop->limits->header_timeout
                                           : c->loop->limits->keepalive_timeout);
     if (c->rlen == 0) {
@@ -429,6 +483,7 @@ static void next_request(gn_conn_t *c)
          * connections wait). This also saves the read that mostly finds
          * nothing yet. Pipelined bytes already here are answered at once. */
         c->yield = 1;
+        mark_idle(c);
     }
 }
 
@@ -604,7 +659,7 @@ static void drive(gn_conn_t *c)
 
 void gn_conn_on_event(gn_conn_t *c, uint32_t events)
 {
-    if (c->state == GN_CONN_CLOSED)
+    if (c->state == GN_CONN_CLOSED || !conn_mine(c))
         return;
     if ((events & EPOLLERR) || ((events & EPOLLHUP) && !(events & EPOLLIN))) {
         gn_conn_close(c);
@@ -622,6 +677,8 @@ void gn_conn_on_event(gn_conn_t *c, uint32_t events)
 
 void gn_conn_on_timeout(gn_conn_t *c)
 {
+    if (c->state == GN_CONN_CLOSED || !conn_mine(c))
+        return;
     if (c->state == GN_CONN_WEBSOCKET) {
         gn_conn__ws_timeout(c);
         return;
@@ -637,14 +694,17 @@ void gn_conn_on_timeout(gn_conn_t *c)
 
 void gn_conn_shutdown(gn_conn_t *c)
 {
+    if (c->state == GN_CONN_CLOSED || !conn_mine(c))
+        return;
     if (c->state == GN_CONN_WEBSOCKET) {
         gn_conn__ws_shutdown(c);
         return;
     }
-    if (c->state == GN_CONN_READ_HEAD && c->rlen == 0)
-        gn_conn_close(c);
-    else
-        c->keepalive = 0;
+    c->keepalive = 0;
+    if (c->state == GN_CONN_READ_HEAD && c->rlen == 0) {
+        c->yield = 0;
+        drive(c); /* reads what already came, else ends an idle one */
+    }
 }
 
 /* ---- for the bridge --------------------------------------------------- */
@@ -689,14 +749,14 @@ void gn_conn_resume(gn_conn_t *c)
 void gn_conn_response_done(gn_conn_t *c)
 {
     c->bridge = NULL;
-    c->state = GN_CONN_DRAIN;
+    gn_conn__set_state(c, GN_CONN_DRAIN);
 }
 
 void gn_conn_response_abort(gn_conn_t *c)
 {
     c->bridge = NULL;
     c->keepalive = 0;
-    c->state = GN_CONN_DRAIN;
+    gn_conn__set_state(c, GN_CONN_DRAIN);
 }
 
 static void addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen, int *port)

@@ -9,6 +9,7 @@
 #define GN_HTTP_CONN_H
 
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -75,6 +76,14 @@ typedef struct {
     off_t file_off;
 } gn_seg_t;
 
+/* Who may act on a connection (http/group.h): its loop, or, while it is
+ * idle between requests, whichever loop claims it first. */
+enum gn_conn_claim {
+    GN_CLAIM_OWNED, /* its loop's, as every connection outside a group is */
+    GN_CLAIM_IDLE,  /* between requests, nothing buffered: may move */
+    GN_CLAIM_MOVED, /* taken by a sibling loop: its old loop lets go */
+};
+
 enum gn_conn_state {
     GN_CONN_READ_HEAD,
     GN_CONN_READ_BODY,
@@ -88,6 +97,7 @@ enum gn_conn_state {
 struct gn_conn {
     int fd;
     enum gn_conn_state state;
+    atomic_int claim;            /* enum gn_conn_claim */
     gn_loop_t *loop;
     struct gn_conn *prev, *next; /* the loop's list of connections */
     uint32_t events;             /* epoll events registered */
@@ -140,6 +150,11 @@ struct gn_conn {
 
 /* ---- for the loop ---- */
 gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len);
+/* Lets go of a connection that a sibling loop took (claim MOVED): the
+ * descriptor is the sibling's now, only the memory is freed here. */
+void gn_conn_let_go(gn_conn_t *c);
+/* Internal (conn.c, ws_conn.c): every change of c->state. */
+void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state);
 /* Runs the connection's state machine after an event; may free it. */
 void gn_conn_on_event(gn_conn_t *c, uint32_t events);
 /* The timeout check: closes (or answers 408) a connection past its deadline. */

@@ -1,6 +1,7 @@
 #include "http/loop.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -11,11 +12,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/group.h"
 #include "server/log.h"
 
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
 #define SCAN_INTERVAL 0.25 /* seconds between timeout scans */
+/* After a stop begins, how long a worker still accepts the connections whose
+ * handshake was under way (they were promised service) before it closes its
+ * listeners. Loopback handshakes take microseconds; this leaves room for a
+ * loaded machine. */
+#define STOP_ACCEPT_WINDOW 0.2
 
 /* epoll data for the listeners and the wake fd: small tags, never pointers. */
 #define TAG_WAKE ((uintptr_t)1)
@@ -27,6 +34,30 @@ double gn_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int gn_listener_refuse_new(int fd)
+{
+    int domain = 0;
+    socklen_t len = sizeof(domain);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+        return -1;
+    if (domain != AF_INET && domain != AF_INET6)
+        return 0; /* a unix socket: its path is removed instead */
+    /* A socket filter sees a TCP segment from its TCP header on: byte 13
+     * holds the flags. A SYN without ACK opens a new connection: drop it.
+     * Everything else, the last ACK of a handshake under way included,
+     * passes, so no connection the kernel already answered is cut. Closing
+     * the socket instead would reset every connection in its queue. */
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
 }
 
 static int listen_ctl(gn_loop_t *loop, int op)
@@ -56,6 +87,15 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     loop->handler = handler;
     loop->now = gn_now();
     atomic_init(&loop->stop_requested, 0);
+    atomic_init(&loop->hurry_requested, 0);
+    atomic_init(&loop->polled_us, gn_loop__us(loop->now));
+    atomic_init(&loop->sleeping, 0);
+    atomic_init(&loop->inflight, 0);
+    atomic_init(&loop->stolen, 0);
+    atomic_init(&loop->steal_wanted, 0);
+    atomic_init(&loop->accept_wanted, 0);
+    atomic_init(&loop->stopping_pub, 0);
+    atomic_init(&loop->n_conns_pub, 0);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0)
         return -1;
@@ -70,11 +110,44 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
 
 void gn_loop_request_stop(gn_loop_t *loop)
 {
-    uint64_t one = 1;
     atomic_store(&loop->stop_requested, 1);
+    gn_loop__wake(loop);
+}
+
+void gn_loop__wake(gn_loop_t *loop)
+{
+    uint64_t one = 1;
     if (write(loop->wake_fd, &one, sizeof(one)) < 0) {
         /* the counter is already non-zero: the loop will wake anyway */
     }
+}
+
+long long gn_loop__us(double t)
+{
+    return (long long)(t * 1e6);
+}
+
+gn_conn_t *gn_loop__conn_of(void *ptr)
+{
+    return IS_TAG(ptr) ? NULL : (gn_conn_t *)ptr;
+}
+
+void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests)
+{
+    gn_conn_t *c = gn_conn_new(loop, fd, peer, len);
+    if (c == NULL) {
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory for a connection", loop->worker_id);
+        close(fd);
+        return;
+    }
+    c->requests = requests;
+    gn_conn_on_event(c, EPOLLIN);
+}
+
+void gn_loop_hurry(gn_loop_t *loop)
+{
+    atomic_store(&loop->hurry_requested, 1);
+    gn_loop_request_stop(loop);
 }
 
 int gn_loop__watch(gn_loop_t *loop, gn_conn_t *c, uint32_t events)
@@ -106,10 +179,25 @@ void gn_loop__retire(gn_loop_t *loop, gn_conn_t *c)
 
 static void free_dead(gn_loop_t *loop)
 {
+    if (loop->dead == NULL)
+        return;
+    /* A sibling may be looking at one of them (http/group.h). */
+    gn_group__lock(loop);
     while (loop->dead) {
         gn_conn_t *c = loop->dead;
         loop->dead = c->next;
         free(c);
+    }
+    gn_group__unlock(loop);
+}
+
+/* Lets go of the connections siblings took that no event named yet. */
+static void let_go_moved(gn_loop_t *loop)
+{
+    for (gn_conn_t *c = loop->conns, *next; c; c = next) {
+        next = c->next;
+        if (atomic_load(&c->claim) == GN_CLAIM_MOVED)
+            gn_conn_let_go(c);
     }
 }
 
@@ -124,11 +212,16 @@ static void accept_one_batch(gn_loop_t *loop, int lfd)
     /* On a socket shared by several workers, take one connection per wake-up:
      * a worker busy in application code is not in epoll_wait, so the next
      * client goes to an idle worker instead of queueing behind it. */
-    int batch = loop->exclusive ? 1 : ACCEPT_BATCH;
+    int batch = loop->exclusive && !loop->stopping ? 1 : ACCEPT_BATCH;
     for (int i = 0; i < batch; i++) {
-        if (loop->n_conns >= loop->limits->max_connections) {
-            /* Backpressure: leave further clients in the kernel's backlog. */
+        /* While stopping, the queue is drained whatever the bound: what
+         * is left in it when the listener closes would be reset. */
+        if (loop->n_conns >= loop->limits->max_connections && !loop->stopping) {
+            /* Backpressure: leave further clients in the kernel's backlog,
+             * and since the wake-up for this one came here, ask a sibling
+             * with room to take it: else it waits for the next client. */
             stop_listening(loop);
+            gn_group__pass_accept(loop);
             return;
         }
         struct sockaddr_storage ss;
@@ -154,15 +247,16 @@ static void accept_one_batch(gn_loop_t *loop, int lfd)
     }
 }
 
-static void begin_stop(gn_loop_t *loop)
+static void close_listeners(gn_loop_t *loop)
 {
-    loop->stopping = 1;
-    loop->stop_deadline = loop->now + loop->graceful_timeout;
-    /* Connections already queued in our backlog were promised service:
-     * take them before closing the listeners. */
+    /* The last look at the queues: whatever is in them was promised service. */
     for (unsigned i = 0; i < loop->n_listen; i++) {
-        if (!loop->exclusive)
+        for (int round = 0; round < 64; round++) {
+            unsigned before = loop->n_conns;
             accept_one_batch(loop, loop->listen_fds[i]);
+            if (loop->n_conns - before < ACCEPT_BATCH)
+                break;
+        }
     }
     stop_listening(loop);
     for (unsigned i = 0; i < loop->n_listen; i++) {
@@ -170,10 +264,53 @@ static void begin_stop(gn_loop_t *loop)
         loop->listen_fds[i] = -1;
     }
     loop->n_listen = 0;
+}
+
+static void begin_stop(gn_loop_t *loop)
+{
+    loop->stopping = 1;
+    atomic_store(&loop->stopping_pub, 1);
+    loop->stop_deadline = loop->now + loop->graceful_timeout;
+    /* No new connection from now on, but the ones already queued, or whose
+     * handshake is under way, are accepted for a short window, then the
+     * listeners close (with --reuse-port this worker's queue is its own). */
+    for (unsigned i = 0; i < loop->n_listen; i++)
+        gn_listener_refuse_new(loop->listen_fds[i]);
+    loop->listen_until = loop->now + STOP_ACCEPT_WINDOW;
+    if (loop->listen_until < loop->next_scan)
+        loop->next_scan = loop->listen_until;
+    if (!loop->accepting && loop->n_listen > 0)
+        listen_ctl(loop, EPOLL_CTL_ADD);
+    for (unsigned i = 0; i < loop->n_listen; i++)
+        accept_one_batch(loop, loop->listen_fds[i]);
     for (gn_conn_t *c = loop->conns, *next; c; c = next) {
         next = c->next;
         gn_conn_shutdown(c);
     }
+}
+
+/* What other threads asked for: a stop, or to stop waiting. */
+static void take_requests(gn_loop_t *loop)
+{
+    if (atomic_load(&loop->stop_requested) && !loop->stopping)
+        begin_stop(loop);
+    if (loop->stopping && atomic_load(&loop->hurry_requested) && loop->stop_deadline > loop->now) {
+        loop->stop_deadline = loop->listen_until = loop->now;
+        loop->next_scan = loop->now;
+    }
+    if (loop->group == NULL)
+        return;
+    if (atomic_load_explicit(&loop->stolen, memory_order_relaxed) > 0)
+        let_go_moved(loop);
+    if (atomic_load_explicit(&loop->accept_wanted, memory_order_relaxed) && atomic_exchange(&loop->accept_wanted, 0)) {
+        for (unsigned i = 0; i < loop->n_listen && loop->accepting; i++)
+            accept_one_batch(loop, loop->listen_fds[i]);
+    }
+    /* Nudged by the watch: take waiting requests from a busy sibling, one
+     * connection per round while there are some (the flag stays up). */
+    if (atomic_load_explicit(&loop->steal_wanted, memory_order_relaxed) &&
+        (loop->stopping || !gn_group__steal(loop)))
+        atomic_store(&loop->steal_wanted, 0);
 }
 
 static void scan_timeouts(gn_loop_t *loop)
@@ -190,6 +327,10 @@ static void scan_timeouts(gn_loop_t *loop)
         }
     }
     loop->next_scan = loop->now + SCAN_INTERVAL;
+    if (loop->stopping && loop->n_listen > 0 && loop->now >= loop->listen_until)
+        close_listeners(loop);
+    else if (loop->stopping && loop->n_listen > 0 && loop->listen_until < loop->next_scan)
+        loop->next_scan = loop->listen_until;
 }
 
 static void dispatch(gn_loop_t *loop, struct epoll_event *ev)
@@ -205,8 +346,7 @@ static void dispatch(gn_loop_t *loop, struct epoll_event *ev)
         if (read(loop->wake_fd, &v, sizeof(v)) < 0) {
             /* spurious: nothing to drain */
         }
-        if (atomic_load(&loop->stop_requested) && !loop->stopping)
-            begin_stop(loop);
+        take_requests(loop);
     } else if (tag - TAG_LISTEN_BASE < loop->n_listen && loop->accepting) {
         accept_one_batch(loop, loop->listen_fds[tag - TAG_LISTEN_BASE]);
     }
@@ -216,16 +356,22 @@ static void dispatch(gn_loop_t *loop, struct epoll_event *ev)
 static void iterate(gn_loop_t *loop, int timeout_ms)
 {
     struct epoll_event events[MAX_EVENTS];
-    if (loop->before_wait && timeout_ms != 0)
-        loop->before_wait(loop->wait_arg);
+    if (timeout_ms != 0) {
+        atomic_store_explicit(&loop->sleeping, 1, memory_order_relaxed);
+        if (loop->before_wait)
+            loop->before_wait(loop->wait_arg);
+    }
     int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout_ms);
-    if (loop->after_wait && timeout_ms != 0)
-        loop->after_wait(loop->wait_arg);
+    if (timeout_ms != 0) {
+        if (loop->after_wait)
+            loop->after_wait(loop->wait_arg);
+        atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+    }
     loop->now = gn_now();
+    atomic_store_explicit(&loop->polled_us, gn_loop__us(loop->now), memory_order_relaxed);
     /* A stop requested while we were busy applies to this batch already,
      * so a connection accepted in it is answered with Connection: close. */
-    if (atomic_load(&loop->stop_requested) && !loop->stopping)
-        begin_stop(loop);
+    take_requests(loop);
     for (int i = 0; i < n; i++) {
         dispatch(loop, &events[i]);
         /* Application code may have run for a long time: deadlines set by
@@ -236,22 +382,27 @@ static void iterate(gn_loop_t *loop, int timeout_ms)
     free_dead(loop);
     if (loop->now >= loop->next_scan)
         scan_timeouts(loop);
+    if (loop->stopping && loop->n_listen > 0 && loop->now >= loop->listen_until)
+        close_listeners(loop);
     /* Resume accepting once connections fall below the bound. */
     if (!loop->accepting && !loop->stopping && loop->n_listen > 0 &&
         loop->n_conns < loop->limits->max_connections)
         listen_ctl(loop, EPOLL_CTL_ADD);
     free_dead(loop);
+    atomic_store_explicit(&loop->n_conns_pub, loop->n_conns, memory_order_relaxed);
 }
 
 static int finished(const gn_loop_t *loop)
 {
-    return loop->stopping && loop->n_conns == 0;
+    return loop->stopping && loop->n_conns == 0 && loop->n_listen == 0;
 }
 
 void gn_loop_run(gn_loop_t *loop)
 {
     while (!finished(loop)) {
         int timeout = (int)((loop->next_scan - loop->now) * 1000) + 1;
+        if (atomic_load_explicit(&loop->steal_wanted, memory_order_relaxed))
+            timeout = 0;
         iterate(loop, timeout < 0 ? 0 : timeout);
     }
 }
@@ -265,6 +416,7 @@ int gn_loop_poll(gn_loop_t *loop)
 int gn_loop_tick(gn_loop_t *loop)
 {
     loop->now = gn_now();
+    atomic_store_explicit(&loop->polled_us, gn_loop__us(loop->now), memory_order_relaxed);
     scan_timeouts(loop);
     free_dead(loop);
     return finished(loop);
@@ -272,6 +424,8 @@ int gn_loop_tick(gn_loop_t *loop)
 
 void gn_loop_destroy(gn_loop_t *loop)
 {
+    gn_group_leave(loop);
+    loop->group = NULL;
     while (loop->conns)
         gn_conn_close(loop->conns);
     free_dead(loop);

@@ -17,6 +17,7 @@ struct gn_loop {
     int *listen_fds;
     unsigned n_listen;
     int accepting;   /* listening sockets registered in epoll */
+    double listen_until; /* stopping: the listeners close then */
     int exclusive;   /* listeners shared with other workers (EPOLLEXCLUSIVE) */
 
     gn_conn_t *conns; /* all open connections, newest first */
@@ -29,6 +30,7 @@ struct gn_loop {
     double next_scan;
 
     atomic_int stop_requested;
+    atomic_int hurry_requested; /* a second stop signal: stop waiting */
     int stopping;
     double stop_deadline;
     double graceful_timeout;
@@ -40,6 +42,19 @@ struct gn_loop {
 
     int worker_id;
     unsigned long long served; /* requests completed */
+
+    /* Work follows idle workers (http/group.h). Written by the loop's own
+     * thread only, read by the supervisor's watch and by siblings. */
+    struct gn_group *group;     /* NULL: no siblings in this process */
+    unsigned slot;
+    atomic_llong polled_us;     /* when the loop last looked at its events */
+    atomic_int sleeping;        /* blocked in epoll_wait */
+    atomic_int inflight;        /* connections with a request being answered */
+    atomic_int stolen;          /* connections siblings took, not yet let go */
+    atomic_int steal_wanted;    /* the watch asks this loop to take work */
+    atomic_int accept_wanted;   /* a full sibling asks this loop to accept */
+    atomic_int stopping_pub;    /* stopping, for siblings */
+    atomic_uint n_conns_pub;    /* n_conns, for siblings */
 };
 
 /*
@@ -60,13 +75,30 @@ int gn_loop_poll(gn_loop_t *loop);
 int gn_loop_tick(gn_loop_t *loop);
 /* Thread-safe: ask the loop for a graceful stop. */
 void gn_loop_request_stop(gn_loop_t *loop);
+/* Thread-safe: stop now, closing the connections still open (the loop
+ * leaves as soon as its thread is back from the application). */
+void gn_loop_hurry(gn_loop_t *loop);
 /* Closes everything the loop owns. Safe on a half-initialised loop. */
 void gn_loop_destroy(gn_loop_t *loop);
+/*
+ * A stop begins: the listening socket fd stops taking new connections (a
+ * TCP SYN is dropped, so the client's connect is refused once the socket
+ * closes) while handshakes already under way still complete and can be
+ * accepted. Any thread may call it; it is idempotent. Returns 0 or -1.
+ */
+int gn_listener_refuse_new(int fd);
 /* Monotonic clock in seconds. */
 double gn_now(void);
 
-/* Internal, for conn.c: register interest, and retire a closed connection. */
+/* Internal, for conn.c and group.c: register interest, retire a closed
+ * connection, wake the loop, and the clock in microseconds. */
 int gn_loop__watch(gn_loop_t *loop, gn_conn_t *c, uint32_t events);
 void gn_loop__retire(gn_loop_t *loop, gn_conn_t *c);
+void gn_loop__wake(gn_loop_t *loop);
+long long gn_loop__us(double t);
+/* The connection an epoll event names, or NULL for the loop's own fds. */
+gn_conn_t *gn_loop__conn_of(void *ptr);
+/* A connection taken from a sibling: serve it here from now on. */
+void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests);
 
 #endif

@@ -304,7 +304,7 @@ int gn_conn_upgrade_ws(gn_conn_t *c)
     memmove(c->rbuf, c->rbuf + c->head_len, c->rlen - c->head_len);
     c->rlen -= c->head_len;
     c->head_len = c->parsed_len = 0;
-    c->state = GN_CONN_WEBSOCKET;
+    gn_conn__set_state(c, GN_CONN_WEBSOCKET);
     c->keepalive = 0;
     double ping = c->loop->limits->ws_ping_interval;
     c->deadline = ping > 0 ? c->loop->now + ping : 0;

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "http/loop.h"
 #include "server/log.h"
 
 /* Splits "host:port" / "[v6]:port" / ":port" into host and port. */
@@ -183,15 +184,27 @@ int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
         return NULL;
     for (unsigned i = 0; i < ls->n_binds; i++) {
         gn_bind_t *b = &ls->binds[i];
-        if (b->per_worker) {
-            fds[i] = b->fds[w];
-            b->fds[w] = -1; /* the worker owns it now */
-        } else {
-            fds[i] = fcntl(b->fds[0], F_DUPFD_CLOEXEC, 0);
-        }
+        /* A copy: the supervisor keeps its own, to refuse new connections
+         * on every socket the moment a stop begins. */
+        fds[i] = fcntl(b->fds[b->per_worker ? w : 0], F_DUPFD_CLOEXEC, 0);
     }
     *n = ls->n_binds;
     return fds;
+}
+
+void gn_listen_refuse(gn_listeners_t *ls)
+{
+    for (unsigned i = 0; ls->binds && i < ls->n_binds; i++) {
+        gn_bind_t *b = &ls->binds[i];
+        if (b->is_unix) { /* no new client finds the path; queued ones stay */
+            unlink(b->spec + 5);
+            b->is_unix = 0;
+        }
+        for (unsigned j = 0; b->fds && j < b->n_fds; j++) {
+            if (b->fds[j] >= 0)
+                gn_listener_refuse_new(b->fds[j]);
+        }
+    }
 }
 
 void gn_listen_disown(gn_listeners_t *ls)

@@ -24,10 +24,16 @@ typedef struct {
  * the n_workers workers of all processes. Returns 0, or -1 after logging why. */
 int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_workers);
 /*
- * The descriptors worker w listens on (one per bind, dup'ed where shared so
- * each worker can close its own). Returns a malloc'd array or NULL.
+ * The descriptors worker w listens on (one per bind, each a copy that the
+ * worker closes). Returns a malloc'd array or NULL.
  */
 int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n);
+/*
+ * A stop begins: every socket refuses new connections (the unix socket files
+ * are removed), while the workers accept what is already queued. Call
+ * gn_listen_close() next: each worker holds its own copy.
+ */
+void gn_listen_refuse(gn_listeners_t *ls);
 /* Closes what is still open and removes unix socket files. */
 void gn_listen_close(gn_listeners_t *ls);
 /* In a forked child: gn_listen_close() will leave the unix socket files,

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/group.h"
 #include "http/loop.h"
 #include "server/log.h"
 #include "server/worker.h"
@@ -20,9 +21,12 @@ typedef struct {
     gn_worker_t *workers;
     unsigned n_started;
     gn_end_order_t end_order;
+    gn_group_t group; /* n = 0 with a single worker */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
+    int hurrying; /* a second SIGTERM: in-flight requests are not waited for */
+    double hurried_at;
 } pool_t;
 
 /* Waits up to `seconds` for a signal; returns its number or 0. */
@@ -41,7 +45,8 @@ static void request_stop_all(pool_t *p)
 }
 
 /* SIGTERM/SIGINT start a graceful stop; a second SIGINT (or SIGQUIT) ends
- * the process at once, as users of gunicorn and uvicorn expect. */
+ * the process at once, as users of gunicorn and uvicorn expect; a second
+ * SIGTERM stops waiting for in-flight requests and still exits 0. */
 static void handle_signal(pool_t *p, int sig)
 {
     if (sig == 0)
@@ -51,11 +56,23 @@ static void handle_signal(pool_t *p, int sig)
         gn_listen_close(&p->plan->listeners);
         gn_interp_abandon_process(EXIT_FORCED);
     }
+    if (p->stopping && sig == SIGTERM) {
+        if (!p->hurrying)
+            gn_log(GN_LOG_WARNING, "second SIGTERM: closing the connections still open");
+        p->hurrying = 1;
+        for (unsigned i = 0; i < p->n_started; i++)
+            gn_worker_hurry(&p->workers[i]);
+        return;
+    }
     if (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT) {
         if (!p->stopping)
             gn_log(GN_LOG_INFO, "%s received: finishing in-flight requests (up to %gs)",
                    sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT",
                    p->plan->cfg.graceful_timeout);
+        /* From this moment no new connection is queued anywhere; the
+         * workers take what is queued and close their own copies. */
+        gn_listen_refuse(&p->plan->listeners);
+        gn_listen_close(&p->plan->listeners);
         p->stopping = 1;
         request_stop_all(p);
     }
@@ -79,6 +96,7 @@ static void init_worker(pool_t *p, unsigned i)
     w->mu = &p->mu;
     w->cv = &p->cv;
     w->exclusive = plan->listeners.exclusive;
+    w->group = p->group.n ? &p->group : NULL;
     w->listen_fds = gn_listen_for_worker(&plan->listeners, w->id, &w->n_listen);
 }
 
@@ -147,22 +165,34 @@ static int all_stopped(pool_t *p)
  * such workers, the process then leaves without waiting for it. */
 static void check_graceful_deadline(pool_t *p, double stop_started)
 {
-    if (gn_now() < stop_started + p->plan->cfg.graceful_timeout + 1.0)
+    double limit = p->hurrying ? 1.0 : p->plan->cfg.graceful_timeout + 1.0;
+    if (p->hurrying && p->hurried_at == 0)
+        p->hurried_at = gn_now();
+    if (gn_now() < (p->hurrying ? p->hurried_at : stop_started) + limit)
         return;
     unsigned busy = 0;
     for (unsigned i = 0; i < p->n_started; i++)
         busy += atomic_load(&p->workers[i].state) == GN_WORKER_READY;
-    gn_log(GN_LOG_WARNING, "graceful timeout (%gs) expired with %u worker(s) still in a request: exiting",
-           p->plan->cfg.graceful_timeout, busy);
+    if (p->hurrying)
+        gn_log(GN_LOG_WARNING, "%u worker(s) still in a request after a second SIGTERM: exiting", busy);
+    else
+        gn_log(GN_LOG_WARNING, "graceful timeout (%gs) expired with %u worker(s) still in a request: exiting",
+               p->plan->cfg.graceful_timeout, busy);
     gn_listen_close(&p->plan->listeners);
     gn_interp_abandon_process(0);
 }
+
+/* How often the supervisor looks for requests that wait on a busy worker
+ * while another is idle (http/group.h). */
+#define WATCH_INTERVAL 0.004
 
 static void run_until_stopped(pool_t *p)
 {
     double stop_started = 0;
     while (!all_stopped(p)) {
-        handle_signal(p, wait_signal(p, 0.1));
+        handle_signal(p, wait_signal(p, p->group.n && !p->stopping ? WATCH_INTERVAL : 0.1));
+        if (p->group.n)
+            gn_group_watch(&p->group);
         if (!p->stopping)
             continue;
         if (stop_started == 0)
@@ -246,11 +276,18 @@ int gn_pool_serve(gn_plan_t *plan, unsigned id_base, const gn_pool_hooks_t *hook
     pthread_mutex_init(&p->end_order.mu, NULL);
     pthread_cond_init(&p->end_order.cv, NULL);
     p->end_order.turn = -1;
+    if (plan->per_proc > 1 && gn_group_init(&p->group, plan->per_proc) < 0) {
+        gn_log(GN_LOG_ERROR, "out of memory");
+        free(p->workers);
+        return 1;
+    }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = serve_unlocked(p);
     Py_END_ALLOW_THREADS
     free(p->workers);
+    if (p->group.n)
+        gn_group_destroy(&p->group);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->end_order.mu);

@@ -158,6 +158,10 @@ static void begin_stop(procs_t *ps, int sig)
     if (!ps->stopping) {
         ps->stopping = 1;
         ps->stop_started = gn_now();
+        /* New connections are refused at once; each child takes what its
+         * workers' queues hold before it closes its own copies. */
+        gn_listen_refuse(&ps->plan->listeners);
+        gn_listen_close(&ps->plan->listeners);
     }
     for (unsigned i = 0; i < ps->n; i++)
         ps->kids[i].restart_at = 0;
@@ -165,7 +169,8 @@ static void begin_stop(procs_t *ps, int sig)
 }
 
 /* SIGTERM/SIGINT/SIGQUIT go to every child, which stops gracefully (a second
- * SIGINT or SIGQUIT: at once, as in one process). SIGHUP is not used yet. */
+ * SIGINT or SIGQUIT: at once, a second SIGTERM: without waiting for in-flight
+ * requests, as in one process). SIGHUP is not used yet. */
 static void on_signal(procs_t *ps, int sig)
 {
     if (sig == SIGCHLD || sig == SIGHUP)

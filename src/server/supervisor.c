@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "interp/interp.h"
 #include "server/config.h"
@@ -177,6 +178,16 @@ int gn_supervisor_serve(PyObject *config)
     sigset_t old;
     pthread_sigmask(SIG_BLOCK, &plan.sigs, &old);
     int rc = run(&plan);
+    /* A stop signal that came late (a second SIGTERM as the last worker
+     * ended) is spent here: unblocked, it would kill the process on its way
+     * out instead of letting it exit with rc. The stop signals stay blocked
+     * while the process leaves. */
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&plan.sigs, NULL, &zero) > 0) {
+    }
+    sigaddset(&old, SIGINT);
+    sigaddset(&old, SIGTERM);
+    sigaddset(&old, SIGQUIT);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     gn_listen_close(&plan.listeners);
     gn_config_free(&plan.cfg);

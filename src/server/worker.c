@@ -7,6 +7,7 @@
 
 #include "bridges/asgi.h"
 #include "bridges/wsgi.h"
+#include "http/group.h"
 #include "server/log.h"
 #include "shared/shared.h"
 
@@ -124,6 +125,8 @@ static void serve(gn_worker_t *w, bridge_t *b)
     else
         gn_log(GN_LOG_INFO, "worker %u ready (sub-interpreter %lld, own GIL, thread %d)", w->id,
                (long long)w->interp.id, (int)gettid());
+    if (w->group)
+        gn_group_join(w->group, w->index, &w->loop);
     set_state(w, GN_WORKER_READY);
     if (b->asgi)
         gn_asgi_run(b->asgi, &w->loop);
@@ -195,5 +198,13 @@ void gn_worker_request_stop(gn_worker_t *w)
     pthread_mutex_lock(w->mu);
     if (atomic_load(&w->state) == GN_WORKER_READY)
         gn_loop_request_stop(&w->loop);
+    pthread_mutex_unlock(w->mu);
+}
+
+void gn_worker_hurry(gn_worker_t *w)
+{
+    pthread_mutex_lock(w->mu);
+    if (atomic_load(&w->state) == GN_WORKER_READY)
+        gn_loop_hurry(&w->loop);
     pthread_mutex_unlock(w->mu);
 }

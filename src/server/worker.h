@@ -36,6 +36,7 @@ typedef struct gn_worker {
     int *listen_fds;
     unsigned n_listen;
     int exclusive;
+    struct gn_group *group; /* the process's loops, or NULL with one worker */
 
     atomic_int state;
     int fatal;          /* failure means the application cannot load */
@@ -54,5 +55,7 @@ typedef struct gn_worker {
 int gn_worker_start(gn_worker_t *w);
 /* Thread-safe: ask the worker's loop to stop gracefully. */
 void gn_worker_request_stop(gn_worker_t *w);
+/* Thread-safe: stop waiting for in-flight requests (a second SIGTERM). */
+void gn_worker_hurry(gn_worker_t *w);
 
 #endif

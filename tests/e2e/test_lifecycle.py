@@ -41,24 +41,25 @@ def test_graceful_stop_finishes_in_flight_request(server, tmp_path, sig):
 
 
 def test_backlog_after_sigterm_is_answered_and_closed(server, tmp_path):
-    """A client that connected while the only worker was busy, after SIGTERM,
-    was already accepted by the kernel: it gets its answer (with
-    Connection: close) rather than a reset, and the server still exits 0.
-    "Shutdown loses nothing: every accepted request gets a response." """
+    """A client that connected while the only worker was busy sits in the
+    kernel's queue when SIGTERM comes: it gets its answer (with
+    Connection: close), never a reset, and the server still exits 0. A client
+    that connects after the stop began is refused, not queued."""
     srv = server("router:app", "--workers", "1")
     t, result = slow_request_in_thread(srv, 2, tmp_path / "started")
+    queued = Conn(srv)  # accepted by the kernel, not yet by the busy worker
     srv.send_signal(signal.SIGTERM)
     time.sleep(0.3)
-    try:
-        r = fetch(srv, "/hello", timeout=10)
-    except (OSError, AssertionError):
-        r = None  # refused: the listener was already closed
-    if r is not None:
-        assert r.status == 200 and r.has_token("connection", "close"), r
+    r = queued.request("GET", "/hello")
+    assert r.status == 200 and r.has_token("connection", "close"), r
+    assert queued.closed_within(scaled(5))
+    queued.close()
+    with pytest.raises(ConnectionRefusedError):
+        connect(srv.addr, timeout=scaled(10)).close()
     assert srv.wait_exit(30) == 0
     t.join(10)
     assert result.get("resp") is not None and result["resp"].status == 200, result
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         connect(srv.addr, timeout=2).close()  # and nothing listens afterwards
 
 
@@ -119,7 +120,7 @@ def test_second_sigint_exits_at_once(server, tmp_path):
     srv.send_signal(signal.SIGINT)
     rc = srv.wait_exit(10)
     assert time.monotonic() - t0 < scaled(3), "second SIGINT did not stop the server at once"
-    assert rc not in CRASH_CODES, "crashed on the second SIGINT: %s\n%s" % (rc, srv.describe())
+    assert rc == 130, "exit code %s (130 after a second SIGINT, as documented)\n%s" % (rc, srv.describe())
 
 
 # -- start-up failures -------------------------------------------------------

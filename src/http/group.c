@@ -1,0 +1,185 @@
+#include "http/group.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "http/loop.h"
+
+/* A loop that has run application code for this long without looking at its
+ * events is busy: requests waiting on its idle connections may move. Short
+ * enough that a waiting request is taken in a few milliseconds, long enough
+ * that ordinary fast requests never move connections around. */
+#define BUSY_AFTER_US 4000
+#define PEEK_EVENTS 32
+
+int gn_group_init(gn_group_t *g, unsigned n)
+{
+    g->n = 0;
+    g->slots = calloc(n, sizeof(gn_group_slot_t));
+    if (g->slots == NULL)
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        pthread_mutex_init(&g->slots[i].mu, NULL);
+    g->n = n;
+    return 0;
+}
+
+void gn_group_destroy(gn_group_t *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        pthread_mutex_destroy(&g->slots[i].mu);
+    free(g->slots);
+    g->slots = NULL;
+    g->n = 0;
+}
+
+void gn_group_join(gn_group_t *g, unsigned i, gn_loop_t *loop)
+{
+    loop->group = g;
+    loop->slot = i;
+    pthread_mutex_lock(&g->slots[i].mu);
+    g->slots[i].loop = loop;
+    pthread_mutex_unlock(&g->slots[i].mu);
+}
+
+void gn_group_leave(gn_loop_t *loop)
+{
+    gn_group_t *g = loop->group;
+    if (g == NULL)
+        return;
+    pthread_mutex_lock(&g->slots[loop->slot].mu);
+    g->slots[loop->slot].loop = NULL;
+    pthread_mutex_unlock(&g->slots[loop->slot].mu);
+}
+
+void gn_group__lock(gn_loop_t *loop)
+{
+    if (loop->group)
+        pthread_mutex_lock(&loop->group->slots[loop->slot].mu);
+}
+
+void gn_group__unlock(gn_loop_t *loop)
+{
+    if (loop->group)
+        pthread_mutex_unlock(&loop->group->slots[loop->slot].mu);
+}
+
+/* Running application code, and not back to its events for a while. */
+static int busy(gn_loop_t *l, long long now_us)
+{
+    return atomic_load_explicit(&l->inflight, memory_order_relaxed) > 0 &&
+           !atomic_load_explicit(&l->sleeping, memory_order_relaxed) &&
+           now_us - atomic_load_explicit(&l->polled_us, memory_order_relaxed) > BUSY_AFTER_US;
+}
+
+/* Nothing of its own to answer: it can take work at once. */
+static int idle(gn_loop_t *l)
+{
+    return atomic_load_explicit(&l->inflight, memory_order_relaxed) == 0 && !l->stopping_pub;
+}
+
+/*
+ * With the owner's slot lock held: a connection of the owner whose request
+ * has arrived and which is still idle, or NULL. epoll_wait on another loop's
+ * set takes nothing from it: every registration is level-triggered, so the
+ * owner sees the same events again.
+ */
+static gn_conn_t *waiting_conn(gn_loop_t *owner)
+{
+    struct epoll_event ev[PEEK_EVENTS];
+    int n = epoll_wait(owner->epfd, ev, PEEK_EVENTS, 0);
+    for (int i = 0; i < n; i++) {
+        gn_conn_t *c = gn_loop__conn_of(ev[i].data.ptr);
+        if (c && (ev[i].events & EPOLLIN) &&
+            atomic_load_explicit(&c->claim, memory_order_relaxed) == GN_CLAIM_IDLE)
+            return c;
+    }
+    return NULL;
+}
+
+void gn_group_watch(gn_group_t *g)
+{
+    long long now_us = gn_loop__us(gn_now());
+    for (unsigned i = 0; i < g->n; i++) {
+        pthread_mutex_lock(&g->slots[i].mu);
+        gn_loop_t *owner = g->slots[i].loop;
+        int waiting = owner && busy(owner, now_us) && waiting_conn(owner) != NULL;
+        pthread_mutex_unlock(&g->slots[i].mu);
+        if (!waiting)
+            continue;
+        /* One idle sibling is enough: it takes connections one by one for
+         * as long as there are some (gn_group__steal). */
+        for (unsigned j = 0; j < g->n; j++) {
+            pthread_mutex_lock(&g->slots[j].mu);
+            gn_loop_t *l = g->slots[j].loop;
+            int nudged = l && j != i && idle(l);
+            if (nudged && !atomic_exchange(&l->steal_wanted, 1))
+                gn_loop__wake(l);
+            pthread_mutex_unlock(&g->slots[j].mu);
+            if (nudged)
+                break;
+        }
+    }
+}
+
+/* With the owner's slot lock held: claim c for thief, take it out of the
+ * owner's epoll set, and note what the new connection needs. */
+static int take(gn_loop_t *owner, gn_conn_t *c, int *fd, struct sockaddr_storage *peer, socklen_t *len,
+                unsigned *requests)
+{
+    int expected = GN_CLAIM_IDLE;
+    if (!atomic_compare_exchange_strong(&c->claim, &expected, GN_CLAIM_MOVED))
+        return 0; /* its owner came back to it first */
+    /* Set once, before the connection was first marked idle. */
+    *fd = c->fd;
+    *len = c->peer_len;
+    memcpy(peer, &c->peer, c->peer_len);
+    *requests = c->requests;
+    epoll_ctl(owner->epfd, EPOLL_CTL_DEL, *fd, NULL);
+    atomic_fetch_add(&owner->stolen, 1);
+    return 1;
+}
+
+int gn_group__steal(gn_loop_t *loop)
+{
+    gn_group_t *g = loop->group;
+    long long now_us = gn_loop__us(loop->now);
+    for (unsigned k = 1; k < g->n; k++) {
+        gn_group_slot_t *s = &g->slots[(loop->slot + k) % g->n];
+        int fd = -1, got = 0;
+        struct sockaddr_storage peer;
+        socklen_t len = 0;
+        unsigned requests = 0;
+        pthread_mutex_lock(&s->mu);
+        gn_loop_t *owner = s->loop;
+        if (owner && busy(owner, now_us)) {
+            gn_conn_t *c = waiting_conn(owner);
+            got = c && take(owner, c, &fd, &peer, &len, &requests);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (got) {
+            gn_loop__adopt(loop, fd, (struct sockaddr *)&peer, len, requests);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void gn_group__pass_accept(gn_loop_t *loop)
+{
+    gn_group_t *g = loop->group;
+    if (g == NULL)
+        return;
+    for (unsigned k = 1; k < g->n; k++) {
+        gn_group_slot_t *s = &g->slots[(loop->slot + k) % g->n];
+        pthread_mutex_lock(&s->mu);
+        gn_loop_t *l = s->loop;
+        int room = l && atomic_load_explicit(&l->n_conns_pub, memory_order_relaxed) < l->limits->max_connections;
+        if (room && !atomic_exchange(&l->accept_wanted, 1))
+            gn_loop__wake(l);
+        pthread_mutex_unlock(&s->mu);
+        if (room)
+            return;
+    }
+}

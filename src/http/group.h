@@ -1,0 +1,61 @@
+/*
+ * The worker loops of one process, seen by each other, so that work follows
+ * idle workers.
+ *
+ * A loop owns the connections it accepted, and a loop that runs application
+ * code does not look at them. When a request arrives on an idle keep-alive
+ * connection of such a busy loop while another loop has nothing to do, the
+ * idle loop takes the connection over (it is plain C state: an fd and a peer
+ * address) and answers the request itself. A request is always read, handed
+ * to the application and answered by one loop; only connections between two
+ * requests move, so keep-alive and pipelining order hold.
+ *
+ * Who decides: the supervisor's thread calls gn_group_watch() every few
+ * milliseconds (it never blocks on a worker); it nudges an idle loop through
+ * its wake-up fd, and that loop takes one connection at a time with
+ * gn_group__steal() for as long as there is one to take.
+ *
+ * Safety: a connection between requests is marked idle (conn.h: claim);
+ * whichever of its owner and a thief flips the mark first has it. A thief
+ * looks into the owner's epoll set and reads the connection under the
+ * owner's slot lock, which the owner also holds while it frees connections,
+ * so nothing it looks at is freed meanwhile.
+ */
+#ifndef GN_HTTP_GROUP_H
+#define GN_HTTP_GROUP_H
+
+#include <pthread.h>
+
+typedef struct gn_loop gn_loop_t;
+
+typedef struct {
+    pthread_mutex_t mu; /* look into the loop's epoll set; free its connections */
+    gn_loop_t *loop;    /* NULL while the loop is not serving */
+} gn_group_slot_t;
+
+typedef struct gn_group {
+    unsigned n;
+    gn_group_slot_t *slots;
+} gn_group_t;
+
+/* n slots, all empty. Returns 0 or -1 (out of memory). */
+int gn_group_init(gn_group_t *g, unsigned n);
+void gn_group_destroy(gn_group_t *g);
+/* The loop's thread: the loop serves from now on as slot i. */
+void gn_group_join(gn_group_t *g, unsigned i, gn_loop_t *loop);
+/* The loop's thread: the loop stops being seen (before it is torn down). */
+void gn_group_leave(gn_loop_t *loop);
+/* Any thread but a loop's, every few milliseconds: nudge idle loops towards
+ * requests that wait on a busy loop. */
+void gn_group_watch(gn_group_t *g);
+
+/* Internal, for loop.c. */
+/* Take one connection whose request waits on a busy sibling, and start
+ * serving it. Returns 1 if one was taken. */
+int gn_group__steal(gn_loop_t *loop);
+/* This loop is full: wake a sibling with room to accept. */
+void gn_group__pass_accept(gn_loop_t *loop);
+void gn_group__lock(gn_loop_t *loop);
+void gn_group__unlock(gn_loop_t *loop);
+
+#endif

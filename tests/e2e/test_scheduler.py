@@ -1,0 +1,101 @@
+"""Work follows idle workers (src/http/group.h): requests that arrive on
+keep-alive connections of a worker busy in the application are answered by an
+idle worker; a worker at its connection limit does not leave a new client
+unanswered while another has room. No timing: each test asserts which worker
+answered, or that an answer came at all."""
+import time
+
+import pytest
+
+from conftest import Conn, in_threads, scaled
+
+APPS = [pytest.param(("router:app", "/cpu?ms=300", "/hello"), id="wsgi"),
+        pytest.param(("asgi_app:app", "/cpu?ms=300", "/fixed"), id="asgi")]
+PORTS = [pytest.param((), id="shared-socket"), pytest.param(("--reuse-port",), id="reuse-port")]
+
+
+def warm_pool(srv, n, first):
+    """n keep-alive connections opened and used once while the server is idle,
+    as a proxy's upstream pool or a client session does."""
+    conns = [Conn(srv) for _ in range(n)]
+    for c in conns:
+        assert c.request("GET", first).status == 200
+    time.sleep(0.3)
+    return conns
+
+
+@pytest.mark.tsan
+@pytest.mark.parametrize("ports", PORTS)
+@pytest.mark.parametrize("app", APPS)
+def test_warm_pool_cpu_requests_run_in_both_workers(server, app, ports):
+    srv = server(app[0], "--workers", "2", "--mode", "interpreters", *ports)
+    conns = warm_pool(srv, 8, app[2])
+    try:
+        answers = in_threads(lambda c: c.request("GET", app[1]).json(), [(c,) for c in conns])
+        interps = {a["interp"] for a in answers}
+        assert len(interps) == 2, "8 CPU-bound requests on a warm pool all ran in interpreter(s) %s" % interps
+    finally:
+        for c in conns:
+            c.close()
+
+
+@pytest.mark.tsan
+@pytest.mark.parametrize("app", APPS)
+def test_long_request_does_not_hold_up_other_connections(server, app):
+    """While one worker runs a long request, short requests on the other
+    connections of its pool are answered, all before the long one ends."""
+    srv = server(app[0], "--workers", "2", "--mode", "interpreters")
+    conns = warm_pool(srv, 4, app[2])
+    try:
+        long_conn, others = conns[0], conns[1:]
+        long_conn.send("GET /cpu?ms=%d HTTP/1.1\r\nHost: x\r\n\r\n" % int(scaled(3) * 1000))
+        time.sleep(0.2)
+        for _ in range(5):
+            for c in others:
+                assert c.request("GET", app[2]).status == 200
+        assert long_conn.poll_data(0) is None, "the long request ended before the short ones"
+        assert long_conn.response().status == 200
+    finally:
+        for c in conns:
+            c.close()
+
+
+@pytest.mark.tsan
+def test_no_stall_at_one_workers_connection_limit(server):
+    """180 keep-alive connections opened one after another on an idle server
+    with 2 workers of 100 connections each: every one is answered, although
+    the kernel's wake-ups keep going to the same worker."""
+    srv = server("router:app", "--workers", "2", "--max-connections", "100")
+    conns = []
+    try:
+        for i in range(180):
+            c = Conn(srv, timeout=5)
+            conns.append(c)
+            r = c.request("GET", "/hello")
+            assert r.status == 200, "connection %d: %r" % (i + 1, r)
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_beyond_capacity_waits_and_is_answered_once_others_close(server):
+    srv = server("router:app", "--workers", "2", "--max-connections", "100")
+    conns = []
+    try:
+        for _ in range(200):
+            c = Conn(srv, timeout=5)
+            conns.append(c)
+            assert c.request("GET", "/hello").status == 200
+        late = [Conn(srv, timeout=10) for _ in range(50)]
+        for c in late:
+            c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        assert all(c.poll_data(0) is None for c in late), "served beyond --max-connections"
+        for c in conns[:50]:
+            c.close()
+        for i, c in enumerate(late):
+            assert c.response().status == 200, "late connection %d never answered" % i
+        conns += late
+    finally:
+        for c in conns:
+            c.close()
