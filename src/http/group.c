@@ -98,14 +98,17 @@ static gn_conn_t *waiting_conn(gn_loop_t *owner)
     return NULL;
 }
 
-void gn_group_watch(gn_group_t *g)
+int gn_group_watch(gn_group_t *g)
 {
     long long now_us = gn_loop__us(gn_now());
+    int n_busy = 0;
     for (unsigned i = 0; i < g->n; i++) {
         pthread_mutex_lock(&g->slots[i].mu);
         gn_loop_t *owner = g->slots[i].loop;
-        int waiting = owner && busy(owner, now_us) && waiting_conn(owner) != NULL;
+        int is_busy = owner && busy(owner, now_us);
+        int waiting = is_busy && waiting_conn(owner) != NULL;
         pthread_mutex_unlock(&g->slots[i].mu);
+        n_busy += is_busy;
         if (!waiting)
             continue;
         /* One idle sibling is enough: it takes connections one by one for
@@ -121,6 +124,7 @@ void gn_group_watch(gn_group_t *g)
                 break;
         }
     }
+    return n_busy;
 }
 
 /* With the owner's slot lock held: claim c for thief, take it out of the

@@ -183,16 +183,22 @@ static void check_graceful_deadline(pool_t *p, double stop_started)
 }
 
 /* How often the supervisor looks for requests that wait on a busy worker
- * while another is idle (http/group.h). */
-#define WATCH_INTERVAL 0.004
+ * while another is idle (http/group.h): often while a worker is busy in the
+ * application, less often otherwise, since every look wakes this thread on
+ * cores the workers need. A request that waits is taken within about
+ * WATCH_IDLE + the group's busy threshold. */
+#define WATCH_BUSY 0.004
+#define WATCH_IDLE 0.02
 
 static void run_until_stopped(pool_t *p)
 {
     double stop_started = 0;
+    int n_busy = 0;
     while (!all_stopped(p)) {
-        handle_signal(p, wait_signal(p, p->group.n && !p->stopping ? WATCH_INTERVAL : 0.1));
+        double wait = !p->group.n || p->stopping ? 0.1 : n_busy ? WATCH_BUSY : WATCH_IDLE;
+        handle_signal(p, wait_signal(p, wait));
         if (p->group.n)
-            gn_group_watch(&p->group);
+            n_busy = gn_group_watch(&p->group);
         if (!p->stopping)
             continue;
         if (stop_started == 0)
