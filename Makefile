@@ -143,11 +143,11 @@ test: test-c test-ws-c test-shared-c test-clang test-e2e test-frameworks test-as
 serve demo: ext
 	$(PYTHON) -m gorgon demo.app:app --bind 127.0.0.1:8000
 
-# The issue-5 command: every server, every workload, worker counts 1 and 2,
+# The full peers suite: every server, every workload, worker counts 1 and 2,
 # 3 interleaved repetitions (about an hour); bench-quick: 2 workers, one 2 s
 # run per cell (under 3 minutes). bench-core: gorgon's own measurements
-# (accept modes, per-worker split, memory, start-up). bench-seed: the seed's
-# threads / interpreters / processes experiments.
+# (accept modes, per-worker split, memory, start-up). bench-seed: the
+# threads / interpreters / processes experiments (docs/seed-experiments.md).
 bench: ext $(STAMP)
 	$(VPY) bench/run.py
 
