@@ -73,10 +73,11 @@ static int busy(gn_loop_t *l, long long now_us)
            now_us - atomic_load_explicit(&l->polled_us, memory_order_relaxed) > BUSY_AFTER_US;
 }
 
-/* Nothing of its own to answer: it can take work at once. */
+/* Nothing of its own to answer: it can take work at once (a stopping loop
+ * declines, in take_requests). */
 static int idle(gn_loop_t *l)
 {
-    return atomic_load_explicit(&l->inflight, memory_order_relaxed) == 0 && !l->stopping_pub;
+    return atomic_load_explicit(&l->inflight, memory_order_relaxed) == 0;
 }
 
 /*

@@ -94,7 +94,6 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     atomic_init(&loop->stolen, 0);
     atomic_init(&loop->steal_wanted, 0);
     atomic_init(&loop->accept_wanted, 0);
-    atomic_init(&loop->stopping_pub, 0);
     atomic_init(&loop->n_conns_pub, 0);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0)
@@ -132,7 +131,9 @@ gn_conn_t *gn_loop__conn_of(void *ptr)
     return IS_TAG(ptr) ? NULL : (gn_conn_t *)ptr;
 }
 
-void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests)
+/* A connection, new or taken from a sibling, starts here: its request is
+ * usually already in (TCP_DEFER_ACCEPT, or the reason it was taken). */
+static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests)
 {
     gn_conn_t *c = gn_conn_new(loop, fd, peer, len);
     if (c == NULL) {
@@ -142,6 +143,11 @@ void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, sockle
     }
     c->requests = requests;
     gn_conn_on_event(c, EPOLLIN);
+}
+
+void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests)
+{
+    serve_conn(loop, fd, peer, len, requests);
 }
 
 void gn_loop_hurry(gn_loop_t *loop)
@@ -236,14 +242,7 @@ static void accept_one_batch(gn_loop_t *loop, int lfd)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        gn_conn_t *c = gn_conn_new(loop, fd, (struct sockaddr *)&ss, len);
-        if (c == NULL) {
-            gn_log(GN_LOG_ERROR, "worker %d: out of memory for a connection", loop->worker_id);
-            close(fd);
-            continue;
-        }
-        /* TCP_DEFER_ACCEPT usually means the request is already here. */
-        gn_conn_on_event(c, EPOLLIN);
+        serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0);
     }
 }
 
@@ -269,7 +268,6 @@ static void close_listeners(gn_loop_t *loop)
 static void begin_stop(gn_loop_t *loop)
 {
     loop->stopping = 1;
-    atomic_store(&loop->stopping_pub, 1);
     loop->stop_deadline = loop->now + loop->graceful_timeout;
     /* No new connection from now on, but the ones already queued, or whose
      * handshake is under way, are accepted for a short window, then the

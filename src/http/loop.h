@@ -53,7 +53,6 @@ struct gn_loop {
     atomic_int stolen;          /* connections siblings took, not yet let go */
     atomic_int steal_wanted;    /* the watch asks this loop to take work */
     atomic_int accept_wanted;   /* a full sibling asks this loop to accept */
-    atomic_int stopping_pub;    /* stopping, for siblings */
     atomic_uint n_conns_pub;    /* n_conns, for siblings */
 };
 

@@ -25,8 +25,7 @@ typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
-    int hurrying; /* a second SIGTERM: in-flight requests are not waited for */
-    double hurried_at;
+    double hurried_at; /* > 0: a second SIGTERM came; in-flight requests are not waited for */
 } pool_t;
 
 /* Waits up to `seconds` for a signal; returns its number or 0. */
@@ -57,9 +56,10 @@ static void handle_signal(pool_t *p, int sig)
         gn_interp_abandon_process(EXIT_FORCED);
     }
     if (p->stopping && sig == SIGTERM) {
-        if (!p->hurrying)
+        if (p->hurried_at == 0) {
             gn_log(GN_LOG_WARNING, "second SIGTERM: closing the connections still open");
-        p->hurrying = 1;
+            p->hurried_at = gn_now();
+        }
         for (unsigned i = 0; i < p->n_started; i++)
             gn_worker_hurry(&p->workers[i]);
         return;
@@ -165,15 +165,13 @@ static int all_stopped(pool_t *p)
  * such workers, the process then leaves without waiting for it. */
 static void check_graceful_deadline(pool_t *p, double stop_started)
 {
-    double limit = p->hurrying ? 1.0 : p->plan->cfg.graceful_timeout + 1.0;
-    if (p->hurrying && p->hurried_at == 0)
-        p->hurried_at = gn_now();
-    if (gn_now() < (p->hurrying ? p->hurried_at : stop_started) + limit)
+    double deadline = p->hurried_at ? p->hurried_at : stop_started + p->plan->cfg.graceful_timeout;
+    if (gn_now() < deadline + 1.0)
         return;
     unsigned busy = 0;
     for (unsigned i = 0; i < p->n_started; i++)
         busy += atomic_load(&p->workers[i].state) == GN_WORKER_READY;
-    if (p->hurrying)
+    if (p->hurried_at)
         gn_log(GN_LOG_WARNING, "%u worker(s) still in a request after a second SIGTERM: exiting", busy);
     else
         gn_log(GN_LOG_WARNING, "graceful timeout (%gs) expired with %u worker(s) still in a request: exiting",
@@ -197,7 +195,7 @@ static void run_until_stopped(pool_t *p)
     while (!all_stopped(p)) {
         double wait = !p->group.n || p->stopping ? 0.1 : n_busy ? WATCH_BUSY : WATCH_IDLE;
         handle_signal(p, wait_signal(p, wait));
-        if (p->group.n)
+        if (p->group.n && !p->stopping) /* a stopping loop takes no work */
             n_busy = gn_group_watch(&p->group);
         if (!p->stopping)
             continue;

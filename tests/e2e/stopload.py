@@ -106,17 +106,23 @@ def _peer_closed(s):
         return True
 
 
+def _connect_counted(addr, tally):
+    """A new connection, or None after counting why there is none."""
+    try:
+        return _connect(addr)
+    except ConnectionRefusedError:
+        tally.add("refused")
+        time.sleep(0.005)
+    except OSError as e:
+        tally.add("failed", "connect: %r" % e)
+    return None
+
+
 def _new_conn_client(addr, path, stop, tally):
     req = b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path
     while not stop.is_set():
-        try:
-            s = _connect(addr)
-        except ConnectionRefusedError:
-            tally.add("refused")
-            time.sleep(0.005)
-            continue
-        except OSError as e:
-            tally.add("failed", "connect: %r" % e)
+        s = _connect_counted(addr, tally)
+        if s is None:
             continue
         try:
             s.sendall(req)
@@ -138,14 +144,8 @@ def _keepalive_client(addr, path, stop, tally):
     s = None
     while not stop.is_set():
         if s is None:
-            try:
-                s = _connect(addr)
-            except ConnectionRefusedError:
-                tally.add("refused")
-                time.sleep(0.005)
-                continue
-            except OSError as e:
-                tally.add("failed", "connect: %r" % e)
+            s = _connect_counted(addr, tally)
+            if s is None:
                 continue
             reused = False
         elif _peer_closed(s):  # what a pooling client checks before reuse
