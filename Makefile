@@ -106,6 +106,7 @@ test-tsan: $(STAMP)
 	$(MAKE) BUILD=tsan OPT="-O1 -g" EXTRA_CFLAGS="-fsanitize=thread" EXTRA_LDFLAGS="-fsanitize=thread" ext
 	GORGON_BUILD_DIR=$(CURDIR)/build/tsan \
 	GORGON_TSAN=1 \
+	LD_PRELOAD="$(TSAN_RT)" \
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	$(VPY) -m pytest -q tests/e2e -m tsan
 

@@ -408,8 +408,11 @@ static int step_head(gn_conn_t *c)
 {
     if (c->yield) {
         c->yield = 0;
+        c->redrive = 0; /* the next round starts from epoll */
         gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
-        mark_idle(c); /* nothing read yet: still free to move */
+        /* Nothing read yet: still free to move. Last, for from here on a
+         * sibling may take it, descriptor and all. */
+        mark_idle(c);
         return 0;
     }
     if (c->rlen > 0) {
@@ -482,8 +485,7 @@ static void next_request(gn_conn_t *c)
          * client would otherwise be served many times in a row while other
          * connections wait). This also saves the read that mostly finds
          * nothing yet. Pipelined bytes already here are answered at once. */
-        c->yield = 1;
-        mark_idle(c);
+        c->yield = 1; /* step_head, next, marks it idle */
     }
 }
 
@@ -675,6 +677,12 @@ void gn_conn_on_event(gn_conn_t *c, uint32_t events)
     drive(c);
 }
 
+static int input_waiting(const gn_conn_t *c)
+{
+    char b;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 void gn_conn_on_timeout(gn_conn_t *c)
 {
     if (c->state == GN_CONN_CLOSED || !conn_mine(c))
@@ -684,6 +692,13 @@ void gn_conn_on_timeout(gn_conn_t *c)
         return;
     }
     int partial = c->state == GN_CONN_READ_BODY || (c->state == GN_CONN_READ_HEAD && c->rlen > 0);
+    if (!partial && c->state == GN_CONN_READ_HEAD && input_waiting(c)) {
+        /* The request came in time; this loop was held up in application
+         * code and is late to it. Closing now would reset it. */
+        c->deadline = c->loop->now + c->loop->limits->header_timeout;
+        drive(c);
+        return;
+    }
     if (!partial) {
         gn_conn_close(c); /* idle keep-alive, a stalled reader, or lingering */
         return;

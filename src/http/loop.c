@@ -305,10 +305,16 @@ static void take_requests(gn_loop_t *loop)
             accept_one_batch(loop, loop->listen_fds[i]);
     }
     /* Nudged by the watch: take waiting requests from a busy sibling, one
-     * connection per round while there are some (the flag stays up). */
-    if (atomic_load_explicit(&loop->steal_wanted, memory_order_relaxed) &&
-        (loop->stopping || !gn_group__steal(loop)))
-        atomic_store(&loop->steal_wanted, 0);
+     * connection per round while there are some. The flag stays up, and the
+     * loop wakes itself for the next round: an event loop that waits on the
+     * epoll descriptor (ASGI's) comes back only when it is readable, and the
+     * watch does not nudge a loop whose flag is already up. */
+    if (atomic_load_explicit(&loop->steal_wanted, memory_order_relaxed)) {
+        if (loop->stopping || !gn_group__steal(loop))
+            atomic_store(&loop->steal_wanted, 0);
+        else
+            gn_loop__wake(loop);
+    }
 }
 
 static void scan_timeouts(gn_loop_t *loop)

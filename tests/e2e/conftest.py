@@ -37,6 +37,10 @@ REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "tests" / "apps"
 BUILD_DIR = os.environ.get("GORGON_BUILD_DIR", "")
 SANITIZED = bool(BUILD_DIR)
+# `python -m` puts the working directory first on sys.path, and gorgon puts it
+# first on the workers' path too: servers run from the build under test, or
+# the in-place build in the checkout would shadow it.
+SERVER_CWD = Path(BUILD_DIR) if BUILD_DIR else REPO
 SLOW = float(os.environ.get("GORGON_TEST_SLOW") or (3 if SANITIZED else 1))
 
 LISTEN_RE = re.compile(r"Listening at: (\S+)")
@@ -111,7 +115,7 @@ def server_env(extra=None):
 
 def run_gorgon(*args, env=None, timeout=30):
     """Run `python -m gorgon ARGS` to completion (for --help, --version, failures)."""
-    return subprocess.run([sys.executable, "-m", "gorgon", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "gorgon", *args], cwd=SERVER_CWD,
                           env=server_env(env), stdin=subprocess.DEVNULL,
                           capture_output=True, timeout=scaled(timeout))
 
@@ -221,7 +225,7 @@ class Server:
     def start(self):
         cmd = [sys.executable, "-m", "gorgon", self.app, *self.args]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env,
+            self.proc = subprocess.Popen(cmd, cwd=SERVER_CWD, env=self.env,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         _ALL_PROCS.append(self.proc)
         return self

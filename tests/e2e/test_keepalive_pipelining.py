@@ -127,6 +127,22 @@ def test_slow_streaming_response_outlives_keep_alive(ka1):
         assert r.body == b"chunk 0\nchunk 1\nchunk 2\n"
 
 
+@pytest.mark.parametrize("app", [("router:app", "/hello"), ("asgi_app:app", "/fixed")],
+                         ids=["wsgi", "asgi"])
+def test_request_waiting_on_a_busy_worker_outlives_keep_alive(server, app):
+    """A keep-alive connection's request that arrives while the only worker
+    runs application code is answered, even when the worker gets back to it
+    after --keep-alive has passed: the worker was late, not the client."""
+    srv = server(app[0], "--keep-alive", "1", "--workers", "1")
+    with Conn(srv) as idle, Conn(srv) as busy:
+        assert idle.request("GET", app[1]).status == 200
+        busy.send("GET /cpu?ms=%d HTTP/1.1\r\nHost: x\r\n\r\n" % int(scaled(2.5) * 1000))
+        time.sleep(0.3)  # the worker is now in the application
+        idle.send("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % app[1])
+        assert busy.response().status == 200
+        assert idle.response().status == 200
+
+
 @pytest.mark.tsan
 def test_many_concurrent_keep_alive_clients(router):
     def client(k):
