@@ -7,10 +7,14 @@ sub-interpreter.
 """
 
 import argparse
+import importlib.util
 import os
 import sys
+import sysconfig
 
 from gorgon import __version__
+
+DISTRIBUTION = "gorgon-server"  # the name on PyPI; the package and the command are `gorgon`
 
 # (flag, type, default, help). Every flag is also read from GORGON_<FLAG>.
 LIMITS = [
@@ -58,6 +62,34 @@ def env_bool(flag):
     return raw.lower() in ("1", "true", "yes", "on")
 
 
+def version_text():
+    """What `gorgon --version` prints: gorgon, the Python under it, and what that Python offers."""
+    impl = sys.implementation.name
+    py = "%s %s" % ("CPython" if impl == "cpython" else impl, sys.version.split()[0])
+    own_gil = impl == "cpython" and importlib.util.find_spec("_interpreters") is not None
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        free = "no (a GIL build: --mode threads takes turns)"
+    elif sys._is_gil_enabled():
+        free = "built for it, but the GIL is on (PYTHON_GIL=1, or a module that needs the GIL)"
+    else:
+        free = "yes (--mode threads runs in parallel)"
+    return "\n".join([
+        "gorgon %s (%s)" % (__version__, DISTRIBUTION),
+        "Python: %s (%s)" % (py, sys.executable),
+        "own-GIL sub-interpreters: %s" % ("yes" if own_gil else "no"),
+        "free-threading: %s" % free,
+    ])
+
+
+class VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="gorgon",
@@ -68,7 +100,9 @@ def build_parser():
     )
     p.add_argument("app", nargs="?", default=os.environ.get("GORGON_APP"),
                    help="the application as MODULE:ATTRIBUTE, or MODULE:FACTORY() (env GORGON_APP)")
-    p.add_argument("--version", action="version", version=f"gorgon {__version__}")
+    p.add_argument("--version", action=VersionAction,
+                   help="print gorgon's version, the Python it runs on, and whether that Python has "
+                   "own-GIL sub-interpreters and free-threading, then exit")
     p.add_argument("-b", "--bind", action="append", default=None, metavar="ADDR",
                    help="address to listen on: HOST:PORT, [IPv6]:PORT, unix:/path; repeatable "
                    "(env GORGON_BIND, comma-separated; default 127.0.0.1:8000)")

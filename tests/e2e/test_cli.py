@@ -2,6 +2,8 @@
 import datetime
 import os
 import re
+import sys
+import sysconfig
 
 import pytest
 
@@ -18,8 +20,13 @@ OPTIONS = ["--bind", "--workers", "--chdir", "--pythonpath", "--log-level", "--a
 def test_version():
     r = run_gorgon("--version")
     assert r.returncode == 0, r.stderr.decode()
-    out = r.stdout.decode()
-    assert re.fullmatch(r"gorgon \d+\.\d+\.\d+\S*\n?", out), repr(out)
+    lines = r.stdout.decode().splitlines()
+    assert re.fullmatch(r"gorgon \d+\.\d+\.\d+\S* \(gorgon-server\)", lines[0]), lines
+    assert lines[1] == "Python: CPython %s (%s)" % (sys.version.split()[0], sys.executable), lines
+    assert lines[2] == "own-GIL sub-interpreters: yes", lines
+    free = bool(sysconfig.get_config_var("Py_GIL_DISABLED")) and not sys._is_gil_enabled()
+    assert lines[3].startswith("free-threading: %s" % ("yes" if free else "no")), lines
+    assert len(lines) == 4, lines
 
 
 def test_help_lists_every_option():
