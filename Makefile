@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-seed env format
 
@@ -88,6 +88,12 @@ test-shared-c: build/test_shared
 test-e2e: ext $(STAMP)
 	$(VPY) -m pytest -q tests/e2e
 
+# As a user installs it: `pip install` of the checkout into a fresh venv, the
+# gorgon command serving a WSGI and an ASGI app; `python -m build` (sdist and
+# wheel). Needs PyPI for the build's setuptools.
+test-install: $(STAMP)
+	$(VPY) -m pytest -q -p no:cacheprovider tests/install
+
 # The extension built with ASan+UBSan, loaded into the ordinary python with
 # the runtime preloaded; leak checking is off because CPython itself does not
 # free everything at exit.
@@ -135,7 +141,7 @@ test-debian-frameworks:
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: test-c test-ws-c test-shared-c test-clang test-e2e test-frameworks test-asan test-tsan fuzz test-debian \
+test: test-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks test-asan test-tsan fuzz test-debian \
       test-debian-frameworks
 
 # ---- running ---------------------------------------------------------------
@@ -164,4 +170,4 @@ format:
 	clang-format -i src/*/*.c src/*/*.h src/*.c src/*.h tests/c/*.c
 
 clean:
-	rm -rf build gorgon/_gorgon*.so
+	rm -rf build gorgon/_gorgon*.so *.egg-info
