@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test check-settings settings test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-seed env format
 
@@ -137,11 +137,19 @@ test-frameworks: ext $(FW_STAMP)
 test-debian-frameworks:
 	scripts/test-debian frameworks
 
+# docs/settings.md is written from the command line's definitions
+# (gorgon/_cli.py): `make settings` rewrites it, check-settings fails on drift.
+settings:
+	$(PYTHON) scripts/gen-settings
+
+check-settings:
+	$(PYTHON) scripts/gen-settings --check
+
 # The extension must also build warning-free with clang.
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: test-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks test-asan test-tsan fuzz test-debian \
+test: check-settings test-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks test-asan test-tsan fuzz test-debian \
       test-debian-frameworks
 
 # ---- running ---------------------------------------------------------------
