@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test check-settings settings test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-tiers check-settings settings test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-seed env format
 
@@ -149,12 +149,25 @@ check-settings:
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: check-settings test-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks test-asan test-tsan fuzz test-debian \
-      test-debian-frameworks
+# `make test` is the whole set-up on a fresh machine: scripts/bootstrap
+# installs what is missing (apt packages, .venv; under a second when all is
+# there), then every tier runs, in this order.
+TIERS := check-settings test-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
+         test-asan test-tsan fuzz test-debian test-debian-frameworks
+
+test:
+	scripts/bootstrap
+	$(MAKE) test-tiers
+
+test-tiers: $(TIERS)
 
 # ---- running ---------------------------------------------------------------
 
-serve demo: ext
+# Serving needs only a C compiler (scripts/bootstrap serve installs gcc if
+# there is none) and the CPython 3.13 with headers that PYTHON names.
+serve demo:
+	scripts/bootstrap serve
+	$(MAKE) ext
 	$(PYTHON) -m gorgon demo.app:app --bind 127.0.0.1:8000
 
 # The full peers suite: every server, every workload, worker counts 1 and 2,
