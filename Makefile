@@ -37,7 +37,7 @@ EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
 .PHONY: all ext clean test test-tiers check-settings settings test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
-        serve demo bench bench-quick bench-core bench-seed env format
+        serve demo bench bench-quick bench-core bench-experiments env format
 
 all: ext
 
@@ -173,8 +173,8 @@ serve demo:
 # The full peers suite: every server, every workload, worker counts 1 and 2,
 # 3 interleaved repetitions (about an hour); bench-quick: 2 workers, one 2 s
 # run per cell (under 3 minutes). bench-core: gorgon's own measurements
-# (accept modes, per-worker split, memory, start-up). bench-seed: the
-# threads / interpreters / processes experiments (docs/seed-experiments.md).
+# (accept modes, per-worker split, memory, start-up). bench-experiments: the
+# threads / interpreters / processes experiments (docs/experiments.md).
 bench: ext $(STAMP)
 	$(VPY) bench/run.py
 
@@ -184,8 +184,8 @@ bench-quick: ext $(STAMP)
 bench-core: ext $(STAMP)
 	$(VPY) bench/run.py --only core
 
-bench-seed: ext
-	bench/seed/run
+bench-experiments: ext
+	bench/experiments/run
 
 format:
 	clang-format -i src/*/*.c src/*/*.h src/*.c src/*.h tests/c/*.c

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The seed's experiment with real frameworks: 10,000 requests at concurrency
+"""Real frameworks under load: 10,000 requests at concurrency
 20 against a Flask app and a FastAPI app, with 2, 4 and 10 workers, each in
 the mode --mode auto picks (Flask: interpreters; FastAPI: processes, since
 pydantic_core refuses sub-interpreters), plus Flask forced into processes for
