@@ -50,7 +50,8 @@ def wait_listening(proc, log_path, timeout=60):
     while time.monotonic() < deadline:
         with open(log_path) as f:
             text = f.read()
-        if "Listening at:" in text:
+        # "Listening at" comes once the first worker serves; load waits for all of them.
+        if "Listening at:" in text and re.search(r"\d+ workers ready in|\d+ worker processes ready", text):
             return text
         if proc.poll() is not None:
             raise SystemExit("server exited before listening:\n" + text)
