@@ -35,9 +35,9 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-tiers check-settings settings test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
-        serve demo bench bench-quick bench-core bench-seed env format
+        serve demo bench bench-quick bench-core bench-experiments env format
 
 all: ext
 
@@ -88,6 +88,12 @@ test-shared-c: build/test_shared
 test-e2e: ext $(STAMP)
 	$(VPY) -m pytest -q tests/e2e
 
+# As a user installs it: `pip install` of the checkout into a fresh venv, the
+# gorgon command serving a WSGI and an ASGI app; `python -m build` (sdist and
+# wheel). Needs PyPI for the build's setuptools.
+test-install: $(STAMP)
+	$(VPY) -m pytest -q -p no:cacheprovider tests/install
+
 # The extension built with ASan+UBSan, loaded into the ordinary python with
 # the runtime preloaded; leak checking is off because CPython itself does not
 # free everything at exit.
@@ -132,23 +138,44 @@ test-frameworks: ext $(FW_STAMP)
 test-debian-frameworks:
 	scripts/test-debian frameworks
 
+# docs/settings.md is written from the command line's definitions
+# (gorgon/_cli.py): `make settings` rewrites it, check-settings fails on drift.
+settings:
+	$(PYTHON) scripts/gen-settings
+
+check-settings:
+	$(PYTHON) scripts/gen-settings --check
+
 # The extension must also build warning-free with clang.
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: test-c test-ws-c test-shared-c test-clang test-e2e test-frameworks test-asan test-tsan fuzz test-debian \
-      test-debian-frameworks
+# `make test` is the whole set-up on a fresh machine: scripts/bootstrap
+# installs what is missing (apt packages, .venv; under a second when all is
+# there), then every tier runs, in this order.
+TIERS := check-settings test-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
+         test-asan test-tsan fuzz test-debian test-debian-frameworks
+
+test:
+	scripts/bootstrap
+	$(MAKE) test-tiers
+
+test-tiers: $(TIERS)
 
 # ---- running ---------------------------------------------------------------
 
-serve demo: ext
+# Serving needs only a C compiler (scripts/bootstrap serve installs gcc if
+# there is none) and the CPython 3.13 with headers that PYTHON names.
+serve demo:
+	scripts/bootstrap serve
+	$(MAKE) ext
 	$(PYTHON) -m gorgon demo.app:app --bind 127.0.0.1:8000
 
 # The full peers suite: every server, every workload, worker counts 1 and 2,
 # 3 interleaved repetitions (about an hour); bench-quick: 2 workers, one 2 s
 # run per cell (under 3 minutes). bench-core: gorgon's own measurements
-# (accept modes, per-worker split, memory, start-up). bench-seed: the
-# threads / interpreters / processes experiments (docs/seed-experiments.md).
+# (accept modes, per-worker split, memory, start-up). bench-experiments: the
+# threads / interpreters / processes experiments (docs/experiments.md).
 bench: ext $(STAMP)
 	$(VPY) bench/run.py
 
@@ -158,11 +185,11 @@ bench-quick: ext $(STAMP)
 bench-core: ext $(STAMP)
 	$(VPY) bench/run.py --only core
 
-bench-seed: ext
-	bench/seed/run
+bench-experiments: ext
+	bench/experiments/run
 
 format:
 	clang-format -i src/*/*.c src/*/*.h src/*.c src/*.h tests/c/*.c
 
 clean:
-	rm -rf build gorgon/_gorgon*.so
+	rm -rf build gorgon/_gorgon*.so *.egg-info

@@ -1,8 +1,14 @@
 """Builds gorgon._gorgon for `pip install .` (the Makefile builds it in place)."""
 
+import sys
 from glob import glob
 
 from setuptools import Extension, setup
+
+# Say it here rather than as a compile error deep in the C (epoll.h missing).
+if not sys.platform.startswith("linux"):
+    sys.exit("gorgon runs on Linux only (it is built on epoll, sendfile, PR_SET_PDEATHSIG); "
+             "this is %s" % sys.platform)
 
 sources = sorted(glob("src/*.c") + glob("src/*/*.c"))
 

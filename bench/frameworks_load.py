@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The seed's experiment with real frameworks: 10,000 requests at concurrency
+"""Real frameworks under load: 10,000 requests at concurrency
 20 against a Flask app and a FastAPI app, with 2, 4 and 10 workers, each in
 the mode --mode auto picks (Flask: interpreters; FastAPI: processes, since
 pydantic_core refuses sub-interpreters), plus Flask forced into processes for
@@ -50,7 +50,8 @@ def wait_listening(proc, log_path, timeout=60):
     while time.monotonic() < deadline:
         with open(log_path) as f:
             text = f.read()
-        if "Listening at:" in text:
+        # "Listening at" comes once the first worker serves; load waits for all of them.
+        if "Listening at:" in text and re.search(r"\d+ workers ready in|\d+ worker processes ready", text):
             return text
         if proc.poll() is not None:
             raise SystemExit("server exited before listening:\n" + text)

@@ -11,7 +11,16 @@ Inside an application (any worker, or the main interpreter):
 
 These names come from the C extension ``gorgon._gorgon``, loaded on first
 use, so ``import gorgon`` works even where the extension is not built.
+
+This file and ``__main__.py`` stay parseable by old Pythons, so that
+``python -m gorgon`` under one says in one line what is wrong (``_check``).
 """
+
+from gorgon import _check
+
+_reason = _check.platform_problem()
+if _reason:
+    raise ImportError(_reason)
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "shared", "channel", "Empty", "Full", "Closed",
@@ -26,13 +35,19 @@ _FACTS = frozenset({"worker_id", "worker_count", "mode"})
 
 def __getattr__(name):
     if name in _STABLE or name in _FACTS:
-        from gorgon import _gorgon
+        try:
+            from gorgon import _gorgon
+        except ImportError:
+            reason = _check.problem()
+            if reason:
+                raise ImportError(reason)
+            raise
 
         value = getattr(_gorgon, name)
         if name in _STABLE:
             globals()[name] = value
         return value
-    raise AttributeError(f"module 'gorgon' has no attribute {name!r}")
+    raise AttributeError("module 'gorgon' has no attribute %r" % (name,))
 
 
 def __dir__():

@@ -7,10 +7,14 @@ sub-interpreter.
 """
 
 import argparse
+import importlib.util
 import os
 import sys
+import sysconfig
 
 from gorgon import __version__
+
+DISTRIBUTION = "gorgon-server"  # the name on PyPI; the package and the command are `gorgon`
 
 # (flag, type, default, help). Every flag is also read from GORGON_<FLAG>.
 LIMITS = [
@@ -39,8 +43,75 @@ TIMEOUTS = [
 ]
 
 
+DEFAULT_BIND = "127.0.0.1:8000"
+DEFAULT_ATTRIBUTE = "application"  # APP without :ATTRIBUTE, as gunicorn does
+
+# Environment variables whose name is not GORGON_<LONG FLAG> (None: no variable).
+ENV_NAMES = {"help": None, "version": None, "app": "GORGON_APP",
+             "pure_fallback": "GORGON_NO_PURE_FALLBACK"}
+
+# Defaults the parser cannot hold as such: resolved after parsing, or
+# different on each machine. Shown by --help and docs/settings.md.
+SHOWN_DEFAULTS = {"bind": DEFAULT_BIND, "workers": "the number of CPU cores"}
+
+# Settings with no flag: environment variables only (CPython workarounds).
+ENV_ONLY = [
+    ("GORGON_NO_DATETIME_WORKAROUND",
+     "1: the main interpreter does not import _datetime before the workers start (without it, "
+     "workers importing datetime or sqlite3 crashed when their interpreters ended)"),
+    ("GORGON_NO_END_ORDER_WORKAROUND",
+     "1: each worker's interpreter ends as soon as the worker does, instead of newest first "
+     "(without it, interpreters that imported datetime and sqlite3 aborted at exit)"),
+]
+
+
 def env_name(flag):
     return "GORGON_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def action_env(action):
+    """The GORGON_* variable that sets this option, or None."""
+    if action.dest in ENV_NAMES:
+        return ENV_NAMES[action.dest]
+    return env_name([o for o in action.option_strings if o.startswith("--")][0])
+
+
+def format_default(value):
+    if value is None or value == "" or value is argparse.SUPPRESS:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and value >= 1 << 20 and value % (1 << 20) == 0:
+        return "%d (%d MiB)" % (value, value >> 20)
+    return str(value)
+
+
+def shown_default(action, environ=None):
+    """The default as a person should read it; one set in the environment says so."""
+    environ = os.environ if environ is None else environ
+    env = action_env(action)
+    if env and environ.get(env):
+        return "%s (from %s)" % (environ[env], env)
+    if action.dest in SHOWN_DEFAULTS:
+        return SHOWN_DEFAULTS[action.dest]
+    return format_default(action.default)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default and its environment variable."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        notes = []
+        default = shown_default(action)
+        if default:
+            notes.append("default: " + default.replace("%", "%%"))
+        env = action_env(action)
+        if env:
+            notes.append("env " + env)
+        return text + (" (%s)" % "; ".join(notes) if notes else "")
 
 
 def env_default(flag, default, conv=str):
@@ -58,22 +129,55 @@ def env_bool(flag):
     return raw.lower() in ("1", "true", "yes", "on")
 
 
+def version_text():
+    """What `gorgon --version` prints: gorgon, the Python under it, and what that Python offers."""
+    impl = sys.implementation.name
+    py = "%s %s" % ("CPython" if impl == "cpython" else impl, sys.version.split()[0])
+    own_gil = impl == "cpython" and importlib.util.find_spec("_interpreters") is not None
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        free = "no (a GIL build: --mode threads takes turns)"
+    elif sys._is_gil_enabled():
+        free = "built for it, but the GIL is on (PYTHON_GIL=1, or a module that needs the GIL)"
+    else:
+        free = "yes (--mode threads runs in parallel)"
+    return "\n".join([
+        "gorgon %s (%s)" % (__version__, DISTRIBUTION),
+        "Python: %s (%s)" % (py, sys.executable),
+        "own-GIL sub-interpreters: %s" % ("yes" if own_gil else "no"),
+        "free-threading: %s" % free,
+    ])
+
+
+class VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="gorgon",
         description="Serve a WSGI or ASGI application from own-GIL sub-interpreter workers, "
         "all in one process. Every option can also be set with a GORGON_* "
-        "environment variable (--workers -> GORGON_WORKERS); flags win.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "environment variable (--workers -> GORGON_WORKERS; lists comma-separated, on/off as 1 "
+        "or 0); flags win. Every setting: docs/settings.md.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("app", nargs="?", default=os.environ.get("GORGON_APP"),
-                   help="the application as MODULE:ATTRIBUTE, or MODULE:FACTORY() (env GORGON_APP)")
-    p.add_argument("--version", action="version", version=f"gorgon {__version__}")
+                   help="the application as MODULE:ATTRIBUTE, or MODULE:FACTORY() for an app factory; "
+                   "MODULE alone means MODULE:%s" % DEFAULT_ATTRIBUTE)
+    p.add_argument("--version", action=VersionAction,
+                   help="print gorgon's version, the Python it runs on, and whether that Python has "
+                   "own-GIL sub-interpreters and free-threading, then exit")
     p.add_argument("-b", "--bind", action="append", default=None, metavar="ADDR",
                    help="address to listen on: HOST:PORT, [IPv6]:PORT, unix:/path; repeatable "
-                   "(env GORGON_BIND, comma-separated; default 127.0.0.1:8000)")
-    p.add_argument("-w", "--workers", type=int, default=env_default("--workers", os.cpu_count() or 1, int),
-                   help="worker interpreters (one OS thread each)")
+                   "(in the environment: comma-separated)")
+    p.add_argument("-w", "--workers", type=int, default=env_default("--workers", os.cpu_count() or 1, int), metavar="N",
+                   help="workers: interpreters (one OS thread each), processes with --mode processes, "
+                   "threads with --mode threads; per process with --processes")
     p.add_argument("--mode", choices=["auto", "interpreters", "processes", "threads"],
                    default=env_default("--mode", "auto"),
                    help="how workers run the app: interpreters (own-GIL sub-interpreters, one thread "
@@ -88,28 +192,28 @@ def build_parser():
                    default=not env_bool("--no-pure-fallback"),
                    help="in a sub-interpreter, when a compiled module refuses to load and its package "
                    "ships the module's .py source beside it (falcon does), load the source instead "
-                   "(env GORGON_NO_PURE_FALLBACK=1 turns it off)")
-    p.add_argument("--probe-timeout", type=float, default=env_default("--probe-timeout", 60.0, float),
+                   "(GORGON_NO_PURE_FALLBACK=1 turns it off)")
+    p.add_argument("--probe-timeout", type=float, default=env_default("--probe-timeout", 60.0, float), metavar="SECONDS",
                    help="seconds --mode auto's import probe may take before the app is run in processes")
     p.add_argument("--interface", choices=["auto", "wsgi", "asgi"], default=env_default("--interface", "auto"),
                    help="application interface; auto: ASGI if the app is a coroutine function or "
                    "has an async __call__, else WSGI")
     p.add_argument("--lifespan", choices=["auto", "on", "off"], default=env_default("--lifespan", "auto"),
                    help="ASGI lifespan events: auto runs them if the app supports them")
-    p.add_argument("--root-path", default=env_default("--root-path", ""),
+    p.add_argument("--root-path", default=env_default("--root-path", ""), metavar="PATH",
                    help="ASGI root_path: the prefix the app is mounted under behind a proxy")
-    p.add_argument("--chdir", default=env_default("--chdir", None), help="change to this directory first")
+    p.add_argument("--chdir", default=env_default("--chdir", None), metavar="DIR", help="change to this directory first")
     p.add_argument("--pythonpath", action="append", default=None, metavar="DIRS",
-                   help="comma-separated directories to put first on sys.path (env GORGON_PYTHONPATH)")
+                   help="comma-separated directories to put first on sys.path; repeatable")
     p.add_argument("--log-level", default=env_default("--log-level", "info"),
                    choices=["debug", "info", "warning", "error", "critical"], help="error log threshold")
     p.add_argument("--access-log", action="store_true", default=env_bool("--access-log"),
                    help="write one combined-format line per request to stdout")
-    p.add_argument("--backlog", type=int, default=env_default("--backlog", 2048, int),
+    p.add_argument("--backlog", type=int, default=env_default("--backlog", 2048, int), metavar="N",
                    help="listen queue length")
-    p.add_argument("--max-connections", type=int, default=env_default("--max-connections", 1024, int),
+    p.add_argument("--max-connections", type=int, default=env_default("--max-connections", 1024, int), metavar="N",
                    help="open connections per worker; beyond it the worker stops accepting")
-    p.add_argument("--write-high-water", type=int, default=env_default("--write-high-water", 1 << 20, int),
+    p.add_argument("--write-high-water", type=int, default=env_default("--write-high-water", 1 << 20, int), metavar="BYTES",
                    help="queued response bytes per connection above which the worker stops "
                    "producing until the client reads")
     p.add_argument("--reuse-port", dest="reuse_port", action=argparse.BooleanOptionalAction,
@@ -118,7 +222,8 @@ def build_parser():
                    "hash even onto a busy worker; the default is one shared socket that only idle "
                    "workers accept from (EPOLLEXCLUSIVE)")
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
-        p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text)
+        p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
+                       metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text else "N")
     return p
 
 
@@ -130,7 +235,7 @@ def split_list(values, env_flag):
 
 
 def make_config(args):
-    binds = split_list(args.bind, "--bind") or ["127.0.0.1:8000"]
+    binds = split_list(args.bind, "--bind") or [DEFAULT_BIND]
     paths = [os.path.abspath(d) for d in split_list(args.pythonpath, "--pythonpath")]
     cwd = os.getcwd()
     # Workers start from the main interpreter's path (the active virtual
@@ -169,7 +274,7 @@ def main(argv=None):
     if not args.app:
         build_parser().error("the application (MODULE:ATTRIBUTE) is required")
     if ":" not in args.app:
-        args.app += ":application"
+        args.app += ":" + DEFAULT_ATTRIBUTE
     if args.workers < 1:
         build_parser().error("--workers must be at least 1")
     if args.shared_max_bytes < 1:

@@ -1,5 +1,5 @@
 """The CPU-bound workload shared by the benchmark apps (cpu.py) and the
-sub-interpreter experiments (bench/seed/experiments.py, which also ships its source into
+sub-interpreter experiments (bench/experiments/experiments.py, which also ships its source into
 sub-interpreters): pure Python, no imports, so it runs anywhere unchanged."""
 
 

@@ -232,8 +232,14 @@ static int serve_unlocked(pool_t *p)
     unsigned n = p->plan->per_proc;
     double t0 = gn_now();
     /* The first worker imports the application alone, so an application that
-     * cannot load fails fast with one clear message. */
-    if (start_workers(p, 0, 1) < 0 || start_workers(p, 1, n) < 0) {
+     * cannot load fails fast with one clear message. It answers from the
+     * moment it is ready: the address is logged then, and the other workers
+     * log themselves as they join. In a worker process the supervisor logs
+     * the address. */
+    int failed = start_workers(p, 0, 1) < 0;
+    if (!failed && p->hooks == NULL && !p->stopping)
+        log_listening(p);
+    if (failed || start_workers(p, 1, n) < 0) {
         gn_worker_t *w = first_failed(p);
         for (unsigned i = 0; i < p->n_started; i++) {
             if (p->workers[i].fatal)
@@ -253,7 +259,6 @@ static int serve_unlocked(pool_t *p)
         p->hooks->ready(p->hooks->arg);
     } else {
         gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (gn_now() - t0) * 1000);
-        log_listening(p);
     }
     run_until_stopped(p);
     end_workers(p);

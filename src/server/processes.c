@@ -374,13 +374,19 @@ static int start_children(procs_t *ps, unsigned from, unsigned to)
     }
 }
 
+/* Logged when the first worker process serves; the others join after. */
+static void log_listening(procs_t *ps)
+{
+    gn_plan_t *plan = ps->plan;
+    for (unsigned i = 0; i < plan->listeners.n_binds; i++)
+        gn_log(GN_LOG_INFO, "Listening at: %s (%u workers)", plan->listeners.binds[i].url, plan->total);
+}
+
 static void log_started(procs_t *ps, double t0)
 {
     gn_plan_t *plan = ps->plan;
     gn_log(GN_LOG_INFO, "%u worker processes ready (%u worker%s each) in %.0f ms", ps->n, plan->per_proc,
            plan->per_proc == 1 ? "" : "s", (gn_now() - t0) * 1000);
-    for (unsigned i = 0; i < plan->listeners.n_binds; i++)
-        gn_log(GN_LOG_INFO, "Listening at: %s (%u workers)", plan->listeners.binds[i].url, plan->total);
 }
 
 static int setup(procs_t *ps, gn_plan_t *plan, sigset_t *old)
@@ -413,7 +419,10 @@ int gn_processes_serve(gn_plan_t *plan)
     }
     double t0 = gn_now();
     /* The first child loads the application alone: one clear failure. */
-    if (start_children(ps, 0, 1) == 0 && start_children(ps, 1, ps->n) == 0) {
+    int first = start_children(ps, 0, 1);
+    if (first == 0)
+        log_listening(ps);
+    if (first == 0 && start_children(ps, 1, ps->n) == 0) {
         ps->running = 1;
         log_started(ps, t0);
     }

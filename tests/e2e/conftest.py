@@ -45,6 +45,8 @@ SLOW = float(os.environ.get("GORGON_TEST_SLOW") or (3 if SANITIZED else 1))
 
 LISTEN_RE = re.compile(r"Listening at: (\S+)")
 READY_RE = re.compile(r"worker (\d+) ready")
+# After "Listening at" (logged once the first worker serves): every worker serves.
+ALL_READY_RE = re.compile(r"\d+ workers ready in|\d+ worker processes ready")
 LOG_LINE_RE = re.compile(
     r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000\] \[(\d+)\] \[([A-Za-z]+)\] (.*)")
 VALIDATOR_MARKERS = ("AssertionError", "WSGIWarning")
@@ -256,11 +258,11 @@ class Server:
             "\n".join(lines[-tail:]))
 
     def wait_ready(self, timeout=20):
-        """Wait for one 'Listening at:' line per bind."""
+        """Wait for one 'Listening at:' line per bind, then for every worker to be ready."""
         deadline = time.monotonic() + scaled(timeout)
         while True:
-            n = len(LISTEN_RE.findall(self.stderr_text()))
-            if n >= len(self.binds):
+            text = self.stderr_text()
+            if len(LISTEN_RE.findall(text)) >= len(self.binds) and ALL_READY_RE.search(text):
                 return self
             if self.proc.poll() is not None:
                 pytest.fail("server exited before listening\n" + self.describe(),

@@ -2,10 +2,13 @@
 import datetime
 import os
 import re
+import sys
+import sysconfig
+import time
 
 import pytest
 
-from conftest import (LISTEN_RE, LOG_LINE_RE, READY_RE, CRASH_CODES, fetch, run_gorgon,
+from conftest import (ALL_READY_RE, LISTEN_RE, LOG_LINE_RE, READY_RE, CRASH_CODES, fetch, run_gorgon,
                       utcnow)
 
 OPTIONS = ["--bind", "--workers", "--chdir", "--pythonpath", "--log-level", "--access-log",
@@ -18,8 +21,13 @@ OPTIONS = ["--bind", "--workers", "--chdir", "--pythonpath", "--log-level", "--a
 def test_version():
     r = run_gorgon("--version")
     assert r.returncode == 0, r.stderr.decode()
-    out = r.stdout.decode()
-    assert re.fullmatch(r"gorgon \d+\.\d+\.\d+\S*\n?", out), repr(out)
+    lines = r.stdout.decode().splitlines()
+    assert re.fullmatch(r"gorgon \d+\.\d+\.\d+\S* \(gorgon-server\)", lines[0]), lines
+    assert lines[1] == "Python: CPython %s (%s)" % (sys.version.split()[0], sys.executable), lines
+    assert lines[2] == "own-GIL sub-interpreters: yes", lines
+    free = bool(sysconfig.get_config_var("Py_GIL_DISABLED")) and not sys._is_gil_enabled()
+    assert lines[3].startswith("free-threading: %s" % ("yes" if free else "no")), lines
+    assert len(lines) == 4, lines
 
 
 def test_help_lists_every_option():
@@ -55,13 +63,59 @@ def test_startup_log(server):
         ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(
             tzinfo=datetime.timezone.utc)
         assert abs((now - ts).total_seconds()) < 120, "timestamp not UTC now: %r" % line
-    ready_idx = [i for i, l in enumerate(lines) if READY_RE.search(l)]
+    ready = {int(m.group(1)): i for i, l in enumerate(lines) for m in [READY_RE.search(l)] if m}
     listen_idx = [i for i, l in enumerate(lines) if LISTEN_RE.search(l)]
-    assert sorted(srv.ready_workers()) == [0, 1], lines
-    assert len(listen_idx) == 1, lines
-    assert max(ready_idx) < listen_idx[0], "workers must be ready before 'Listening at'"
+    all_idx = [i for i, l in enumerate(lines) if ALL_READY_RE.search(l)]
+    assert sorted(ready) == [0, 1], lines
+    assert len(listen_idx) == 1 and len(all_idx) == 1, lines
+    # The address as soon as the first worker answers, then the others as they join.
+    assert ready[0] < listen_idx[0] < ready[1] < all_idx[0], lines
     assert "Listening at: http://127.0.0.1:%d" % srv.port in lines[listen_idx[0]]
     assert fetch(srv, "/").status == 200
+
+
+def test_startup_log_in_processes_mode(server):
+    srv = server("hello:app", "--mode", "processes", "--workers", "2")
+    lines = srv.stderr_text().splitlines()
+    ready = {int(m.group(1)): i for i, l in enumerate(lines) for m in [READY_RE.search(l)] if m}
+    listen_idx = [i for i, l in enumerate(lines) if LISTEN_RE.search(l)]
+    all_idx = [i for i, l in enumerate(lines) if "2 worker processes ready" in l]
+    assert sorted(ready) == [0, 1] and len(listen_idx) == 1 and len(all_idx) == 1, lines
+    assert ready[0] < listen_idx[0] < ready[1] < all_idx[0], lines
+
+
+SLOW_SECOND_WORKER = """
+import time
+import gorgon
+
+if gorgon.worker_id == 1:
+    time.sleep(float(__import__("os").environ.get("SLOW_IMPORT", "3")))
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"worker %d\\n" % gorgon.worker_id]
+"""
+
+
+def test_listening_is_logged_when_the_first_worker_answers(server, tmp_path):
+    """Worker 0 serves while worker 1 still imports: the address is in the log by then,
+    and a SIGTERM at that moment is logged after it."""
+    (tmp_path / "slow_second.py").write_text(SLOW_SECOND_WORKER)
+    srv = server("slow_second:app", "--mode", "interpreters", "--workers", "2", "--chdir",
+                 str(tmp_path), wait=None, env={"SLOW_IMPORT": "3"})
+    deadline = time.monotonic() + 20
+    while not LISTEN_RE.search(srv.stderr_text()):
+        assert srv.running() and time.monotonic() < deadline, srv.describe()
+        time.sleep(0.02)
+    r = fetch(srv, "/")
+    assert r.status == 200 and r.body == b"worker 0\n", r.body
+    assert sorted(srv.ready_workers()) == [0], srv.stderr_text()
+    assert srv.stop() == 0, srv.describe()
+    lines = srv.stderr_text().splitlines()
+    listen = [i for i, l in enumerate(lines) if LISTEN_RE.search(l)]
+    sigterm = [i for i, l in enumerate(lines) if "SIGTERM received" in l]
+    assert len(listen) == 1 and len(sigterm) == 1 and listen[0] < sigterm[0], lines
 
 
 @pytest.mark.parametrize("n", [1, 3])

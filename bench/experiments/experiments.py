@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The seed's experiments: threads vs own-GIL sub-interpreters vs processes.
+"""Threads vs own-GIL sub-interpreters vs processes: the experiments (docs/experiments.md).
 
-Run as `bench/seed/run [--quick]` (that wrapper picks .venv-seed's python, a
+Run as `bench/experiments/run [--quick]` (that wrapper picks .venv-experiments's python, a
 CPython 3.13 with `_interpreters`). The measurements use the standard library
-only; matplotlib (from .venv-seed) is imported at the end, for the plots.
+only; matplotlib (from .venv-experiments) is imported at the end, for the plots.
 
 Sections:
   startup   100 units created, started and ended: threads, own-GIL
@@ -31,8 +31,8 @@ Sections:
 The parallel and cut-off runs happen in two worker processes that the main
 process steers (see "worker processes" below for why). Every unit's answer is
 checked against a Machin-formula reference. Results go
-to bench/results/seed-<timestamp>.json (+ .md) and the tables to stdout; plots
-to bench/results/seed-{startup,parallel,cutoff}.png, and with --docs-img also
+to bench/results/experiments-<timestamp>.json (+ .md) and the tables to stdout; plots
+to bench/results/experiments-{startup,parallel,cutoff}.png, and with --docs-img also
 to docs/img/. The machine's load from other processes during each section is
 recorded (foreign_cpu: cores busy with work that is not ours), as this machine
 is shared. No network; every wait has a time-out.
@@ -747,7 +747,7 @@ def plots(res, stamp, docs_img):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("experiments: matplotlib missing (run bench/seed/setup-venv): no plots", file=sys.stderr)
+        print("experiments: matplotlib missing (run bench/experiments/setup-venv): no plots", file=sys.stderr)
         return []
     colors = {"serial": "#444444", "thread": "#d62728", "interp": "#1f77b4", "interp_warm": "#17becf",
               "interp_imports": "#9ecae1", "fork": "#2ca02c", "spawn": "#98df8a"}
@@ -773,7 +773,7 @@ def plots(res, stamp, docs_img):
             ax.tick_params(axis="x", labelsize=9)
         fig.suptitle(f"Start-up of {N_UNITS} units (log scale)  -  {foot}", fontsize=10)
         fig.tight_layout()
-        files.append(save(fig, "seed-startup.png"))
+        files.append(save(fig, "experiments-startup.png"))
         plt.close(fig)
 
     if "parallel" in res:
@@ -799,7 +799,7 @@ def plots(res, stamp, docs_img):
         ax.set_title(f"{p['jobs']} x pi({p['digits']}) split over units  -  {foot}", fontsize=10)
         ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
-        files.append(save(fig, "seed-parallel.png"))
+        files.append(save(fig, "experiments-parallel.png"))
         plt.close(fig)
 
     if "cutoff" in res:
@@ -840,7 +840,7 @@ def plots(res, stamp, docs_img):
         a2.legend(fontsize=8, loc="upper left")
         fig.suptitle(foot, fontsize=9)
         fig.tight_layout()
-        files.append(save(fig, "seed-cutoff.png"))
+        files.append(save(fig, "experiments-cutoff.png"))
         plt.close(fig)
 
     if docs_img:
@@ -886,7 +886,7 @@ def main():
     sections = a.only or ["startup", "parallel", "cutoff"]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     res = {"when": stamp, "mode": "quick" if a.quick else "full", "machine": machine(),
-           "interp_config": vars(isolated_config()), "workload": "pi_digits (Gibbons spigot), see bench/seed",
+           "interp_config": vars(isolated_config()), "workload": "pi_digits (Gibbons spigot), see bench/experiments",
            "config": cfg, "load": {}}
     t_start = time.monotonic()
     DEADLINE[0] = t_start + cfg["deadline_s"]
@@ -899,7 +899,7 @@ def main():
             res["load"][name] = dict(lm.result, waited_for_quiet_s=waited)
     res["total_s"] = round(time.monotonic() - t_start, 1)
     res["machine"]["loadavg_end"] = read("/proc/loadavg").split()[:3]
-    base = os.path.join(RESULTS, f"seed-{stamp}")
+    base = os.path.join(RESULTS, f"experiments-{stamp}")
     with open(base + ".json", "w") as f:
         json.dump(res, f, indent=1)
     md = markdown(res)
