@@ -548,6 +548,13 @@ static int step_stream_body(gn_conn_t *c)
     }
     maybe_send_continue(c);
     int r = deliver_body(c);
+    if (r < 0 && c->status == 0 && c->bridge != NULL) {
+        /* No response started yet: answer it (413 or 400, then close), as
+         * the buffered path does; the application hears a disconnect. */
+        c->loop->handler->on_abort(c, c->loop->handler->ctx);
+        send_error(c, -r);
+        return 1;
+    }
     if (r < 0) {
         char host[64];
         log_peer(c, host, sizeof(host));

@@ -4,9 +4,10 @@ accepted (its authority replaces Host), every other malformed or unsupported
 target gets its exact status and a closed connection, in both bridges."""
 import pytest
 
-from conftest import Conn, scaled
+from conftest import Conn, chunked, scaled
 
 ASGI = ("asgi_app:app", "--workers", "1", "--keep-alive", "10")
+ASGI_SMALL = ("asgi_app:app", "--workers", "1", "--limit-request-body", "1000")
 # After each refused request comes a valid one: it must never be answered.
 FOLLOW_UP = b"GET /echo/after HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -147,3 +148,29 @@ def test_refused_with_status_and_closed(any_bridge, name):
     assert not extra, "%s: a request after it was answered: %r" % (name, extra[:300])
     log = any_bridge.stderr_bytes()[offset:].decode("utf-8", "replace")
     assert log.count("%d " % status) == 1, "one log line per refusal: %r" % log
+
+
+# ---- a chunked body over the limit: 413 in both bridges --------------------------
+
+@pytest.mark.parametrize("app", ["router:app", "asgi_app:app"])
+def test_chunked_body_over_limit_413_and_closed(shared_server, app):
+    srv = shared_server(app, "--workers", "1", "--limit-request-body", "1000")
+    with Conn(srv) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+               chunked(b"y" * 5000, 500))
+        r = c.response()
+        closed = c.closed_within(scaled(3))
+    assert r.status == 413, r
+    assert r.has_token("Connection", "close"), r.headers
+    assert closed
+
+
+def test_asgi_malformed_chunk_after_start_400(asgi):
+    # The app is already reading the body when the framing turns out bad.
+    with Conn(asgi) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        c.send(b"zz\r\n")
+        r = c.response()
+        closed = c.closed_within(scaled(3))
+    assert r.status == 400, r
+    assert closed
