@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-c test-ws-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-c test-proxy-c test-ws-c test-shared-c test-e2e test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-seed env format
 
@@ -66,6 +66,15 @@ build/test_parser: tests/c/test_parser.c tests/c/test.h $(PARSER_SRC) src/http/p
 
 test-c: build/test_parser
 	build/test_parser
+
+# PROXY protocol header parser and trust list unit tests, under ASan+UBSan.
+PROXY_SRC := src/http/proxy.c
+build/test_proxy: tests/c/test_proxy.c tests/c/test.h $(PROXY_SRC) src/http/proxy.h
+	@mkdir -p build
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_proxy.c $(PROXY_SRC) -o $@
+
+test-proxy-c: build/test_proxy
+	build/test_proxy
 
 # WebSocket frame, unmasking and UTF-8 unit tests, always under ASan+UBSan.
 WS_SRC := src/http/ws.c
@@ -135,7 +144,7 @@ test-debian-frameworks:
 test-clang:
 	$(MAKE) BUILD=clang CC=clang ext
 
-test: test-c test-ws-c test-shared-c test-clang test-e2e test-frameworks test-asan test-tsan fuzz test-debian \
+test: test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-frameworks test-asan test-tsan fuzz test-debian \
       test-debian-frameworks
 
 # ---- running ---------------------------------------------------------------
