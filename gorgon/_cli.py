@@ -7,6 +7,7 @@ sub-interpreter.
 """
 
 import argparse
+import ipaddress
 import os
 import sys
 
@@ -117,6 +118,14 @@ def build_parser():
                    help="one SO_REUSEPORT socket per worker for TCP binds, balanced by the kernel's "
                    "hash even onto a busy worker; the default is one shared socket that only idle "
                    "workers accept from (EPOLLEXCLUSIVE)")
+    p.add_argument("--proxy-protocol", action="store_true", default=env_bool("--proxy-protocol"),
+                   help="every connection, on every --bind, starts with a PROXY protocol header "
+                   "(v1 or v2, told apart by their signatures) from a --forwarded-allow-ips peer, "
+                   "whose client address the app then sees; a connection without one is closed")
+    p.add_argument("--forwarded-allow-ips", default=env_default("--forwarded-allow-ips", "127.0.0.1"),
+                   metavar="IPS",
+                   help="comma-separated addresses and CIDR networks trusted to send a PROXY "
+                   "header, or '*' for any (env GORGON_FORWARDED_ALLOW_IPS; default 127.0.0.1)")
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text)
     return p
@@ -157,6 +166,8 @@ def make_config(args):
         "processes": args.processes,
         "pure_fallback": bool(args.pure_fallback),
         "probe_timeout": args.probe_timeout,
+        "proxy_protocol": bool(args.proxy_protocol),
+        "forwarded_allow_ips": args.forwarded_allow_ips,
     }
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")
@@ -181,6 +192,12 @@ def main(argv=None):
                              "with --mode processes, --workers is the number of processes")
     if args.probe_timeout <= 0:
         build_parser().error("--probe-timeout must be positive")
+    for item in (i.strip() for i in args.forwarded_allow_ips.split(",")):
+        try:
+            if item and item != "*":
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            build_parser().error(f"--forwarded-allow-ips: not an address, a network or '*': {item!r}")
     if args.chdir:
         try:
             os.chdir(args.chdir)

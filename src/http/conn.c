@@ -412,7 +412,9 @@ static int step_head(gn_conn_t *c)
         mark_idle(c); /* nothing read yet: still free to move */
         return 0;
     }
-    if (c->rlen > 0) {
+    if (c->rlen > 0 && c->proxy_wait && gn_conn__proxy_header(c) < 0)
+        return 0;
+    if (c->rlen > 0 && !c->proxy_wait) {
         try_parse_head(c);
         if (c->state != GN_CONN_READ_HEAD)
             return 1;
@@ -688,6 +690,10 @@ void gn_conn_on_timeout(gn_conn_t *c)
         return;
     if (c->state == GN_CONN_WEBSOCKET) {
         gn_conn__ws_timeout(c);
+        return;
+    }
+    if (c->proxy_wait) {
+        gn_conn__proxy_timeout(c);
         return;
     }
     int partial = c->state == GN_CONN_READ_BODY || (c->state == GN_CONN_READ_HEAD && c->rlen > 0);

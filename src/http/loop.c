@@ -142,6 +142,8 @@ static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
         return;
     }
     c->requests = requests;
+    /* A connection taken from a sibling is past its PROXY header. */
+    c->proxy_wait = requests == 0 && loop->limits->proxy_protocol;
     gn_conn_on_event(c, EPOLLIN);
 }
 
