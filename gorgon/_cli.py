@@ -119,9 +119,13 @@ def build_parser():
                    "hash even onto a busy worker; the default is one shared socket that only idle "
                    "workers accept from (EPOLLEXCLUSIVE)")
     p.add_argument("--proxy-protocol", action="store_true", default=env_bool("--proxy-protocol"),
-                   help="every connection, on every --bind, starts with a PROXY protocol header "
-                   "(v1 or v2, told apart by their signatures) from a --forwarded-allow-ips peer, "
-                   "whose client address the app then sees; a connection without one is closed")
+                   help="connections on every bind start with a PROXY protocol header (v1 or v2, "
+                   "told apart by their signatures) from a --forwarded-allow-ips peer, whose "
+                   "client address the app then sees; a connection without one is closed")
+    p.add_argument("--proxy-protocol-bind", action="append", default=None, metavar="ADDR",
+                   help="listen on ADDR (as --bind) for connections that start with a PROXY "
+                   "header, beside the plain --bind ones; repeatable "
+                   "(env GORGON_PROXY_PROTOCOL_BIND, comma-separated)")
     p.add_argument("--forwarded-allow-ips", default=env_default("--forwarded-allow-ips", "127.0.0.1"),
                    metavar="IPS",
                    help="comma-separated addresses and CIDR networks trusted to send a PROXY "
@@ -138,8 +142,17 @@ def split_list(values, env_flag):
     return [part.strip() for v in values for part in v.split(",") if part.strip()]
 
 
+def bind_plan(args):
+    """Every address to listen on, and the indexes of those that expect a
+    PROXY header (--proxy-protocol: all; else the --proxy-protocol-bind ones)."""
+    plain = split_list(args.bind, "--bind")
+    proxied = split_list(args.proxy_protocol_bind, "--proxy-protocol-bind")
+    binds = plain + [b for b in proxied if b not in plain] or ["127.0.0.1:8000"]
+    return binds, [i for i, b in enumerate(binds) if args.proxy_protocol or b in proxied]
+
+
 def make_config(args):
-    binds = split_list(args.bind, "--bind") or ["127.0.0.1:8000"]
+    binds, proxy_listeners = bind_plan(args)
     paths = [os.path.abspath(d) for d in split_list(args.pythonpath, "--pythonpath")]
     cwd = os.getcwd()
     # Workers start from the main interpreter's path (the active virtual
@@ -166,7 +179,7 @@ def make_config(args):
         "processes": args.processes,
         "pure_fallback": bool(args.pure_fallback),
         "probe_timeout": args.probe_timeout,
-        "proxy_protocol": bool(args.proxy_protocol),
+        "proxy_listeners": proxy_listeners,
         "forwarded_allow_ips": args.forwarded_allow_ips,
     }
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
@@ -192,6 +205,8 @@ def main(argv=None):
                              "with --mode processes, --workers is the number of processes")
     if args.probe_timeout <= 0:
         build_parser().error("--probe-timeout must be positive")
+    if any(i >= 64 for i in bind_plan(args)[1]):
+        build_parser().error("the PROXY protocol is available on the first 64 binds only")
     for item in (i.strip() for i in args.forwarded_allow_ips.split(",")):
         try:
             if item and item != "*":

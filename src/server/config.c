@@ -113,18 +113,32 @@ static int get_limits(gn_limits_t *lim, PyObject *dict)
 }
 
 /*
- * The PROXY protocol: whether connections must start with a header, and the
- * peers trusted to send one (--forwarded-allow-ips; 127.0.0.1 when the key
- * is absent, as gunicorn's and uvicorn's default).
+ * The PROXY protocol: which listening sockets (indexes into binds) expect a
+ * header, and the peers trusted to send one (--forwarded-allow-ips;
+ * 127.0.0.1 when the key is absent, as gunicorn's and uvicorn's default).
  */
-static int get_proxy(gn_limits_t *lim, PyObject *dict)
+static int get_proxy(gn_limits_t *lim, PyObject *dict, unsigned n_binds)
 {
-    PyObject *on = PyDict_GetItemString(dict, "proxy_protocol");
+    PyObject *which = PyDict_GetItemString(dict, "proxy_listeners");
     PyObject *ips = PyDict_GetItemString(dict, "forwarded_allow_ips");
     const char *spec = ips ? PyUnicode_AsUTF8(ips) : "127.0.0.1";
-    int flag = on ? PyObject_IsTrue(on) : 0;
-    if (spec == NULL || flag < 0)
+    if (spec == NULL)
         return -1;
+    uint64_t mask = 0;
+    Py_ssize_t n = which ? PyList_Size(which) : 0;
+    if (n < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long k = PyLong_AsLongLong(PyList_GET_ITEM(which, i));
+        if (k == -1 && PyErr_Occurred())
+            return -1;
+        if (k < 0 || k >= (long long)n_binds || k >= 64) {
+            PyErr_Format(PyExc_ValueError,
+                         "gorgon config: proxy_listeners: %lld is not one of the first 64 binds", k);
+            return -1;
+        }
+        mask |= (uint64_t)1 << k;
+    }
     gn_trust_t *t = calloc(1, sizeof(*t));
     char err[200];
     if (t == NULL)
@@ -134,7 +148,7 @@ static int get_proxy(gn_limits_t *lim, PyObject *dict)
         PyErr_Format(PyExc_ValueError, "--forwarded-allow-ips: %s", err);
         return -1;
     }
-    lim->proxy_protocol = flag;
+    lim->proxy_listeners = mask;
     lim->proxy_trust = t;
     return 0;
 }
@@ -158,7 +172,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict) ||
         get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
-        get_proxy(&cfg->limits, dict))
+        get_proxy(&cfg->limits, dict, cfg->n_binds))
         goto error;
     if (positive(processes + 1, "processes + 1") || positive((long long)(cfg->probe_timeout * 1000), "probe_timeout"))
         goto error;

@@ -219,6 +219,27 @@ def test_bad_trust_list_is_a_startup_error():
     assert b"--forwarded-allow-ips" in r.stderr and b"10.0.0.0/33" in r.stderr, r.stderr[-500:]
 
 
+def test_per_listener(server):
+    # One plain bind and one that expects the header, in one server.
+    plain, proxied = free_port(), free_port()
+    srv = server("router:app", "--workers", "1", "--bind", "127.0.0.1:%d" % plain,
+                 "--proxy-protocol-bind", "127.0.0.1:%d" % proxied)
+    wait_for(lambda: "127.0.0.1:%d" % proxied in srv.stderr_text(), 10, what="second listener")
+    env, port = environ(("127.0.0.1", plain), GET)
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("127.0.0.1", str(port))
+    with Conn(("127.0.0.1", plain)) as c:
+        c.send(b"PROXY TCP4 192.0.2.10 198.51.100.7 56324 443\r\n" + GET)
+        assert c.response().status == 400, "a PROXY line on the plain bind is a bad request"
+    env, _ = environ(("127.0.0.1", proxied),
+                     b"PROXY TCP4 192.0.2.10 198.51.100.7 56324 443\r\n" + GET)
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("192.0.2.10", "56324")
+    offset = len(srv.stderr_bytes())
+    with Conn(("127.0.0.1", proxied)) as c:
+        c.send(GET)
+        assert c.closed_within(scaled(3)) and not c.buf
+    wait_for(lambda: "no PROXY protocol signature" in srv.stderr_bytes()[offset:].decode(), 3)
+
+
 def test_header_ignored_without_the_flag(router):
     # Without --proxy-protocol nobody can set the address: the line is a bad request.
     with Conn(router) as c:
