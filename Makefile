@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-tiers check-settings settings test-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-experiments env format
 
@@ -66,6 +66,15 @@ build/test_parser: tests/c/test_parser.c tests/c/test.h $(PARSER_SRC) src/http/p
 
 test-c: build/test_parser
 	build/test_parser
+
+# PROXY protocol header parser and trust list unit tests, under ASan+UBSan.
+PROXY_SRC := src/http/proxy.c
+build/test_proxy: tests/c/test_proxy.c tests/c/test.h $(PROXY_SRC) src/http/proxy.h
+	@mkdir -p build
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_proxy.c $(PROXY_SRC) -o $@
+
+test-proxy-c: build/test_proxy
+	build/test_proxy
 
 # WebSocket frame, unmasking and UTF-8 unit tests, always under ASan+UBSan.
 WS_SRC := src/http/ws.c
@@ -153,7 +162,7 @@ test-clang:
 # `make test` is the whole set-up on a fresh machine: scripts/bootstrap
 # installs what is missing (apt packages, .venv; under a second when all is
 # there), then every tier runs, in this order.
-TIERS := check-settings test-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
+TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
          test-asan test-tsan fuzz test-debian test-debian-frameworks
 
 test:

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/parser.h"
 
@@ -73,6 +74,40 @@ static void check_slice(gn_slice_t s, const char *buf, size_t len)
     CHECK(s.base >= buf && s.len <= len && (size_t)(s.base - buf) <= len - s.len);
 }
 
+static int slice_is(gn_slice_t s, const char *lit)
+{
+    return s.len == strlen(lit) && memcmp(s.base, lit, s.len) == 0;
+}
+
+static int slice_icase_prefix(gn_slice_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len >= n && strncasecmp(s.base, lit, n) == 0;
+}
+
+/* The form of an accepted target (RFC 9112 3.2), restated independently. */
+static void check_target_form(const gn_request_t *req, const gn_header_t *h)
+{
+    gn_slice_t t = req->target;
+    CHECK(!slice_is(req->method, "CONNECT"));
+    if (t.base[0] == '/') {
+        CHECK(req->authority.len == 0);
+        CHECK(req->path.base == t.base);
+    } else if (t.base[0] == '*') {
+        CHECK(t.len == 1 && slice_is(req->method, "OPTIONS"));
+        CHECK(req->path.base == t.base && req->path.len == 1);
+    } else {
+        CHECK(slice_icase_prefix(t, "http://") || slice_icase_prefix(t, "https://"));
+        CHECK(req->authority.len > 0 && !memchr(req->authority.base, '@', req->authority.len));
+        CHECK(req->path.len > 0 && req->path.base[0] == '/');
+        for (size_t i = 0; i < req->num_headers; i++)
+            if (h[i].name.len == 4 && strncasecmp(h[i].name.base, "host", 4) == 0)
+                CHECK(h[i].value.base == req->authority.base && h[i].value.len == req->authority.len);
+    }
+    /* The query is what follows the path's '?', or empty at the target's end. */
+    CHECK(req->query.base >= t.base && req->query.base + req->query.len == t.base + t.len);
+}
+
 /* Invariants of one gn_parse_request result on buf[0..len). */
 static void check_request(int r, const char *buf, size_t len, const gn_request_t *req,
                           const gn_header_t *h, size_t max)
@@ -85,11 +120,12 @@ static void check_request(int r, const char *buf, size_t len, const gn_request_t
     CHECK(req->minor_version == 0 || req->minor_version == 1);
     CHECK(req->content_length >= -1);
     CHECK(req->method.len > 0 && req->target.len > 0);
-    CHECK(req->path.base == req->target.base);
     check_slice(req->method, buf, (size_t)r);
     check_slice(req->target, buf, (size_t)r);
     check_slice(req->path, buf, (size_t)r);
     check_slice(req->query, buf, (size_t)r);
+    check_slice(req->authority, buf, (size_t)r);
+    check_target_form(req, h);
     for (size_t i = 0; i < req->num_headers; i++) {
         check_slice(h[i].name, buf, (size_t)r);
         check_slice(h[i].value, buf, (size_t)r);
@@ -98,7 +134,8 @@ static void check_request(int r, const char *buf, size_t len, const gn_request_t
     }
     check_token(req->method);
     for (size_t i = 0; i < req->target.len; i++)
-        CHECK(req->target.base[i] > 0x20 && req->target.base[i] < 0x7f);
+        CHECK(req->target.base[i] > 0x20 && req->target.base[i] < 0x7f &&
+              req->target.base[i] != '#');
     check_line_endings(buf, (size_t)r);
     /* Framing rules the parser promises. */
     CHECK(!((req->flags & GN_REQ_CHUNKED) && req->content_length >= 0));
@@ -128,6 +165,8 @@ static void fuzz_request(const char *buf, size_t len)
         CHECK(req2.num_headers == req.num_headers && req2.flags == req.flags);
         CHECK(req2.content_length == req.content_length);
         CHECK(req2.target.base == req.target.base && req2.target.len == req.target.len);
+        CHECK(req2.path.base == req.path.base && req2.path.len == req.path.len);
+        CHECK(req2.authority.base == req.authority.base && req2.authority.len == req.authority.len);
     }
 }
 

@@ -8,6 +8,7 @@ sub-interpreter.
 
 import argparse
 import importlib.util
+import ipaddress
 import os
 import sys
 import sysconfig
@@ -221,6 +222,18 @@ def build_parser():
                    help="one SO_REUSEPORT socket per worker for TCP binds, balanced by the kernel's "
                    "hash even onto a busy worker; the default is one shared socket that only idle "
                    "workers accept from (EPOLLEXCLUSIVE)")
+    p.add_argument("--proxy-protocol", action="store_true", default=env_bool("--proxy-protocol"),
+                   help="connections on every bind start with a PROXY protocol header (v1 or v2, "
+                   "told apart by their signatures) from a --forwarded-allow-ips peer, whose "
+                   "client address the app then sees; a connection without one is closed")
+    p.add_argument("--proxy-protocol-bind", action="append", default=None, metavar="ADDR",
+                   help="listen on ADDR (as --bind) for connections that start with a PROXY "
+                   "header, beside the plain --bind ones; repeatable "
+                   "(in the environment: comma-separated)")
+    p.add_argument("--forwarded-allow-ips", default=env_default("--forwarded-allow-ips", "127.0.0.1"),
+                   metavar="IPS",
+                   help="comma-separated addresses and CIDR networks trusted to send a PROXY "
+                   "header, or '*' for any")
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
                        metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text else "N")
@@ -234,8 +247,17 @@ def split_list(values, env_flag):
     return [part.strip() for v in values for part in v.split(",") if part.strip()]
 
 
+def bind_plan(args):
+    """Every address to listen on, and the indexes of those that expect a
+    PROXY header (--proxy-protocol: all; else the --proxy-protocol-bind ones)."""
+    plain = split_list(args.bind, "--bind")
+    proxied = split_list(args.proxy_protocol_bind, "--proxy-protocol-bind")
+    binds = plain + [b for b in proxied if b not in plain] or [DEFAULT_BIND]
+    return binds, [i for i, b in enumerate(binds) if args.proxy_protocol or b in proxied]
+
+
 def make_config(args):
-    binds = split_list(args.bind, "--bind") or [DEFAULT_BIND]
+    binds, proxy_listeners = bind_plan(args)
     paths = [os.path.abspath(d) for d in split_list(args.pythonpath, "--pythonpath")]
     cwd = os.getcwd()
     # Workers start from the main interpreter's path (the active virtual
@@ -262,6 +284,8 @@ def make_config(args):
         "processes": args.processes,
         "pure_fallback": bool(args.pure_fallback),
         "probe_timeout": args.probe_timeout,
+        "proxy_listeners": proxy_listeners,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
     }
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")
@@ -286,6 +310,14 @@ def main(argv=None):
                              "with --mode processes, --workers is the number of processes")
     if args.probe_timeout <= 0:
         build_parser().error("--probe-timeout must be positive")
+    if any(i >= 64 for i in bind_plan(args)[1]):
+        build_parser().error("the PROXY protocol is available on the first 64 binds only")
+    for item in (i.strip() for i in args.forwarded_allow_ips.split(",")):
+        try:
+            if item and item != "*":
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            build_parser().error(f"--forwarded-allow-ips: not an address, a network or '*': {item!r}")
     if args.chdir:
         try:
             os.chdir(args.chdir)

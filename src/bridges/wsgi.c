@@ -244,15 +244,18 @@ static PyObject *port_str(int port)
     return PyUnicode_FromString(buf);
 }
 
-/* SERVER_NAME/PORT from Host, as gunicorn does; else the local address. */
+/* SERVER_NAME/PORT from Host, as gunicorn does (the parser has put an
+ * absolute-form target's authority there; an HTTP/1.0 request may carry
+ * that authority and no Host); else the local address. */
 static int add_server(gn_wsgi_t *w, PyObject *env, gn_conn_t *c)
 {
     const gn_header_t *h = gn_conn_header(c, "host");
-    if (h != NULL && h->value.len > 0) {
-        const char *p = h->value.base, *end = p + h->value.len;
-        const char *colon = p[0] == '[' ? memchr(p, ']', h->value.len) : p;
+    gn_slice_t v = h != NULL ? h->value : c->req.authority;
+    if (v.len > 0) {
+        const char *p = v.base, *end = p + v.len;
+        const char *colon = p[0] == '[' ? memchr(p, ']', v.len) : p;
         colon = colon ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
-        size_t hostlen = colon ? (size_t)(colon - p) : h->value.len;
+        size_t hostlen = colon ? (size_t)(colon - p) : v.len;
         PyObject *port = colon ? latin1_str(colon + 1, (size_t)(end - colon - 1)) : PyUnicode_FromString("80");
         if (set_item(env, w->k_server_name, latin1_str(p, hostlen)) < 0 ||
             set_item(env, w->k_server_port, port) < 0)

@@ -415,7 +415,9 @@ static int step_head(gn_conn_t *c)
         mark_idle(c);
         return 0;
     }
-    if (c->rlen > 0) {
+    if (c->rlen > 0 && c->proxy_wait && gn_conn__proxy_header(c) < 0)
+        return 0;
+    if (c->rlen > 0 && !c->proxy_wait) {
         try_parse_head(c);
         if (c->state != GN_CONN_READ_HEAD)
             return 1;
@@ -550,6 +552,13 @@ static int step_stream_body(gn_conn_t *c)
     }
     maybe_send_continue(c);
     int r = deliver_body(c);
+    if (r < 0 && c->status == 0 && c->bridge != NULL) {
+        /* No response started yet: answer it (413 or 400, then close), as
+         * the buffered path does; the application hears a disconnect. */
+        c->loop->handler->on_abort(c, c->loop->handler->ctx);
+        send_error(c, -r);
+        return 1;
+    }
     if (r < 0) {
         char host[64];
         log_peer(c, host, sizeof(host));
@@ -689,6 +698,10 @@ void gn_conn_on_timeout(gn_conn_t *c)
         return;
     if (c->state == GN_CONN_WEBSOCKET) {
         gn_conn__ws_timeout(c);
+        return;
+    }
+    if (c->proxy_wait) {
+        gn_conn__proxy_timeout(c);
         return;
     }
     int partial = c->state == GN_CONN_READ_BODY || (c->state == GN_CONN_READ_HEAD && c->rlen > 0);

@@ -35,6 +35,9 @@ typedef struct {
     int access_log;
     uint64_t ws_max_size;     /* largest WebSocket message; close 1009 beyond */
     double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */
+    uint64_t proxy_listeners; /* bit i: connections to listening socket i
+                                 (the i-th bind) start with a PROXY header */
+    const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h) */
 } gn_limits_t;
 
 /* How a bridge is driven. All callbacks run on the loop's thread. */
@@ -130,6 +133,7 @@ struct gn_conn {
     int redrive;       /* something happened meanwhile: go round again */
     int out_blocked;   /* output waited for the socket since on_writable */
     int yield;         /* wait for the next epoll round before reading */
+    int proxy_wait;    /* a PROXY header must come first (http/proxy_conn.c) */
 
     /* Output queue. */
     gn_seg_t outq[GN_OUTQ_MAX];
@@ -153,6 +157,12 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
 /* Lets go of a connection that a sibling loop took (claim MOVED): the
  * descriptor is the sibling's now, only the memory is freed here. */
 void gn_conn_let_go(gn_conn_t *c);
+/* Internal (conn.c, proxy_conn.c): the PROXY header at the start of rbuf.
+ * Returns 1 once it is consumed (the addresses are the client's now), 0 to
+ * wait for more bytes, -1 after refusing and closing the connection. */
+int gn_conn__proxy_header(gn_conn_t *c);
+/* The header timeout struck before a PROXY header came: log and close. */
+void gn_conn__proxy_timeout(gn_conn_t *c);
 /* Internal (conn.c, ws_conn.c): every change of c->state. */
 void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state);
 /* Runs the connection's state machine after an event; may free it. */

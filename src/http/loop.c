@@ -133,7 +133,8 @@ gn_conn_t *gn_loop__conn_of(void *ptr)
 
 /* A connection, new or taken from a sibling, starts here: its request is
  * usually already in (TCP_DEFER_ACCEPT, or the reason it was taken). */
-static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests)
+static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests,
+                       int proxy)
 {
     gn_conn_t *c = gn_conn_new(loop, fd, peer, len);
     if (c == NULL) {
@@ -142,12 +143,13 @@ static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
         return;
     }
     c->requests = requests;
+    c->proxy_wait = proxy;
     gn_conn_on_event(c, EPOLLIN);
 }
 
 void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests)
 {
-    serve_conn(loop, fd, peer, len, requests);
+    serve_conn(loop, fd, peer, len, requests, 0); /* past any PROXY header */
 }
 
 void gn_loop_hurry(gn_loop_t *loop)
@@ -213,13 +215,16 @@ static void stop_listening(gn_loop_t *loop)
         listen_ctl(loop, EPOLL_CTL_DEL);
 }
 
-static void accept_one_batch(gn_loop_t *loop, int lfd)
+/* Accepts from the loop's listening socket number i (the i-th --bind). */
+static void accept_one_batch(gn_loop_t *loop, unsigned i)
 {
+    int lfd = loop->listen_fds[i];
+    int proxy = i < 64 && (loop->limits->proxy_listeners >> i & 1);
     /* On a socket shared by several workers, take one connection per wake-up:
      * a worker busy in application code is not in epoll_wait, so the next
      * client goes to an idle worker instead of queueing behind it. */
     int batch = loop->exclusive && !loop->stopping ? 1 : ACCEPT_BATCH;
-    for (int i = 0; i < batch; i++) {
+    for (int k = 0; k < batch; k++) {
         /* While stopping, the queue is drained whatever the bound: what
          * is left in it when the listener closes would be reset. */
         if (loop->n_conns >= loop->limits->max_connections && !loop->stopping) {
@@ -242,7 +247,7 @@ static void accept_one_batch(gn_loop_t *loop, int lfd)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0);
+        serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0, proxy);
     }
 }
 
@@ -252,7 +257,7 @@ static void close_listeners(gn_loop_t *loop)
     for (unsigned i = 0; i < loop->n_listen; i++) {
         for (int round = 0; round < 64; round++) {
             unsigned before = loop->n_conns;
-            accept_one_batch(loop, loop->listen_fds[i]);
+            accept_one_batch(loop, i);
             if (loop->n_conns - before < ACCEPT_BATCH)
                 break;
         }
@@ -280,7 +285,7 @@ static void begin_stop(gn_loop_t *loop)
     if (!loop->accepting && loop->n_listen > 0)
         listen_ctl(loop, EPOLL_CTL_ADD);
     for (unsigned i = 0; i < loop->n_listen; i++)
-        accept_one_batch(loop, loop->listen_fds[i]);
+        accept_one_batch(loop, i);
     for (gn_conn_t *c = loop->conns, *next; c; c = next) {
         next = c->next;
         gn_conn_shutdown(c);
@@ -302,7 +307,7 @@ static void take_requests(gn_loop_t *loop)
         let_go_moved(loop);
     if (atomic_load_explicit(&loop->accept_wanted, memory_order_relaxed) && atomic_exchange(&loop->accept_wanted, 0)) {
         for (unsigned i = 0; i < loop->n_listen && loop->accepting; i++)
-            accept_one_batch(loop, loop->listen_fds[i]);
+            accept_one_batch(loop, i);
     }
     /* Nudged by the watch: take waiting requests from a busy sibling, one
      * connection per round while there are some. The flag stays up, and the
@@ -352,7 +357,7 @@ static void dispatch(gn_loop_t *loop, struct epoll_event *ev)
         }
         take_requests(loop);
     } else if (tag - TAG_LISTEN_BASE < loop->n_listen && loop->accepting) {
-        accept_one_batch(loop, loop->listen_fds[tag - TAG_LISTEN_BASE]);
+        accept_one_batch(loop, (unsigned)(tag - TAG_LISTEN_BASE));
     }
 }
 

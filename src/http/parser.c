@@ -25,7 +25,7 @@
 
 enum {
     C_TOKEN = 1,  /* tchar, RFC 9110 section 5.6.2 */
-    C_TARGET = 2, /* VCHAR: what we accept in a request-target */
+    C_TARGET = 2, /* VCHAR but '#': what we accept in a request-target */
     C_VALUE = 4,  /* field-vchar / SP / HTAB, RFC 9110 section 5.5 */
 };
 
@@ -36,9 +36,13 @@ enum {
     (IS_ALNUM(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||          \
      (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' ||          \
      (c) == '.' || (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
-/* obs-text (>= 0x80) is allowed in values (RFC 9110 5.5) but not in targets. */
+/*
+ * obs-text (>= 0x80) is allowed in values (RFC 9110 5.5) but not in targets.
+ * '#' starts a fragment, which a client never sends (RFC 9112 3.2, RFC 3986
+ * 3.5): a target holding one is refused, not cut or passed on.
+ */
 #define CLASS(c)                                                                     \
-    ((IS_TCHAR(c) ? C_TOKEN : 0) | ((c) > 0x20 && (c) < 0x7f ? C_TARGET : 0) |       \
+    ((IS_TCHAR(c) ? C_TOKEN : 0) | ((c) > 0x20 && (c) < 0x7f && (c) != '#' ? C_TARGET : 0) | \
      ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? C_VALUE : 0))
 #define HEXVAL(c)                                                                    \
     ((c) >= '0' && (c) <= '9'   ? (c) - '0'                                          \
@@ -99,12 +103,17 @@ static const char *scan_value(const char *p, const char *end)
     return p;
 }
 
-/* Advances over target bytes; stops at SP, a CTL or a byte >= 0x80. */
+/*
+ * Advances over target bytes; stops at SP, '#', a CTL or a byte >= 0x80.
+ * The word loop stops at any byte < 0x24 ('#' is 0x23): this also stops it
+ * at the rare '!' and '"', which the byte loop then accepts, and costs
+ * nothing over the plain "< 0x21" test, unlike a separate test for '#'.
+ */
 static const char *scan_target(const char *p, const char *end)
 {
     while (end - p >= 8) {
         uint64_t x = load8(p);
-        if (has_less(x, 0x21) | has_byte(x, 0x7f) | (x & HIGHS))
+        if (has_less(x, 0x24) | has_byte(x, 0x7f) | (x & HIGHS))
             break;
         p += 8;
     }
@@ -202,17 +211,108 @@ static int find_head_end(const char *buf, size_t len, size_t skip, size_t from,
 
 /* ---- request line ---------------------------------------------------------- */
 
-static void split_target(gn_request_t *req)
+/* Splits path-and-query (origin-form, or the tail of absolute-form) at '?'. */
+static void split_path(gn_request_t *req, gn_slice_t pq)
 {
-    const char *q = memchr(req->target.base, '?', req->target.len);
-    if (q == NULL) {
-        req->path = req->target;
-        req->query = slice(req->target.base + req->target.len,
-                           req->target.base + req->target.len);
-    } else {
-        req->path = slice(req->target.base, q);
-        req->query = slice(q + 1, req->target.base + req->target.len);
+    const char *q = memchr(pq.base, '?', pq.len), *end = pq.base + pq.len;
+    req->path = slice(pq.base, q ? q : end);
+    req->query = q ? slice(q + 1, end) : slice(end, end);
+}
+
+/* ---- request-target forms (RFC 9112 section 3.2) ------------------------- */
+
+/* Methods are case-sensitive (RFC 9110 9.1). */
+static inline bool method_is(gn_slice_t m, const char *lit, size_t n)
+{
+    return m.len == n && memcmp(m.base, lit, n) == 0;
+}
+
+#define METHOD_IS(m, lit) method_is((m), lit, sizeof(lit) - 1)
+
+/*
+ * authority = host [ ":" port ] with host a reg-name, IPv4 or "[" IPv6 "]"
+ * (RFC 3986 3.2): unreserved, pct-encoded, sub-delims, ":" "[" "]". No
+ * userinfo: RFC 9110 4.2.4 asks a recipient to treat "user@" in an http(s)
+ * URI as an error, and it is a classic way to make two hops see different
+ * hosts.
+ */
+static bool authority_ok(gn_slice_t a)
+{
+    if (a.len == 0)
+        return false;
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char c = (unsigned char)a.base[i];
+        if (!(IS_ALNUM(c) || (c && strchr("-._~%!$&'()*+,;=:[]", c) != NULL)))
+            return false;
     }
+    return true;
+}
+
+/* authority-form = uri-host ":" port (RFC 9112 3.2.3): the port is required. */
+static bool authority_form_ok(gn_slice_t t)
+{
+    const char *colon = memrchr(t.base, ':', t.len);
+    if (!authority_ok(t) || colon == NULL || colon == t.base || colon + 1 == t.base + t.len)
+        return false;
+    for (const char *p = colon + 1; p < t.base + t.len; p++)
+        if (!is_digit(*p))
+            return false;
+    return true;
+}
+
+/*
+ * absolute-form (RFC 9112 3.2.2): an origin server MUST accept it, take the
+ * path and query from it, and use its authority instead of Host. Only the
+ * http and https schemes name something we can serve; both require a
+ * non-empty host (RFC 9110 4.2). An empty path means "/": the slice is the
+ * second slash of "//", so every output stays inside the caller's buffer.
+ */
+static int parse_absolute_form(gn_request_t *req)
+{
+    gn_slice_t t = req->target;
+    size_t skip;
+    if (t.len >= 7 && ieq(slice(t.base, t.base + 7), "http://", 7))
+        skip = 7;
+    else if (t.len >= 8 && ieq(slice(t.base, t.base + 8), "https://", 8))
+        skip = 8;
+    else
+        return GN_PARSE_ERR_400;
+    const char *a = t.base + skip, *end = t.base + t.len, *e = a;
+    while (e < end && *e != '/' && *e != '?')
+        e++;
+    req->authority = slice(a, e);
+    if (!authority_ok(req->authority))
+        return GN_PARSE_ERR_400;
+    split_path(req, slice(e, end));
+    if (req->path.len == 0)
+        req->path = slice(a - 1, a);
+    return 0;
+}
+
+/*
+ * Which form the target has decides whether it is acceptable (RFC 9112
+ * 3.2): origin-form for every method but CONNECT; "*" for OPTIONS only;
+ * authority-form for CONNECT only; absolute-form for every method but
+ * CONNECT. The common case costs one look at the first byte and one at the
+ * method's length. CONNECT asks for a tunnel, which an application server
+ * does not make: a well-formed one gets 501 (no Allow header to offer, as
+ * 405 would need), a malformed one 400.
+ */
+static int check_target_form(gn_request_t *req)
+{
+    gn_slice_t t = req->target;
+    bool connect = req->method.len == 7 && METHOD_IS(req->method, "CONNECT");
+    req->authority = slice(t.base, t.base);
+    if (t.base[0] == '/') {
+        split_path(req, t);
+        return connect ? GN_PARSE_ERR_400 : 0;
+    }
+    split_path(req, t);
+    if (connect)
+        return authority_form_ok(t) ? GN_PARSE_ERR_501 : GN_PARSE_ERR_400;
+    if (t.base[0] == '*')
+        return t.len == 1 && METHOD_IS(req->method, "OPTIONS") ? 0 : GN_PARSE_ERR_400;
+    return parse_absolute_form(req);
 }
 
 /*
@@ -254,14 +354,13 @@ static int parse_request_line(const char **pp, const char *end, gn_request_t *re
     if (p == start || *p != ' ')
         return GN_PARSE_ERR_400;
     req->target = slice(start, p);
-    split_target(req);
 
     p++;
     int r = parse_version(&p, &req->minor_version);
     if (r != 0)
         return r;
     *pp = p;
-    return 0;
+    return check_target_form(req);
 }
 
 /* ---- header fields --------------------------------------------------------- */
@@ -344,19 +443,37 @@ static unsigned connection_flags(gn_slice_t v)
 }
 
 /*
- * Transfer-Encoding: the only coding we implement is chunked, and it must be
- * the only one, given once (a repeated header is a list too). Accepting
- * "chunked, chunked", "gzip" or " chunked" variants is the TE.TE desync
- * (one hop honours the header, the other ignores it). RFC 9112 6.1 also
- * forbids honouring TE in an HTTP/1.0 request, because a 1.0 hop in front of
- * us would have ignored it and framed the body by other means.
+ * Transfer-Encoding = #transfer-coding (RFC 9112 6.1), a repeated field
+ * being one list. chunked must be there, exactly once, and last (6.3: else
+ * the body's length is unknowable, 400): accepting "chunked, chunked",
+ * "chunked, gzip" or "gzip" alone is the TE.TE desync (one hop honours the
+ * header, the other ignores it). A well-formed list that ends in chunked but
+ * also names a coding we do not implement ("gzip, chunked") is 501 (RFC 9110
+ * 15.6.2), decided in check_framing so that any 400 in a later field wins.
+ * Empty elements and codings with parameters are refused as malformed. RFC
+ * 9112 6.1 also forbids honouring TE in an HTTP/1.0 request, because a 1.0
+ * hop in front of us would have ignored it and framed the body otherwise.
  */
 static int apply_transfer_encoding(gn_request_t *req, gn_slice_t v)
 {
-    if (req->minor_version == 0 || (req->flags & GN_REQ_CHUNKED) || !IEQ(v, "chunked"))
+    if (req->minor_version == 0)
         return GN_PARSE_ERR_400;
-    req->flags |= GN_REQ_CHUNKED;
-    return 0;
+    const char *p = v.base, *end = v.base + v.len;
+    for (;;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        gn_slice_t c = slice(p, comma ? comma : end);
+        while (c.len && is_ows(c.base[0]))
+            c.base++, c.len--;
+        while (c.len && is_ows(c.base[c.len - 1]))
+            c.len--;
+        /* Nothing may follow chunked; the element must be one token. */
+        if (c.len == 0 || (req->flags & GN_REQ_CHUNKED) || scan_token(c.base) != c.base + c.len)
+            return GN_PARSE_ERR_400;
+        req->flags |= IEQ(c, "chunked") ? GN_REQ_CHUNKED : GN_REQ_TE_OTHER;
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
 }
 
 /* Records what the connection layer needs from the framing-related fields. */
@@ -378,6 +495,15 @@ static int apply_field(gn_request_t *req, const gn_header_t *h)
     case 10:
         if (IEQ(h->name, "connection"))
             req->flags |= connection_flags(h->value);
+        return 0;
+    case 12:
+        if (!IEQ(h->name, "content-type"))
+            return 0;
+        /* One body, one media type: a proxy in front may have used the
+         * first of two while the app would see the last. */
+        if (req->flags & GN_REQ_HAS_CONTENT_TYPE)
+            return GN_PARSE_ERR_400;
+        req->flags |= GN_REQ_HAS_CONTENT_TYPE;
         return 0;
     case 14:
         if (!IEQ(h->name, "content-length"))
@@ -419,16 +545,32 @@ static int parse_fields(const char **pp, const char *end, gn_request_t *req,
 /*
  * RFC 9112 6.1: a message with both Content-Length and Transfer-Encoding
  * "ought to be handled as an error"; it is the CL.TE / TE.CL smuggling
- * vector, so we refuse it. RFC 9112 3.2: an HTTP/1.1 request without Host
+ * vector, so we refuse it. A Transfer-Encoding without a final chunked is
+ * 400 (6.3); one that also names an unknown coding is 501 (see
+ * apply_transfer_encoding). RFC 9112 3.2: an HTTP/1.1 request without Host
  * MUST get a 400.
  */
 static int check_framing(const gn_request_t *req)
 {
-    if ((req->flags & GN_REQ_CHUNKED) && req->content_length != -1)
+    unsigned te = req->flags & (GN_REQ_CHUNKED | GN_REQ_TE_OTHER);
+    if (te && req->content_length != -1)
+        return GN_PARSE_ERR_400;
+    if (te && !(req->flags & GN_REQ_CHUNKED))
         return GN_PARSE_ERR_400;
     if (req->minor_version == 1 && !(req->flags & GN_REQ_HAS_HOST))
         return GN_PARSE_ERR_400;
-    return 0;
+    return te & GN_REQ_TE_OTHER ? GN_PARSE_ERR_501 : 0;
+}
+
+/* absolute-form: the target's authority replaces Host (RFC 9112 3.2.2). */
+static void use_target_authority(const gn_request_t *req, gn_header_t *headers)
+{
+    for (size_t i = 0; i < req->num_headers; i++) {
+        if (headers[i].name.len == 4 && IEQ(headers[i].name, "host")) {
+            headers[i].value = req->authority;
+            return;
+        }
+    }
 }
 
 /* Parses a complete head [p, end); end[-4..-1] is "\r\n\r\n". */
@@ -439,11 +581,17 @@ static int parse_head(const char *p, const char *end, gn_request_t *req,
     req->content_length = -1;
     req->flags = 0;
     req->num_headers = 0;
-    if ((r = parse_request_line(&p, end, req)) != 0)
-        return r;
+    /* A CONNECT (501) still has its fields checked: a 400 there wins. */
+    int line = parse_request_line(&p, end, req);
+    if (line != 0 && line != GN_PARSE_ERR_501)
+        return line;
     if ((r = parse_fields(&p, end, req, headers, max_headers)) != 0)
         return r;
-    return check_framing(req);
+    if ((r = check_framing(req)) != 0 || (r = line) != 0)
+        return r;
+    if (req->authority.len)
+        use_target_authority(req, headers);
+    return 0;
 }
 
 int gn_parse_request(const char *buf, size_t len, size_t last_len, gn_request_t *req,

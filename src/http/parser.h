@@ -33,10 +33,8 @@ enum {
     GN_PARSE_INCOMPLETE = -2, /* need more bytes; nothing is wrong yet */
     GN_PARSE_ERR_400 = -400,  /* malformed or ambiguous: answer 400, close */
     GN_PARSE_ERR_431 = -431,  /* more header fields than the caller's array */
-    GN_PARSE_ERR_501 = -501,  /* method token valid but not HTTP-like; never
-                                 returned by parser.c today: any token is
-                                 accepted as a method, and which methods are
-                                 implemented is the app's decision */
+    GN_PARSE_ERR_501 = -501,  /* CONNECT, or a transfer coding other than
+                                 chunked: valid, but not something we do */
     GN_PARSE_ERR_505 = -505,  /* HTTP version other than 1.0 / 1.1 */
 };
 
@@ -48,13 +46,18 @@ enum {
     GN_REQ_EXPECT_CONTINUE = 1u << 3, /* Expect: 100-continue */
     GN_REQ_CONN_UPGRADE = 1u << 4,   /* Connection: upgrade token present */
     GN_REQ_HAS_HOST = 1u << 5,       /* a Host header was present */
+    GN_REQ_HAS_CONTENT_TYPE = 1u << 6, /* a Content-Type header was present */
+    GN_REQ_TE_OTHER = 1u << 7,       /* a transfer coding other than chunked */
 };
 
 typedef struct {
     gn_slice_t method;
     gn_slice_t target;   /* raw request-target, e.g. "/a%20b?x=1" */
-    gn_slice_t path;     /* target up to '?' (still percent-encoded) */
+    gn_slice_t path;     /* the target's path (still percent-encoded): up to
+                            '?' in origin-form, "/..." after the authority in
+                            absolute-form ("/" when empty), "*" for OPTIONS */
     gn_slice_t query;    /* after '?', without it; len 0 when absent */
+    gn_slice_t authority; /* absolute-form's "host[:port]", else len 0 */
     int minor_version;   /* 0 or 1 (HTTP/1.x) */
     int64_t content_length; /* -1 when no Content-Length header */
     unsigned flags;      /* GN_REQ_* */
@@ -88,8 +91,17 @@ typedef struct {
  *    (case-insensitive), e.g. "gzip", "chunked, chunked", "chunked, gzip",
  *    or Transfer-Encoding on an HTTP/1.0 request;
  *  - a request line not of the form token SP target SP "HTTP/1." DIGIT CRLF,
- *    a target with CTL, SP or bytes >= 0x80; a missing Host in HTTP/1.1;
- *    more than one Host field (RFC 9112 section 3.2).
+ *    a target with CTL, SP, '#' or bytes >= 0x80; a missing Host in
+ *    HTTP/1.1; more than one Host or Content-Type field (RFC 9112 3.2);
+ *  - a target in the wrong form (RFC 9112 3.2): not starting with "/"
+ *    unless it is "*" with OPTIONS, an http(s) absolute-form with a
+ *    non-empty authority and no userinfo, or host:port with CONNECT.
+ * Answered GN_PARSE_ERR_501 once the head is otherwise valid: CONNECT with
+ * an authority-form target (we make no tunnels), and a Transfer-Encoding
+ * list that ends in chunked but names another coding too.
+ * absolute-form is accepted (RFC 9112 3.2.2): path and query come from it,
+ * req->authority is its host[:port], and the Host field's value slice is
+ * replaced with that authority, so every consumer of Host sees it.
  * Leading empty lines (CRLF) before the request line are skipped, as
  * RFC 9112 section 2.2 allows.
  */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/proxy.h"
 #include "server/log.h"
 
 static PyObject *item(PyObject *dict, const char *key)
@@ -111,6 +112,47 @@ static int get_limits(gn_limits_t *lim, PyObject *dict)
     return 0;
 }
 
+/*
+ * The PROXY protocol: which listening sockets (indexes into binds) expect a
+ * header, and the peers trusted to send one (--forwarded-allow-ips;
+ * 127.0.0.1 when the key is absent, as gunicorn's and uvicorn's default).
+ */
+static int get_proxy(gn_limits_t *lim, PyObject *dict, unsigned n_binds)
+{
+    PyObject *which = PyDict_GetItemString(dict, "proxy_listeners");
+    PyObject *ips = PyDict_GetItemString(dict, "forwarded_allow_ips");
+    const char *spec = ips ? PyUnicode_AsUTF8(ips) : "127.0.0.1";
+    if (spec == NULL)
+        return -1;
+    uint64_t mask = 0;
+    Py_ssize_t n = which ? PyList_Size(which) : 0;
+    if (n < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long k = PyLong_AsLongLong(PyList_GET_ITEM(which, i));
+        if (k == -1 && PyErr_Occurred())
+            return -1;
+        if (k < 0 || k >= (long long)n_binds || k >= 64) {
+            PyErr_Format(PyExc_ValueError,
+                         "gorgon config: proxy_listeners: %lld is not one of the first 64 binds", k);
+            return -1;
+        }
+        mask |= (uint64_t)1 << k;
+    }
+    gn_trust_t *t = calloc(1, sizeof(*t));
+    char err[200];
+    if (t == NULL)
+        return PyErr_NoMemory(), -1;
+    if (gn_trust_parse(t, spec, err, sizeof(err)) < 0) {
+        free(t);
+        PyErr_Format(PyExc_ValueError, "--forwarded-allow-ips: %s", err);
+        return -1;
+    }
+    lim->proxy_listeners = mask;
+    lim->proxy_trust = t;
+    return 0;
+}
+
 int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -129,7 +171,8 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_double(dict, "graceful_timeout", &cfg->graceful_timeout) || get_str(dict, "log_level", &level) ||
         get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict) ||
         get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
-        get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout))
+        get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
+        get_proxy(&cfg->limits, dict, cfg->n_binds))
         goto error;
     if (positive(processes + 1, "processes + 1") || positive((long long)(cfg->probe_timeout * 1000), "probe_timeout"))
         goto error;
@@ -175,5 +218,10 @@ void gn_config_free(gn_config_t *cfg)
     free(cfg->mode);
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
+    if (cfg->limits.proxy_trust) {
+        gn_trust_t *t = (gn_trust_t *)cfg->limits.proxy_trust;
+        gn_trust_free(t);
+        free(t);
+    }
     memset(cfg, 0, sizeof(*cfg));
 }

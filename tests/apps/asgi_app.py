@@ -396,7 +396,7 @@ def make(lifespan):
         routes = WS_ROUTES if kind == "websocket" else ROUTES
         path = scope["path"]
         handler = routes.get(path)
-        if handler is None and path.startswith("/scope"):
+        if handler is None and (path.startswith("/scope") or path == "*"):
             handler = r_scope
         return await (handler or not_found)(scope, receive, send)
     return application

@@ -48,6 +48,19 @@ _not_found = checked(lambda environ, start_response: text_response(
     start_response, "no such route\n", "404 Not Found"))
 
 
+def _asterisk(environ, start_response):
+    """OPTIONS *: not wrapped in the validator, which wants PATH_INFO to start
+    with "/" (an asterisk-form target has no path to give)."""
+    body = ("%s %s %s" % (environ["REQUEST_METHOD"], environ["PATH_INFO"],
+                          environ["RAW_URI"])).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def app(environ, start_response):
-    segment = environ.get("PATH_INFO", "/").split("/", 2)[1]
+    path = environ.get("PATH_INFO", "/")
+    if path == "*":
+        return _asterisk(environ, start_response)
+    segment = path.split("/", 2)[1]
     return ROUTES.get(segment, _not_found)(environ, start_response)

@@ -67,6 +67,7 @@ static void check_same(const parsed_t *a, const char *abase, const parsed_t *b,
     SAME_SLICE(a->req.target, abase, b->req.target, bbase, "target", mode);
     SAME_SLICE(a->req.path, abase, b->req.path, bbase, "path", mode);
     SAME_SLICE(a->req.query, abase, b->req.query, bbase, "query", mode);
+    SAME_SLICE(a->req.authority, abase, b->req.authority, bbase, "authority", mode);
     CHECK_EQ(a->req.minor_version, b->req.minor_version);
     CHECK_EQ(a->req.content_length, b->req.content_length);
     CHECK_EQ(a->req.flags, b->req.flags);
@@ -82,7 +83,7 @@ static void check_inside(const parsed_t *p, const char *buf)
 {
     const char *end = buf + (p->r > 0 ? p->r : 0);
     const gn_slice_t *s[] = {&p->req.method, &p->req.target, &p->req.path,
-                             &p->req.query};
+                             &p->req.query, &p->req.authority};
     if (p->r <= 0)
         return;
     for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
@@ -756,6 +757,158 @@ static void decode3(const char *in, size_t len, decoded_t *out)
         ASSERT_EQ(err_, GN_PARSE_ERR_400);                                           \
     } while (0)
 
+/* ---- request-target forms (RFC 9112 section 3.2) ------------------------- */
+
+static void test_absolute_form(void)
+{
+    parsed_t p;
+    PARSE("GET http://example.com/foo?q=1 HTTP/1.1\r\nHost: other.example\r\nX-A: b\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_SLICE(p.req.target, "http://example.com/foo?q=1");
+    ASSERT_SLICE(p.req.path, "/foo");
+    ASSERT_SLICE(p.req.query, "q=1");
+    ASSERT_SLICE(p.req.authority, "example.com");
+    /* The target's authority replaces Host; other fields are untouched. */
+    ASSERT_EQ(p.req.num_headers, 2);
+    ASSERT_SLICE(p.h[0].name, "Host");
+    ASSERT_SLICE(p.h[0].value, "example.com");
+    ASSERT_SLICE(p.h[1].value, "b");
+}
+
+static void test_absolute_form_variants(void)
+{
+    parsed_t p;
+    /* Scheme in any case, https, a port, an IPv6 literal. */
+    PARSE("POST HTTPS://[::1]:8443/a/b HTTP/1.1\r\nhost: x\r\nContent-Length: 0\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_SLICE(p.req.authority, "[::1]:8443");
+    ASSERT_SLICE(p.req.path, "/a/b");
+    ASSERT_EQ(p.req.query.len, 0);
+    ASSERT_SLICE(p.h[0].value, "[::1]:8443");
+    /* An empty path is "/", with or without a query. */
+    PARSE("GET http://h.example HTTP/1.1\r\nHost: x\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_SLICE(p.req.path, "/");
+    ASSERT_EQ(p.req.query.len, 0);
+    ASSERT_SLICE(p.req.authority, "h.example");
+    PARSE("GET http://h.example:81?a=b HTTP/1.1\r\nHost: x\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_SLICE(p.req.path, "/");
+    ASSERT_SLICE(p.req.query, "a=b");
+    ASSERT_SLICE(p.req.authority, "h.example:81");
+    /* HTTP/1.0 needs no Host: the authority is all there is. */
+    PARSE("GET http://h.example/x HTTP/1.0\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_EQ(p.req.num_headers, 0);
+    ASSERT_SLICE(p.req.authority, "h.example");
+    ASSERT_SLICE(p.req.path, "/x");
+    /* OPTIONS may use absolute-form too. */
+    PARSE("OPTIONS http://h.example/ HTTP/1.1\r\nHost: x\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_SLICE(p.req.path, "/");
+}
+
+static void test_origin_form_has_no_authority(void)
+{
+    parsed_t p;
+    PARSE("GET //a.example/b HTTP/1.1\r\nHost: h\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_SLICE(p.req.path, "//a.example/b");
+    ASSERT_EQ(p.req.authority.len, 0);
+    ASSERT_SLICE(p.h[0].value, "h");
+}
+
+static void test_reject_absolute_form(void)
+{
+    REJECT400("GET http:///foo HTTP/1.1\r\nHost: h\r\n\r\n");     /* empty host */
+    REJECT400("GET http:// HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET http://u@h.example/ HTTP/1.1\r\nHost: h\r\n\r\n"); /* userinfo */
+    REJECT400("GET ftp://h.example/ HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET http:/h.example/ HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET http:h.example HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET http://h\"x/ HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET http://h{x}/ HTTP/1.1\r\nHost: h\r\n\r\n");
+    /* Still HTTP/1.1: Host is required even with an authority in the target. */
+    REJECT400("GET http://h.example/ HTTP/1.1\r\n\r\n");
+    REJECT400("GET http://h.example/ HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n");
+}
+
+static void test_reject_fragment(void)
+{
+    REJECT400("GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET /p?x=1#y HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET # HTTP/1.1\r\nHost: h\r\n\r\n");
+    /* Past the 8-byte fast path, and in absolute-form. */
+    REJECT400("GET /abcdefghijklmnopq#rstuvwxyz HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET http://h.example/a#b HTTP/1.1\r\nHost: h\r\n\r\n");
+}
+
+static void test_reject_not_origin_form(void)
+{
+    REJECT400("GET foo/bar HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET ?a=b HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("GET example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n"); /* authority-form */
+    REJECT400("POST a HTTP/1.1\r\nHost: h\r\n\r\n");
+}
+
+static void test_asterisk_form(void)
+{
+    parsed_t p;
+    PARSE("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_SLICE(p.req.path, "*");
+    ASSERT_EQ(p.req.authority.len, 0);
+    REJECT400("GET * HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("options * HTTP/1.1\r\nHost: h\r\n\r\n"); /* methods are case-sensitive */
+    REJECT400("OPTIONS *a HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("OPTIONS ** HTTP/1.1\r\nHost: h\r\n\r\n");
+}
+
+static void test_connect(void)
+{
+    REJECT("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", GN_PARSE_ERR_501);
+    REJECT("CONNECT [::1]:8080 HTTP/1.1\r\nHost: x\r\n\r\n", GN_PARSE_ERR_501);
+    /* Malformed CONNECT requests stay 400: no port, another form, bad fields. */
+    REJECT400("CONNECT example.com HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT example.com: HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT :443 HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT a:44x HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT u@a:443 HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT http://a:443/ HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT * HTTP/1.1\r\nHost: h\r\n\r\n");
+    REJECT400("CONNECT a:443 HTTP/1.1\r\n\r\n");
+    REJECT400("CONNECT a:443 HTTP/1.1\r\nHost: h\r\nX-A : 1\r\n\r\n");
+}
+
+static void test_reject_duplicate_content_type(void)
+{
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+              "content-type: application/json\r\n\r\n");
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a\r\nContent-Type: a\r\n\r\n");
+    parsed_t p;
+    PARSE("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n\r\n", &p);
+    ASSERT_TRUE(p.r > 0);
+    ASSERT_EQ(p.req.flags, GN_REQ_HAS_HOST | GN_REQ_HAS_CONTENT_TYPE);
+}
+
+static void test_te_unknown_coding_501(void)
+{
+    REJECT("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", GN_PARSE_ERR_501);
+    REJECT("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n", GN_PARSE_ERR_501);
+    REJECT("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-custom ,  deflate,chunked\r\n\r\n",
+           GN_PARSE_ERR_501);
+    /* Malformed lists and a chunked that is not last stay 400. */
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, gzip\r\n\r\n");
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n");
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip;q=1, chunked\r\n\r\n");
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gz ip, chunked\r\n\r\n");
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n");
+    REJECT400("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nX-A : b\r\n\r\n");
+    REJECT400("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+}
+
 static void test_chunked_basic(void)
 {
     EXPECT_WHOLE_BODY("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "hello world");
@@ -1033,6 +1186,16 @@ static const test_entry_t tests[] = {
     TEST_ENTRY(reject_version_505),
     TEST_ENTRY(reject_version_garbage),
     TEST_ENTRY(reject_too_many_headers),
+    TEST_ENTRY(absolute_form),
+    TEST_ENTRY(absolute_form_variants),
+    TEST_ENTRY(origin_form_has_no_authority),
+    TEST_ENTRY(reject_absolute_form),
+    TEST_ENTRY(reject_fragment),
+    TEST_ENTRY(reject_not_origin_form),
+    TEST_ENTRY(asterisk_form),
+    TEST_ENTRY(connect),
+    TEST_ENTRY(reject_duplicate_content_type),
+    TEST_ENTRY(te_unknown_coding_501),
     TEST_ENTRY(chunked_basic),
     TEST_ENTRY(chunked_one_run_per_call),
     TEST_ENTRY(chunked_split_data),

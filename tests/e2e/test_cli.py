@@ -15,7 +15,8 @@ OPTIONS = ["--bind", "--workers", "--chdir", "--pythonpath", "--log-level", "--a
            "--keep-alive", "--graceful-timeout", "--header-timeout", "--limit-request-line",
            "--limit-request-fields", "--limit-request-field-size", "--limit-request-body",
            "--max-connections", "--write-high-water", "--version", "--mode", "--processes",
-           "--no-pure-fallback", "--probe-timeout"]
+           "--no-pure-fallback", "--probe-timeout", "--proxy-protocol", "--proxy-protocol-bind",
+           "--forwarded-allow-ips"]
 
 
 def test_version():

@@ -1,0 +1,59 @@
+/*
+ * The PROXY protocol on a connection: before its first request, a connection
+ * accepted with --proxy-protocol must start with a PROXY header (http/proxy.h)
+ * from a trusted peer. The header's addresses replace the socket's for the
+ * bridges and the logs; anything else closes the connection with one log
+ * line, without an HTTP answer (the peer is a proxy, not an HTTP client).
+ */
+#include <string.h>
+
+#include "http/conn.h"
+#include "http/loop.h"
+#include "http/proxy.h"
+#include "server/log.h"
+
+static void refuse(gn_conn_t *c, const char *why)
+{
+    char host[64];
+    int port;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    gn_log(GN_LOG_WARNING, "PROXY protocol: closing the connection from %s port %d: %s", host, port, why);
+    gn_conn_close(c);
+}
+
+int gn_conn__proxy_header(gn_conn_t *c)
+{
+    const gn_limits_t *lim = c->loop->limits;
+    /* Checked on the first bytes, not at accept: the log line then says
+     * what the peer tried, and accepting stays as cheap as without. */
+    if (!gn_trust_match(lim->proxy_trust, (const struct sockaddr *)&c->peer)) {
+        refuse(c, "peer not in --forwarded-allow-ips");
+        return -1;
+    }
+    gn_proxy_header_t h;
+    int n = gn_proxy_parse(c->rbuf, c->rlen, &h);
+    if (n == GN_PROXY_INCOMPLETE)
+        return 0;
+    if (n < 0) {
+        refuse(c, h.error);
+        return -1;
+    }
+    if (h.has_addrs) {
+        memcpy(&c->peer, &h.src, h.src_len);
+        c->peer_len = h.src_len;
+        memset(&c->local, 0, sizeof(c->local));
+        memcpy(&c->local, &h.dst, h.dst_len);
+        c->local_known = 1;
+    }
+    memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);
+    c->rlen -= (size_t)n;
+    c->parsed_len = 0;
+    c->proxy_wait = 0;
+    return 1;
+}
+
+void gn_conn__proxy_timeout(gn_conn_t *c)
+{
+    refuse(c, c->rlen ? "incomplete PROXY header at the header timeout"
+                      : "no PROXY header within the header timeout");
+}
