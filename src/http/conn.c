@@ -20,7 +20,6 @@
 #include "http/response.h"
 #include "server/log.h"
 
-#define RBUF_INITIAL 16384
 #define LINGER_SECONDS 2.0
 
 void gn_conn__out_release_all(gn_conn_t *c);
@@ -68,6 +67,70 @@ static int conn_mine(gn_conn_t *c)
     return 0;
 }
 
+/* Request buffers a loop keeps for its next requests; beyond, they are freed. */
+#define FREE_BUFS_MAX 32
+
+int gn_conn__take_buf(gn_conn_t *c)
+{
+    gn_loop_t *loop = c->loop;
+    gn_conn_buf_t *b = loop->free_bufs;
+    if (b) {
+        loop->free_bufs = b->next_free;
+        loop->n_free_bufs--;
+    } else if ((b = malloc(sizeof(*b))) == NULL) {
+        return -1;
+    } else {
+        b->spare = NULL;
+        b->spare_cap = 0;
+    }
+    c->buf = b;
+    c->headers = b->headers;
+    c->outq = b->outq;
+    c->rbuf = b->rbuf;
+    c->rcap = sizeof(b->rbuf);
+    return 0;
+}
+
+static void free_buf(gn_conn_buf_t *b)
+{
+    free(b->spare);
+    free(b);
+}
+
+/* Idle again (nothing buffered, nothing queued), or closed. */
+static void give_back_buf(gn_conn_t *c)
+{
+    gn_conn_buf_t *b = c->buf;
+    if (b == NULL)
+        return;
+    if (c->rbuf != b->rbuf)
+        free(c->rbuf); /* a head that outgrew the buffer */
+    c->buf = NULL;
+    c->headers = NULL;
+    c->outq = NULL;
+    c->rbuf = NULL;
+    c->rlen = c->rcap = 0;
+    c->req.num_headers = 0;
+    gn_loop_t *loop = c->loop;
+    if (loop->n_free_bufs >= FREE_BUFS_MAX) {
+        free_buf(b);
+        return;
+    }
+    b->next_free = loop->free_bufs;
+    loop->free_bufs = b;
+    loop->n_free_bufs++;
+}
+
+void gn_conn__free_bufs(gn_loop_t *loop)
+{
+    while (loop->free_bufs) {
+        gn_conn_buf_t *b = loop->free_bufs;
+        loop->free_bufs = b->next_free;
+        free_buf(b);
+    }
+    loop->n_free_bufs = 0;
+}
+
 void gn_conn_let_go(gn_conn_t *c)
 {
     if (c->state == GN_CONN_CLOSED)
@@ -75,8 +138,7 @@ void gn_conn_let_go(gn_conn_t *c)
     /* Idle: no response, no output, no WebSocket. The descriptor is the
      * sibling's, and c->fd is not written (the sibling read it). */
     gn_conn__set_state(c, GN_CONN_CLOSED);
-    free(c->rbuf);
-    c->rbuf = NULL;
+    give_back_buf(c);
     gn_body_reset(&c->body);
     gn_loop__retire(c->loop, c);
     atomic_fetch_sub(&c->loop->stolen, 1);
@@ -128,8 +190,7 @@ void gn_conn_close(gn_conn_t *c)
     gn_loop__watch(c->loop, c, 0);
     close(c->fd);
     c->fd = -1;
-    free(c->rbuf);
-    c->rbuf = NULL;
+    give_back_buf(c);
     gn_body_reset(&c->body);
     gn_loop__retire(c->loop, c);
 }
@@ -193,9 +254,12 @@ static size_t max_fields(const gn_conn_t *c)
 
 static int grow_rbuf(gn_conn_t *c)
 {
-    char *p = realloc(c->rbuf, c->rcap * 2);
+    int inline_buf = c->rbuf == c->buf->rbuf;
+    char *p = inline_buf ? malloc(c->rcap * 2) : realloc(c->rbuf, c->rcap * 2);
     if (p == NULL)
         return -1;
+    if (inline_buf)
+        memcpy(p, c->rbuf, c->rlen);
     c->rbuf = p;
     c->rcap *= 2;
     /* The request's slices pointed into the old buffer: parse it again. */
@@ -209,12 +273,8 @@ ssize_t gn_conn__read_more(gn_conn_t *c);
 /* Returns >0 bytes read, 0 for "would block", -1 for EOF or error. */
 static ssize_t read_more(gn_conn_t *c)
 {
-    if (c->rbuf == NULL) {
-        c->rbuf = malloc(RBUF_INITIAL);
-        if (c->rbuf == NULL)
-            return -1;
-        c->rcap = RBUF_INITIAL;
-    }
+    if (c->buf == NULL && gn_conn__take_buf(c) < 0)
+        return -1;
     if (c->rlen == c->rcap && grow_rbuf(c) < 0)
         return -1;
     for (;;) {
@@ -482,6 +542,7 @@ static void next_request(gn_conn_t *c)
     c->deadline = c->loop->now + (c->rlen ? c->loop->limits->header_timeout
                                           : c->loop->limits->keepalive_timeout);
     if (c->rlen == 0) {
+        give_back_buf(c); /* idle: it holds no buffer while it waits */
         /* Fairness: the client's next request waits for the next epoll round
          * with everyone else's, rather than being read here at once (a fast
          * client would otherwise be served many times in a row while other
@@ -787,19 +848,19 @@ void gn_conn_response_abort(gn_conn_t *c)
     gn_conn__set_state(c, GN_CONN_DRAIN);
 }
 
-static void addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen, int *port)
+static void addr_text(const gn_addr_t *ss, char *host, size_t hostlen, int *port)
 {
     *port = 0;
-    if (ss->ss_family == AF_INET) {
+    if (ss->sa.sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hostlen);
         *port = ntohs(a->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
+    } else if (ss->sa.sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)hostlen);
         *port = ntohs(a->sin6_port);
     } else {
-        snprintf(host, hostlen, "%s", ss->ss_family == AF_UNIX ? "unix" : "");
+        snprintf(host, hostlen, "%s", ss->sa.sa_family == AF_UNIX ? "unix" : "");
     }
 }
 
@@ -815,7 +876,7 @@ void gn_conn_local(gn_conn_t *c, char *host, size_t hostlen, int *port)
         socklen_t len = sizeof(c->local);
         memset(&c->local, 0, sizeof(c->local));
         if (getsockname(c->fd, (struct sockaddr *)&c->local, &len) < 0)
-            c->local.ss_family = AF_UNSPEC;
+            c->local.sa.sa_family = AF_UNSPEC;
         c->local_known = 1;
     }
     addr_text(&c->local, host, hostlen, port);

@@ -97,6 +97,30 @@ enum gn_conn_state {
     GN_CONN_CLOSED,
 };
 
+/*
+ * What a connection needs only while it has a request: the read buffer, the
+ * parsed header slices and the output queue. A connection takes one when its
+ * next request starts and gives it back when it goes idle between requests;
+ * the loop keeps a few for reuse (gn_loop_t.free_bufs). An idle keep-alive
+ * connection therefore holds only its gn_conn_t.
+ */
+#define GN_RBUF_INITIAL 16384
+typedef struct gn_conn_buf {
+    struct gn_conn_buf *next_free;
+    gn_header_t headers[GN_MAX_HEADERS_CAP];
+    gn_seg_t outq[GN_OUTQ_MAX];
+    char *spare;        /* a sent owned output block, kept for the next response */
+    size_t spare_cap;
+    char rbuf[GN_RBUF_INITIAL];
+} gn_conn_buf_t;
+
+/* An IPv4 or IPv6 address; a unix socket keeps only its family. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} gn_addr_t;
+
 struct gn_conn {
     int fd;
     enum gn_conn_state state;
@@ -106,20 +130,22 @@ struct gn_conn {
     uint32_t events;             /* epoll events registered */
     double deadline;             /* monotonic seconds; 0 = none */
 
-    struct sockaddr_storage peer;
+    gn_addr_t peer;
     socklen_t peer_len;
-    struct sockaddr_storage local; /* cached by gn_conn_local */
+    gn_addr_t local; /* cached by gn_conn_local */
     int local_known;
 
     /* Input: the head stays in rbuf until the response is complete, so the
-     * bridge and the access log can use the request's slices. */
+     * bridge and the access log can use the request's slices. rbuf is buf's
+     * own, or a larger heap block for a head that outgrew it. */
+    gn_conn_buf_t *buf; /* NULL while idle */
     char *rbuf;
     size_t rlen, rcap;
     size_t head_len;   /* bytes of the current head, 0 while incomplete */
     size_t parsed_len; /* bytes already scanned by the parser */
 
     gn_request_t req;
-    gn_header_t headers[GN_MAX_HEADERS_CAP];
+    gn_header_t *headers; /* buf's */
     gn_body_t body;
     gn_chunked_t chunked;
     uint64_t body_expected; /* Content-Length, when not chunked */
@@ -136,11 +162,9 @@ struct gn_conn {
     int proxy_wait;    /* a PROXY header must come first (http/proxy_conn.c) */
 
     /* Output queue. */
-    gn_seg_t outq[GN_OUTQ_MAX];
+    gn_seg_t *outq;     /* buf's */
     unsigned out_head, out_count;
     size_t out_bytes;
-    char *spare;        /* a sent owned block kept for the next response */
-    size_t spare_cap;
 
     /* Response bookkeeping (filled by the bridge via gn_conn_*). */
     int keepalive;      /* the connection may serve another request */
@@ -154,6 +178,10 @@ struct gn_conn {
 
 /* ---- for the loop ---- */
 gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len);
+/* Frees the buffers a loop keeps for reuse (when it ends). */
+void gn_conn__free_bufs(gn_loop_t *loop);
+/* Internal (conn.c, output.c): c->buf, taken from the loop's spares. */
+int gn_conn__take_buf(gn_conn_t *c);
 /* Lets go of a connection that a sibling loop took (claim MOVED): the
  * descriptor is the sibling's now, only the memory is freed here. */
 void gn_conn_let_go(gn_conn_t *c);

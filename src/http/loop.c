@@ -438,6 +438,7 @@ void gn_loop_destroy(gn_loop_t *loop)
     while (loop->conns)
         gn_conn_close(loop->conns);
     free_dead(loop);
+    gn_conn__free_bufs(loop);
     for (unsigned i = 0; i < loop->n_listen; i++) {
         if (loop->listen_fds[i] >= 0)
             close(loop->listen_fds[i]);

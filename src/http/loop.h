@@ -23,6 +23,8 @@ struct gn_loop {
     gn_conn_t *conns; /* all open connections, newest first */
     unsigned n_conns;
     gn_conn_t *dead;  /* closed this iteration, freed after it */
+    struct gn_conn_buf *free_bufs; /* request buffers kept for reuse */
+    unsigned n_free_bufs;
 
     const gn_limits_t *limits;
     const gn_handler_t *handler;

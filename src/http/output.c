@@ -24,7 +24,7 @@ static gn_seg_t *seg_at(gn_conn_t *c, unsigned i)
 
 static gn_seg_t *push_seg(gn_conn_t *c)
 {
-    if (c->out_count == GN_OUTQ_MAX)
+    if (c->out_count == GN_OUTQ_MAX || (c->buf == NULL && gn_conn__take_buf(c) < 0))
         return NULL;
     gn_seg_t *s = seg_at(c, c->out_count++);
     memset(s, 0, sizeof(*s));
@@ -37,9 +37,9 @@ static void release_seg(gn_conn_t *c, gn_seg_t *s)
     if (s->owner)
         c->loop->handler->release(s->owner, c->loop->handler->ctx);
     if (s->own) {
-        if (c->spare == NULL && s->cap <= SPARE_MAX) {
-            c->spare = s->own;
-            c->spare_cap = s->cap;
+        if (c->buf->spare == NULL && s->cap <= SPARE_MAX) {
+            c->buf->spare = s->own;
+            c->buf->spare_cap = s->cap;
         } else {
             free(s->own);
         }
@@ -77,10 +77,10 @@ static int new_owned_seg(gn_conn_t *c, size_t n)
     gn_seg_t *s = push_seg(c);
     if (s == NULL)
         return -1;
-    if (c->spare && c->spare_cap >= n) {
-        s->own = c->spare;
-        s->cap = c->spare_cap;
-        c->spare = NULL;
+    if (c->buf->spare && c->buf->spare_cap >= n) {
+        s->own = c->buf->spare;
+        s->cap = c->buf->spare_cap;
+        c->buf->spare = NULL;
     } else {
         s->cap = n > OWN_BLOCK ? n : OWN_BLOCK;
         s->own = malloc(s->cap);
@@ -270,6 +270,4 @@ void gn_conn__out_release_all(gn_conn_t *c)
     while (c->out_count)
         pop_seg(c);
     c->out_bytes = 0;
-    free(c->spare);
-    c->spare = NULL;
 }

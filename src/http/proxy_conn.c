@@ -39,10 +39,11 @@ int gn_conn__proxy_header(gn_conn_t *c)
         return -1;
     }
     if (h.has_addrs) {
-        memcpy(&c->peer, &h.src, h.src_len);
-        c->peer_len = h.src_len;
+        /* A unix address keeps only its family (gn_addr_t). */
+        c->peer_len = h.src_len < sizeof(c->peer) ? h.src_len : sizeof(c->peer);
+        memcpy(&c->peer, &h.src, c->peer_len);
         memset(&c->local, 0, sizeof(c->local));
-        memcpy(&c->local, &h.dst, h.dst_len);
+        memcpy(&c->local, &h.dst, h.dst_len < sizeof(c->local) ? h.dst_len : sizeof(c->local));
         c->local_known = 1;
     }
     memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);

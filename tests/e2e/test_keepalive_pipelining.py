@@ -1,9 +1,10 @@
 """Keep-alive, pipelining (responses in order), idle timeout, unread bodies."""
+import resource
 import time
 
 import pytest
 
-from conftest import Conn, build_request, chunked, in_threads, scaled
+from conftest import Conn, build_request, chunked, in_threads, proc_rss_kib, scaled
 
 
 def test_keep_alive_sequential_requests(router):
@@ -155,3 +156,32 @@ def test_many_concurrent_keep_alive_clients(router):
         return True
 
     assert all(in_threads(client, [(k,) for k in range(32)]))
+
+
+@pytest.mark.nosan  # the sanitizer's allocator keeps freed memory on purpose
+def test_idle_keep_alive_connections_hold_no_buffers(server):
+    """1,000 keep-alive connections, one request each, then held idle: the
+    server grows by far less than one read buffer (16 KiB) per connection,
+    and every one of them still answers."""
+    n = 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 200:
+        pytest.skip("the open-file limit (%d) is below %d connections" % (hard, n))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 1000)), hard))
+    srv = server("router:app", "--workers", "1", "--keep-alive", "120", "--max-connections", str(n + 100))
+    held = []
+    try:
+        with Conn(srv) as warm:
+            assert warm.request("GET", "/hello").status == 200
+        before = proc_rss_kib(srv.pid)
+        for _ in range(n):
+            c = Conn(srv)
+            held.append(c)
+            assert c.request("GET", "/hello").status == 200
+        grown = (proc_rss_kib(srv.pid) - before) / n
+        assert grown < 4, "%.1f KiB per idle keep-alive connection" % grown
+        for c in held[:: n // 20]:
+            assert c.request("GET", "/hello").status == 200, "a held connection stopped answering"
+    finally:
+        for c in held:
+            c.close()

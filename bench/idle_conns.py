@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""What idle keep-alive connections cost: N connections opened one after
+another, one request each, then held open. For each server: resident memory
+(RSS summed over its processes) grown per held connection, the p99 latency of
+fresh requests (a new connection each) while they are held, and the CPU the
+server burns while they sit idle.
+
+    .venv/bin/python bench/idle_conns.py [--conns 10000] [--hold 30]
+    GORGON_OLD=/path/to/other/checkout ...   # also that build, for before/after
+
+gorgon (2 workers) and Debian's nginx (2 worker processes, `return 200`)
+always run; gunicorn gthread, uvicorn and granian when .venv-bench (or
+BENCH_VENV) has them. The client raises its own open-file limit to the hard
+limit, which also bounds N (about half of it: every connection is a
+descriptor in the client and in the server). Writes
+docs/results/idle_conns.json.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from warm_pool import BENCH_BIN, HOST, PY, REPO, free_port, request, start, stop  # noqa: E402
+
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def tree_pids(root):
+    """root and its descendants (forked workers)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def rss_kb(root):
+    total = 0
+    for p in tree_pids(root):
+        try:
+            with open("/proc/%d/statm" % p) as f:
+                total += int(f.read().split()[1]) * PAGE_KB
+        except OSError:
+            pass
+    return total
+
+
+def cpu_s(root):
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in tree_pids(root):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def fresh_latencies(port, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with socket.create_connection((HOST, port), 10) as s:
+            request(s, "/")
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def p99(xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+
+
+def measure(argv, port, conns, hold, fresh):
+    p = start(argv, port)
+    held = []
+    try:
+        fresh_latencies(port, 50)  # warm-up: imports, first allocations
+        time.sleep(1)
+        before = rss_kb(p.pid)
+        for _ in range(conns):
+            s = socket.create_connection((HOST, port), 10)
+            request(s, "/")
+            held.append(s)
+        time.sleep(2)
+        after = rss_kb(p.pid)
+        lat = fresh_latencies(port, fresh)
+        c0, t0 = cpu_s(p.pid), time.monotonic()
+        time.sleep(hold)
+        idle_cpu = (cpu_s(p.pid) - c0) / (time.monotonic() - t0)
+        alive = 0
+        for s in held:  # every held connection still answers
+            try:
+                request(s, "/")
+                alive += 1
+            except (OSError, RuntimeError):
+                pass
+        return {"kb_per_conn": (after - before) / conns, "rss_before_mb": before / 1024,
+                "rss_after_mb": after / 1024, "fresh_p99_ms": p99(lat) * 1000,
+                "fresh_median_ms": statistics.median(lat) * 1000, "idle_cpu_pct": idle_cpu * 100,
+                "still_answered": alive}
+    finally:
+        for s in held:
+            s.close()
+        stop(p)
+
+
+def nginx_argv(port, conns):
+    d = tempfile.mkdtemp(prefix="idle-nginx-")
+    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""{user}
+worker_processes 2; worker_rlimit_nofile {conns + 1000}; daemon off; pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections {conns + 1000}; }}
+http {{
+    access_log off; keepalive_timeout 600s; keepalive_requests 100000;
+    client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;
+    uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
+    server {{ listen {HOST}:{port}; location / {{ return 200 "Hello, World!"; }} }}
+}}
+""")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return [nginx, "-p", d, "-e", d + "/error.log", "-c", conf]
+
+
+def servers(conns, old):
+    per_worker = str(conns // 2 + 500)
+    g = ["hello:app", "--workers", "2", "--mode", "interpreters", "--keep-alive", "600",
+         "--max-connections", per_worker, "--log-level", "warning"]
+    yield "gorgon", lambda port: [PY, "-m", "gorgon", *g, "--bind", f"{HOST}:{port}"]
+    if old:
+        yield "gorgon (%s)" % os.path.basename(old.rstrip("/")), \
+            lambda port: [PY, "-P", "-c", "import sys; sys.path.insert(0, %r); import runpy; "
+                          "runpy.run_module('gorgon', run_name='__main__')" % old,
+                          *g, "--bind", f"{HOST}:{port}"]
+    yield "nginx", lambda port: nginx_argv(port, conns)
+    bb = lambda name: os.path.join(BENCH_BIN, name)  # noqa: E731
+    if os.path.exists(bb("gunicorn")):
+        yield "gunicorn gthread", lambda port: [bb("gunicorn"), "-w", "2", "-k", "gthread", "--threads", "4",
+                                                "--worker-connections", str(conns + 1000), "--keep-alive", "600",
+                                                "-b", f"{HOST}:{port}", "hello:app"]
+    if os.path.exists(bb("uvicorn")):
+        yield "uvicorn", lambda port: [bb("uvicorn"), "--workers", "2", "--timeout-keep-alive", "600",
+                                       "--log-level", "warning", "--host", HOST, "--port", str(port),
+                                       "plain_asgi:app"]
+    if os.path.exists(bb("granian")):
+        yield "granian WSGI", lambda port: [bb("granian"), "--interface", "wsgi", "--workers", "2",
+                                            "--backpressure", str(conns + 1000), "--host", HOST,
+                                            "--port", str(port), "hello:app"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--conns", type=int, default=10000)
+    ap.add_argument("--hold", type=float, default=30, help="seconds the connections are held idle")
+    ap.add_argument("--fresh", type=int, default=500, help="fresh requests measured while they are held")
+    ap.add_argument("--only", help="comma-separated server names")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.conns + 200 > hard:
+        sys.exit("--conns %d needs more descriptors than the hard limit (%d) allows" % (args.conns, hard))
+    rows = []
+    for name, argv in servers(args.conns, os.environ.get("GORGON_OLD")):
+        if args.only and name not in args.only.split(","):
+            continue
+        port = free_port()
+        try:
+            r = measure(argv(port), port, args.conns, args.hold, args.fresh)
+        except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
+            print("%-22s failed: %s" % (name, e), flush=True)
+            continue
+        r["server"] = name
+        rows.append(r)
+        print("%-22s %6.2f KB/conn  RSS %6.1f -> %6.1f MB  fresh p99 %5.2f ms  idle CPU %4.1f%%  "
+              "%d/%d still answer" % (name, r["kb_per_conn"], r["rss_before_mb"], r["rss_after_mb"],
+                                     r["fresh_p99_ms"], r["idle_cpu_pct"], r["still_answered"], args.conns),
+              flush=True)
+    out = os.path.join(REPO, "docs", "results", "idle_conns.json")
+    with open(out, "w") as f:
+        json.dump({"conns": args.conns, "hold_s": args.hold, "python": sys.version.split()[0],
+                   "rows": rows}, f, indent=1)
+    print("wrote", os.path.relpath(out, REPO))
+
+
+if __name__ == "__main__":
+    main()
