@@ -212,8 +212,10 @@ def build_parser():
                    help="write one combined-format line per request to stdout")
     p.add_argument("--backlog", type=int, default=env_default("--backlog", 2048, int), metavar="N",
                    help="listen queue length")
-    p.add_argument("--max-connections", type=int, default=env_default("--max-connections", 1024, int), metavar="N",
-                   help="open connections per worker; beyond it the worker stops accepting")
+    p.add_argument("--max-connections", type=int, default=env_default("--max-connections", 0, int), metavar="N",
+                   help="open connections per worker; beyond it the worker stops accepting and hands new "
+                   "clients to a worker with room (0: an equal share of the open-file limit, whose soft "
+                   "value is raised to the hard one at start)")
     p.add_argument("--write-high-water", type=int, default=env_default("--write-high-water", 1 << 20, int), metavar="BYTES",
                    help="queued response bytes per connection above which the worker stops "
                    "producing until the client reads")
@@ -305,6 +307,8 @@ def main(argv=None):
         build_parser().error("--shared-max-bytes must be at least 1")
     if args.processes < 0:
         build_parser().error("--processes must be at least 0")
+    if args.max_connections < 0:
+        build_parser().error("--max-connections must be at least 0 (0: sized from the open-file limit)")
     if args.processes and args.mode == "processes":
         build_parser().error("--processes goes with --mode interpreters or threads; "
                              "with --mode processes, --workers is the number of processes")

@@ -89,7 +89,7 @@ static int get_limits(gn_limits_t *lim, PyObject *dict)
         return -1;
     if (positive(line, "limit_request_line") || positive(fields, "limit_request_fields") ||
         positive(field_size, "limit_request_field_size") || positive(head, "limit_request_header_size") ||
-        positive(conns, "max_connections") || positive(hw, "write_high_water") ||
+        positive(conns + 1, "max_connections + 1") || positive(hw, "write_high_water") ||
         positive(body + 1, "limit_request_body + 1"))
         return -1;
     lim->max_request_line = (size_t)line;

@@ -1,6 +1,7 @@
 #include "server/supervisor.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,40 @@ static void log_mode(const gn_plan_t *plan, const char *why)
 #endif
 }
 
+/* Descriptors a process keeps for other things than connections: listening
+ * sockets, epoll sets, wake-up descriptors, the application's own files. */
+#define FD_RESERVE 256
+
+/*
+ * The open-file limit bounds the connections a process can hold. Its soft
+ * limit is raised to the hard one (before any child is forked, so children
+ * inherit it), and without --max-connections each worker of a process may
+ * hold an equal share of what is left after the reserve.
+ */
+static void size_connections(gn_plan_t *plan)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = rl.rlim_max;
+    }
+    unsigned long long files = rl.rlim_cur == RLIM_INFINITY ? 1ull << 20 : (unsigned long long)rl.rlim_cur;
+    unsigned long long room = files > 2 * FD_RESERVE ? files - FD_RESERVE : files / 2;
+    gn_limits_t *lim = &plan->cfg.limits;
+    if (lim->max_connections == 0) {
+        unsigned long long share = room / plan->per_proc;
+        lim->max_connections = share < 1 ? 1 : share > (1u << 20) ? (1u << 20) : (unsigned)share;
+        gn_log(GN_LOG_INFO, "connections: up to %u per worker (open-file limit %llu per process)",
+               lim->max_connections, files);
+    } else if ((unsigned long long)lim->max_connections * plan->per_proc > room) {
+        gn_log(GN_LOG_WARNING, "--max-connections %u x %u workers is more than the open-file limit (%llu per "
+               "process) leaves room for: accepting fails beyond it", lim->max_connections, plan->per_proc, files);
+    }
+}
+
 /* Worker processes are forked from this thread: refuse if any other exists,
  * since a child would inherit locks that thread held. */
 static int can_fork(const gn_plan_t *plan)
@@ -146,6 +181,7 @@ static int run(gn_plan_t *plan)
     if (d == BROKEN)
         return EXIT_APP_LOAD;
     log_mode(plan, why);
+    size_connections(plan);
     if (!can_fork(plan) || gn_listen_open(&plan->listeners, &plan->cfg, plan->total) < 0 ||
         gn_interp_prepare_main(&plan->cfg) < 0)
         return 1;

@@ -1,5 +1,7 @@
 """Slow or greedy clients never block other clients of the same worker;
 --max-connections and --write-high-water bound what one worker takes on."""
+import re
+import resource
 import socket
 import time
 
@@ -124,3 +126,39 @@ def test_max_connections_frees_slot_after_keep_alive_close(maxconn):
             assert c.request("GET", "/hello", headers=[("Connection", "close")]).status == 200
             assert c.closed_within(scaled(3))
     assert fetch(maxconn, "/hello", timeout=5).status == 200
+
+
+def open_files_limit(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open-file limit in /proc/%d/limits" % pid)
+
+
+def test_connection_bound_sized_from_the_open_file_limit(server):
+    """Without --max-connections: the soft open-file limit is raised to the
+    hard one, and each worker may hold an equal share of it (the log says
+    how many)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 2048:
+        pytest.skip("the hard open-file limit (%s) leaves nothing to raise to" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        srv = server("router:app", "--workers", "2")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert open_files_limit(srv.pid) == (hard, hard)
+    m = re.search(r"connections: up to (\d+) per worker \(open-file limit (\d+) per process\)", srv.stderr_text())
+    assert m, srv.stderr_text()
+    assert int(m.group(2)) == hard and int(m.group(1)) == (hard - 256) // 2
+
+
+def test_explicit_max_connections_beyond_the_limit_is_warned(server):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no open-file limit to exceed")
+    srv = server("router:app", "--workers", "2", "--max-connections", str(hard))
+    assert "is more than the open-file limit" in srv.stderr_text(), srv.stderr_text()
+    assert fetch(srv, "/hello").status == 200
