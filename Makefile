@@ -167,7 +167,7 @@ TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang t
 
 test:
 	scripts/bootstrap
-	$(MAKE) test-tiers
+	scripts/test-tiers $(TIERS)
 
 test-tiers: $(TIERS)
 
