@@ -7,6 +7,7 @@ server burns while they sit idle.
 
     .venv/bin/python bench/idle_conns.py [--conns 10000] [--hold 30]
     GORGON_OLD=/path/to/other/checkout ...   # also that build, for before/after
+    ... --websocket     # idle WebSockets (one echo each), gorgon and uvicorn
 
 gorgon (2 workers) and Debian's nginx (2 worker processes, `return 200`)
 always run; gunicorn gthread, uvicorn and granian when .venv-bench (or
@@ -75,6 +76,38 @@ def cpu_s(root):
     return total
 
 
+def ws_open(port):
+    """A WebSocket that has echoed one message, left open."""
+    s = socket.create_connection((HOST, port), 10)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError("closed during the handshake")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError("handshake: %r" % head[:40])
+    ws_echo(s)
+    return s
+
+
+def ws_echo(s):
+    payload = b"hello"
+    mask = b"\x01\x02\x03\x04"
+    s.sendall(b"\x81" + bytes([0x80 | len(payload)]) + mask +
+              bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    got = b""
+    while len(got) < 2 + len(payload):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError("closed before the echo")
+        got += chunk
+    if got[2:2 + len(payload)] != payload:
+        raise RuntimeError("echo: %r" % got[:20])
+
+
 def fresh_latencies(port, n):
     out = []
     for _ in range(n):
@@ -90,7 +123,7 @@ def p99(xs):
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
 
 
-def measure(argv, port, conns, hold, fresh):
+def measure(argv, port, conns, hold, fresh, websocket=False):
     p = start(argv, port)
     held = []
     try:
@@ -98,6 +131,9 @@ def measure(argv, port, conns, hold, fresh):
         time.sleep(1)
         before = rss_kb(p.pid)
         for _ in range(conns):
+            if websocket:
+                held.append(ws_open(port))
+                continue
             s = socket.create_connection((HOST, port), 10)
             request(s, "/")
             held.append(s)
@@ -110,7 +146,7 @@ def measure(argv, port, conns, hold, fresh):
         alive = 0
         for s in held:  # every held connection still answers
             try:
-                request(s, "/")
+                ws_echo(s) if websocket else request(s, "/")
                 alive += 1
             except (OSError, RuntimeError):
                 pass
@@ -170,24 +206,42 @@ def servers(conns, old):
                                             "--port", str(port), "hello:app"]
 
 
+def ws_servers(conns, old):
+    g = ["ws_echo:app", "--workers", "2", "--mode", "interpreters", "--max-connections", str(conns // 2 + 500),
+         "--ws-ping-interval", "0", "--log-level", "warning"]
+    yield "gorgon", lambda port: [PY, "-m", "gorgon", *g, "--bind", f"{HOST}:{port}"]
+    if old:
+        yield "gorgon (%s)" % os.path.basename(old.rstrip("/")), \
+            lambda port: [PY, "-P", "-c", "import sys; sys.path.insert(0, %r); import runpy; "
+                          "runpy.run_module('gorgon', run_name='__main__')" % old,
+                          *g, "--bind", f"{HOST}:{port}"]
+    uv = os.path.join(BENCH_BIN, "uvicorn")
+    if os.path.exists(uv):
+        yield "uvicorn", lambda port: [uv, "--workers", "2", "--ws-ping-interval", "0", "--log-level",
+                                       "warning", "--host", HOST, "--port", str(port), "ws_echo:app"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--conns", type=int, default=10000)
     ap.add_argument("--hold", type=float, default=30, help="seconds the connections are held idle")
     ap.add_argument("--fresh", type=int, default=500, help="fresh requests measured while they are held")
     ap.add_argument("--only", help="comma-separated server names")
+    ap.add_argument("--websocket", action="store_true",
+                    help="idle WebSockets (one echo each) instead of keep-alive connections")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.conns + 200 > hard:
         sys.exit("--conns %d needs more descriptors than the hard limit (%d) allows" % (args.conns, hard))
     rows = []
-    for name, argv in servers(args.conns, os.environ.get("GORGON_OLD")):
+    old = os.environ.get("GORGON_OLD")
+    for name, argv in (ws_servers(args.conns, old) if args.websocket else servers(args.conns, old)):
         if args.only and name not in args.only.split(","):
             continue
         port = free_port()
         try:
-            r = measure(argv(port), port, args.conns, args.hold, args.fresh)
+            r = measure(argv(port), port, args.conns, args.hold, args.fresh, args.websocket)
         except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
             print("%-22s failed: %s" % (name, e), flush=True)
             continue
@@ -197,7 +251,7 @@ def main():
               "%d/%d still answer" % (name, r["kb_per_conn"], r["rss_before_mb"], r["rss_after_mb"],
                                      r["fresh_p99_ms"], r["idle_cpu_pct"], r["still_answered"], args.conns),
               flush=True)
-    out = os.path.join(REPO, "docs", "results", "idle_conns.json")
+    out = os.path.join(REPO, "docs", "results", "idle_websockets.json" if args.websocket else "idle_conns.json")
     with open(out, "w") as f:
         json.dump({"conns": args.conns, "hold_s": args.hold, "python": sys.version.split()[0],
                    "rows": rows}, f, indent=1)

@@ -121,6 +121,12 @@ static void give_back_buf(gn_conn_t *c)
     loop->n_free_bufs++;
 }
 
+void gn_conn__idle_buf(gn_conn_t *c)
+{
+    if (c->buf && c->rlen == 0 && c->out_count == 0)
+        give_back_buf(c);
+}
+
 void gn_conn__free_bufs(gn_loop_t *loop)
 {
     while (loop->free_bufs) {

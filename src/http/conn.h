@@ -182,6 +182,8 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
 void gn_conn__free_bufs(gn_loop_t *loop);
 /* Internal (conn.c, output.c): c->buf, taken from the loop's spares. */
 int gn_conn__take_buf(gn_conn_t *c);
+/* Internal (ws_conn.c): gives c->buf back if nothing is buffered or queued. */
+void gn_conn__idle_buf(gn_conn_t *c);
 /* Lets go of a connection that a sibling loop took (claim MOVED): the
  * descriptor is the sibling's now, only the memory is freed here. */
 void gn_conn_let_go(gn_conn_t *c);

@@ -273,6 +273,14 @@ int gn_conn__ws_step(gn_conn_t *c)
     }
     if (n == 0) {
         gn_loop__watch(c->loop, c, ws_events(c));
+        /* Waiting: hold no buffers meanwhile (a message being assembled
+         * keeps its own). */
+        if (ws->msg_opcode == 0) {
+            free(ws->msg);
+            ws->msg = NULL;
+            ws->msg_cap = 0;
+        }
+        gn_conn__idle_buf(c);
         return 0;
     }
     double ping = c->loop->limits->ws_ping_interval;

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import signal
 import time
 
@@ -15,7 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from conftest import Conn, build_request, host_header, in_threads, read_lines, scaled, wait_for
+from conftest import Conn, build_request, host_header, in_threads, proc_rss_kib, read_lines, scaled, wait_for
 
 APP = "asgi_app:app"
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -373,3 +374,34 @@ def test_many_websockets_on_two_workers(shared_server):
         return k
 
     assert in_threads(talk, [(k,) for k in range(8)]) == list(range(8))
+
+
+@pytest.mark.nosan  # the sanitizer's allocator keeps freed memory on purpose
+def test_idle_websockets_hold_no_buffers(server):
+    """500 WebSockets, one echo each, then idle: the server grows by well
+    under one read buffer (16 KiB) per WebSocket, and each still echoes."""
+    n = 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 200:
+        pytest.skip("the open-file limit (%d) is below %d connections" % (hard, n))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 1000)), hard))
+    s = server("asgi_app:app", "--workers", "1", "--max-connections", str(n + 100), "--ws-ping-interval", "0")
+    held = []
+    try:
+        with open_raw(s) as warm:
+            warm.send(frame(TEXT, "warm"))
+            assert read_frame(warm) == (True, TEXT, b"warm")
+        before = proc_rss_kib(s.pid)
+        for i in range(n):
+            c = open_raw(s)
+            held.append(c)
+            c.send(frame(TEXT, "m%d" % i))
+            assert read_frame(c) == (True, TEXT, b"m%d" % i)
+        grown = (proc_rss_kib(s.pid) - before) / n
+        assert grown < 10, "%.1f KiB per idle WebSocket" % grown
+        for c in held[:: n // 20]:
+            c.send(frame(TEXT, "again"))
+            assert read_frame(c) == (True, TEXT, b"again"), "an idle WebSocket stopped echoing"
+    finally:
+        for c in held:
+            c.close()
