@@ -232,10 +232,15 @@ def build_parser():
                    help="listen on ADDR (as --bind) for connections that start with a PROXY "
                    "header, beside the plain --bind ones; repeatable "
                    "(in the environment: comma-separated)")
+    p.add_argument("--proxy-headers", dest="proxy_headers", action=argparse.BooleanOptionalAction,
+                   default=env_default("--proxy-headers", True, lambda s: s.lower() in ("1", "true", "yes", "on")),
+                   help="from --forwarded-allow-ips peers, believe Forwarded and X-Forwarded-For/-Proto/"
+                   "-Host/-Port: the client's address (the right-most untrusted hop), the scheme "
+                   "(https, wss) and the host it asked for; from other peers they change nothing")
     p.add_argument("--forwarded-allow-ips", default=env_default("--forwarded-allow-ips", "127.0.0.1"),
                    metavar="IPS",
                    help="comma-separated addresses and CIDR networks trusted to send a PROXY "
-                   "header, or '*' for any")
+                   "header and proxy headers, or '*' for any (a unix socket peer always is)")
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
                        metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text else "N")
@@ -287,6 +292,7 @@ def make_config(args):
         "pure_fallback": bool(args.pure_fallback),
         "probe_timeout": args.probe_timeout,
         "proxy_listeners": proxy_listeners,
+        "proxy_headers": bool(args.proxy_headers),
         "forwarded_allow_ips": args.forwarded_allow_ips,
     }
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:

@@ -206,7 +206,7 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
     if (set_key(a, s, i++, Py_NewRef(a->v_http)) || set_key(a, s, i++, Py_NewRef(a->asgi_info)) ||
         set_key(a, s, i++, Py_NewRef(r->minor_version ? a->v_http11 : a->v_http10)) ||
         set_key(a, s, i++, PyUnicode_DecodeLatin1(r->method.base, (Py_ssize_t)r->method.len, NULL)) ||
-        set_key(a, s, i++, Py_NewRef(a->v_http)) ||
+        set_key(a, s, i++, gn_conn_https(c) ? PyUnicode_FromString("https") : Py_NewRef(a->v_http)) ||
         set_key(a, s, i++, gn_bridge_decode_path(r->path.base, r->path.len, 1)) ||
         set_key(a, s, i++, PyBytes_FromStringAndSize(r->path.base, (Py_ssize_t)r->path.len)) ||
         set_key(a, s, i++, PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||

@@ -84,7 +84,7 @@ int gn_asgi_ws_scope(gn_asgi_t *a, PyObject *scope, const gn_conn_t *c)
 {
     if (a->ws_extensions == NULL && (a->ws_extensions = Py_BuildValue("{s{}}", "websocket.http.response")) == NULL)
         return -1;
-    PyObject *type = PyUnicode_FromString("websocket"), *scheme = PyUnicode_FromString("ws");
+    PyObject *type = PyUnicode_FromString("websocket"), *scheme = PyUnicode_FromString(gn_conn_https(c) ? "wss" : "ws");
     PyObject *protos = subprotocols(c);
     int rc = type && scheme && protos && PyDict_SetItemString(scope, "type", type) == 0 &&
                      PyDict_SetItemString(scope, "scheme", scheme) == 0 &&

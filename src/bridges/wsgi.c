@@ -38,6 +38,7 @@ static int make_keys(gn_wsgi_t *w)
         intern(&w->k_server_port, "SERVER_PORT") || intern(&w->k_remote_addr, "REMOTE_ADDR") ||
         intern(&w->k_remote_port, "REMOTE_PORT") || intern(&w->k_content_type, "CONTENT_TYPE") ||
         intern(&w->k_content_length, "CONTENT_LENGTH") || intern(&w->k_input, "wsgi.input") ||
+        intern(&w->k_url_scheme, "wsgi.url_scheme") ||
         intern(&w->v_get, "GET") || intern(&w->v_post, "POST") || intern(&w->v_head, "HEAD") ||
         intern(&w->v_http10, "HTTP/1.0") || intern(&w->v_http11, "HTTP/1.1") || intern(&w->s_write, "write"))
         return -1;
@@ -134,7 +135,7 @@ void gn_wsgi_free(gn_wsgi_t *w)
                          &w->k_method, &w->k_path, &w->k_query, &w->k_raw_uri, &w->k_protocol,
                          &w->k_server_name, &w->k_server_port, &w->k_remote_addr,
                          &w->k_remote_port, &w->k_content_type, &w->k_content_length,
-                         &w->k_input, &w->v_get, &w->v_post, &w->v_head, &w->v_http10, &w->v_http11};
+                         &w->k_input, &w->k_url_scheme, &w->v_get, &w->v_post, &w->v_head, &w->v_http10, &w->v_http11};
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)
         Py_CLEAR(*objs[i]);
     for (int i = 0; i < GN_WSGI_COMMON_HEADERS; i++)
@@ -256,7 +257,10 @@ static int add_server(gn_wsgi_t *w, PyObject *env, gn_conn_t *c)
         const char *colon = p[0] == '[' ? memchr(p, ']', v.len) : p;
         colon = colon ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
         size_t hostlen = colon ? (size_t)(colon - p) : v.len;
-        PyObject *port = colon ? latin1_str(colon + 1, (size_t)(end - colon - 1)) : PyUnicode_FromString("80");
+        int fwd_port = gn_conn_forwarded_port(c);
+        PyObject *port = fwd_port ? port_str(fwd_port)
+                         : colon  ? latin1_str(colon + 1, (size_t)(end - colon - 1))
+                                  : PyUnicode_FromString(gn_conn_https(c) ? "443" : "80");
         if (set_item(env, w->k_server_name, latin1_str(p, hostlen)) < 0 ||
             set_item(env, w->k_server_port, port) < 0)
             return -1;
@@ -290,6 +294,7 @@ static PyObject *build_environ(gn_wsgi_t *w, gn_wsgi_req_t *req)
         set_item(env, w->k_remote_addr, PyUnicode_FromString(host)) < 0 ||
         set_item(env, w->k_remote_port, port_str(port)) < 0 || add_server(w, env, c) < 0 ||
         add_headers(w, env, c) < 0 ||
+        (gn_conn_https(c) && set_item(env, w->k_url_scheme, PyUnicode_FromString("https")) < 0) ||
         (has_body && set_item(env, w->k_content_length, PyUnicode_FromFormat("%zu", c->body.len)) < 0) ||
         PyDict_SetItem(env, w->k_input, req->input) < 0) {
         Py_DECREF(env);

@@ -20,6 +20,7 @@ struct gn_wsgi {
     PyObject *format_exception; /* traceback.format_exception, loaded lazily */
     PyObject *s_write;
     /* Interned environ keys and common values: one lookup-free SetItem each. */
+    PyObject *k_url_scheme;
     PyObject *k_method, *k_path, *k_query, *k_raw_uri, *k_protocol, *k_server_name,
         *k_server_port, *k_remote_addr, *k_remote_port, *k_content_type, *k_content_length,
         *k_input;

@@ -5,6 +5,7 @@
  * read its responses stops being read (backpressure both ways).
  */
 #include "http/conn.h"
+#include "http/forwarded.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -82,6 +83,7 @@ int gn_conn__take_buf(gn_conn_t *c)
     } else {
         b->spare = NULL;
         b->spare_cap = 0;
+        memset(&b->fwd, 0, sizeof(b->fwd));
     }
     c->buf = b;
     c->headers = b->headers;
@@ -438,6 +440,8 @@ static void maybe_send_continue(gn_conn_t *c)
 
 static void dispatch(gn_conn_t *c)
 {
+    if (c->loop->limits->proxy_headers)
+        gn_forwarded_apply(c);
     gn_conn__set_state(c, GN_CONN_RESPOND);
     c->deadline = 0;
     c->loop->handler->on_request(c, c->loop->handler->ctx);
@@ -872,7 +876,31 @@ static void addr_text(const gn_addr_t *ss, char *host, size_t hostlen, int *port
 
 void gn_conn_peer(const gn_conn_t *c, char *host, size_t hostlen, int *port)
 {
+    if (c->buf && c->buf->fwd.has_client) {
+        addr_text(&c->buf->fwd.client, host, hostlen, port);
+        *port = c->buf->fwd.client_port;
+        return;
+    }
     addr_text(&c->peer, host, hostlen, port);
+}
+
+int gn_conn_https(const gn_conn_t *c)
+{
+    return c->buf && c->buf->fwd.https;
+}
+
+int gn_conn_forwarded_port(const gn_conn_t *c)
+{
+    if (c->buf == NULL || c->buf->fwd.port.len == 0 || c->buf->fwd.port.len > 5)
+        return 0;
+    int n = 0;
+    for (size_t i = 0; i < c->buf->fwd.port.len; i++) {
+        char ch = c->buf->fwd.port.base[i];
+        if (ch < '0' || ch > '9')
+            return 0;
+        n = n * 10 + (ch - '0');
+    }
+    return n <= 65535 ? n : 0;
 }
 
 void gn_conn_local(gn_conn_t *c, char *host, size_t hostlen, int *port)

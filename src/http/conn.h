@@ -37,7 +37,9 @@ typedef struct {
     double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */
     uint64_t proxy_listeners; /* bit i: connections to listening socket i
                                  (the i-th bind) start with a PROXY header */
-    const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h) */
+    const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h),
+                                           and to send proxy headers */
+    int proxy_headers;        /* believe Forwarded / X-Forwarded-* from those peers */
 } gn_limits_t;
 
 /* How a bridge is driven. All callbacks run on the loop's thread. */
@@ -104,6 +106,22 @@ enum gn_conn_state {
  * the loop keeps a few for reuse (gn_loop_t.free_bufs). An idle keep-alive
  * connection therefore holds only its gn_conn_t.
  */
+/* An IPv4 or IPv6 address; a unix socket keeps only its family. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} gn_addr_t;
+
+/* What a trusted proxy said about the current request (http/forwarded.h). */
+typedef struct {
+    int has_client;   /* client and client_port are the proxy's word */
+    gn_addr_t client;
+    int client_port;  /* 0 when the proxy gave none */
+    int https;        /* the client used https (or wss) */
+    gn_slice_t proto, host, port; /* as given; len 0 when absent */
+} gn_fwd_t;
+
 #define GN_RBUF_INITIAL 16384
 typedef struct gn_conn_buf {
     struct gn_conn_buf *next_free;
@@ -111,15 +129,9 @@ typedef struct gn_conn_buf {
     gn_seg_t outq[GN_OUTQ_MAX];
     char *spare;        /* a sent owned output block, kept for the next response */
     size_t spare_cap;
+    gn_fwd_t fwd;
     char rbuf[GN_RBUF_INITIAL];
 } gn_conn_buf_t;
-
-/* An IPv4 or IPv6 address; a unix socket keeps only its family. */
-typedef union {
-    struct sockaddr sa;
-    struct sockaddr_in in4;
-    struct sockaddr_in6 in6;
-} gn_addr_t;
 
 struct gn_conn {
     int fd;
@@ -134,6 +146,7 @@ struct gn_conn {
     socklen_t peer_len;
     gn_addr_t local; /* cached by gn_conn_local */
     int local_known;
+    int peer_trust;  /* in --forwarded-allow-ips: 1, not: -1, not known yet: 0 */
 
     /* Input: the head stays in rbuf until the response is complete, so the
      * bridge and the access log can use the request's slices. rbuf is buf's
@@ -209,6 +222,11 @@ void gn_conn_close(gn_conn_t *c);
 int gn_conn_is_head(const gn_conn_t *c);
 /* The peer address as text ("127.0.0.1"), and port. */
 void gn_conn_peer(const gn_conn_t *c, char *host, size_t hostlen, int *port);
+/* Whether the client used https, as a trusted proxy said (else 0). */
+int gn_conn_https(const gn_conn_t *c);
+/* The port the client connected to, as a trusted proxy said (X-Forwarded-Port),
+ * or 0. */
+int gn_conn_forwarded_port(const gn_conn_t *c);
 /* The local address and port the connection arrived on. */
 void gn_conn_local(gn_conn_t *c, char *host, size_t hostlen, int *port);
 

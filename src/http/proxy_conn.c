@@ -45,6 +45,7 @@ int gn_conn__proxy_header(gn_conn_t *c)
         memset(&c->local, 0, sizeof(c->local));
         memcpy(&c->local, &h.dst, h.dst_len < sizeof(c->local) ? h.dst_len : sizeof(c->local));
         c->local_known = 1;
+        c->peer_trust = 0; /* the client's now, not the proxy's */
     }
     memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);
     c->rlen -= (size_t)n;

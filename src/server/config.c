@@ -150,7 +150,9 @@ static int get_proxy(gn_limits_t *lim, PyObject *dict, unsigned n_binds)
     }
     lim->proxy_listeners = mask;
     lim->proxy_trust = t;
-    return 0;
+    PyObject *headers = PyDict_GetItemString(dict, "proxy_headers");
+    lim->proxy_headers = headers ? PyObject_IsTrue(headers) : 0;
+    return lim->proxy_headers < 0 ? -1 : 0;
 }
 
 int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)

@@ -37,7 +37,9 @@ def test_settings_page_names_every_flag_and_variable():
 def other_value(a):
     """A valid value for the action's variable that differs from its default."""
     if isinstance(a, argparse.BooleanOptionalAction) or a.nargs == 0:
-        return "1"
+        # On by default: its variable turns it off (unless it is a NO_ one).
+        on = a.default is True and not _cli.action_env(a).startswith("GORGON_NO_")
+        return "0" if on else "1"
     if a.choices:
         return next(c for c in a.choices if c != a.default)
     if a.type is int:
