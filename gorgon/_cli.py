@@ -174,8 +174,10 @@ def build_parser():
                    help="print gorgon's version, the Python it runs on, and whether that Python has "
                    "own-GIL sub-interpreters and free-threading, then exit")
     p.add_argument("-b", "--bind", action="append", default=None, metavar="ADDR",
-                   help="address to listen on: HOST:PORT, [IPv6]:PORT, unix:/path; repeatable "
-                   "(in the environment: comma-separated)")
+                   help="address to listen on: HOST:PORT, [IPv6]:PORT, unix:/path, or fd://N (a "
+                   "listening socket inherited as descriptor N); repeatable (in the environment: "
+                   "comma-separated). Under systemd socket activation (LISTEN_FDS) the sockets it "
+                   "passes are used, with these besides")
     p.add_argument("-w", "--workers", type=int, default=env_default("--workers", os.cpu_count() or 1, int), metavar="N",
                    help="workers: interpreters (one OS thread each), processes with --mode processes, "
                    "threads with --mode threads; per process with --processes")
@@ -204,6 +206,16 @@ def build_parser():
     p.add_argument("--root-path", default=env_default("--root-path", ""), metavar="PATH",
                    help="ASGI root_path: the prefix the app is mounted under behind a proxy")
     p.add_argument("--chdir", default=env_default("--chdir", None), metavar="DIR", help="change to this directory first")
+    p.add_argument("--pid", default=env_default("--pid", None), metavar="FILE",
+                   help="write the server's process id to FILE, removed when it stops")
+    p.add_argument("--umask", default=env_default("--umask", None), metavar="MASK",
+                   help="file mode mask (octal, e.g. 007) set first: unix socket files and what the "
+                   "app creates follow it")
+    p.add_argument("--user", default=env_default("--user", None), metavar="USER",
+                   help="once the sockets are bound (a port below 1024 needs root), run as this user "
+                   "(name or id), in its group unless --group says otherwise")
+    p.add_argument("--group", default=env_default("--group", None), metavar="GROUP",
+                   help="once the sockets are bound, run in this group (name or id)")
     p.add_argument("--pythonpath", action="append", default=None, metavar="DIRS",
                    help="comma-separated directories to put first on sys.path; repeatable")
     p.add_argument("--log-level", default=env_default("--log-level", "info"),
@@ -254,10 +266,42 @@ def split_list(values, env_flag):
     return [part.strip() for v in values for part in v.split(",") if part.strip()]
 
 
+def activated_sockets():
+    """The listening sockets systemd handed over (socket activation), as
+    fd://3, fd://4, ...; the variables are then removed, so that no child
+    takes them for its own."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        n = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        n = 0
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return ["fd://%d" % fd for fd in range(3, 3 + max(n, 0))]
+
+
+def user_ids(args):
+    """--user / --group as (uid, gid), -1 for what stays as it is; a user
+    without --group takes that user's own group."""
+    import grp
+    import pwd
+    uid = gid = -1
+    try:
+        if args.user:
+            pw = pwd.getpwuid(int(args.user)) if args.user.isdigit() else pwd.getpwnam(args.user)
+            uid, gid = pw.pw_uid, pw.pw_gid
+        if args.group:
+            gid = int(args.group) if args.group.isdigit() else grp.getgrnam(args.group).gr_gid
+    except (KeyError, ValueError) as e:
+        build_parser().error(f"--user/--group: no such user or group ({e})")
+    return uid, gid
+
+
 def bind_plan(args):
     """Every address to listen on, and the indexes of those that expect a
     PROXY header (--proxy-protocol: all; else the --proxy-protocol-bind ones)."""
-    plain = split_list(args.bind, "--bind")
+    plain = getattr(args, "activated", []) + split_list(args.bind, "--bind")
     proxied = split_list(args.proxy_protocol_bind, "--proxy-protocol-bind")
     binds = plain + [b for b in proxied if b not in plain] or [DEFAULT_BIND]
     return binds, [i for i, b in enumerate(binds) if args.proxy_protocol or b in proxied]
@@ -303,6 +347,7 @@ def make_config(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.activated = activated_sockets()
     if not args.app:
         build_parser().error("the application (MODULE:ATTRIBUTE) is required")
     if ":" not in args.app:
@@ -328,6 +373,11 @@ def main(argv=None):
                 ipaddress.ip_network(item, strict=False)
         except ValueError:
             build_parser().error(f"--forwarded-allow-ips: not an address, a network or '*': {item!r}")
+    if args.umask is not None:
+        try:
+            os.umask(int(args.umask, 8))
+        except ValueError:
+            build_parser().error(f"--umask: not an octal mask: {args.umask!r}")
     if args.chdir:
         try:
             os.chdir(args.chdir)
@@ -335,4 +385,19 @@ def main(argv=None):
             raise SystemExit(f"gorgon: --chdir {args.chdir}: {e.strerror}")
     from gorgon import _gorgon
 
-    return _gorgon.serve(make_config(args))
+    config = make_config(args)
+    config["uid"], config["gid"] = user_ids(args)
+    if args.pid:
+        try:
+            with open(args.pid, "w") as f:
+                f.write("%d\n" % os.getpid())
+        except OSError as e:
+            raise SystemExit(f"gorgon: --pid {args.pid}: {e.strerror}")
+    try:
+        return _gorgon.serve(config)
+    finally:
+        if args.pid:
+            try:
+                os.unlink(args.pid)
+            except OSError:
+                pass

@@ -35,6 +35,8 @@ typedef struct {
     int access_log;
     uint64_t ws_max_size;     /* largest WebSocket message; close 1009 beyond */
     double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */
+    uint64_t inherited_listeners; /* bit i: listening socket i was given to us
+                                     (fd://N): left unfiltered at the stop */
     uint64_t proxy_listeners; /* bit i: connections to listening socket i
                                  (the i-th bind) start with a PROXY header */
     const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h),

@@ -277,8 +277,10 @@ static void begin_stop(gn_loop_t *loop)
     /* No new connection from now on, but the ones already queued, or whose
      * handshake is under way, are accepted for a short window, then the
      * listeners close (with --reuse-port this worker's queue is its own). */
-    for (unsigned i = 0; i < loop->n_listen; i++)
-        gn_listener_refuse_new(loop->listen_fds[i]);
+    for (unsigned i = 0; i < loop->n_listen; i++) {
+        if (!(i < 64 && (loop->limits->inherited_listeners >> i & 1)))
+            gn_listener_refuse_new(loop->listen_fds[i]);
+    }
     loop->listen_until = loop->now + STOP_ACCEPT_WINDOW;
     if (loop->listen_until < loop->next_scan)
         loop->next_scan = loop->listen_until;

@@ -35,6 +35,14 @@ static int get_long(PyObject *dict, const char *key, long long *out)
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* An integer that may be absent (then def). */
+static int get_long_or(PyObject *dict, const char *key, long long def, long long *out)
+{
+    PyObject *v = PyDict_GetItemString(dict, key);
+    *out = v ? PyLong_AsLongLong(v) : def;
+    return v && *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static int get_double(PyObject *dict, const char *key, double *out)
 {
     PyObject *v = item(dict, key);
@@ -174,7 +182,8 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict) ||
         get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
-        get_proxy(&cfg->limits, dict, cfg->n_binds))
+        get_proxy(&cfg->limits, dict, cfg->n_binds) || get_long_or(dict, "uid", -1, &cfg->uid) ||
+        get_long_or(dict, "gid", -1, &cfg->gid))
         goto error;
     if (positive(processes + 1, "processes + 1") || positive((long long)(cfg->probe_timeout * 1000), "probe_timeout"))
         goto error;

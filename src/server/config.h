@@ -28,6 +28,7 @@ typedef struct {
     int datetime_workaround;
     double graceful_timeout;
     size_t shared_max_bytes; /* bound on gorgon.shared's total size */
+    long long uid, gid;   /* --user / --group: switched to once bound; -1 = stay */
     gn_limits_t limits;
 } gn_config_t;
 

@@ -158,6 +158,50 @@ static int open_unix(gn_bind_t *b, const gn_config_t *cfg)
     return 0;
 }
 
+/*
+ * fd://N: a listening socket this process was given (systemd's socket
+ * activation hands them over as 3, 4, ...). Shared by every worker, even
+ * with --reuse-port. Its owner keeps listening after we stop, so at the stop
+ * it is neither filtered nor unlinked: clients that arrive then wait in its
+ * queue for the next start.
+ */
+static int open_fd(gn_bind_t *b)
+{
+    const char *num = b->spec + 5;
+    char *end;
+    long fd = strtol(num, &end, 10);
+    int listening = 0, type = 0;
+    socklen_t len = sizeof(int);
+    if (*num == '\0' || *end != '\0' || fd < 0 || fd > 1 << 20) {
+        gn_log(GN_LOG_ERROR, "invalid bind address '%s' (expected fd://N)", b->spec);
+        return -1;
+    }
+    if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+        getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || !listening || type != SOCK_STREAM) {
+        gn_log(GN_LOG_ERROR, "cannot listen on %s: not an open, listening stream socket", b->spec);
+        return -1;
+    }
+    fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
+    fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    b->fds = malloc(sizeof(int));
+    if (b->fds == NULL)
+        return -1;
+    b->fds[0] = (int)fd;
+    b->n_fds = 1;
+    b->inherited = 1;
+    struct sockaddr_un sa;
+    socklen_t salen = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    if (getsockname((int)fd, (struct sockaddr *)&sa, &salen) == 0 && sa.sun_family == AF_UNIX)
+        snprintf(b->url, sizeof(b->url), "unix:%s (%s)", sa.sun_path, b->spec);
+    else {
+        tcp_url(b, (int)fd);
+        size_t used = strlen(b->url);
+        snprintf(b->url + used, sizeof(b->url) - used, " (%s)", b->spec);
+    }
+    return 0;
+}
+
 int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_workers)
 {
     ls->binds = calloc(cfg->n_binds, sizeof(gn_bind_t));
@@ -168,13 +212,23 @@ int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_worker
     for (unsigned i = 0; i < cfg->n_binds; i++) {
         gn_bind_t *b = &ls->binds[i];
         b->spec = cfg->binds[i];
-        int rc = strncmp(b->spec, "unix:", 5) == 0 ? open_unix(b, cfg) : open_tcp(b, cfg, n_workers);
+        int rc = strncmp(b->spec, "unix:", 5) == 0  ? open_unix(b, cfg)
+                 : strncmp(b->spec, "fd://", 5) == 0 ? open_fd(b)
+                                                      : open_tcp(b, cfg, n_workers);
         if (rc < 0)
             return -1;
         if (!b->per_worker)
             ls->exclusive = 1;
     }
     return 0;
+}
+
+uint64_t gn_listen_inherited(const gn_listeners_t *ls)
+{
+    uint64_t mask = 0;
+    for (unsigned i = 0; i < ls->n_binds && i < 64; i++)
+        mask |= (uint64_t)(ls->binds[i].inherited != 0) << i;
+    return mask;
 }
 
 int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
@@ -200,7 +254,7 @@ void gn_listen_refuse(gn_listeners_t *ls)
             unlink(b->spec + 5);
             b->is_unix = 0;
         }
-        for (unsigned j = 0; b->fds && j < b->n_fds; j++) {
+        for (unsigned j = 0; b->fds && j < b->n_fds && !b->inherited; j++) {
             if (b->fds[j] >= 0)
                 gn_listener_refuse_new(b->fds[j]);
         }

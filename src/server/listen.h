@@ -3,12 +3,16 @@
 #ifndef GN_SERVER_LISTEN_H
 #define GN_SERVER_LISTEN_H
 
+#include <stdint.h>
+
 #include "server/config.h"
 
 typedef struct {
-    char *spec;      /* as given: "127.0.0.1:8000", "[::1]:0", "unix:/p" */
+    char *spec;      /* as given: "127.0.0.1:8000", "[::1]:0", "unix:/p", "fd://3" */
     char url[300];   /* what to open: "http://127.0.0.1:8000", "unix:/p" */
-    int is_unix;
+    int is_unix;     /* a socket file of ours, removed at the stop */
+    int inherited;   /* fd://N (systemd socket activation): its owner keeps it
+                        after we stop, so it is left as it was given */
     int per_worker;  /* one SO_REUSEPORT socket per worker */
     int *fds;        /* per_worker ? workers : 1 */
     unsigned n_fds;
@@ -23,6 +27,8 @@ typedef struct {
 /* Binds every address; with --reuse-port, one socket per worker for each of
  * the n_workers workers of all processes. Returns 0, or -1 after logging why. */
 int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_workers);
+/* Bit i: bind i is an inherited socket (fd://N), left as it is at the stop. */
+uint64_t gn_listen_inherited(const gn_listeners_t *ls);
 /*
  * The descriptors worker w listens on (one per bind, each a copy that the
  * worker closes). Returns a malloc'd array or NULL.

@@ -1,11 +1,14 @@
 #include "server/supervisor.h"
 
+#include <errno.h>
+#include <grp.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "interp/interp.h"
 #include "server/config.h"
@@ -161,6 +164,37 @@ static void size_connections(gn_plan_t *plan)
     }
 }
 
+/*
+ * --user / --group: once every socket is bound (a port below 1024 needs
+ * root), the process becomes that user and group for good, before any
+ * worker runs application code. Unix socket files are handed over first, so
+ * the server can still remove them when it stops.
+ */
+static int drop_privileges(gn_plan_t *plan)
+{
+    const gn_config_t *cfg = &plan->cfg;
+    if (cfg->uid < 0 && cfg->gid < 0)
+        return 0;
+    for (unsigned i = 0; i < plan->listeners.n_binds; i++) {
+        const gn_bind_t *b = &plan->listeners.binds[i];
+        if (b->is_unix && chown(b->spec + 5, (uid_t)cfg->uid, (gid_t)cfg->gid) < 0)
+            gn_log(GN_LOG_WARNING, "cannot hand %s over to --user/--group: %s", b->spec, strerror(errno));
+    }
+    if (cfg->gid >= 0) {
+        gid_t g = (gid_t)cfg->gid;
+        if ((geteuid() == 0 && setgroups(1, &g) < 0) || setgid(g) < 0) {
+            gn_log(GN_LOG_CRITICAL, "cannot switch to group %lld: %s", cfg->gid, strerror(errno));
+            return -1;
+        }
+    }
+    if (cfg->uid >= 0 && setuid((uid_t)cfg->uid) < 0) {
+        gn_log(GN_LOG_CRITICAL, "cannot switch to user %lld: %s", cfg->uid, strerror(errno));
+        return -1;
+    }
+    gn_log(GN_LOG_INFO, "running as uid %u, gid %u", (unsigned)getuid(), (unsigned)getgid());
+    return 0;
+}
+
 /* Worker processes are forked from this thread: refuse if any other exists,
  * since a child would inherit locks that thread held. */
 static int can_fork(const gn_plan_t *plan)
@@ -183,8 +217,9 @@ static int run(gn_plan_t *plan)
     log_mode(plan, why);
     size_connections(plan);
     if (!can_fork(plan) || gn_listen_open(&plan->listeners, &plan->cfg, plan->total) < 0 ||
-        gn_interp_prepare_main(&plan->cfg) < 0)
+        drop_privileges(plan) < 0 || gn_interp_prepare_main(&plan->cfg) < 0)
         return 1;
+    plan->cfg.limits.inherited_listeners = gn_listen_inherited(&plan->listeners);
     if (plan->n_procs)
         return gn_processes_serve(plan);
     return gn_pool_serve(plan, 0, NULL);
