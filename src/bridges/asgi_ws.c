@@ -134,8 +134,11 @@ PyObject *gn_asgi_ws_receive(gn_asgi_req_t *r)
         return fut;
     }
     PyObject *fut = PyObject_CallNoArgs(a->create_future);
-    if (fut)
-        r->recv_waiter = Py_NewRef(fut);
+    if (fut == NULL)
+        return NULL;
+    r->recv_waiter = Py_NewRef(fut);
+    if (r->conn) /* may fail the connection, resolving fut with the disconnect */
+        gn_conn_ws_drained(r->conn);
     return fut;
 }
 

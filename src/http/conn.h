@@ -264,6 +264,10 @@ int gn_conn_upgrade_ws(gn_conn_t *c);
 int gn_conn_ws_send(gn_conn_t *c, int opcode, const char *data, size_t len);
 /* Start the close handshake with code and reason (reason <= 123 bytes). */
 void gn_conn_ws_close(gn_conn_t *c, int code, const char *reason, size_t len);
+/* The app has taken every message handed to the bridge and asks for more:
+ * a protocol error held back behind those messages fails the connection now
+ * (http/ws_conn.c, defer_fail). */
+void gn_conn_ws_drained(gn_conn_t *c);
 /* Stop (1) or resume (0) reading frames: the bridge's queue is full. */
 void gn_conn_ws_pause(gn_conn_t *c, int paused);
 /* Run the state machine after the bridge queued output or finished from

@@ -247,6 +247,29 @@ def test_reserved_bits_are_1002(srv):
         expect_close(c, 1002)
 
 
+def test_messages_before_a_bad_frame_are_answered_then_the_close(srv):
+    # One segment: two good messages, a frame with a reserved opcode, a ping.
+    # The good ones are echoed, then 1002; the ping after the bad frame is
+    # never read, so no pong (Autobahn's strict behaviour, cases 4.1.3, 5.15).
+    with open_raw(srv) as c:
+        c.send(frame(TEXT, "one") + frame(BINARY, b"two") + frame(5, "bad") + frame(PING, "p"))
+        assert read_frame(c) == (True, TEXT, b"one")
+        assert read_frame(c) == (True, BINARY, b"two")
+        f = read_frame(c)
+        assert f is not None and f[1] == CLOSE, f
+        assert int.from_bytes(f[2][:2], "big") == 1002
+        assert c.closed_within(scaled(6))
+
+
+def test_bad_frame_with_nothing_before_it_fails_at_once(srv):
+    with open_raw(srv) as c:
+        c.send(frame(TEXT, "one"))
+        assert read_frame(c) == (True, TEXT, b"one")
+        c.send(frame(TEXT, "two", rsv=0x20) + frame(TEXT, "three"))
+        f = read_frame(c)
+        assert f is not None and f[1] == CLOSE and int.from_bytes(f[2][:2], "big") == 1002, f
+
+
 def test_invalid_utf8_text_is_1007(srv):
     with open_raw(srv) as c:
         c.send(frame(TEXT, b"ok \xff\xfe bad"))
