@@ -17,7 +17,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-missing-field-initialize
 CSTD := -std=c11 -D_GNU_SOURCE
 OPT ?= -O2 -g
 CFLAGS_EXT := $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -I$(PY_INCLUDE) -Isrc $(EXTRA_CFLAGS)
-LDFLAGS_EXT := -shared -pthread $(EXTRA_LDFLAGS)
+LDFLAGS_EXT := -shared -pthread -lz $(EXTRA_LDFLAGS)
 
 HTTP_SRC := $(wildcard src/http/*.c)
 PARSER_SRC := src/http/parser.c
@@ -77,10 +77,10 @@ test-proxy-c: build/test_proxy
 	build/test_proxy
 
 # WebSocket frame, unmasking and UTF-8 unit tests, always under ASan+UBSan.
-WS_SRC := src/http/ws.c
-build/test_ws: tests/c/test_ws.c tests/c/test.h $(WS_SRC) src/http/ws.h
+WS_SRC := src/http/ws.c src/http/ws_deflate.c
+build/test_ws: tests/c/test_ws.c tests/c/test.h $(WS_SRC) src/http/ws.h src/http/ws_deflate.h
 	@mkdir -p build
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $@ -lz
 
 test-ws-c: build/test_ws
 	build/test_ws

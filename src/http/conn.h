@@ -35,6 +35,7 @@ typedef struct {
     int access_log;
     uint64_t ws_max_size;     /* largest WebSocket message; close 1009 beyond */
     double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */
+    int ws_deflate;           /* accept permessage-deflate offers (RFC 7692) */
     uint64_t proxy_listeners; /* bit i: connections to listening socket i
                                  (the i-th bind) start with a PROXY header */
     const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h) */
@@ -260,7 +261,12 @@ void gn_conn_watch_hangup(gn_conn_t *c);
  * to frames. Pings are answered and the close handshake is done here.
  */
 int gn_conn_upgrade_ws(gn_conn_t *c);
-/* Queue one whole server message (text or binary), copied. */
+/* After gn_conn_upgrade_ws: messages both ways are compressed as agreed in
+ * the handshake (http/ws_deflate.h). -1 when out of memory. */
+struct gn_ws_deflate_params;
+int gn_conn_ws_deflate(gn_conn_t *c, const struct gn_ws_deflate_params *p);
+/* Queue one whole server message (text or binary), copied (compressed
+ * when permessage-deflate is on). */
 int gn_conn_ws_send(gn_conn_t *c, int opcode, const char *data, size_t len);
 /* Start the close handshake with code and reason (reason <= 123 bytes). */
 void gn_conn_ws_close(gn_conn_t *c, int code, const char *reason, size_t len);
