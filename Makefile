@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-autobahn test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-experiments env format
 
@@ -96,6 +96,12 @@ test-shared-c: build/test_shared
 
 test-e2e: ext $(STAMP)
 	$(VPY) -m pytest -q tests/e2e
+
+# The Autobahn WebSocket conformance suite, every case OK, compression
+# included (scripts/test-autobahn; a Python 2.7 tool in .venv-autobahn, made
+# by scripts/autobahn-env; skipped when the machine has no Python 2.7).
+test-autobahn: ext
+	PYTHON=$(PYTHON) scripts/test-autobahn
 
 # As a user installs it: `pip install` of the checkout into a fresh venv, the
 # gorgon command serving a WSGI and an ASGI app; `python -m build` (sdist and
@@ -162,7 +168,7 @@ test-clang:
 # `make test` is the whole set-up on a fresh machine: scripts/bootstrap
 # installs what is missing (apt packages, .venv; under a second when all is
 # there), then every tier runs, in this order.
-TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
+TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-autobahn test-install test-frameworks \
          test-asan test-tsan fuzz test-debian test-debian-frameworks
 
 test:
