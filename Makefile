@@ -17,7 +17,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-missing-field-initialize
 CSTD := -std=c11 -D_GNU_SOURCE
 OPT ?= -O2 -g
 CFLAGS_EXT := $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -I$(PY_INCLUDE) -Isrc $(EXTRA_CFLAGS)
-LDFLAGS_EXT := -shared -pthread $(EXTRA_LDFLAGS)
+LDFLAGS_EXT := -shared -pthread -lz $(EXTRA_LDFLAGS)
 
 HTTP_SRC := $(wildcard src/http/*.c)
 PARSER_SRC := src/http/parser.c
@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-autobahn test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-experiments env format
 
@@ -77,10 +77,10 @@ test-proxy-c: build/test_proxy
 	build/test_proxy
 
 # WebSocket frame, unmasking and UTF-8 unit tests, always under ASan+UBSan.
-WS_SRC := src/http/ws.c
-build/test_ws: tests/c/test_ws.c tests/c/test.h $(WS_SRC) src/http/ws.h
+WS_SRC := src/http/ws.c src/http/ws_deflate.c
+build/test_ws: tests/c/test_ws.c tests/c/test.h $(WS_SRC) src/http/ws.h src/http/ws_deflate.h
 	@mkdir -p build
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $@ -lz
 
 test-ws-c: build/test_ws
 	build/test_ws
@@ -96,6 +96,12 @@ test-shared-c: build/test_shared
 
 test-e2e: ext $(STAMP)
 	$(VPY) -m pytest -q tests/e2e
+
+# The Autobahn WebSocket conformance suite, every case OK, compression
+# included (scripts/test-autobahn; a Python 2.7 tool in .venv-autobahn, made
+# by scripts/autobahn-env; skipped when the machine has no Python 2.7).
+test-autobahn: ext
+	PYTHON=$(PYTHON) scripts/test-autobahn
 
 # As a user installs it: `pip install` of the checkout into a fresh venv, the
 # gorgon command serving a WSGI and an ASGI app; `python -m build` (sdist and
@@ -162,7 +168,7 @@ test-clang:
 # `make test` is the whole set-up on a fresh machine: scripts/bootstrap
 # installs what is missing (apt packages, .venv; under a second when all is
 # there), then every tier runs, in this order.
-TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
+TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-autobahn test-install test-frameworks \
          test-asan test-tsan fuzz test-debian test-debian-frameworks
 
 test:

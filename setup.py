@@ -19,6 +19,7 @@ setup(
             sources=sources,
             include_dirs=["src"],
             define_macros=[("_GNU_SOURCE", None)],
+            libraries=["z"],  # WebSocket permessage-deflate (zlib1g-dev on Debian)
             extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden"],
         )
     ]

@@ -236,6 +236,11 @@ def build_parser():
                    help="one SO_REUSEPORT socket per worker for TCP binds, balanced by the kernel's "
                    "hash even onto a busy worker; the default is one shared socket that only idle "
                    "workers accept from (EPOLLEXCLUSIVE)")
+    p.add_argument("--ws-per-message-deflate", dest="ws_per_message_deflate", action=argparse.BooleanOptionalAction,
+                   default=env_bool("--ws-per-message-deflate"),
+                   help="accept WebSocket clients' permessage-deflate offers (RFC 7692, as browsers send "
+                   "them): messages both ways compressed with small zlib windows, about 31 KB more per "
+                   "connection while its compression context is kept; off by default")
     p.add_argument("--proxy-protocol", action="store_true", default=env_bool("--proxy-protocol"),
                    help="connections on every bind start with a PROXY protocol header (v1 or v2, "
                    "told apart by their signatures) from a --forwarded-allow-ips peer, whose "
@@ -330,6 +335,7 @@ def make_config(args):
         "max_connections": args.max_connections,
         "write_high_water": args.write_high_water,
         "reuse_port": bool(args.reuse_port),
+        "ws_per_message_deflate": bool(args.ws_per_message_deflate),
         "datetime_workaround": not env_bool("--no-datetime-workaround"),
         "mode": args.mode,
         "processes": args.processes,

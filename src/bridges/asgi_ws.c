@@ -12,6 +12,7 @@
 #include "bridges/asgi_internal.h"
 #include "http/response.h"
 #include "http/ws.h"
+#include "http/ws_deflate.h"
 
 #define QUEUE_HIGH 16 /* queued messages before the connection stops reading */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -134,8 +135,11 @@ PyObject *gn_asgi_ws_receive(gn_asgi_req_t *r)
         return fut;
     }
     PyObject *fut = PyObject_CallNoArgs(a->create_future);
-    if (fut)
-        r->recv_waiter = Py_NewRef(fut);
+    if (fut == NULL)
+        return NULL;
+    r->recv_waiter = Py_NewRef(fut);
+    if (r->conn) /* may fail the connection, resolving fut with the disconnect */
+        gn_conn_ws_drained(r->conn);
     return fut;
 }
 
@@ -266,15 +270,23 @@ static int ws_accept(gn_asgi_req_t *r, PyObject *msg)
     Py_DECREF(key);
     PyObject *proto = PyDict_GetItemString(msg, "subprotocol");
     const char *p = proto && proto != Py_None ? PyUnicode_AsUTF8(proto) : NULL;
+    /* permessage-deflate, when enabled and offered (first header line only:
+     * browsers send one). The app sees plain messages either way. */
+    gn_ws_deflate_params_t dp;
+    const gn_header_t *offer = c->loop->limits->ws_deflate ? gn_conn_header(c, "sec-websocket-extensions") : NULL;
+    int deflate = offer && gn_ws_deflate_negotiate(offer->value.base, offer->value.len, &dp);
+    char ext[160];
+    size_t elen = deflate ? gn_ws_deflate_response(&dp, ext, sizeof(ext)) : 0;
     size_t dlen;
     const char *ds = gn_http_date_server(1, &dlen);
     if ((proto && proto != Py_None && p == NULL) || put(c, head, (size_t)n) ||
         (p && (put(c, "Sec-WebSocket-Protocol: ", 24) || put(c, p, strlen(p)) || put(c, "\r\n", 2))) ||
+        (deflate && (put(c, "Sec-WebSocket-Extensions: ", 26) || put(c, ext, elen) || put(c, "\r\n", 2))) ||
         put_extra_headers(c, PyDict_GetItemString(msg, "headers")) || put(c, ds, dlen) || put(c, "\r\n", 2))
         return -1;
     c->status = 101;
     r->head_sent = r->started = 1;
-    if (gn_conn_upgrade_ws(c) < 0) {
+    if (gn_conn_upgrade_ws(c) < 0 || (deflate && gn_conn_ws_deflate(c, &dp) < 0)) {
         PyErr_NoMemory();
         return -1;
     }

@@ -37,6 +37,7 @@ typedef struct {
     double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */
     uint64_t inherited_listeners; /* bit i: listening socket i was given to us
                                      (fd://N): left unfiltered at the stop */
+    int ws_deflate;           /* accept permessage-deflate offers (RFC 7692) */
     uint64_t proxy_listeners; /* bit i: connections to listening socket i
                                  (the i-th bind) start with a PROXY header */
     const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h),
@@ -280,10 +281,19 @@ void gn_conn_watch_hangup(gn_conn_t *c);
  * to frames. Pings are answered and the close handshake is done here.
  */
 int gn_conn_upgrade_ws(gn_conn_t *c);
-/* Queue one whole server message (text or binary), copied. */
+/* After gn_conn_upgrade_ws: messages both ways are compressed as agreed in
+ * the handshake (http/ws_deflate.h). -1 when out of memory. */
+struct gn_ws_deflate_params;
+int gn_conn_ws_deflate(gn_conn_t *c, const struct gn_ws_deflate_params *p);
+/* Queue one whole server message (text or binary), copied (compressed
+ * when permessage-deflate is on). */
 int gn_conn_ws_send(gn_conn_t *c, int opcode, const char *data, size_t len);
 /* Start the close handshake with code and reason (reason <= 123 bytes). */
 void gn_conn_ws_close(gn_conn_t *c, int code, const char *reason, size_t len);
+/* The app has taken every message handed to the bridge and asks for more:
+ * a protocol error held back behind those messages fails the connection now
+ * (http/ws_conn.c, defer_fail). */
+void gn_conn_ws_drained(gn_conn_t *c);
 /* Stop (1) or resume (0) reading frames: the bridge's queue is full. */
 void gn_conn_ws_pause(gn_conn_t *c, int paused);
 /* Run the state machine after the bridge queued output or finished from

@@ -38,11 +38,16 @@ static bool known_opcode(int opcode)
 }
 
 /* Checks the first byte: FIN, RSV1-3 and the opcode. Returns 0 or -1002. */
-static int check_byte0(uint8_t b0)
+static int check_byte0(uint8_t b0, unsigned rsv_allowed)
 {
     /* 5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines
-     * meanings for non-zero values". We negotiate no extension. */
-    if (b0 & WS_RSV)
+     * meanings for non-zero values". */
+    if (b0 & WS_RSV & ~rsv_allowed)
+        return -GN_WS_CLOSE_PROTOCOL;
+    /* RFC 7692 6.1: permessage-deflate's RSV1 marks the first frame of a
+     * compressed message; it must not be set on a control frame or on a
+     * continuation frame. */
+    if ((b0 & WS_RSV) && ((b0 & WS_CONTROL) || (b0 & WS_OPCODE) == GN_WS_CONT))
         return -GN_WS_CLOSE_PROTOCOL;
     if (!known_opcode(b0 & WS_OPCODE))
         return -GN_WS_CLOSE_PROTOCOL;
@@ -104,9 +109,15 @@ static int read_length(const uint8_t *buf, size_t len, uint64_t *length, size_t 
 
 int gn_ws_parse_header(const uint8_t *buf, size_t len, uint64_t max_payload, gn_ws_frame_t *f)
 {
+    return gn_ws_parse_header_ext(buf, len, max_payload, 0, f);
+}
+
+int gn_ws_parse_header_ext(const uint8_t *buf, size_t len, uint64_t max_payload, unsigned rsv_allowed,
+                           gn_ws_frame_t *f)
+{
     if (len < 1)
         return GN_WS_INCOMPLETE;
-    int r = check_byte0(buf[0]);
+    int r = check_byte0(buf[0], rsv_allowed);
     if (r != 0)
         return r;
     if (len < 2)
@@ -135,6 +146,7 @@ int gn_ws_parse_header(const uint8_t *buf, size_t len, uint64_t max_payload, gn_
     if (len < header_len)
         return GN_WS_INCOMPLETE;
     f->fin = (buf[0] & WS_FIN) != 0;
+    f->rsv = buf[0] & WS_RSV;
     f->opcode = buf[0] & WS_OPCODE;
     f->length = length;
     memcpy(f->mask, buf + 2 + ext, 4);

@@ -29,9 +29,12 @@ enum {
     GN_WS_CLOSE_INTERNAL = 1011,
 };
 
+#define GN_WS_RSV1 0x40 /* permessage-deflate's "compressed" bit (RFC 7692 6) */
+
 typedef struct {
     int fin;
     int opcode;
+    unsigned rsv;        /* the RSV bits as in the first byte (0x70 mask) */
     uint64_t length;     /* payload length */
     uint8_t mask[4];
     size_t header_len;   /* bytes of the frame header (2..14) */
@@ -48,6 +51,12 @@ typedef struct {
  */
 #define GN_WS_INCOMPLETE (-2)
 int gn_ws_parse_header(const uint8_t *buf, size_t len, uint64_t max_payload, gn_ws_frame_t *f);
+
+/* The same, with the RSV bits of rsv_allowed (e.g. GN_WS_RSV1 once
+ * permessage-deflate is negotiated) accepted on the first frame of a data
+ * message; they stay -1002 on control and continuation frames. */
+int gn_ws_parse_header_ext(const uint8_t *buf, size_t len, uint64_t max_payload, unsigned rsv_allowed,
+                           gn_ws_frame_t *f);
 
 /* Unmasks n payload bytes in place; `offset` is how many payload bytes of
  * this frame were unmasked before (the mask key rotates by position). */

@@ -112,6 +112,10 @@ static int get_limits(gn_limits_t *lim, PyObject *dict)
     if (get_long(dict, "ws_max_size", &ws_max) || positive(ws_max, "ws_max_size"))
         return -1;
     lim->ws_max_size = (uint64_t)ws_max;
+    long long deflate = 0;
+    if (PyDict_GetItemString(dict, "ws_per_message_deflate") && get_long(dict, "ws_per_message_deflate", &deflate))
+        return -1;
+    lim->ws_deflate = deflate != 0;
     if (get_double(dict, "ws_ping_interval", &lim->ws_ping_interval) ||
         get_double(dict, "header_timeout", &lim->header_timeout) ||
         get_double(dict, "keep_alive", &lim->keepalive_timeout) ||

@@ -8,6 +8,7 @@
  * than the one that decides the header must give GN_WS_INCOMPLETE.
  */
 #include "http/ws.h"
+#include "http/ws_deflate.h"
 
 #include <stdint.h>
 #include <sys/mman.h>
@@ -655,6 +656,180 @@ static void test_utf8_every_code_point(void)
     }
 }
 
+/* ---- permessage-deflate (ws_deflate.c) ---------------------------------- */
+
+static int negotiate(const char *v, gn_ws_deflate_params_t *p)
+{
+    return gn_ws_deflate_negotiate(v, strlen(v), p);
+}
+
+static void test_rsv1_allowed_only_on_first_data_frame(void)
+{
+    gn_ws_frame_t f;
+    uint8_t text[] = {0xC1, 0x80, 1, 2, 3, 4}; /* FIN RSV1 text, masked, empty */
+    ASSERT_EQ(gn_ws_parse_header_ext(text, sizeof(text), NO_LIMIT, GN_WS_RSV1, &f), 6);
+    ASSERT_EQ(f.rsv, GN_WS_RSV1);
+    ASSERT_EQ(gn_ws_parse_header(text, sizeof(text), NO_LIMIT, &f), -GN_WS_CLOSE_PROTOCOL);
+    uint8_t cont[] = {0xC0, 0x80, 1, 2, 3, 4};
+    ASSERT_EQ(gn_ws_parse_header_ext(cont, sizeof(cont), NO_LIMIT, GN_WS_RSV1, &f), -GN_WS_CLOSE_PROTOCOL);
+    uint8_t ping[] = {0xC9, 0x80, 1, 2, 3, 4};
+    ASSERT_EQ(gn_ws_parse_header_ext(ping, sizeof(ping), NO_LIMIT, GN_WS_RSV1, &f), -GN_WS_CLOSE_PROTOCOL);
+    uint8_t rsv2[] = {0xA1, 0x80, 1, 2, 3, 4};
+    ASSERT_EQ(gn_ws_parse_header_ext(rsv2, sizeof(rsv2), NO_LIMIT, GN_WS_RSV1, &f), -GN_WS_CLOSE_PROTOCOL);
+}
+
+static void test_deflate_negotiate_browser_offers(void)
+{
+    gn_ws_deflate_params_t p;
+    char buf[160];
+    /* Chrome's offer. */
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits", &p), 1);
+    ASSERT_EQ(p.client_bits, GN_WS_DEFLATE_CLIENT_BITS);
+    ASSERT_EQ(p.server_bits, GN_WS_DEFLATE_SERVER_BITS);
+    ASSERT_EQ(p.server_no_context_takeover, 0);
+    gn_ws_deflate_response(&p, buf, sizeof(buf));
+    ASSERT_TRUE(strcmp(buf, "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11") == 0);
+    /* Firefox's: no client_max_window_bits, so the client may use 15. */
+    ASSERT_EQ(negotiate("permessage-deflate", &p), 1);
+    ASSERT_EQ(p.client_bits, 15);
+    ASSERT_EQ(p.client_bits_sent, 0);
+    gn_ws_deflate_response(&p, buf, sizeof(buf));
+    ASSERT_TRUE(strcmp(buf, "permessage-deflate; server_max_window_bits=11") == 0);
+    ASSERT_EQ(negotiate("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                        "server_max_window_bits=\"9\"; client_max_window_bits=10", &p), 1);
+    ASSERT_EQ(p.server_no_context_takeover, 1);
+    ASSERT_EQ(p.client_no_context_takeover, 1);
+    ASSERT_EQ(p.server_bits, 9);
+    ASSERT_EQ(p.client_bits, 10);
+    gn_ws_deflate_response(&p, buf, sizeof(buf));
+    ASSERT_TRUE(strcmp(buf, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                            "server_max_window_bits=9; client_max_window_bits=10") == 0);
+}
+
+static void test_deflate_negotiate_declines(void)
+{
+    gn_ws_deflate_params_t p;
+    ASSERT_EQ(negotiate("x-webkit-deflate-frame", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; server_max_window_bits=8", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; server_max_window_bits", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; server_max_window_bits=16", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; server_max_window_bits=010", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=7", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; server_no_context_takeover=1", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; server_no_context_takeover; server_no_context_takeover", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; unknown", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=\"12", &p), 0);
+    ASSERT_EQ(negotiate("", &p), 0);
+    /* A declined offer gives way to the next one. */
+    ASSERT_EQ(negotiate("permessage-deflate; server_max_window_bits=8, foo, permessage-deflate; "
+                        "client_no_context_takeover", &p), 1);
+    ASSERT_EQ(p.client_no_context_takeover, 1);
+    ASSERT_EQ(p.server_bits, GN_WS_DEFLATE_SERVER_BITS);
+}
+
+/* Our compressor into our decompressor, both ways of context. */
+static void roundtrip(int no_context)
+{
+    gn_ws_deflate_params_t p = {no_context, no_context, 11, 11, 1};
+    gn_ws_deflate_t *a = gn_ws_deflate_new(&p), *b = gn_ws_deflate_new(&p);
+    /* 1500 pseudo-random letters: little to gain within one message, all
+     * of it from the last one, which fits the 2 KB window. */
+    char msg[1500];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof(msg); i++) {
+        x = x * 1103515245u + 12345u;
+        msg[i] = (char)('a' + (x >> 16) % 26);
+    }
+    size_t last_len = 0;
+    for (int round = 0; round < 3; round++) {
+        char *z, *out = NULL;
+        size_t zlen, cap = 0, used = 0;
+        ASSERT_EQ(gn_ws_deflate_message(a, msg, sizeof(msg), &z, &zlen), 0);
+        if (round == 0 || no_context)
+            ASSERT_TRUE(zlen > sizeof(msg) / 2);
+        else
+            ASSERT_TRUE(zlen < 50); /* the context from the last message */
+        if (round > 0 && no_context)
+            ASSERT_EQ(zlen, last_len);
+        last_len = zlen;
+        /* Fed in two pieces, the second ending the message. */
+        ASSERT_EQ(gn_ws_inflate(b, (uint8_t *)z, zlen / 2, 0, &out, &cap, &used, 1 << 20), 0);
+        ASSERT_EQ(gn_ws_inflate(b, (uint8_t *)z + zlen / 2, zlen - zlen / 2, 1, &out, &cap, &used, 1 << 20), 0);
+        ASSERT_EQ(used, sizeof(msg));
+        ASSERT_TRUE(memcmp(out, msg, sizeof(msg)) == 0);
+        free(z);
+        free(out);
+        gn_ws_deflate_idle(a);
+        gn_ws_deflate_idle(b);
+    }
+    gn_ws_deflate_free(a);
+    gn_ws_deflate_free(b);
+}
+
+static void test_deflate_roundtrip_context_takeover(void)
+{
+    roundtrip(0);
+}
+
+static void test_deflate_roundtrip_no_context_takeover(void)
+{
+    roundtrip(1);
+}
+
+static void test_deflate_empty_message(void)
+{
+    gn_ws_deflate_params_t p = {0, 0, 11, 11, 1};
+    gn_ws_deflate_t *d = gn_ws_deflate_new(&p);
+    char *z, *out = NULL;
+    size_t zlen, cap = 0, used = 0;
+    /* "a", then two empty messages: the second is a flush with nothing to
+     * flush, after which zlib writes no bytes at all. */
+    const char *msgs[3] = {"a", "", ""};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(gn_ws_deflate_message(d, msgs[i], strlen(msgs[i]), &z, &zlen), 0);
+        ASSERT_TRUE(zlen > 0);
+        used = 0;
+        ASSERT_EQ(gn_ws_inflate(d, (uint8_t *)z, zlen, 1, &out, &cap, &used, 100), 0);
+        ASSERT_EQ(used, strlen(msgs[i]));
+        free(z);
+    }
+    free(out);
+    gn_ws_deflate_free(d);
+}
+
+/* A bomb: 4 MB of zeros compress to a few KB; inflating stops at the bound
+ * with the buffer never above bound + 1. */
+static void test_deflate_bomb_is_bounded(void)
+{
+    gn_ws_deflate_params_t p = {0, 0, 11, 11, 1};
+    gn_ws_deflate_t *a = gn_ws_deflate_new(&p), *b = gn_ws_deflate_new(&p);
+    size_t n = 4 << 20;
+    char *zeros = calloc(1, n), *z, *out = NULL;
+    size_t zlen, cap = 0, used = 0;
+    ASSERT_EQ(gn_ws_deflate_message(a, zeros, n, &z, &zlen), 0);
+    ASSERT_TRUE(zlen < 64 * 1024);
+    ASSERT_EQ(gn_ws_inflate(b, (uint8_t *)z, zlen, 1, &out, &cap, &used, 100000), 0);
+    ASSERT_TRUE(used > 100000);
+    ASSERT_TRUE(cap <= 100001);
+    free(zeros);
+    free(z);
+    free(out);
+    gn_ws_deflate_free(a);
+    gn_ws_deflate_free(b);
+}
+
+static void test_deflate_corrupt_input(void)
+{
+    gn_ws_deflate_params_t p = {0, 0, 11, 11, 1};
+    gn_ws_deflate_t *d = gn_ws_deflate_new(&p);
+    uint8_t bad[] = {0xff, 0xff, 0xff, 0xff}; /* BTYPE 11: reserved */
+    char *out = NULL;
+    size_t cap = 0, used = 0;
+    ASSERT_EQ(gn_ws_inflate(d, bad, sizeof(bad), 1, &out, &cap, &used, 1000), -1);
+    free(out);
+    gn_ws_deflate_free(d);
+}
+
 static const test_entry_t tests[] = {
     TEST_ENTRY(hdr_len7),
     TEST_ENTRY(hdr_len16),
@@ -685,6 +860,14 @@ static const test_entry_t tests[] = {
     TEST_ENTRY(utf8_sticky_failure),
     TEST_ENTRY(utf8_fast_path),
     TEST_ENTRY(utf8_every_code_point),
+    TEST_ENTRY(rsv1_allowed_only_on_first_data_frame),
+    TEST_ENTRY(deflate_negotiate_browser_offers),
+    TEST_ENTRY(deflate_negotiate_declines),
+    TEST_ENTRY(deflate_roundtrip_context_takeover),
+    TEST_ENTRY(deflate_roundtrip_no_context_takeover),
+    TEST_ENTRY(deflate_empty_message),
+    TEST_ENTRY(deflate_bomb_is_bounded),
+    TEST_ENTRY(deflate_corrupt_input),
 };
 
 int main(int argc, char **argv)

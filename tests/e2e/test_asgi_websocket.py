@@ -69,14 +69,15 @@ def handshake(c, path, key="dGhlIHNhbXBsZSBub25jZQ==", extra=()):
     return c.read_head()
 
 
-def read_frame(c, timeout=5):
-    """(fin, opcode, payload) of the next server frame; None if the server closed."""
+def read_frame(c, timeout=5, rsv_ok=0):
+    """(fin, opcode, payload) of the next server frame; None if the server closed.
+    rsv_ok: RSV bits the server may set (0x40 once permessage-deflate is on)."""
     deadline = time.monotonic() + scaled(timeout)
     head = c._read_exact(2, deadline, "a frame header")
     if len(head) < 2:
         return None
     assert not head[1] & 0x80, "server frames must not be masked"
-    assert not head[0] & 0x70, "RSV bits set in a server frame"
+    assert not head[0] & 0x70 & ~rsv_ok, "RSV bits set in a server frame"
     n = head[1] & 0x7f
     if n == 126:
         n = int.from_bytes(c._read_exact(2, deadline, "length"), "big")
@@ -247,6 +248,29 @@ def test_reserved_bits_are_1002(srv):
         expect_close(c, 1002)
 
 
+def test_messages_before_a_bad_frame_are_answered_then_the_close(srv):
+    # One segment: two good messages, a frame with a reserved opcode, a ping.
+    # The good ones are echoed, then 1002; the ping after the bad frame is
+    # never read, so no pong (Autobahn's strict behaviour, cases 4.1.3, 5.15).
+    with open_raw(srv) as c:
+        c.send(frame(TEXT, "one") + frame(BINARY, b"two") + frame(5, "bad") + frame(PING, "p"))
+        assert read_frame(c) == (True, TEXT, b"one")
+        assert read_frame(c) == (True, BINARY, b"two")
+        f = read_frame(c)
+        assert f is not None and f[1] == CLOSE, f
+        assert int.from_bytes(f[2][:2], "big") == 1002
+        assert c.closed_within(scaled(6))
+
+
+def test_bad_frame_with_nothing_before_it_fails_at_once(srv):
+    with open_raw(srv) as c:
+        c.send(frame(TEXT, "one"))
+        assert read_frame(c) == (True, TEXT, b"one")
+        c.send(frame(TEXT, "two", rsv=0x20) + frame(TEXT, "three"))
+        f = read_frame(c)
+        assert f is not None and f[1] == CLOSE and int.from_bytes(f[2][:2], "big") == 1002, f
+
+
 def test_invalid_utf8_text_is_1007(srv):
     with open_raw(srv) as c:
         c.send(frame(TEXT, b"ok \xff\xfe bad"))
@@ -405,3 +429,78 @@ def test_idle_websockets_hold_no_buffers(server):
     finally:
         for c in held:
             c.close()
+
+
+# ---- --ws-per-message-deflate ----------------------------------------------------------------
+
+def deflate_client(s, path, **kw):
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+    kw.setdefault("open_timeout", scaled(10))
+    kw.setdefault("close_timeout", scaled(5))
+    return ws_connect(url(s, path), proxy=None, compression=None,
+                      extensions=[ClientPerMessageDeflateFactory(client_max_window_bits=True)], **kw)
+
+
+def raw_deflate(data, bits=15):
+    import zlib
+    z = zlib.compressobj(6, zlib.DEFLATED, -bits)
+    out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def test_deflate_is_off_by_default(srv):
+    with Conn(srv) as c:
+        r = handshake(c, "/ws/echo", extra=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+        assert r.status == 101 and r.header("Sec-WebSocket-Extensions") is None, r.headers
+        c.send(frame(TEXT, raw_deflate(b"hello"), rsv=0x40))
+        expect_close(c, 1002)  # RSV1 means nothing without the extension
+
+
+def test_deflate_negotiated_and_messages_echo(server):
+    s = server(APP, "--workers", "1", "--ws-per-message-deflate")
+    with deflate_client(s, "/ws/echo") as ws:
+        ext = ws.response.headers["Sec-WebSocket-Extensions"]
+        assert ext == "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11", ext
+        text = json.dumps([{"id": i, "name": "gorgon", "ok": True} for i in range(2000)])
+        for msg in (text, text.encode(), "", "", "é" * 5000, b"\x00" * 300000):
+            ws.send(msg)
+            assert ws.recv(timeout=scaled(10)) == msg
+    # A raw client: the server's frames have RSV1 and inflate to the message.
+    import zlib
+    with Conn(s) as c:
+        r = handshake(c, "/ws/echo", extra=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+        assert r.header("Sec-WebSocket-Extensions") == "permessage-deflate; server_max_window_bits=11"
+        d = zlib.decompressobj(-11)  # one for the connection: the server keeps its context
+        for _ in range(2):
+            c.send(frame(TEXT, raw_deflate(b"abc" * 1000), rsv=0x40))
+            head = c._read_exact(2, time.monotonic() + scaled(5), "a frame header")
+            assert head[0] == 0xC1, hex(head[0])  # FIN, RSV1, text
+            n = head[1]
+            assert n < 126
+            payload = c._read_exact(n, time.monotonic() + scaled(5), "payload")
+            assert d.decompress(payload + b"\x00\x00\xff\xff") == b"abc" * 1000
+        # RSV1 on a continuation frame is a protocol error (RFC 7692 6.1).
+        c.send(frame(TEXT, raw_deflate(b"x"), fin=False, rsv=0x40) + frame(CONT, b"", rsv=0x40))
+        expect_close(c, 1002)
+
+
+def test_deflate_bomb_closes_with_1009(server):
+    s = server(APP, "--workers", "1", "--ws-per-message-deflate", "--ws-max-size", "100000")
+    bomb = raw_deflate(b"\x00" * 10_000_000)
+    assert len(bomb) < 100000
+    with Conn(s) as c:
+        assert handshake(c, "/ws/echo", extra=[("Sec-WebSocket-Extensions", "permessage-deflate")]).status == 101
+        c.send(frame(BINARY, raw_deflate(b"\x00" * 100000), rsv=0x40))  # at the limit: fine
+        f = read_frame(c, rsv_ok=0x40)
+        assert f is not None and f[1] == BINARY, f
+        c.send(frame(BINARY, bomb, rsv=0x40))
+        expect_close(c, 1009)
+
+
+def test_deflate_corrupt_stream_is_1007(server):
+    s = server(APP, "--workers", "1", "--ws-per-message-deflate")
+    with Conn(s) as c:
+        assert handshake(c, "/ws/echo", extra=[("Sec-WebSocket-Extensions", "permessage-deflate")]).status == 101
+        c.send(frame(TEXT, b"\xff\xff\xff\xff", rsv=0x40))
+        expect_close(c, 1007)
