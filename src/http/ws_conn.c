@@ -138,6 +138,8 @@ static void on_control(gn_conn_t *c)
 
 static int msg_append(struct gn_ws_state *ws, const char *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* an empty frame: ws->msg may not exist (freed while idle) */
     if (ws->msg_len + n > ws->msg_cap) {
         size_t cap = ws->msg_cap ? ws->msg_cap : 4096;
         while (cap < ws->msg_len + n)
@@ -271,8 +273,10 @@ static int parse_frames(gn_conn_t *c)
         if (ws->frame_got == ws->frame.length)
             rc = frame_done(c);
     }
-    memmove(c->rbuf, c->rbuf + used, c->rlen - used);
-    c->rlen -= used;
+    if (used > 0) { /* none while idle: no buffer at all then */
+        memmove(c->rbuf, c->rbuf + used, c->rlen - used);
+        c->rlen -= used;
+    }
     return rc;
 }
 
