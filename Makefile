@@ -128,7 +128,7 @@ test-tsan: $(STAMP)
 	GORGON_BUILD_DIR=$(CURDIR)/build/tsan \
 	GORGON_TSAN=1 \
 	LD_PRELOAD="$(TSAN_RT)" \
-	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	TSAN_OPTIONS="halt_on_error=1 handle_segv=0 suppressions=$(CURDIR)/tests/tsan.supp" \
 	$(VPY) -m pytest -q tests/e2e -m tsan
 
 FUZZ_SECONDS ?= 30
