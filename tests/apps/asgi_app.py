@@ -25,7 +25,7 @@ import os
 import time
 from urllib.parse import parse_qs
 
-from _wsgicheck import spin_cpu
+from _wsgicheck import meet, spin_cpu
 
 CHUNK = 64 * 1024
 
@@ -287,13 +287,24 @@ async def r_cpu(scope, receive, send):
                            "gil": _interpreters.get_config(iid).gil})
 
 
+async def r_meet(scope, receive, send):
+    """Waits holding the GIL, event loop and all, for n requests to be running
+    at once (see _wsgicheck.meet)."""
+    q = query(scope)
+    met, waited = meet(q["key"], int(q.get("n", "2")), float(q.get("timeout", "30")))
+    iid = interp_id()
+    await send_json(send, {"met": met, "waited": waited, "interp": iid,
+                           "tid": __import__("threading").get_native_id(),
+                           "gil": _interpreters.get_config(iid).gil})
+
+
 ROUTES = {
     "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo,
     "/wait-disconnect": r_wait_disconnect, "/send-after-disconnect": r_send_after_disconnect,
     "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks,
     "/raise-before": r_raise_before, "/raise-after": r_raise_after,
     "/no-response": r_no_response, "/partial": r_partial, "/bad-message": r_bad_message,
-    "/pathsend": r_pathsend, "/cpu": r_cpu,
+    "/pathsend": r_pathsend, "/cpu": r_cpu, "/meet": r_meet,
 }
 
 
