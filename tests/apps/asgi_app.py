@@ -143,6 +143,13 @@ async def r_echo(scope, receive, send):
     await send_body(send, body or b"", ctype=b"application/octet-stream")
 
 
+async def r_echo_head(scope, receive, send):
+    """The headers (as seen once the whole body was received) and the body's digest."""
+    body = await read_body(receive) or b""
+    await send_json(send, {"headers": {lat(k): lat(v) for k, v in scope["headers"]},
+                           "body_sha256": __import__("hashlib").sha256(body).hexdigest()})
+
+
 async def r_wait_disconnect(scope, receive, send):
     """Reads the whole body, then waits in receive() for the client to leave."""
     marker = query(scope)["marker"]
@@ -299,7 +306,7 @@ async def r_meet(scope, receive, send):
 
 
 ROUTES = {
-    "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo,
+    "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo, "/echo-head": r_echo_head,
     "/wait-disconnect": r_wait_disconnect, "/send-after-disconnect": r_send_after_disconnect,
     "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks,
     "/raise-before": r_raise_before, "/raise-after": r_raise_after,
