@@ -233,8 +233,19 @@ async def r_tasks(scope, receive, send):
     """Three concurrent tasks, plus a background task that outlives the response."""
     marker = query(scope).get("marker")
 
+    arrived = []
+    all_in = asyncio.Event()
+
     async def work(i):
-        await asyncio.sleep(0.3)
+        # each task waits for the other two to have started: they meet only
+        # if they run concurrently (the timeout only bounds a failure)
+        arrived.append(i)
+        if len(arrived) == 3:
+            all_in.set()
+        try:
+            await asyncio.wait_for(all_in.wait(), 30)
+        except asyncio.TimeoutError:
+            return None
         return i * i
 
     async def background():
