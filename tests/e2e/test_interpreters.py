@@ -52,7 +52,11 @@ def test_cpu_bound_requests_run_in_parallel(two_workers):
 def test_module_state_is_per_interpreter(two_workers):
     counts = {}
     for _ in range(6):
-        for j in in_threads(lambda: fetch(two_workers, "/counter").json(), [()] * 2):
+        # each pair meets (both requests running at once), so both workers serve
+        key = "counter-%s" % uuid.uuid4().hex
+        for j in in_threads(lambda: fetch(two_workers, "/counter?meet=%s" % key, timeout=60).json(),
+                            [()] * 2):
+            assert j["met"], j
             counts.setdefault(j["interp"], []).append(j["count"])
     # Each interpreter counts only the requests it served itself: consecutive
     # numbers per interpreter (a shared counter would leave gaps).
