@@ -128,18 +128,19 @@ def test_processes_times_interpreters(server):
     assert {j["worker_count"] for j in seen} == {4}
 
 
-def test_graceful_stop_finishes_in_flight_requests(server):
+def test_graceful_stop_finishes_in_flight_requests(server, tmp_path):
     srv = server("modes:app", "--mode", "processes", "--workers", "2")
     pids = children(srv.pid)
     result = {}
+    started = tmp_path / "started"
 
     def slow():
-        result["j"] = who(srv, "/sleep?s=1")
+        result["j"] = who(srv, "/sleep?s=1&started=%s" % started)
 
     import threading
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.3)
+    wait_for(started.exists, 30, what="the slow request to reach the application")
     assert srv.stop(signal.SIGTERM) == 0
     t.join(10)
     assert result.get("j", {}).get("mode") == "processes", result
