@@ -374,6 +374,33 @@ async def ws_reject(scope, receive, send):
 WS_ROUTES = {"/ws/echo": ws_echo, "/ws/deny": ws_deny, "/ws/reject": ws_reject}
 
 
+
+# How an app can end a WebSocket without a websocket.close of its own.
+async def ws_return_open(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": "accepted"})
+
+
+async def ws_raise_open(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": "accepted"})
+    raise RuntimeError("raised with the WebSocket open")
+
+
+async def ws_return_before_accept(scope, receive, send):
+    await receive()
+
+
+async def ws_raise_before_accept(scope, receive, send):
+    raise RuntimeError("raised before accepting the WebSocket")
+
+
+WS_ROUTES.update({"/ws/return-open": ws_return_open, "/ws/raise-open": ws_raise_open,
+                  "/ws/return-before-accept": ws_return_before_accept,
+                  "/ws/raise-before-accept": ws_raise_before_accept})
+
 async def not_found(scope, receive, send):
     if scope["type"] == "websocket":
         await send({"type": "websocket.close"})
