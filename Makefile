@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean coverage test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean coverage test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-stress test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-experiments env format
 
@@ -96,6 +96,13 @@ test-shared-c: build/test_shared
 
 test-e2e: ext $(STAMP)
 	$(VPY) -m pytest -q tests/e2e
+
+# The stress tests (pytest -m stress; about a minute here): many start/stop
+# cycles of a datetime/sqlite3 app, with and without the CPython workarounds.
+# Time-boxed: the tier fails if it takes over STRESS_SECONDS.
+STRESS_SECONDS ?= 300
+test-stress: ext $(STAMP)
+	timeout --signal=INT --kill-after=30 $(STRESS_SECONDS) $(VPY) -m pytest -q -m stress tests/e2e
 
 # As a user installs it: `pip install` of the checkout into a fresh venv, the
 # gorgon command serving a WSGI and an ASGI app; `python -m build` (sdist and
@@ -206,7 +213,7 @@ test-clang:
 # `make test` is the whole set-up on a fresh machine: scripts/bootstrap
 # installs what is missing (apt packages, .venv; under a second when all is
 # there), then every tier runs, in this order.
-TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
+TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-stress test-install test-frameworks \
          test-asan test-tsan fuzz test-debian test-debian-frameworks
 
 test:
