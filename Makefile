@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-autobahn test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean coverage test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-stress test-autobahn test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-experiments env format
 
@@ -103,6 +103,13 @@ test-e2e: ext $(STAMP)
 test-autobahn: ext
 	PYTHON=$(PYTHON) scripts/test-autobahn
 
+# The stress tests (pytest -m stress; about a minute here): many start/stop
+# cycles of a datetime/sqlite3 app, with and without the CPython workarounds.
+# Time-boxed: the tier fails if it takes over STRESS_SECONDS.
+STRESS_SECONDS ?= 300
+test-stress: ext $(STAMP)
+	timeout --signal=INT --kill-after=30 $(STRESS_SECONDS) $(VPY) -m pytest -q -m stress tests/e2e
+
 # As a user installs it: `pip install` of the checkout into a fresh venv, the
 # gorgon command serving a WSGI and an ASGI app; `python -m build` (sdist and
 # wheel). Needs PyPI for the build's setuptools.
@@ -130,6 +137,50 @@ test-tsan: $(STAMP)
 	LD_PRELOAD="$(TSAN_RT)" \
 	TSAN_OPTIONS="halt_on_error=1 handle_segv=0 suppressions=$(CURDIR)/tests/tsan.supp" \
 	$(VPY) -m pytest -q tests/e2e -m tsan
+
+# Coverage (README, Tests): the extension and the C unit tests built with
+# gcc --coverage -O0 (GN_COVERAGE: a process leaving with _exit() writes its
+# counters first), the C unit tests and the end-to-end suite run against them,
+# then gcovr (C lines and branches, per file; build/coverage/c.txt) and
+# coverage.py (the package, in every interpreter the servers start). Fails
+# when a figure drops below its floor; raise the floors as coverage grows.
+COV_DIR := $(CURDIR)/build/coverage
+COV_CFLAGS := --coverage -fprofile-update=atomic -DGN_COVERAGE
+COV_FLOOR_LINES ?= 86
+COV_FLOOR_BRANCHES ?= 68
+COV_FLOOR_PY ?= 91
+GCOVR := $(VPY) -m gcovr --root $(CURDIR) --object-directory $(COV_DIR) --gcov-ignore-parse-errors=negative_hits.warn_once_per_file
+coverage: SHELL := /bin/bash
+coverage: $(STAMP)
+	rm -rf $(COV_DIR)
+	$(MAKE) BUILD=coverage CC=gcc OPT="-O0 -g" EXTRA_CFLAGS="$(COV_CFLAGS)" EXTRA_LDFLAGS="--coverage" ext
+	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -Isrc tests/c/test_parser.c $(PARSER_SRC) -o $(COV_DIR)/test_parser
+	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -Isrc tests/c/test_proxy.c $(PROXY_SRC) -o $(COV_DIR)/test_proxy
+	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $(COV_DIR)/test_ws
+	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -pthread -Isrc tests/c/test_shared.c $(SHARED_C_SRC) -o $(COV_DIR)/test_shared
+	cd $(COV_DIR) && ./test_parser && ./test_proxy && ./test_ws && ./test_shared
+	cp scripts/coverage-sitecustomize.py $(COV_DIR)/sitecustomize.py
+	mkdir -p $(COV_DIR)/py
+	GORGON_BUILD_DIR=$(COV_DIR) COVERAGE_PROCESS_START=$(CURDIR)/.coveragerc \
+	COVERAGE_DATA_DIR=$(COV_DIR)/py COVERAGE_CORE=sysmon \
+	$(VPY) -m pytest -q -p no:cacheprovider tests/e2e; \
+	status=$$?; \
+	$(GCOVR) --filter src/ --json $(COV_DIR)/c.json --txt $(COV_DIR)/c.txt --txt-metric branch; \
+	COVERAGE_DATA_DIR=$(COV_DIR)/py $(VPY) -m coverage combine --quiet --rcfile=.coveragerc; \
+	COVERAGE_DATA_DIR=$(COV_DIR)/py $(VPY) -m coverage report --rcfile=.coveragerc > $(COV_DIR)/py.txt; \
+	tail -n 1 $(COV_DIR)/py.txt | sed 's/^/python statements: /'; \
+	for d in src/http/ src/bridges/; do \
+		echo "$$d:"; $(VPY) -m gcovr --root $(CURDIR) --json-add-tracefile $(COV_DIR)/c.json --filter $$d --print-summary | grep -E '^(lines|branches):'; \
+	done; \
+	echo "overall (src/):"; \
+	$(VPY) -m gcovr --root $(CURDIR) --json-add-tracefile $(COV_DIR)/c.json --print-summary \
+		--fail-under-line $(COV_FLOOR_LINES) --fail-under-branch $(COV_FLOOR_BRANCHES) | grep -E '^(lines|branches):' ; \
+	cfloor=$${PIPESTATUS[0]}; \
+	COVERAGE_DATA_DIR=$(COV_DIR)/py $(VPY) -m coverage report --rcfile=.coveragerc --fail-under=$(COV_FLOOR_PY) > /dev/null; \
+	pyfloor=$$?; \
+	if [ $$status -ne 0 ]; then echo "coverage: the end-to-end suite FAILED"; exit 1; fi; \
+	if [ $$cfloor -ne 0 ]; then echo "coverage: C below its floor (lines $(COV_FLOOR_LINES)%, branches $(COV_FLOOR_BRANCHES)%)"; exit 1; fi; \
+	if [ $$pyfloor -ne 0 ]; then echo "coverage: Python below its floor ($(COV_FLOOR_PY)%)"; exit 1; fi
 
 FUZZ_SECONDS ?= 30
 fuzz:
@@ -168,7 +219,7 @@ test-clang:
 # `make test` is the whole set-up on a fresh machine: scripts/bootstrap
 # installs what is missing (apt packages, .venv; under a second when all is
 # there), then every tier runs, in this order.
-TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-autobahn test-install test-frameworks \
+TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-stress test-autobahn test-install test-frameworks \
          test-asan test-tsan fuzz test-debian test-debian-frameworks
 
 test:

@@ -9,6 +9,7 @@ sub-interpreter.
 import argparse
 import importlib.util
 import ipaddress
+import math
 import os
 import sys
 import sysconfig
@@ -43,6 +44,9 @@ TIMEOUTS = [
      "no pong within as long again closes it"),
 ]
 
+# Limits and timeouts for which 0 means something (no body limit; no idle
+# keep-alive; stop at once; never ping); every other one must be above 0.
+ZERO_ALLOWED = {"--limit-request-body", "--keep-alive", "--graceful-timeout", "--ws-ping-interval"}
 
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_ATTRIBUTE = "application"  # APP without :ATTRIBUTE, as gunicorn does
@@ -371,6 +375,16 @@ def main(argv=None):
                              "with --mode processes, --workers is the number of processes")
     if args.probe_timeout <= 0:
         build_parser().error("--probe-timeout must be positive")
+    if args.write_high_water < 1:
+        build_parser().error("--write-high-water must be at least 1")
+    for flag, conv, _default, _text in LIMITS + TIMEOUTS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if conv is int and value < (0 if flag in ZERO_ALLOWED else 1):
+            build_parser().error("%s must be at least %d" % (flag, 0 if flag in ZERO_ALLOWED else 1))
+        if conv is float and (not math.isfinite(value) or value < 0):
+            build_parser().error("%s must be a number of seconds, at least 0" % flag)
+        if conv is float and value == 0 and flag not in ZERO_ALLOWED:
+            build_parser().error("%s must be more than 0 seconds" % flag)
     if any(i >= 64 for i in bind_plan(args)[1]):
         build_parser().error("the PROXY protocol is available on the first 64 binds only")
     for item in (i.strip() for i in args.forwarded_allow_ips.split(",")):

@@ -77,6 +77,32 @@ def spin_cpu(ms):
     return x, time.thread_time() - c0
 
 
+def meet(key, n, timeout):
+    """Count this request in under gorgon.shared[key], then wait without ever
+    letting go of the GIL until n requests have counted themselves in: the
+    switch interval is raised above the timeout, and gorgon.shared calls and
+    time.monotonic() do not release the GIL. With one GIL shared between the
+    workers, no other request can run (or even start) meanwhile, so every
+    waiter but the last gives up at the timeout; with a GIL per interpreter
+    they all meet. Returns (met, seconds waited)."""
+    import sys
+    import gorgon
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(timeout * 4)
+    try:
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        gorgon.shared.incr(key)
+        met = False
+        while time.monotonic() < deadline:
+            if gorgon.shared.get(key) >= n:
+                met = True
+                break
+        return met, time.monotonic() - t0
+    finally:
+        sys.setswitchinterval(old)
+
+
 def text_response(start_response, body, status="200 OK", ctype="text/plain",
                   headers=()):
     if isinstance(body, str):

@@ -25,7 +25,7 @@ import os
 import time
 from urllib.parse import parse_qs
 
-from _wsgicheck import spin_cpu
+from _wsgicheck import meet, spin_cpu
 
 CHUNK = 64 * 1024
 
@@ -143,6 +143,13 @@ async def r_echo(scope, receive, send):
     await send_body(send, body or b"", ctype=b"application/octet-stream")
 
 
+async def r_echo_head(scope, receive, send):
+    """The headers (as seen once the whole body was received) and the body's digest."""
+    body = await read_body(receive) or b""
+    await send_json(send, {"headers": {lat(k): lat(v) for k, v in scope["headers"]},
+                           "body_sha256": __import__("hashlib").sha256(body).hexdigest()})
+
+
 async def r_wait_disconnect(scope, receive, send):
     """Reads the whole body, then waits in receive() for the client to leave."""
     marker = query(scope)["marker"]
@@ -226,8 +233,19 @@ async def r_tasks(scope, receive, send):
     """Three concurrent tasks, plus a background task that outlives the response."""
     marker = query(scope).get("marker")
 
+    arrived = []
+    all_in = asyncio.Event()
+
     async def work(i):
-        await asyncio.sleep(0.3)
+        # each task waits for the other two to have started: they meet only
+        # if they run concurrently (the timeout only bounds a failure)
+        arrived.append(i)
+        if len(arrived) == 3:
+            all_in.set()
+        try:
+            await asyncio.wait_for(all_in.wait(), 30)
+        except asyncio.TimeoutError:
+            return None
         return i * i
 
     async def background():
@@ -287,13 +305,24 @@ async def r_cpu(scope, receive, send):
                            "gil": _interpreters.get_config(iid).gil})
 
 
+async def r_meet(scope, receive, send):
+    """Waits holding the GIL, event loop and all, for n requests to be running
+    at once (see _wsgicheck.meet)."""
+    q = query(scope)
+    met, waited = meet(q["key"], int(q.get("n", "2")), float(q.get("timeout", "30")))
+    iid = interp_id()
+    await send_json(send, {"met": met, "waited": waited, "interp": iid,
+                           "tid": __import__("threading").get_native_id(),
+                           "gil": _interpreters.get_config(iid).gil})
+
+
 ROUTES = {
-    "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo,
+    "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo, "/echo-head": r_echo_head,
     "/wait-disconnect": r_wait_disconnect, "/send-after-disconnect": r_send_after_disconnect,
     "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks,
     "/raise-before": r_raise_before, "/raise-after": r_raise_after,
     "/no-response": r_no_response, "/partial": r_partial, "/bad-message": r_bad_message,
-    "/pathsend": r_pathsend, "/cpu": r_cpu,
+    "/pathsend": r_pathsend, "/cpu": r_cpu, "/meet": r_meet,
 }
 
 
@@ -344,6 +373,33 @@ async def ws_reject(scope, receive, send):
 
 WS_ROUTES = {"/ws/echo": ws_echo, "/ws/deny": ws_deny, "/ws/reject": ws_reject}
 
+
+
+# How an app can end a WebSocket without a websocket.close of its own.
+async def ws_return_open(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": "accepted"})
+
+
+async def ws_raise_open(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": "accepted"})
+    raise RuntimeError("raised with the WebSocket open")
+
+
+async def ws_return_before_accept(scope, receive, send):
+    await receive()
+
+
+async def ws_raise_before_accept(scope, receive, send):
+    raise RuntimeError("raised before accepting the WebSocket")
+
+
+WS_ROUTES.update({"/ws/return-open": ws_return_open, "/ws/raise-open": ws_raise_open,
+                  "/ws/return-before-accept": ws_return_before_accept,
+                  "/ws/raise-before-accept": ws_raise_before_accept})
 
 async def not_found(scope, receive, send):
     if scope["type"] == "websocket":

@@ -9,7 +9,7 @@ import _interpreters
 import os
 import time
 
-from _wsgicheck import checked, interp_id, json_response, native_tid, query, spin_cpu
+from _wsgicheck import checked, interp_id, json_response, meet, native_tid, query, spin_cpu
 
 
 def _cpu(environ, start_response):
@@ -24,3 +24,16 @@ def _cpu(environ, start_response):
 
 
 app = checked(_cpu)
+
+
+def _meet(environ, start_response):
+    """?key=K&n=N&timeout=S: waits holding the GIL for N requests to be
+    running at once (see _wsgicheck.meet)."""
+    q = query(environ)
+    met, waited = meet(q["key"], int(q.get("n", "2")), float(q.get("timeout", "30")))
+    return json_response(start_response, {
+        "met": met, "waited": waited, "interp": interp_id(), "tid": native_tid(),
+        "gil": _interpreters.get_config(interp_id()).gil})
+
+
+meet_app = checked(_meet)

@@ -9,7 +9,11 @@
 ?mode=iter        for line in wsgi.input (the server's own __iter__)
 ?mode=mixed       readline(), then read(n), then read() the rest
 ?mode=partial     read(n) once and answer without reading the rest
+&spill=1          also answer "spill_files": the files open in this process
+                  under $TMPDIR (where the server spills large bodies)
 """
+import os
+
 from _wsgicheck import checked, json_response, query, raw_input
 
 
@@ -58,7 +62,22 @@ def _inputs(environ, start_response):
     for p in pieces:
         if type(p) is not bytes:
             raise TypeError("wsgi.input gave %r, not bytes" % (type(p),))
-    return json_response(start_response, {"pieces": [p.decode("latin-1") for p in pieces]})
+    out = {"pieces": [p.decode("latin-1") for p in pieces]}
+    if q.get("spill") == "1":
+        out["spill_files"] = _open_under(os.environ.get("TMPDIR") or "/tmp")
+    return json_response(start_response, out)
+
+
+def _open_under(directory):
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if target.startswith(directory.rstrip("/") + "/"):
+            found.append(target)
+    return found
 
 
 app = checked(_inputs)

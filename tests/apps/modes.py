@@ -19,6 +19,9 @@ def _app(environ, start_response):
         _crash()
     if path == "/sleep":
         import time
+        started = query(environ).get("started")
+        if started:  # a file the test waits for: the request is in the app
+            open(started, "w").close()
         time.sleep(float(query(environ).get("s", "0.2")))
     return json_response(start_response, {
         "pid": os.getpid(), "ppid": os.getppid(), "interp": interp_id(),

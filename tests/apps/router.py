@@ -31,6 +31,7 @@ ROUTES = {
     "stream": streaming.app,
     "slow": slow.app,
     "cpu": cpu.app,
+    "meet": cpu.meet_app,
     "counter": counter.app,
     "raises": raises.app,
     "raises-iter": raises_iter.app,

@@ -3,6 +3,8 @@
 ?mode=write_only: write(b"one,"), write(b"two,"), return []
 ?mode=mixed: write(b"one,"), then a generator yields b"two,", b"three"
 ?mode=cl: Content-Length: 8, write(b"abcd"), return [b"efgh"]
+?mode=big&n=N&marker=PATH: write() N x 64 KiB, counting completed writes in
+    PATH ("wrote K" lines, then "done" or "error <exception>")
 """
 from _wsgicheck import checked, query
 
@@ -13,6 +15,8 @@ def _writer(environ, start_response):
     if mode == "cl":
         headers.append(("Content-Length", "8"))
     write = start_response("200 OK", headers)
+    if mode == "big":
+        return _big(write, int(query(environ).get("n", "16")), query(environ)["marker"])
     if mode == "cl":
         write(b"abcd")
         return [b"efgh"]
@@ -23,6 +27,20 @@ def _writer(environ, start_response):
             yield b"three"
         return gen()
     write(b"two,")
+    return []
+
+
+def _big(write, n, marker):
+    chunk = b"w" * 65536
+    with open(marker, "a", buffering=1) as log:
+        try:
+            for i in range(n):
+                write(chunk)
+                log.write("wrote %d\n" % (i + 1))
+        except OSError as e:
+            log.write("error %s\n" % e)
+            raise
+        log.write("done\n")
     return []
 
 

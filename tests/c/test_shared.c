@@ -298,12 +298,15 @@ static void test_store_basic(void)
     ASSERT_EQ(gn_store_used_bytes(), 0);
 }
 
+/* TTLs of half a second: what is read right after a set must not have
+ * expired yet even on a loaded machine under ASan; a sleep is never shorter
+ * than asked, so the reads after it are past the expiry. */
 static void test_store_ttl(void)
 {
-    ASSERT_EQ(set_int("short", 1, 0.05), 0);
+    ASSERT_EQ(set_int("short", 1, 0.5), 0);
     ASSERT_EQ(set_int("long", 2, 60), 0);
     ASSERT_EQ(get_int("short"), 1);
-    sleep_s(0.08);
+    sleep_s(0.7);
     ASSERT_EQ(get_int("short"), INT64_MIN);
     ASSERT_EQ(get_int("long"), 2);
     ASSERT_EQ(gn_store_len(), 1);
@@ -312,12 +315,12 @@ static void test_store_ttl(void)
     gn_ref_t ref;
     key_of(&k, "ctr");
     int_of(&d, 1);
-    ASSERT_EQ(gn_store_incr(k.buf, k.len, d.buf, d.len, 0.05, &ref, NULL), 0);
+    ASSERT_EQ(gn_store_incr(k.buf, k.len, d.buf, d.len, 0.5, &ref, NULL), 0);
     gn_store_unref(&ref);
     ASSERT_EQ(gn_store_incr(k.buf, k.len, d.buf, d.len, 0, &ref, NULL), 0);
     gn_store_unref(&ref);
     ASSERT_EQ(get_int("ctr"), 2);
-    sleep_s(0.08);
+    sleep_s(0.7);
     ASSERT_EQ(get_int("ctr"), INT64_MIN);
     gn_wbuf_free(&k);
     gn_wbuf_free(&d);
@@ -474,13 +477,24 @@ static void test_store_threads(void)
 }
 
 /* Readers keep references while writers replace and delete: the value a
- * reader holds stays intact (ASan would see a use after free). */
+ * reader holds stays intact (ASan would see a use after free). The writers
+ * run until both readers are done, and each reader goes on until it has held
+ * RW_HITS values and seen the value change RW_CHANGES times, so the test
+ * cannot pass on reads that missed the writers (RW_MAX_TRIES only bounds how
+ * long a failure takes). */
+#define RW_HITS 5000
+#define RW_CHANGES 200
+#define RW_MAX_TRIES 50000000L
 static atomic_int stop_flag;
+
+typedef struct {
+    long bad, hits, changes;
+} rw_result_t;
 
 static void *rw_writer(void *arg)
 {
     intptr_t id = (intptr_t)arg;
-    for (int i = 0; !atomic_load(&stop_flag) && i < 20000; i++) {
+    for (int i = 0; !atomic_load(&stop_flag); i++) {
         set_blob("shared", 64 + (size_t)(i % 200), (char)('a' + id), NULL, 0);
         if (i % 7 == 0) {
             gn_wbuf_t k;
@@ -494,40 +508,48 @@ static void *rw_writer(void *arg)
 
 static void *rw_reader(void *arg)
 {
-    (void)arg;
+    rw_result_t *res = arg;
     gn_wbuf_t k;
     key_of(&k, "shared");
-    long bad = 0;
-    for (int i = 0; i < 20000; i++) {
+    size_t last_len = 0;
+    char last_fill = 0;
+    for (long i = 0; i < RW_MAX_TRIES && (res->hits < RW_HITS || res->changes < RW_CHANGES); i++) {
         gn_ref_t ref;
         if (!gn_store_get(k.buf, k.len, &ref))
             continue;
-        bad += !gn_codec_valid(ref.val, ref.len);
+        res->hits++;
+        res->bad += !gn_codec_valid(ref.val, ref.len);
         for (size_t j = 6; j < ref.len; j++)
-            bad += ref.val[j] != ref.val[5];
+            res->bad += ref.val[j] != ref.val[5];
+        char fill = ref.len > 5 ? ref.val[5] : 0;
+        res->changes += ref.len != last_len || fill != last_fill;
+        last_len = ref.len;
+        last_fill = fill;
         gn_store_unref(&ref);
     }
     gn_wbuf_free(&k);
-    return (void *)bad;
+    return NULL;
 }
 
 static void test_store_readers_writers(void)
 {
     pthread_t w[2], r[2];
+    rw_result_t res[2] = {{0, 0, 0}, {0, 0, 0}};
+    atomic_store(&stop_flag, 0);
     for (intptr_t i = 0; i < 2; i++) {
         pthread_create(&w[i], NULL, rw_writer, (void *)i);
-        pthread_create(&r[i], NULL, rw_reader, NULL);
+        pthread_create(&r[i], NULL, rw_reader, &res[i]);
     }
-    long bad = 0;
-    for (int i = 0; i < 2; i++) {
-        void *res;
-        pthread_join(r[i], &res);
-        bad += (long)res;
-    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
     atomic_store(&stop_flag, 1);
     for (int i = 0; i < 2; i++)
         pthread_join(w[i], NULL);
-    ASSERT_EQ(bad, 0);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(res[i].bad, 0);
+        ASSERT_TRUE(res[i].hits >= RW_HITS);
+        ASSERT_TRUE(res[i].changes >= RW_CHANGES);
+    }
 }
 
 /* ---- channels ----------------------------------------------------------- */
@@ -585,13 +607,13 @@ static void test_channel_timeouts(void)
     double t0 = now_s();
     ASSERT_EQ(gn_channel_recv(ch, &m, 0.1), GN_CH_EMPTY);
     double took = now_s() - t0;
-    ASSERT_TRUE(took >= 0.099 && took < 0.5);
+    ASSERT_TRUE(took >= 0.099 && took < 5.0); /* waited, and returned */
     ASSERT_EQ(gn_channel_send(ch, msg_int(1), 0.1), GN_CH_OK);
     gn_msg_t *two = msg_int(2);
     t0 = now_s();
     ASSERT_EQ(gn_channel_send(ch, two, 0.1), GN_CH_FULL);
     took = now_s() - t0;
-    ASSERT_TRUE(took >= 0.099 && took < 0.5);
+    ASSERT_TRUE(took >= 0.099 && took < 5.0); /* waited, and returned */
     free(two);
     gn_channel_release(ch);
 }

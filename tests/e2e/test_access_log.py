@@ -46,8 +46,11 @@ def test_access_log_errors_logged(server):
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n\r\n")
         assert c.response().status == 400
     assert srv.stop() == 0
-    statuses = [m.group(6) for m in entries(srv.stdout_text())]
-    assert "500" in statuses, srv.stdout_text()
+    lines = entries(srv.stdout_text())
+    assert [m.group(6) for m in lines] == ["500", "400"], srv.stdout_text()
+    assert lines[0].group(5) == "GET /raises HTTP/1.1", srv.stdout_text()
+    assert lines[1].group(5) == "GET / HTTP/1.1", srv.stdout_text()
+    assert lines[1].group(7) == str(len("Bad Request\n")), srv.stdout_text()
 
 
 def test_access_log_is_written_while_running(server):

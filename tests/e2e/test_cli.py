@@ -155,17 +155,24 @@ def test_pythonpath_comma_separated(server, tmp_path):
     assert fetch(srv, "/").body == b"from the second pythonpath dir"
 
 
-@pytest.mark.parametrize("level,hidden", [
-    ("debug", ()), ("info", ("DEBUG",)), ("warning", ("DEBUG", "INFO")),
-    ("error", ("DEBUG", "INFO", "WARNING"))])
-def test_log_level(server, level, hidden):
-    srv = server("hello:app", "--log-level", level, wait="port")
-    assert fetch(srv, "/").status == 200
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_log_level(server, level):
+    """A run that logs at INFO (start-up), WARNING (--max-connections beyond
+    the open-file limit) and ERROR (an application exception): each level at
+    or above the threshold is shown, each below it hidden. Nothing in the
+    server logs at DEBUG, so debug must show everything the others show."""
+    order = ["DEBUG", "INFO", "WARNING", "ERROR"]
+    srv = server("router:app", "--log-level", level, "--max-connections", "1000000000", wait="port")
+    assert fetch(srv, "/hello").status == 200
+    assert fetch(srv, "/raises").status == 500
     assert srv.stop() == 0
-    levels = [m.group(3).upper() for m in
-              (LOG_LINE_RE.fullmatch(l) for l in srv.stderr_text().splitlines()) if m]
-    shown = sorted(set(levels) & set(hidden))
-    assert not shown, "--log-level %s still logs %s:\n%s" % (level, shown, srv.stderr_text())
+    text = srv.stderr_text()
+    levels = {m.group(3).upper() for m in (LOG_LINE_RE.fullmatch(l) for l in text.splitlines()) if m}
+    at = order.index(level.upper())
+    shown = sorted(levels & set(order[:at]))
+    assert not shown, "--log-level %s still logs %s:\n%s" % (level, shown, text)
+    missing = sorted({"INFO", "WARNING", "ERROR"} - set(order[:at]) - levels)
+    assert not missing, "--log-level %s hides %s:\n%s" % (level, missing, text)
 
 
 def test_bad_log_level_is_rejected():

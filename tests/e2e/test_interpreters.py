@@ -1,4 +1,6 @@
 """Workers are OS threads, each owning its own sub-interpreter with its own GIL."""
+import uuid
+
 import pytest
 
 from conftest import fetch, in_threads
@@ -31,20 +33,30 @@ def test_requests_spread_over_distinct_interpreters(two_workers):
 
 @pytest.mark.tsan
 def test_cpu_bound_requests_run_in_parallel(two_workers):
-    """Two CPU-bound requests run at the same time, on two threads of two
-    interpreters that each have their own GIL (so nothing serialises them).
-    How much faster that is belongs to the benchmark, not to a timed test."""
-    a, b = in_threads(lambda: fetch(two_workers, "/cpu?ms=400", timeout=30).json(), [()] * 2)
+    """Two requests run at the same time, on two threads of two interpreters
+    that each have their own GIL: each waits, never letting go of its GIL, for
+    the other to have started (tests/apps/_wsgicheck.py meet). With one GIL
+    shared between the workers the first would hold it until its timeout and
+    the second could not start meanwhile. No timing: the timeout only bounds
+    how long a failure takes. How much faster parallel is belongs to the
+    benchmark, not to a test."""
+    key = "meet-%s" % uuid.uuid4().hex
+    a, b = in_threads(lambda: fetch(two_workers, "/meet?key=%s&n=2&timeout=30" % key,
+                                    timeout=60).json(), [()] * 2)
     assert a["interp"] != b["interp"] and a["tid"] != b["tid"], (a, b)
-    overlap = min(a["end"], b["end"]) - max(a["start"], b["start"])
-    assert overlap > 0, "requests did not overlap: %r %r" % (a, b)
+    assert a["met"] and b["met"], "the two requests never ran at the same time: %r %r" % (a, b)
+    assert a["gil"] == b["gil"] == "own", (a, b)
     assert a["gil"] == b["gil"] == "own", (a["gil"], b["gil"])
 
 
 def test_module_state_is_per_interpreter(two_workers):
     counts = {}
     for _ in range(6):
-        for j in in_threads(lambda: fetch(two_workers, "/counter").json(), [()] * 2):
+        # each pair meets (both requests running at once), so both workers serve
+        key = "counter-%s" % uuid.uuid4().hex
+        for j in in_threads(lambda: fetch(two_workers, "/counter?meet=%s" % key, timeout=60).json(),
+                            [()] * 2):
+            assert j["met"], j
             counts.setdefault(j["interp"], []).append(j["count"])
     # Each interpreter counts only the requests it served itself: consecutive
     # numbers per interpreter (a shared counter would leave gaps).

@@ -5,7 +5,7 @@ import os
 import httpx
 import pytest
 
-from conftest import PATTERN, Conn, build_request, fetch
+from conftest import PATTERN, Conn, build_request, chunked, fetch
 
 MIB20 = 20 << 20
 
@@ -74,3 +74,34 @@ def test_upload_and_download_keep_alive(router, blob):
         r = c.request("GET", "/big?mib=5")
         assert len(r.body) == 5 << 20
         assert c.request("GET", "/hello-list").body == b"Hello, world!\n"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_readline_on_a_body_spilled_to_a_file(server, tmp_path, framing):
+    """A body past the 1 MiB the server keeps in memory goes to an unlinked
+    file in $TMPDIR; readline() over it gives the same lines, including
+    lines that cross the 1 MiB mark and a line longer than 1 MiB. A small
+    body opens no file."""
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    srv = server("router:app", "--workers", "1", env={"TMPDIR": str(spill_dir)})
+    lines = [b"%06d %s\n" % (i, b"x" * (i % 97)) for i in range(20000)]
+    lines.insert(5000, b"L" * (1200 * 1024) + b"\n")
+    body = b"".join(lines) + b"no newline at the end"
+    assert len(body) > 2 * 1024 * 1024
+    target = "/inputs?mode=readline&spill=1"
+    if framing == "chunked":
+        req = build_request("POST", target, headers={"Transfer-Encoding": "chunked"},
+                            body=chunked(body, size=65536 + 3), host="x")
+    else:
+        req = build_request("POST", target, body=body, host="x")
+    with Conn(srv, timeout=60) as c:
+        c.send(req)
+        j = c.response().json()
+    got = [p.encode("latin-1") for p in j["pieces"]]
+    assert got[-1] == b"" and got[-2] == b"no newline at the end"
+    assert got[:-2] == lines, "readline() over a spilled body gave other lines"
+    assert any("(deleted)" in f for f in j["spill_files"]), \
+        "no spill file under TMPDIR during the request: %r" % j["spill_files"]
+    small = fetch(srv, "/inputs?mode=readline&spill=1", "POST", body=b"a\nb\n").json()
+    assert small["pieces"] == ["a\n", "b\n", ""] and small["spill_files"] == []

@@ -164,3 +164,18 @@ def test_error_responses_have_date_and_server(small, code, request_bytes):
         r = c.response(timeout=5)
     assert r.status == code
     assert r.header("Date") and r.header("Server"), r.headers
+
+
+def test_stalled_body_gets_408_after_io_timeout(shared_server):
+    """A body that stops arriving (the app has not started: WSGI bodies are
+    received first) is answered 408 once --io-timeout passes without
+    progress, and the connection closed; the generous bound is only how long
+    a failure takes to show."""
+    srv = shared_server("router:app", "--workers", "1", "--io-timeout", "1")
+    with Conn(srv, timeout=30) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"a" * 40)
+        r = c.response(timeout=20)
+        assert r.status == 408, r
+        assert r.has_token("Connection", "close")
+        assert c.closed_within(scaled(5))
+    assert fetch(srv, "/hello").status == 200

@@ -1,6 +1,7 @@
 """Execution modes: interpreters, processes, threads, --processes P x N, auto
 (with its probe in a throwaway child) and the pure-Python fallback."""
 import os
+import re
 import shutil
 import signal
 import sysconfig
@@ -128,18 +129,19 @@ def test_processes_times_interpreters(server):
     assert {j["worker_count"] for j in seen} == {4}
 
 
-def test_graceful_stop_finishes_in_flight_requests(server):
+def test_graceful_stop_finishes_in_flight_requests(server, tmp_path):
     srv = server("modes:app", "--mode", "processes", "--workers", "2")
     pids = children(srv.pid)
     result = {}
+    started = tmp_path / "started"
 
     def slow():
-        result["j"] = who(srv, "/sleep?s=1")
+        result["j"] = who(srv, "/sleep?s=1&started=%s" % started)
 
     import threading
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.3)
+    wait_for(started.exists, 30, what="the slow request to reach the application")
     assert srv.stop(signal.SIGTERM) == 0
     t.join(10)
     assert result.get("j", {}).get("mode") == "processes", result
@@ -184,13 +186,20 @@ def test_gives_up_after_repeated_import_failures(server, tmp_path):
                  env={"GORGON_TEST_FAIL_MARKER": str(marker)})
     [child] = children(srv.pid)
     marker.write_text("x")
+    t0 = time.monotonic()
     os.kill(child, signal.SIGKILL)
     rc = srv.wait_exit(30)
+    elapsed = time.monotonic() - t0
     text = srv.stderr_text()
     assert rc == 1, (rc, text)
     assert "could not start 5 times in a row, giving up" in text, text
     assert "flaky_import told to fail" in text, text
     assert text.count("restarting it in") == 5, text  # the first death, then 4 failed starts
+    # each failed start waits twice as long as the one before (backoff)
+    delays = [float(d) for d in re.findall(r"restarting it in ([0-9.]+) s", text)]
+    assert all(b == 2 * a for a, b in zip(delays[1:], delays[2:])) and delays[1] > 0, delays
+    # and the restarts did wait (a lower bound: a loaded machine only adds to it)
+    assert elapsed >= sum(delays), (elapsed, delays)
 
 
 def test_children_follow_a_killed_supervisor(server):

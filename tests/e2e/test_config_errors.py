@@ -1,0 +1,48 @@
+"""Settings that cannot work are refused before anything starts: a usage
+message naming the setting (exit status 2, as argparse gives) or, for a bad
+GORGON_* value, one line naming the variable (exit status 1); never a
+traceback, never a server that starts anyway."""
+import pytest
+
+from conftest import run_gorgon
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--limit-request-line", "0"), ("--limit-request-fields", "0"),
+    ("--limit-request-field-size", "-1"), ("--limit-request-header-size", "0"),
+    ("--limit-request-body", "-1"), ("--ws-max-size", "0"), ("--write-high-water", "0"),
+    ("--io-timeout", "0"), ("--io-timeout", "-1"), ("--header-timeout", "0"),
+    ("--keep-alive", "-5"), ("--graceful-timeout", "-1"), ("--ws-ping-interval", "nan"),
+    ("--io-timeout", "inf"), ("--workers", "0"), ("--max-connections", "-2"),
+    ("--processes", "-1"), ("--probe-timeout", "0"), ("--shared-max-bytes", "0"),
+    ("--workers", "two"), ("--forwarded-allow-ips", "10.0.0.300"),
+])
+def test_bad_flag_value_is_refused(flag, value):
+    r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", flag, value, timeout=20)
+    err = r.stderr.decode()
+    assert r.returncode == 2, (r.returncode, err)
+    assert "Traceback" not in err, err
+    assert flag in err, err
+
+
+@pytest.mark.parametrize("flag,value", [("--keep-alive", "0"), ("--graceful-timeout", "0"),
+                                        ("--limit-request-body", "0"), ("--ws-ping-interval", "0")])
+def test_zero_where_zero_means_something_is_accepted(server, flag, value):
+    srv = server("hello:app", flag, value, wait="port")
+    assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("var,value", [("GORGON_WORKERS", "many"), ("GORGON_IO_TIMEOUT", "soon"),
+                                       ("GORGON_LIMIT_REQUEST_BODY", "1e3"), ("GORGON_KEEP_ALIVE", "x")])
+def test_bad_environment_value_is_refused(var, value):
+    r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", env={var: value}, timeout=20)
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.returncode, err)
+    assert "Traceback" not in err, err
+    assert err.strip() == "gorgon: %s=%r is not a valid value" % (var, value), err
+
+
+def test_bad_environment_value_that_parses_is_checked_as_the_flag():
+    r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", env={"GORGON_IO_TIMEOUT": "-3"}, timeout=20)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "--io-timeout" in err and "Traceback" not in err, (r.returncode, err)
