@@ -1,6 +1,7 @@
 #include "http/loop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -88,6 +89,9 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     loop->now = gn_now();
     atomic_init(&loop->stop_requested, 0);
     atomic_init(&loop->hurry_requested, 0);
+    atomic_init(&loop->retire_requested, 0);
+    atomic_init(&loop->replace_wanted, 0);
+    loop->served_enough = ULLONG_MAX;
     atomic_init(&loop->polled_us, gn_loop__us(loop->now));
     atomic_init(&loop->sleeping, 0);
     atomic_init(&loop->inflight, 0);
@@ -111,6 +115,12 @@ void gn_loop_request_stop(gn_loop_t *loop)
 {
     atomic_store(&loop->stop_requested, 1);
     gn_loop__wake(loop);
+}
+
+void gn_loop_retire(gn_loop_t *loop)
+{
+    atomic_store(&loop->retire_requested, 1);
+    gn_loop_request_stop(loop);
 }
 
 void gn_loop__wake(gn_loop_t *loop)
@@ -270,10 +280,28 @@ static void close_listeners(gn_loop_t *loop)
     loop->n_listen = 0;
 }
 
+/* Other loops go on accepting from the same sockets: no filter on them.
+ * Watching them ends first, so no wake-up for a new connection comes here
+ * any more; one last look takes the connection a wake-up that came just
+ * before may have been for (with EPOLLEXCLUSIVE, no other loop got it). */
+static void begin_retire(gn_loop_t *loop)
+{
+    stop_listening(loop);
+    close_listeners(loop);
+}
+
 static void begin_stop(gn_loop_t *loop)
 {
     loop->stopping = 1;
     loop->stop_deadline = loop->now + loop->graceful_timeout;
+    if (atomic_load(&loop->retire_requested)) {
+        begin_retire(loop);
+        for (gn_conn_t *c = loop->conns, *next; c; c = next) {
+            next = c->next;
+            gn_conn_shutdown(c);
+        }
+        return;
+    }
     /* No new connection from now on, but the ones already queued, or whose
      * handshake is under way, are accepted for a short window, then the
      * listeners close (with --reuse-port this worker's queue is its own). */
@@ -399,6 +427,11 @@ static void iterate(gn_loop_t *loop, int timeout_ms)
         listen_ctl(loop, EPOLL_CTL_ADD);
     free_dead(loop);
     atomic_store_explicit(&loop->n_conns_pub, loop->n_conns, memory_order_relaxed);
+    /* --max-requests: one compare per round of events. */
+    if (loop->served >= loop->served_enough) {
+        loop->served_enough = ULLONG_MAX;
+        atomic_store(&loop->replace_wanted, 1);
+    }
 }
 
 static int finished(const gn_loop_t *loop)
