@@ -51,10 +51,18 @@ static int wait_signal(pool_t *p, double seconds)
     return sig > 0 ? sig : 0;
 }
 
+/* A worker process that retires never stops its loops the usual way: that
+ * would make the sockets it shares with the other processes refuse new
+ * connections. */
 static void request_stop_all(pool_t *p)
 {
     FOR_EACH_WORKER(p, i, w)
-        gn_worker_request_stop(w);
+    {
+        if (p->retiring_all)
+            gn_worker_retire(w);
+        else
+            gn_worker_request_stop(w);
+    }
 }
 
 /* Serving, and not being replaced. */

@@ -170,8 +170,8 @@ static void describe_status(int status, char *buf, size_t len)
 }
 
 /* The retiring children are already stopping gracefully: they get only the
- * signals that hurry or end them. */
-static void signal_children(procs_t *ps, int sig)
+ * signals that end them at once (a second SIGINT or SIGQUIT, SIGKILL). */
+static void signal_children(procs_t *ps, int sig, int retiring_too)
 {
     for (unsigned i = 0; i < ps->n; i++) {
         if (ps->kids[i].pid > 0)
@@ -179,7 +179,7 @@ static void signal_children(procs_t *ps, int sig)
     }
     if (ps->fresh.pid > 0)
         kill(ps->fresh.pid, sig);
-    for (unsigned i = 0; i < ps->n_old && sig != SIGTERM; i++) {
+    for (unsigned i = 0; i < ps->n_old && retiring_too; i++) {
         if (ps->old[i].pid > 0)
             kill(ps->old[i].pid, sig);
     }
@@ -197,7 +197,7 @@ static void begin_stop(procs_t *ps, int sig)
     }
     for (unsigned i = 0; i < ps->n; i++)
         ps->kids[i].restart_at = 0;
-    signal_children(ps, sig);
+    signal_children(ps, sig, 0);
 }
 
 /* SIGTERM/SIGINT/SIGQUIT go to every child, which stops gracefully (a second
@@ -227,7 +227,7 @@ static void on_signal(procs_t *ps, int sig)
     if (ps->stopping && (sig == SIGINT || sig == SIGQUIT)) {
         gn_log(GN_LOG_WARNING, "second %s: stopping the worker processes at once", sigabbrev_np(sig));
         ps->exit_code = 130;
-        signal_children(ps, sig);
+        signal_children(ps, sig, 1);
         return;
     }
     if (!ps->stopping)
@@ -404,6 +404,7 @@ static void fresh_ready(procs_t *ps)
             child_t *more = realloc(ps->old, cap * sizeof(child_t));
             if (more == NULL) { /* keep the old one; the new one is told to go */
                 kill(ps->fresh.pid, SIGHUP);
+                ps->fresh.ready = 0;
                 return;
             }
             ps->old = more;
@@ -491,7 +492,7 @@ static void step(procs_t *ps, double timeout)
     restart_due(ps);
     roll_next(ps);
     if (ps->stopping && gn_now() > ps->stop_started + ps->plan->cfg.graceful_timeout + KILL_MARGIN) {
-        signal_children(ps, SIGKILL);
+        signal_children(ps, SIGKILL, 1);
         ps->stop_started = gn_now(); /* once more at most, after a while */
     }
 }
