@@ -30,6 +30,37 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 '''
+ASGI_APP = '''\
+import os
+from _wsgicheck import interp_id
+
+VERSION = "{version}"
+
+
+LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lifespan.log")
+
+
+def note(what):
+    with open(LOG, "a") as f:
+        f.write("%s %s %d\\n" % (what, VERSION, interp_id()))
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                note("startup")
+                await send({{"type": "lifespan.startup.complete"}})
+            elif message["type"] == "lifespan.shutdown":
+                note("shutdown")
+                await send({{"type": "lifespan.shutdown.complete"}})
+                return
+    body = ("%s %d %d" % (VERSION, os.getpid(), interp_id())).encode()
+    await send({{"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]}})
+    await send({{"type": "http.response.body", "body": body}})
+'''
 BROKEN = "def app(environ, start_response:\n"
 
 INTERPRETERS = pytest.param(("--mode", "interpreters"), id="interpreters")
@@ -39,12 +70,12 @@ THREADS = pytest.param(("--mode", "threads"), id="threads")
 MODES = [INTERPRETERS, PROCS_X_INTERPS, PROCESSES, THREADS]
 
 
-def write_app(tmp_path, version=None, text=None):
-    (tmp_path / "reloadable.py").write_text(text if text is not None else APP.format(version=version))
+def write_app(tmp_path, version=None, text=None, template=APP):
+    (tmp_path / "reloadable.py").write_text(text if text is not None else template.format(version=version))
 
 
-def start(server, tmp_path, mode, *args, version="old"):
-    write_app(tmp_path, version)
+def start(server, tmp_path, mode, *args, version="old", template=APP):
+    write_app(tmp_path, version, template=template)
     return server("reloadable:app", "--workers", "2", "--pythonpath", str(tmp_path), *mode, *args)
 
 
@@ -106,6 +137,30 @@ def test_sighup_under_load_switches_to_the_new_code(server, tmp_path, mode):
     assert len(late) > 400 and late.count(b"old") <= 16, (tally.action_done, len(versions), late.count(b"old"))
     assert set(late[-300:]) == {b"new-version"}, late[-300:]
     assert srv.stop() == 0, srv.describe()
+
+
+def test_asgi_sighup_under_load_switches_to_the_new_code(server, tmp_path):
+    """Lifespan startup runs in the new workers before they serve, and
+    shutdown in the old ones after they drained."""
+    mode = ("--mode", "interpreters")
+    srv = start(server, tmp_path, mode, template=ASGI_APP)
+
+    def change_and_reload():
+        write_app(tmp_path, "new-version", template=ASGI_APP)
+        reload_and_wait(srv, mode)
+
+    tally = run_load_around(srv, change_and_reload, total=2000)
+    assert_no_failure(tally, srv)
+    versions = [b.split()[0] for b in tally.bodies]
+    assert versions[0] == b"old" and set(versions[-300:]) == {b"new-version"}, set(versions)
+    log = tmp_path / "lifespan.log"
+    wait_for(lambda: log.read_text().count("shutdown old") == 2, "lifespan shutdown of the old workers", srv)
+    lines = log.read_text().splitlines()
+    assert sorted(line.rsplit(" ", 1)[0] for line in lines) == [
+        "shutdown old", "shutdown old", "startup new-version", "startup new-version",
+        "startup old", "startup old"], lines
+    assert srv.stop() == 0, srv.describe()
+    assert log.read_text().count("shutdown new-version") == 2, log.read_text()
 
 
 @pytest.mark.parametrize("mode", [INTERPRETERS, PROCS_X_INTERPS, THREADS])
