@@ -206,6 +206,21 @@ def process_resources(pid):
     return len(os.listdir("/proc/%d/task" % pid)), len(os.listdir("/proc/%d/fd" % pid))
 
 
+def tasks(pid):
+    """Each thread's id, state and kernel wait channel, to tell a stuck one."""
+    out = []
+    for tid in sorted(os.listdir("/proc/%d/task" % pid)):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open("/proc/%d/task/%s/wchan" % (pid, tid)) as f:
+                wchan = f.read()
+        except OSError:
+            continue
+        out.append("%s %s %s" % (tid, state, wchan))
+    return out
+
+
 def children(pid):
     with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
         return f.read().split()
@@ -234,9 +249,13 @@ def test_sighup_storm_under_load_loses_nothing_and_leaks_nothing(server, tmp_pat
     assert_no_failure(tally, srv)
     # The old workers end once their requests are done: the server comes
     # back to as many threads, descriptors and worker processes as before.
-    wait_for(lambda: process_resources(srv.pid) == baseline and len(children(srv.pid)) == kids,
-             "return to %r threads/fds and %d children (now %r, %d)" % (
-                 baseline, kids, process_resources(srv.pid), len(children(srv.pid))), srv)
+    try:
+        wait_for(lambda: process_resources(srv.pid) == baseline and len(children(srv.pid)) == kids,
+                 "return to the threads/fds and children of before", srv)
+    except BaseException:
+        print("before: %r threads/fds, %d children; now: %r, %d; threads: %s" % (
+            baseline, kids, process_resources(srv.pid), len(children(srv.pid)), tasks(srv.pid)))
+        raise
     assert fetch(srv.addr, "/").body.startswith(b"new-version "), srv.describe()
     assert srv.stop() == 0, srv.describe()
 
