@@ -24,6 +24,11 @@
  * listeners. Loopback handshakes take microseconds; this leaves room for a
  * loaded machine. */
 #define STOP_ACCEPT_WINDOW 0.2
+/* A loop that retires while others serve the same sockets takes at most
+ * this many connections from them on its way out: the ones its last
+ * wake-up may have been for. Draining the queue, as a stop does, would
+ * answer with the old application every client that reconnects meanwhile. */
+#define RETIRE_ACCEPT 4
 
 /* epoll data for the listeners and the wake fd: small tags, never pointers. */
 #define TAG_WAKE ((uintptr_t)1)
@@ -233,7 +238,7 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
     /* On a socket shared by several workers, take one connection per wake-up:
      * a worker busy in application code is not in epoll_wait, so the next
      * client goes to an idle worker instead of queueing behind it. */
-    int batch = loop->exclusive && !loop->stopping ? 1 : ACCEPT_BATCH;
+    int batch = loop->stopping ? (loop->retiring ? RETIRE_ACCEPT : ACCEPT_BATCH) : loop->exclusive ? 1 : ACCEPT_BATCH;
     for (int k = 0; k < batch; k++) {
         /* While stopping, the queue is drained whatever the bound: what
          * is left in it when the listener closes would be reset. */
@@ -261,6 +266,15 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
     }
 }
 
+static void close_own_copies(gn_loop_t *loop)
+{
+    for (unsigned i = 0; i < loop->n_listen; i++) {
+        close(loop->listen_fds[i]);
+        loop->listen_fds[i] = -1;
+    }
+    loop->n_listen = 0;
+}
+
 static void close_listeners(gn_loop_t *loop)
 {
     /* The last look at the queues: whatever is in them was promised service. */
@@ -273,11 +287,7 @@ static void close_listeners(gn_loop_t *loop)
         }
     }
     stop_listening(loop);
-    for (unsigned i = 0; i < loop->n_listen; i++) {
-        close(loop->listen_fds[i]);
-        loop->listen_fds[i] = -1;
-    }
-    loop->n_listen = 0;
+    close_own_copies(loop);
 }
 
 /* Other loops go on accepting from the same sockets: no filter on them.
@@ -286,8 +296,11 @@ static void close_listeners(gn_loop_t *loop)
  * before may have been for (with EPOLLEXCLUSIVE, no other loop got it). */
 static void begin_retire(gn_loop_t *loop)
 {
+    loop->retiring = 1;
     stop_listening(loop);
-    close_listeners(loop);
+    for (unsigned i = 0; i < loop->n_listen; i++)
+        accept_one_batch(loop, i);
+    close_own_copies(loop);
 }
 
 static void begin_stop(gn_loop_t *loop)

@@ -32,6 +32,7 @@ struct gn_loop {
     atomic_int stop_requested;
     atomic_int hurry_requested; /* a second stop signal: stop waiting */
     atomic_int retire_requested; /* the stop is a retirement: others keep serving */
+    int retiring;                /* the loop's own copy, once the stop began */
     int stopping;
     double stop_deadline;
     double graceful_timeout;
