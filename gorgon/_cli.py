@@ -262,6 +262,13 @@ def build_parser():
                    metavar="IPS",
                    help="comma-separated addresses and CIDR networks trusted to send a PROXY "
                    "header and proxy headers, or '*' for any (a unix socket peer always is)")
+    p.add_argument("--max-requests", type=int, default=env_default("--max-requests", 0, int), metavar="N",
+                   help="replace a worker once it has served N requests (0: never): a new worker starts "
+                   "first, then the old one finishes its requests and ends; with worker processes, "
+                   "the worker's process is replaced")
+    p.add_argument("--max-requests-jitter", type=int, default=env_default("--max-requests-jitter", 0, int),
+                   metavar="J", help="add a random 0..J to each worker's --max-requests, so that workers "
+                   "are not all replaced at once")
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
                        metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text else "N")
@@ -345,6 +352,8 @@ def make_config(args):
         "processes": args.processes,
         "pure_fallback": bool(args.pure_fallback),
         "probe_timeout": args.probe_timeout,
+        "max_requests": args.max_requests,
+        "max_requests_jitter": args.max_requests_jitter,
         "proxy_listeners": proxy_listeners,
         "proxy_headers": bool(args.proxy_headers),
         "forwarded_allow_ips": args.forwarded_allow_ips,
@@ -373,6 +382,8 @@ def main(argv=None):
     if args.processes and args.mode == "processes":
         build_parser().error("--processes goes with --mode interpreters or threads; "
                              "with --mode processes, --workers is the number of processes")
+    if args.max_requests < 0 or args.max_requests_jitter < 0:
+        build_parser().error("--max-requests and --max-requests-jitter must be at least 0")
     if args.probe_timeout <= 0:
         build_parser().error("--probe-timeout must be positive")
     if args.write_high_water < 1:

@@ -1,6 +1,7 @@
 #include "http/loop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,6 +24,11 @@
  * listeners. Loopback handshakes take microseconds; this leaves room for a
  * loaded machine. */
 #define STOP_ACCEPT_WINDOW 0.2
+/* A loop that retires while others serve the same sockets takes at most
+ * this many connections from them on its way out: the ones its last
+ * wake-up may have been for. Draining the queue, as a stop does, would
+ * answer with the old application every client that reconnects meanwhile. */
+#define RETIRE_ACCEPT 4
 
 /* epoll data for the listeners and the wake fd: small tags, never pointers. */
 #define TAG_WAKE ((uintptr_t)1)
@@ -88,6 +94,9 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     loop->now = gn_now();
     atomic_init(&loop->stop_requested, 0);
     atomic_init(&loop->hurry_requested, 0);
+    atomic_init(&loop->retire_requested, 0);
+    atomic_init(&loop->replace_wanted, 0);
+    loop->served_enough = ULLONG_MAX;
     atomic_init(&loop->polled_us, gn_loop__us(loop->now));
     atomic_init(&loop->sleeping, 0);
     atomic_init(&loop->inflight, 0);
@@ -111,6 +120,12 @@ void gn_loop_request_stop(gn_loop_t *loop)
 {
     atomic_store(&loop->stop_requested, 1);
     gn_loop__wake(loop);
+}
+
+void gn_loop_retire(gn_loop_t *loop)
+{
+    atomic_store(&loop->retire_requested, 1);
+    gn_loop_request_stop(loop);
 }
 
 void gn_loop__wake(gn_loop_t *loop)
@@ -223,7 +238,7 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
     /* On a socket shared by several workers, take one connection per wake-up:
      * a worker busy in application code is not in epoll_wait, so the next
      * client goes to an idle worker instead of queueing behind it. */
-    int batch = loop->exclusive && !loop->stopping ? 1 : ACCEPT_BATCH;
+    int batch = loop->stopping ? (loop->retiring ? RETIRE_ACCEPT : ACCEPT_BATCH) : loop->exclusive ? 1 : ACCEPT_BATCH;
     for (int k = 0; k < batch; k++) {
         /* While stopping, the queue is drained whatever the bound: what
          * is left in it when the listener closes would be reset. */
@@ -251,6 +266,15 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
     }
 }
 
+static void close_own_copies(gn_loop_t *loop)
+{
+    for (unsigned i = 0; i < loop->n_listen; i++) {
+        close(loop->listen_fds[i]);
+        loop->listen_fds[i] = -1;
+    }
+    loop->n_listen = 0;
+}
+
 static void close_listeners(gn_loop_t *loop)
 {
     /* The last look at the queues: whatever is in them was promised service. */
@@ -263,17 +287,34 @@ static void close_listeners(gn_loop_t *loop)
         }
     }
     stop_listening(loop);
-    for (unsigned i = 0; i < loop->n_listen; i++) {
-        close(loop->listen_fds[i]);
-        loop->listen_fds[i] = -1;
-    }
-    loop->n_listen = 0;
+    close_own_copies(loop);
+}
+
+/* Other loops go on accepting from the same sockets: no filter on them.
+ * Watching them ends first, so no wake-up for a new connection comes here
+ * any more; one last look takes the connection a wake-up that came just
+ * before may have been for (with EPOLLEXCLUSIVE, no other loop got it). */
+static void begin_retire(gn_loop_t *loop)
+{
+    loop->retiring = 1;
+    stop_listening(loop);
+    for (unsigned i = 0; i < loop->n_listen; i++)
+        accept_one_batch(loop, i);
+    close_own_copies(loop);
 }
 
 static void begin_stop(gn_loop_t *loop)
 {
     loop->stopping = 1;
     loop->stop_deadline = loop->now + loop->graceful_timeout;
+    if (atomic_load(&loop->retire_requested)) {
+        begin_retire(loop);
+        for (gn_conn_t *c = loop->conns, *next; c; c = next) {
+            next = c->next;
+            gn_conn_shutdown(c);
+        }
+        return;
+    }
     /* No new connection from now on, but the ones already queued, or whose
      * handshake is under way, are accepted for a short window, then the
      * listeners close (with --reuse-port this worker's queue is its own). */
@@ -401,6 +442,11 @@ static void iterate(gn_loop_t *loop, int timeout_ms)
         listen_ctl(loop, EPOLL_CTL_ADD);
     free_dead(loop);
     atomic_store_explicit(&loop->n_conns_pub, loop->n_conns, memory_order_relaxed);
+    /* --max-requests: one compare per round of events. */
+    if (loop->served >= loop->served_enough) {
+        loop->served_enough = ULLONG_MAX;
+        atomic_store(&loop->replace_wanted, 1);
+    }
 }
 
 static int finished(const gn_loop_t *loop)

@@ -33,6 +33,8 @@ struct gn_loop {
 
     atomic_int stop_requested;
     atomic_int hurry_requested; /* a second stop signal: stop waiting */
+    atomic_int retire_requested; /* the stop is a retirement: others keep serving */
+    int retiring;                /* the loop's own copy, once the stop began */
     int stopping;
     double stop_deadline;
     double graceful_timeout;
@@ -44,6 +46,8 @@ struct gn_loop {
 
     int worker_id;
     unsigned long long served; /* requests completed */
+    unsigned long long served_enough; /* served this many: ask to be replaced */
+    atomic_int replace_wanted; /* served_enough reached; read by the supervisor */
 
     /* Work follows idle workers (http/group.h). Written by the loop's own
      * thread only, read by the supervisor's watch and by siblings. */
@@ -76,6 +80,14 @@ int gn_loop_poll(gn_loop_t *loop);
 int gn_loop_tick(gn_loop_t *loop);
 /* Thread-safe: ask the loop for a graceful stop. */
 void gn_loop_request_stop(gn_loop_t *loop);
+/*
+ * Thread-safe: a graceful stop while other loops go on serving the same
+ * listening sockets (a reload, a recycled worker). Unlike a stop, the
+ * sockets are left taking new connections: the loop only stops watching
+ * them, accepts what its wake-up may have been for, and closes its own
+ * copies; idle keep-alive connections close, in-flight requests finish.
+ */
+void gn_loop_retire(gn_loop_t *loop);
 /* Thread-safe: stop now, closing the connections still open (the loop
  * leaves as soon as its thread is back from the application). */
 void gn_loop_hurry(gn_loop_t *loop);

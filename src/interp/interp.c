@@ -145,6 +145,19 @@ int gn_interp_pure_fallback_report(char *buf, size_t len)
     return n;
 }
 
+int gn_interp_forget_app_modules(char *err, size_t errlen)
+{
+    PyObject *r = PyImport_ImportModule("gorgon._reload");
+    PyObject *n = r ? PyObject_CallMethod(r, "forget_app_modules", NULL) : NULL;
+    Py_XDECREF(r);
+    if (n == NULL) {
+        take_error(err, errlen, "cannot drop the application's modules for a reload");
+        return -1;
+    }
+    Py_DECREF(n);
+    return 0;
+}
+
 int gn_interp_configure(const gn_config_t *cfg, char *err, size_t errlen)
 {
     PyObject *path = PyList_New(0);

@@ -8,13 +8,16 @@
  *     Importing it once in the main interpreter first avoids it
  *     (gn_interp_prepare_main; GORGON_NO_DATETIME_WORKAROUND=1 turns it off).
  *  2. Ending interpreters newest-first avoided the same class of crash
- *     (gn_interp_end_ordered).
+ *     (gn_interp_end_ordered). At a stop they end newest-first; a worker
+ *     replaced while the server runs ends as soon as it has stopped, which
+ *     workaround 1 alone made safe (test_lifecycle.py: either suffices).
  *  3. After a failed import of a module that refuses sub-interpreters,
  *     Py_FinalizeEx hit "double free or corruption" (10/10, 3.13.5): a
  *     server whose application cannot load leaves with _exit() instead of
  *     finalizing (gn_interp_abandon_process).
- *  4. Creating and ending an interpreter leaks 1.7-6.3 MB a cycle, so
- *     workers are never recycled by re-creating interpreters in-process.
+ *  4. Creating and ending an interpreter leaks 1.7-6.3 MB a cycle (4.0-4.1
+ *     MB over 50 cycles, 3.13.0): workers are re-created in-process only
+ *     when asked (a reload, --max-requests), and the server says so.
  *  5. A worker thread that called threading.current_thread() (Django does)
  *     holds a _DummyThread whose clean-up ran after threading's teardown when
  *     its interpreter ended: "Exception ignored in _DeleteDummyThreadOnDel"
@@ -82,6 +85,11 @@ int gn_interp_install_pure_fallback(char *err, size_t errlen);
 /* The modules loaded from source so far, comma-separated ("" if none);
  * returns how many. */
 int gn_interp_pure_fallback_report(char *buf, size_t len);
+
+/* Main interpreter, GIL held (a reload in --mode threads): drops the
+ * application's own modules from sys.modules (gorgon/_reload.py), so the
+ * next import reads them from disk. Returns 0, or -1 with err filled. */
+int gn_interp_forget_app_modules(char *err, size_t errlen);
 
 /* Sets sys.path from the configuration. Returns 0, or -1 with err filled. */
 int gn_interp_configure(const gn_config_t *cfg, char *err, size_t errlen);

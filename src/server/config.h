@@ -27,6 +27,8 @@ typedef struct {
     int reuse_port;
     int datetime_workaround;
     double graceful_timeout;
+    unsigned long long max_requests;        /* replace a worker after this many; 0 = never */
+    unsigned long long max_requests_jitter; /* plus a random 0..jitter per worker */
     size_t shared_max_bytes; /* bound on gorgon.shared's total size */
     long long uid, gid;   /* --user / --group: switched to once bound; -1 = stay */
     gn_limits_t limits;

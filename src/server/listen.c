@@ -240,7 +240,7 @@ int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
         gn_bind_t *b = &ls->binds[i];
         /* A copy: the supervisor keeps its own, to refuse new connections
          * on every socket the moment a stop begins. */
-        fds[i] = fcntl(b->fds[b->per_worker ? w : 0], F_DUPFD_CLOEXEC, 0);
+        fds[i] = fcntl(b->fds[b->per_worker ? w % b->n_fds : 0], F_DUPFD_CLOEXEC, 0);
     }
     *n = ls->n_binds;
     return fds;

@@ -31,7 +31,9 @@ int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_worker
 uint64_t gn_listen_inherited(const gn_listeners_t *ls);
 /*
  * The descriptors worker w listens on (one per bind, each a copy that the
- * worker closes). Returns a malloc'd array or NULL.
+ * worker closes; with --reuse-port, a worker added beyond the first ones
+ * shares the socket of worker w modulo their number). Returns a malloc'd
+ * array or NULL.
  */
 int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n);
 /*

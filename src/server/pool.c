@@ -13,20 +13,34 @@
 
 #define EXIT_APP_LOAD 1
 #define EXIT_FORCED 130
+/* Room for the workers that serve, as many replacements starting beside
+ * them, and the retired ones still finishing their requests. */
+#define SLOTS_PER_WORKER 4
+#define SLOTS_SPARE 8
 
 typedef struct {
     gn_plan_t *plan;
     const gn_pool_hooks_t *hooks;
     unsigned id_base;
-    gn_worker_t *workers;
-    unsigned n_started;
-    gn_end_order_t end_order;
+    gn_worker_t **slots; /* cap entries, NULL where free; a worker's index is its slot */
+    unsigned cap;
+    unsigned next_id;    /* for a worker added by SIGTTIN */
+    unsigned long long seq;
+    unsigned long long rng;
     gn_group_t group; /* n = 0 with a single worker */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
+    int retiring_all;   /* a worker process retires: SIGHUP from its supervisor */
+    int reload_wanted;  /* SIGHUP came: reload at the next look */
+    int replace_asked;  /* a worker process asked its supervisor to be replaced */
+    int abandoned;      /* interpreters that failed to load the application were left as they are */
     double hurried_at; /* > 0: a second SIGTERM came; in-flight requests are not waited for */
 } pool_t;
+
+#define FOR_EACH_WORKER(p, i, w)                                                                                  \
+    for (unsigned i = 0; i < (p)->cap; i++)                                                                        \
+        for (gn_worker_t *w = (p)->slots[i]; w; w = NULL)
 
 /* Waits up to `seconds` for a signal; returns its number or 0. */
 static int wait_signal(pool_t *p, double seconds)
@@ -37,19 +51,121 @@ static int wait_signal(pool_t *p, double seconds)
     return sig > 0 ? sig : 0;
 }
 
+/* A worker process that retires never stops its loops the usual way: that
+ * would make the sockets it shares with the other processes refuse new
+ * connections. */
 static void request_stop_all(pool_t *p)
 {
-    for (unsigned i = 0; i < p->n_started; i++)
-        gn_worker_request_stop(&p->workers[i]);
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (p->retiring_all)
+            gn_worker_retire(w);
+        else
+            gn_worker_request_stop(w);
+    }
 }
+
+/* Serving, and not being replaced. */
+static int current(gn_worker_t *w)
+{
+    int st = atomic_load(&w->state);
+    return !w->retiring && (st == GN_WORKER_READY || st == GN_WORKER_STARTING);
+}
+
+static unsigned count_current(pool_t *p)
+{
+    unsigned n = 0;
+    FOR_EACH_WORKER(p, i, w)
+        n += current(w);
+    return n;
+}
+
+/* xorshift64: --max-requests-jitter needs no better. */
+static unsigned long long next_random(pool_t *p)
+{
+    p->rng ^= p->rng << 13;
+    p->rng ^= p->rng >> 7;
+    p->rng ^= p->rng << 17;
+    return p->rng;
+}
+
+static unsigned long long max_requests(pool_t *p)
+{
+    const gn_config_t *cfg = &p->plan->cfg;
+    if (cfg->max_requests == 0)
+        return 0;
+    unsigned long long jitter = cfg->max_requests_jitter ? next_random(p) % (cfg->max_requests_jitter + 1) : 0;
+    return cfg->max_requests + jitter;
+}
+
+static void init_worker(pool_t *p, gn_worker_t *w, unsigned slot, unsigned id)
+{
+    gn_plan_t *plan = p->plan;
+    w->id = id;
+    w->index = slot;
+    w->seq = ++p->seq;
+    w->cfg = &plan->cfg;
+    w->kind = plan->kind;
+    w->mode = plan->mode;
+    /* Threads share one interpreter, whose gorgon.worker_id cannot be each
+     * thread's own: None there. */
+    w->facts_id = strcmp(plan->mode, "threads") == 0 ? -1 : (int)w->id;
+    w->count = plan->total;
+    w->main_interp = PyInterpreterState_Main();
+    w->max_requests = max_requests(p);
+    w->mu = &p->mu;
+    w->cv = &p->cv;
+    w->exclusive = plan->listeners.exclusive;
+    w->group = p->group.n ? &p->group : NULL;
+    w->listen_fds = gn_listen_for_worker(&plan->listeners, w->id, &w->n_listen);
+}
+
+/* Starts a worker with the given id in a free slot; NULL after logging why. */
+static gn_worker_t *start_worker(pool_t *p, unsigned id, int forget_app_modules)
+{
+    unsigned slot = 0;
+    while (slot < p->cap && p->slots[slot])
+        slot++;
+    gn_worker_t *w = slot < p->cap ? calloc(1, sizeof(*w)) : NULL;
+    if (w == NULL) {
+        gn_log(GN_LOG_ERROR, "cannot start worker %u: %s", id, slot < p->cap ? "out of memory" : "no free slot");
+        return NULL;
+    }
+    init_worker(p, w, slot, id);
+    w->forget_app_modules = forget_app_modules;
+    if (w->listen_fds == NULL || gn_worker_start(w) < 0) {
+        gn_log(GN_LOG_ERROR, "cannot start worker %u: %s", id, strerror(errno));
+        free(w->listen_fds);
+        free(w);
+        return NULL;
+    }
+    p->slots[slot] = w;
+    return w;
+}
+
+/* A worker whose thread was joined. */
+static void free_worker(pool_t *p, gn_worker_t *w)
+{
+    if (w->listen_fds) { /* it failed before its loop owned them */
+        for (unsigned i = 0; i < w->n_listen; i++) {
+            if (w->listen_fds[i] >= 0)
+                close(w->listen_fds[i]);
+        }
+        free(w->listen_fds);
+    }
+    pthread_mutex_destroy(&w->end_order.mu);
+    pthread_cond_destroy(&w->end_order.cv);
+    p->slots[w->index] = NULL;
+    free(w);
+}
+
+static void handle_signal(pool_t *p, int sig);
 
 /* SIGTERM/SIGINT start a graceful stop; a second SIGINT (or SIGQUIT) ends
  * the process at once, as users of gunicorn and uvicorn expect; a second
  * SIGTERM stops waiting for in-flight requests and still exits 0. */
-static void handle_signal(pool_t *p, int sig)
+static void handle_stop_signal(pool_t *p, int sig)
 {
-    if (sig == 0)
-        return;
     if (p->stopping && (sig == SIGINT || sig == SIGQUIT)) {
         gn_log(GN_LOG_WARNING, "second %s: stopping at once", sig == SIGINT ? "SIGINT" : "SIGQUIT");
         gn_listen_close(&p->plan->listeners);
@@ -60,69 +176,114 @@ static void handle_signal(pool_t *p, int sig)
             gn_log(GN_LOG_WARNING, "second SIGTERM: closing the connections still open");
             p->hurried_at = gn_now();
         }
-        for (unsigned i = 0; i < p->n_started; i++)
-            gn_worker_hurry(&p->workers[i]);
+        FOR_EACH_WORKER(p, i, w)
+            gn_worker_hurry(w);
         return;
     }
-    if (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT) {
-        if (!p->stopping)
-            gn_log(GN_LOG_INFO, "%s received: finishing in-flight requests (up to %gs)",
-                   sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT",
-                   p->plan->cfg.graceful_timeout);
-        /* From this moment no new connection is queued anywhere; the
-         * workers take what is queued and close their own copies. */
+    if (!p->stopping)
+        gn_log(GN_LOG_INFO, "%s received: finishing in-flight requests (up to %gs)",
+               sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT", p->plan->cfg.graceful_timeout);
+    /* From this moment no new connection is queued anywhere; the
+     * workers take what is queued and close their own copies. A worker
+     * process that retires leaves that to its supervisor, which serves on. */
+    if (!p->retiring_all)
         gn_listen_refuse(&p->plan->listeners);
-        gn_listen_close(&p->plan->listeners);
-        p->stopping = 1;
-        request_stop_all(p);
+    gn_listen_close(&p->plan->listeners);
+    p->stopping = 1;
+    request_stop_all(p);
+}
+
+/* In a worker process: its supervisor has a replacement serving. The other
+ * processes share the sockets, so they are left as they are. */
+static void retire_all(pool_t *p)
+{
+    if (p->stopping)
+        return;
+    p->stopping = p->retiring_all = 1;
+    gn_listen_close(&p->plan->listeners); /* this process's copies */
+    FOR_EACH_WORKER(p, i, w)
+        gn_worker_retire(w);
+}
+
+/* SIGTTIN: one more worker, with the next id. */
+static void add_worker(pool_t *p)
+{
+    unsigned id = p->next_id;
+    if (start_worker(p, id, 0) == NULL)
+        return;
+    p->next_id++;
+    gn_log(GN_LOG_INFO, "SIGTTIN received: starting worker %u", id);
+}
+
+/* SIGTTOU: the newest worker retires, unless it is the last one. */
+static void remove_worker(pool_t *p)
+{
+    gn_worker_t *newest = NULL;
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (current(w) && (newest == NULL || w->seq > newest->seq))
+            newest = w;
+    }
+    if (newest == NULL || count_current(p) <= 1) {
+        gn_log(GN_LOG_WARNING, "SIGTTOU received: one worker left, keeping it");
+        return;
+    }
+    gn_log(GN_LOG_INFO, "SIGTTOU received: worker %u finishes its requests and ends", newest->id);
+    gn_worker_retire(newest);
+}
+
+static void handle_signal(pool_t *p, int sig)
+{
+    switch (sig) {
+    case 0:
+        return;
+    case SIGHUP:
+        if (p->hooks) /* from the supervisor: a new process replaces this one */
+            retire_all(p);
+        else if (!p->stopping)
+            p->reload_wanted = 1;
+        return;
+    case SIGUSR1:
+        gn_log(GN_LOG_INFO, "SIGUSR1 received: the logs go to stderr and stdout, there is no log file to reopen");
+        return;
+    case SIGTTIN:
+    case SIGTTOU:
+        if (p->hooks || p->stopping)
+            return; /* worker processes: the supervisor's to decide */
+        if (sig == SIGTTIN)
+            add_worker(p);
+        else
+            remove_worker(p);
+        return;
+    default:
+        handle_stop_signal(p, sig);
     }
 }
 
-static void init_worker(pool_t *p, unsigned i)
-{
-    gn_plan_t *plan = p->plan;
-    gn_worker_t *w = &p->workers[i];
-    w->id = p->id_base + i;
-    w->index = i;
-    w->cfg = &plan->cfg;
-    w->kind = plan->kind;
-    w->mode = plan->mode;
-    /* Threads share one interpreter, whose gorgon.worker_id cannot be each
-     * thread's own: None there. */
-    w->facts_id = strcmp(plan->mode, "threads") == 0 ? -1 : (int)w->id;
-    w->count = plan->total;
-    w->main_interp = PyInterpreterState_Main();
-    w->end_order = &p->end_order;
-    w->mu = &p->mu;
-    w->cv = &p->cv;
-    w->exclusive = plan->listeners.exclusive;
-    w->group = p->group.n ? &p->group : NULL;
-    w->listen_fds = gn_listen_for_worker(&plan->listeners, w->id, &w->n_listen);
-}
-
-/* Waits until worker i has left STARTING, handling signals meanwhile. */
-static int wait_started(pool_t *p, unsigned i)
+/* Waits until the worker has left STARTING, serving meanwhile: signals, and
+ * the watch that moves work towards idle workers. */
+static int wait_started(pool_t *p, gn_worker_t *w)
 {
     for (;;) {
-        int st = atomic_load(&p->workers[i].state);
+        int st = atomic_load(&w->state);
         if (st != GN_WORKER_STARTING)
             return st;
-        handle_signal(p, wait_signal(p, 0.02));
+        handle_signal(p, wait_signal(p, 0.01));
+        if (p->group.n && !p->stopping)
+            gn_group_watch(&p->group);
     }
 }
 
 static int start_workers(pool_t *p, unsigned from, unsigned to)
 {
+    gn_worker_t *started[to > from ? to - from : 1];
     for (unsigned i = from; i < to; i++) {
-        init_worker(p, i);
-        if (p->workers[i].listen_fds == NULL || gn_worker_start(&p->workers[i]) < 0) {
-            gn_log(GN_LOG_ERROR, "cannot start worker %u: %s", p->id_base + i, strerror(errno));
+        started[i - from] = start_worker(p, p->id_base + i, 0);
+        if (started[i - from] == NULL)
             return -1;
-        }
-        p->n_started = i + 1;
     }
     for (unsigned i = from; i < to; i++) {
-        if (wait_started(p, i) == GN_WORKER_FAILED)
+        if (wait_started(p, started[i - from]) == GN_WORKER_FAILED)
             return -1;
     }
     return 0;
@@ -131,11 +292,13 @@ static int start_workers(pool_t *p, unsigned from, unsigned to)
 /* The first failed worker, or NULL. */
 static gn_worker_t *first_failed(pool_t *p)
 {
-    for (unsigned i = 0; i < p->n_started; i++) {
-        if (atomic_load(&p->workers[i].state) == GN_WORKER_FAILED)
-            return &p->workers[i];
+    gn_worker_t *first = NULL;
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (atomic_load(&w->state) == GN_WORKER_FAILED && (first == NULL || w->seq < first->seq))
+            first = w;
     }
-    return NULL;
+    return first;
 }
 
 /* Workaround 3 lives in interp/: report the failure and leave. */
@@ -150,10 +313,118 @@ static void fail_startup(pool_t *p, gn_worker_t *w)
     gn_interp_abandon_process(code);
 }
 
+/* Replacements that could not start: they retire, and are reaped. A worker
+ * that failed to load the application keeps its interpreter (workaround 3). */
+static void drop_replacements(pool_t *p, gn_worker_t **fresh, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (atomic_load(&fresh[i]->state) == GN_WORKER_FAILED && fresh[i]->fatal)
+            p->abandoned = 1;
+        gn_worker_retire(fresh[i]);
+    }
+}
+
+/*
+ * Starts a replacement for each of the n workers in old (the first alone,
+ * so that an application that no longer loads costs one interpreter), and
+ * once all of them serve, retires the old ones. Returns 0; -1 when a
+ * replacement failed (the old workers go on serving) or a stop came.
+ */
+static int replace(pool_t *p, gn_worker_t **old, unsigned n, const char *what, int afresh)
+{
+    gn_worker_t *fresh[p->cap];
+    unsigned k = 0;
+    gn_worker_t *bad = NULL;
+    for (unsigned i = 0; i < n && bad == NULL && !p->stopping; i++) {
+        /* In one shared interpreter (--mode threads), the first replacement
+         * drops the application's modules and imports them again; the
+         * others find them imported. */
+        fresh[k] = start_worker(p, old[i]->id, afresh && i == 0 && p->plan->kind == GN_INTERP_MAIN);
+        if (fresh[k] == NULL)
+            break;
+        k++;
+        if (i > 0 && i + 1 < n)
+            continue;
+        for (unsigned j = 0; j < k; j++) {
+            if (wait_started(p, fresh[j]) != GN_WORKER_READY && bad == NULL)
+                bad = fresh[j];
+        }
+    }
+    if (p->stopping) /* the stop ends the replacements too */
+        return -1;
+    if (k < n || bad) {
+        gn_log(GN_LOG_ERROR, "%s failed, the old workers go on serving: worker %u: %s", what,
+               bad ? bad->id : old[k]->id, bad ? bad->error : "could not be started");
+        drop_replacements(p, fresh, k);
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++)
+        gn_worker_retire(old[i]);
+    return 0;
+}
+
+/* SIGHUP: every worker is replaced by one that imports the application
+ * afresh from disk (a new interpreter starts from nothing). */
+static void reload(pool_t *p)
+{
+    p->reload_wanted = 0;
+    gn_worker_t *old[p->cap];
+    unsigned n = 0;
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (current(w))
+            old[n++] = w;
+    }
+    if (n == 0)
+        return;
+    gn_log(GN_LOG_INFO, "SIGHUP received: reloading the application in %u new worker%s", n, n == 1 ? "" : "s");
+    double t0 = gn_now();
+    if (replace(p, old, n, "reload", 1) == 0)
+        gn_log(GN_LOG_INFO, "reloaded in %.0f ms: %u new worker%s serving, the old ones finish their requests",
+               (gn_now() - t0) * 1000, n, n == 1 ? "" : "s");
+}
+
+/* --max-requests: a worker that served its share is replaced, one at a
+ * time; in a worker process, the supervisor replaces the whole process. */
+static void replace_worn_out(pool_t *p)
+{
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (w->max_requests == 0 || !gn_worker_wants_replacing(w))
+            continue;
+        if (p->hooks) {
+            if (!p->replace_asked && p->hooks->replace_me)
+                p->hooks->replace_me(p->hooks->arg);
+            p->replace_asked = 1;
+            return;
+        }
+        gn_log(GN_LOG_INFO, "worker %u served %llu requests (--max-requests): replacing it", w->id,
+               w->max_requests);
+        gn_worker_t *old[1] = {w};
+        if (replace(p, old, 1, "replacing a worker", 0) < 0)
+            w->max_requests = 0; /* it serves on; not tried again */
+        return; /* one a round: the slots changed */
+    }
+}
+
+/* Joins and frees the retired workers that have ended. */
+static void reap_retired(pool_t *p)
+{
+    FOR_EACH_WORKER(p, i, w)
+    {
+        int st = atomic_load(&w->state);
+        if (!w->retiring || (st != GN_WORKER_DONE && st != GN_WORKER_FAILED))
+            continue;
+        pthread_join(w->thread, NULL);
+        free_worker(p, w);
+    }
+}
+
 static int all_stopped(pool_t *p)
 {
-    for (unsigned i = 0; i < p->n_started; i++) {
-        int st = atomic_load(&p->workers[i].state);
+    FOR_EACH_WORKER(p, i, w)
+    {
+        int st = atomic_load(&w->state);
         if (st == GN_WORKER_READY || st == GN_WORKER_STARTING)
             return 0;
     }
@@ -169,8 +440,8 @@ static void check_graceful_deadline(pool_t *p, double stop_started)
     if (gn_now() < deadline + 1.0)
         return;
     unsigned busy = 0;
-    for (unsigned i = 0; i < p->n_started; i++)
-        busy += atomic_load(&p->workers[i].state) == GN_WORKER_READY;
+    FOR_EACH_WORKER(p, i, w)
+        busy += atomic_load(&w->state) == GN_WORKER_READY;
     if (p->hurried_at)
         gn_log(GN_LOG_WARNING, "%u worker(s) still in a request after a second SIGTERM: exiting", busy);
     else
@@ -187,18 +458,27 @@ static void check_graceful_deadline(pool_t *p, double stop_started)
  * WATCH_IDLE + the group's busy threshold. */
 #define WATCH_BUSY 0.004
 #define WATCH_IDLE 0.02
+/* Without a group, how often retired workers are reaped and worn-out ones
+ * replaced. */
+#define LOOK_AROUND 0.1
 
 static void run_until_stopped(pool_t *p)
 {
     double stop_started = 0;
     int n_busy = 0;
     while (!all_stopped(p)) {
-        double wait = !p->group.n || p->stopping ? 0.1 : n_busy ? WATCH_BUSY : WATCH_IDLE;
+        double wait = !p->group.n || p->stopping ? LOOK_AROUND : n_busy ? WATCH_BUSY : WATCH_IDLE;
         handle_signal(p, wait_signal(p, wait));
         if (p->group.n && !p->stopping) /* a stopping loop takes no work */
             n_busy = gn_group_watch(&p->group);
-        if (!p->stopping)
+        reap_retired(p);
+        if (!p->stopping) {
+            if (p->reload_wanted)
+                reload(p);
+            else if (p->plan->cfg.max_requests)
+                replace_worn_out(p);
             continue;
+        }
         if (stop_started == 0)
             stop_started = gn_now();
         request_stop_all(p); /* idempotent; covers a worker that was starting */
@@ -206,17 +486,23 @@ static void run_until_stopped(pool_t *p)
     }
 }
 
-/* Workaround 2 lives in interp/: interpreters end newest-first. */
+/* Workaround 2 lives in interp/: interpreters end newest-first, each once
+ * the one started after it has ended. */
 static void end_workers(pool_t *p)
 {
-    if (p->n_started == 0)
-        return;
-    pthread_mutex_lock(&p->end_order.mu);
-    p->end_order.turn = (int)p->n_started - 1;
-    pthread_cond_broadcast(&p->end_order.cv);
-    pthread_mutex_unlock(&p->end_order.mu);
-    for (unsigned i = p->n_started; i-- > 0;)
-        pthread_join(p->workers[i].thread, NULL);
+    for (;;) {
+        gn_worker_t *newest = NULL;
+        FOR_EACH_WORKER(p, i, w)
+        {
+            if (newest == NULL || w->seq > newest->seq)
+                newest = w;
+        }
+        if (newest == NULL)
+            return;
+        gn_worker_allow_end(newest);
+        pthread_join(newest->thread, NULL);
+        free_worker(p, newest);
+    }
 }
 
 static void log_listening(pool_t *p)
@@ -241,9 +527,10 @@ static int serve_unlocked(pool_t *p)
         log_listening(p);
     if (failed || start_workers(p, 1, n) < 0) {
         gn_worker_t *w = first_failed(p);
-        for (unsigned i = 0; i < p->n_started; i++) {
-            if (p->workers[i].fatal)
-                fail_startup(p, &p->workers[i]);
+        FOR_EACH_WORKER(p, i, x)
+        {
+            if (x->fatal)
+                fail_startup(p, x);
         }
         if (w && p->hooks && p->hooks->failed)
             p->hooks->failed(p->hooks->arg, w->error, 1);
@@ -259,6 +546,10 @@ static int serve_unlocked(pool_t *p)
         p->hooks->ready(p->hooks->arg);
     } else {
         gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (gn_now() - t0) * 1000);
+        if (p->plan->cfg.max_requests && p->plan->kind == GN_INTERP_SUB) /* workaround 4, interp.h */
+            gn_log(GN_LOG_INFO, "--max-requests re-creates sub-interpreters in this process, and CPython does not "
+                   "give back all of their memory (about 4 MB each on 3.13); --processes P replaces whole "
+                   "processes instead");
     }
     run_until_stopped(p);
     end_workers(p);
@@ -275,31 +566,36 @@ int gn_pool_serve(gn_plan_t *plan, unsigned id_base, const gn_pool_hooks_t *hook
     p->plan = plan;
     p->hooks = hooks;
     p->id_base = id_base;
-    p->workers = calloc(plan->per_proc, sizeof(gn_worker_t));
-    if (p->workers == NULL) {
+    p->next_id = id_base + plan->per_proc;
+    p->rng = (unsigned long long)getpid() * 0x9E3779B97F4A7C15ULL ^ (unsigned long long)(gn_now() * 1e9);
+    p->rng |= 1;
+    p->cap = plan->per_proc * SLOTS_PER_WORKER + SLOTS_SPARE;
+    p->slots = calloc(p->cap, sizeof(gn_worker_t *));
+    if (p->slots == NULL) {
         gn_log(GN_LOG_ERROR, "out of memory");
         return 1;
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    pthread_mutex_init(&p->end_order.mu, NULL);
-    pthread_cond_init(&p->end_order.cv, NULL);
-    p->end_order.turn = -1;
-    if (plan->per_proc > 1 && gn_group_init(&p->group, plan->per_proc) < 0) {
+    if (plan->per_proc > 1 && gn_group_init(&p->group, p->cap) < 0) {
         gn_log(GN_LOG_ERROR, "out of memory");
-        free(p->workers);
+        free(p->slots);
         return 1;
     }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = serve_unlocked(p);
     Py_END_ALLOW_THREADS
-    free(p->workers);
+    free(p->slots);
     if (p->group.n)
         gn_group_destroy(&p->group);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->end_order.mu);
-    pthread_cond_destroy(&p->end_order.cv);
+    if (p->abandoned) {
+        /* Workaround 3 (interp.h): an interpreter that failed to load the
+         * application must not be finalized. */
+        gn_listen_close(&plan->listeners);
+        gn_interp_abandon_process(rc);
+    }
     return rc;
 }

@@ -22,17 +22,25 @@ typedef struct {
     unsigned n_procs;   /* forked worker processes; 0: the workers run in the supervisor */
     unsigned per_proc;  /* workers per process */
     unsigned total;     /* workers in all processes */
-    sigset_t sigs;      /* SIGINT, SIGTERM, SIGQUIT, SIGHUP: blocked, taken synchronously */
+    sigset_t sigs;      /* SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU:
+                         * blocked, taken synchronously */
 } gn_plan_t;
 
 /* How a pool in a forked child tells the supervisor about its start. */
 typedef struct {
     void (*ready)(void *arg);                                /* every worker serves */
     void (*failed)(void *arg, const char *error, int code); /* it leaves with code next */
+    void (*replace_me)(void *arg);                           /* a worker served --max-requests */
     void *arg;
 } gn_pool_hooks_t;
 
 /*
+ * Signals, in the supervisor's pool: SIGHUP reloads (new workers import the
+ * application afresh and start serving, then the old ones retire); SIGTTIN
+ * and SIGTTOU add and remove a worker. In a worker process's pool, SIGHUP
+ * retires every worker and the process leaves: the supervisor sends it once
+ * a replacement process serves.
+ *
  * Runs the plan's per_proc workers in this process, with worker ids from
  * id_base, until a signal stops them; hooks is NULL in the supervisor. Called
  * with the main GIL held, on the main thread, with plan->sigs blocked.

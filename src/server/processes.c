@@ -38,6 +38,14 @@ typedef struct {
     gn_plan_t *plan;
     child_t *kids;
     unsigned n;
+    /* Replacing one process at a time (SIGHUP, --max-requests): the new
+     * one starts as `fresh` beside kids[rolling]; once it serves, the old
+     * one joins `old`, is told to retire, and is reaped when it leaves. */
+    unsigned char *roll_wanted; /* per slot */
+    int rolling;          /* slot being replaced, -1: none */
+    child_t fresh;
+    child_t *old;
+    unsigned n_old, cap_old;
     int sfd;              /* signalfd for plan->sigs + SIGCHLD */
     int running;          /* every child was ready once: deaths are restarted */
     int stopping;
@@ -66,6 +74,11 @@ static void child_ready(void *arg)
 }
 
 /* "F<code>:<error>": one write below PIPE_BUF, so it arrives whole. */
+static void child_replace_me(void *arg)
+{
+    write_all(*(int *)arg, "M", 1);
+}
+
 static void child_failed(void *arg, const char *error, int code)
 {
     char msg[1100];
@@ -80,6 +93,12 @@ static _Noreturn void child_main(procs_t *ps, unsigned k, int fd, pid_t parent)
         if (ps->kids[i].fd >= 0)
             close(ps->kids[i].fd);
     }
+    for (unsigned i = 0; i < ps->n_old; i++) {
+        if (ps->old[i].fd >= 0)
+            close(ps->old[i].fd);
+    }
+    if (ps->fresh.fd >= 0 && ps->fresh.fd != fd)
+        close(ps->fresh.fd);
     /* Never outlive the supervisor: a graceful stop if it dies. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent)
@@ -91,7 +110,7 @@ static _Noreturn void child_main(procs_t *ps, unsigned k, int fd, pid_t parent)
     sigaddset(&chld, SIGCHLD);
     pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
     gn_listen_disown(&ps->plan->listeners); /* unix socket files are the supervisor's */
-    gn_pool_hooks_t hooks = {child_ready, child_failed, &fd};
+    gn_pool_hooks_t hooks = {child_ready, child_failed, child_replace_me, &fd};
     int rc = gn_pool_serve(ps->plan, k * ps->plan->per_proc, &hooks);
     gn_listen_close(&ps->plan->listeners);
     close(fd);
@@ -100,9 +119,9 @@ static _Noreturn void child_main(procs_t *ps, unsigned k, int fd, pid_t parent)
 
 /* ---- in the supervisor ------------------------------------------------- */
 
-static int spawn(procs_t *ps, unsigned k)
+/* Forks the child for slot k into kid. */
+static int spawn_into(procs_t *ps, unsigned k, child_t *kid)
 {
-    child_t *kid = &ps->kids[k];
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
         gn_log(GN_LOG_ERROR, "worker process %u: cannot make a pipe: %s", k, strerror(errno));
@@ -131,6 +150,11 @@ static int spawn(procs_t *ps, unsigned k)
     return 0;
 }
 
+static int spawn(procs_t *ps, unsigned k)
+{
+    return spawn_into(ps, k, &ps->kids[k]);
+}
+
 static void describe_status(int status, char *buf, size_t len)
 {
     if (WIFEXITED(status)) {
@@ -145,11 +169,19 @@ static void describe_status(int status, char *buf, size_t len)
     }
 }
 
-static void signal_children(procs_t *ps, int sig)
+/* The retiring children are already stopping gracefully: they get only the
+ * signals that end them at once (a second SIGINT or SIGQUIT, SIGKILL). */
+static void signal_children(procs_t *ps, int sig, int retiring_too)
 {
     for (unsigned i = 0; i < ps->n; i++) {
         if (ps->kids[i].pid > 0)
             kill(ps->kids[i].pid, sig);
+    }
+    if (ps->fresh.pid > 0)
+        kill(ps->fresh.pid, sig);
+    for (unsigned i = 0; i < ps->n_old && retiring_too; i++) {
+        if (ps->old[i].pid > 0)
+            kill(ps->old[i].pid, sig);
     }
 }
 
@@ -165,20 +197,37 @@ static void begin_stop(procs_t *ps, int sig)
     }
     for (unsigned i = 0; i < ps->n; i++)
         ps->kids[i].restart_at = 0;
-    signal_children(ps, sig);
+    signal_children(ps, sig, 0);
 }
 
 /* SIGTERM/SIGINT/SIGQUIT go to every child, which stops gracefully (a second
  * SIGINT or SIGQUIT: at once, a second SIGTERM: without waiting for in-flight
- * requests, as in one process). SIGHUP is not used yet. */
+ * requests, as in one process). SIGHUP replaces the children one at a time
+ * (each new one imports the application afresh). */
 static void on_signal(procs_t *ps, int sig)
 {
-    if (sig == SIGCHLD || sig == SIGHUP)
+    if (sig == SIGCHLD)
         return;
+    if (sig == SIGHUP) {
+        if (ps->stopping || !ps->running)
+            return;
+        gn_log(GN_LOG_INFO, "SIGHUP received: reloading the application, one worker process at a time");
+        memset(ps->roll_wanted, 1, ps->n);
+        return;
+    }
+    if (sig == SIGUSR1) {
+        gn_log(GN_LOG_INFO, "SIGUSR1 received: the logs go to stderr and stdout, there is no log file to reopen");
+        return;
+    }
+    if (sig == SIGTTIN || sig == SIGTTOU) {
+        gn_log(GN_LOG_WARNING, "SIG%s received: adding or removing a worker is not available with worker "
+               "processes; ignored", sigabbrev_np(sig));
+        return;
+    }
     if (ps->stopping && (sig == SIGINT || sig == SIGQUIT)) {
         gn_log(GN_LOG_WARNING, "second %s: stopping the worker processes at once", sigabbrev_np(sig));
         ps->exit_code = 130;
-        signal_children(ps, sig);
+        signal_children(ps, sig, 1);
         return;
     }
     if (!ps->stopping)
@@ -187,9 +236,8 @@ static void on_signal(procs_t *ps, int sig)
     begin_stop(ps, sig);
 }
 
-static void on_message(procs_t *ps, unsigned k)
+static void on_message(procs_t *ps, child_t *kid, unsigned k)
 {
-    child_t *kid = &ps->kids[k];
     char buf[1200];
     ssize_t n = read(kid->fd, buf, sizeof(buf) - 1);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -200,11 +248,14 @@ static void on_message(procs_t *ps, unsigned k)
         return;
     }
     buf[n] = '\0';
-    if (buf[0] == 'R') {
+    if (buf[0] == 'M' && kid == &ps->kids[k]) { /* --max-requests */
+        gn_log(GN_LOG_INFO, "worker process %u (pid %d) served its --max-requests: replacing it", k, (int)kid->pid);
+        ps->roll_wanted[k] = 1;
+    } else if (buf[0] == 'R') {
         kid->ready = 1;
         kid->ready_at = gn_now();
         kid->start_fails = 0;
-        if (ps->running)
+        if (ps->running && kid == &ps->kids[k])
             gn_log(GN_LOG_INFO, "worker process %u (pid %d) serving again", k, (int)kid->pid);
     } else if (buf[0] == 'F') {
         char *colon = strchr(buf, ':');
@@ -241,7 +292,7 @@ static void on_exit_status(procs_t *ps, unsigned k, int status)
     char what[160];
     describe_status(status, what, sizeof(what));
     if (kid->fd >= 0) { /* read what it said before it left */
-        on_message(ps, k);
+        on_message(ps, kid, k);
         if (kid->fd >= 0)
             close(kid->fd);
         kid->fd = -1;
@@ -281,17 +332,109 @@ static void on_exit_status(procs_t *ps, unsigned k, int status)
     kid->restart_at = t + delay;
 }
 
+static void close_child_fd(child_t *kid)
+{
+    if (kid->fd >= 0)
+        close(kid->fd);
+    kid->fd = -1;
+}
+
+/* The replacement for slot `rolling` could not start: the old process goes
+ * on serving, and no other slot is replaced for this reload. */
+static void fresh_failed(procs_t *ps, const char *status)
+{
+    child_t *f = &ps->fresh;
+    if (f->fd >= 0)
+        on_message(ps, f, (unsigned)ps->rolling);
+    if (!ps->stopping)
+        gn_log(GN_LOG_ERROR, "reload failed, the old worker processes go on serving: worker process %d: %s",
+               ps->rolling, f->error[0] ? f->error : status);
+    close_child_fd(f);
+    f->pid = 0;
+    memset(ps->roll_wanted, 0, ps->n);
+    ps->rolling = -1;
+}
+
+/* A retiring child left (or the replacement did): 1 if pid was one. */
+static int reap_rolled(procs_t *ps, pid_t pid, int status)
+{
+    char what[160];
+    describe_status(status, what, sizeof(what));
+    if (ps->fresh.pid == pid) {
+        fresh_failed(ps, what);
+        return 1;
+    }
+    for (unsigned i = 0; i < ps->n_old; i++) {
+        if (ps->old[i].pid != pid)
+            continue;
+        close_child_fd(&ps->old[i]);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            gn_log(GN_LOG_WARNING, "replaced worker process (pid %d) %s", (int)pid, what);
+        ps->old[i] = ps->old[--ps->n_old];
+        return 1;
+    }
+    return 0;
+}
+
 static void reap(procs_t *ps)
 {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (reap_rolled(ps, pid, status))
+            continue;
         for (unsigned k = 0; k < ps->n; k++) {
             if (ps->kids[k].pid == pid) {
                 on_exit_status(ps, k, status);
                 break;
             }
         }
+    }
+}
+
+/* The replacement serves: the old process retires (SIGHUP: it stops
+ * accepting and finishes its requests, leaving the sockets to the others). */
+static void fresh_ready(procs_t *ps)
+{
+    unsigned k = (unsigned)ps->rolling;
+    child_t *kid = &ps->kids[k];
+    if (kid->pid > 0) {
+        if (ps->n_old == ps->cap_old) {
+            unsigned cap = ps->cap_old ? 2 * ps->cap_old : 8;
+            child_t *more = realloc(ps->old, cap * sizeof(child_t));
+            if (more == NULL) { /* keep the old one; the new one is told to go */
+                kill(ps->fresh.pid, SIGHUP);
+                ps->fresh.ready = 0;
+                return;
+            }
+            ps->old = more;
+            ps->cap_old = cap;
+        }
+        kill(kid->pid, SIGHUP);
+        gn_log(GN_LOG_INFO, "worker process %u: pid %d serves, pid %d finishes its requests and ends", k,
+               (int)ps->fresh.pid, (int)kid->pid);
+        ps->old[ps->n_old++] = *kid;
+    }
+    *kid = ps->fresh;
+    kid->quick = 0;
+    memset(&ps->fresh, 0, sizeof(ps->fresh));
+    ps->fresh.fd = -1;
+    ps->rolling = -1;
+}
+
+/* One replacement at a time: the next slot that wants one. */
+static void roll_next(procs_t *ps)
+{
+    if (ps->stopping || !ps->running || ps->rolling >= 0)
+        return;
+    for (unsigned k = 0; k < ps->n; k++) {
+        if (!ps->roll_wanted[k] || ps->kids[k].pid <= 0 || !ps->kids[k].ready)
+            continue;
+        ps->roll_wanted[k] = 0;
+        if (spawn_into(ps, k, &ps->fresh) < 0)
+            return;
+        ps->rolling = (int)k;
+        return;
     }
 }
 
@@ -318,6 +461,11 @@ static void step(procs_t *ps, double timeout)
             pfd[n++] = (struct pollfd){.fd = ps->kids[k].fd, .events = POLLIN};
         }
     }
+    int fresh_at = -1;
+    if (ps->fresh.fd >= 0 && n < 1 + 256) {
+        fresh_at = (int)n;
+        pfd[n++] = (struct pollfd){.fd = ps->fresh.fd, .events = POLLIN};
+    }
     double t = gn_now();
     for (unsigned k = 0; k < ps->n; k++) {
         double at = ps->kids[k].restart_at;
@@ -331,20 +479,27 @@ static void step(procs_t *ps, double timeout)
             on_signal(ps, (int)si.ssi_signo);
     }
     for (unsigned i = 1; rc > 0 && i < n; i++) {
-        if (pfd[i].revents && ps->kids[idx[i]].fd == pfd[i].fd)
-            on_message(ps, idx[i]);
+        if ((int)i == fresh_at) {
+            if (pfd[i].revents && ps->fresh.fd == pfd[i].fd)
+                on_message(ps, &ps->fresh, (unsigned)ps->rolling);
+        } else if (pfd[i].revents && ps->kids[idx[i]].fd == pfd[i].fd) {
+            on_message(ps, &ps->kids[idx[i]], idx[i]);
+        }
     }
+    if (ps->rolling >= 0 && ps->fresh.ready && !ps->stopping)
+        fresh_ready(ps);
     reap(ps);
     restart_due(ps);
+    roll_next(ps);
     if (ps->stopping && gn_now() > ps->stop_started + ps->plan->cfg.graceful_timeout + KILL_MARGIN) {
-        signal_children(ps, SIGKILL);
+        signal_children(ps, SIGKILL, 1);
         ps->stop_started = gn_now(); /* once more at most, after a while */
     }
 }
 
 static unsigned live(procs_t *ps)
 {
-    unsigned n = 0;
+    unsigned n = ps->n_old + (ps->fresh.pid > 0);
     for (unsigned k = 0; k < ps->n; k++)
         n += ps->kids[k].pid > 0;
     return n;
@@ -395,8 +550,11 @@ static int setup(procs_t *ps, gn_plan_t *plan, sigset_t *old)
     ps->plan = plan;
     ps->n = plan->n_procs > 256 ? 256 : plan->n_procs;
     ps->sfd = -1;
+    ps->rolling = -1;
+    ps->fresh.fd = -1;
     ps->kids = calloc(ps->n, sizeof(child_t));
-    if (ps->kids == NULL)
+    ps->roll_wanted = calloc(ps->n ? ps->n : 1, 1);
+    if (ps->kids == NULL || ps->roll_wanted == NULL)
         return -1;
     for (unsigned k = 0; k < ps->n; k++)
         ps->kids[k].fd = -1;
@@ -415,6 +573,7 @@ int gn_processes_serve(gn_plan_t *plan)
     if (setup(ps, plan, &old) < 0) {
         gn_log(GN_LOG_ERROR, "cannot set up the worker processes: %s", strerror(errno));
         free(ps->kids);
+        free(ps->roll_wanted);
         return 1;
     }
     double t0 = gn_now();
@@ -432,6 +591,8 @@ int gn_processes_serve(gn_plan_t *plan)
         gn_log(GN_LOG_INFO, "stopped");
     close(ps->sfd);
     free(ps->kids);
+    free(ps->roll_wanted);
+    free(ps->old);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return ps->exit_code;
 }

@@ -7,6 +7,12 @@
  * forwards SIGTERM/SIGINT/SIGQUIT to them, restarts one that dies (with
  * exponential backoff when it dies quickly), and gives up, exit code 1, when
  * a child fails to start GN_PROCESSES_GIVE_UP times in a row.
+ *
+ * SIGHUP, and a child whose worker served --max-requests, replace children
+ * one at a time: a new child for the same slot is forked (the supervisor
+ * never imported the application, so it is imported afresh), and once it
+ * serves, the old one gets SIGHUP, which makes its pool retire: it stops
+ * accepting, finishes its requests and leaves, the sockets untouched.
  */
 #ifndef GN_SERVER_PROCESSES_H
 #define GN_SERVER_PROCESSES_H

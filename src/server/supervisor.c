@@ -244,6 +244,9 @@ int gn_supervisor_serve(PyObject *config)
     sigaddset(&plan.sigs, SIGTERM);
     sigaddset(&plan.sigs, SIGQUIT);
     sigaddset(&plan.sigs, SIGHUP);
+    sigaddset(&plan.sigs, SIGUSR1);
+    sigaddset(&plan.sigs, SIGTTIN);
+    sigaddset(&plan.sigs, SIGTTOU);
     /* Worker threads and children inherit this mask, so only the pools'
      * sigtimedwait (or the supervisor's signalfd) sees these signals. */
     sigset_t old;
@@ -251,14 +254,18 @@ int gn_supervisor_serve(PyObject *config)
     int rc = run(&plan);
     /* A stop signal that came late (a second SIGTERM as the last worker
      * ended) is spent here: unblocked, it would kill the process on its way
-     * out instead of letting it exit with rc. The stop signals stay blocked
-     * while the process leaves. */
+     * out instead of letting it exit with rc. The signals stay blocked while
+     * the process leaves. */
     struct timespec zero = {0, 0};
     while (sigtimedwait(&plan.sigs, NULL, &zero) > 0) {
     }
     sigaddset(&old, SIGINT);
     sigaddset(&old, SIGTERM);
     sigaddset(&old, SIGQUIT);
+    sigaddset(&old, SIGHUP); /* a late reload must not end the process either */
+    sigaddset(&old, SIGUSR1);
+    sigaddset(&old, SIGTTIN);
+    sigaddset(&old, SIGTTOU);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     gn_listen_close(&plan.listeners);
     gn_config_free(&plan.cfg);

@@ -36,6 +36,8 @@ static PyObject *load_app(gn_worker_t *w)
 {
     if (gn_interp_configure(w->cfg, w->error, sizeof(w->error)) < 0)
         return NULL;
+    if (w->forget_app_modules && gn_interp_forget_app_modules(w->error, sizeof(w->error)) < 0)
+        return NULL;
     /* Before the application's import, so its module level sees them. */
     if (gn_shared_set_worker_facts(w->facts_id, w->count, w->mode, w->error, sizeof(w->error)) < 0)
         return NULL;
@@ -97,6 +99,8 @@ static int start_loop(gn_worker_t *w, bridge_t *b)
     }
     w->listen_fds = NULL; /* owned by the loop now */
     loop->worker_id = (int)w->id;
+    if (w->max_requests)
+        loop->served_enough = w->max_requests;
     loop->graceful_timeout = w->cfg->graceful_timeout;
     if (b->wsgi) { /* under ASGI, asyncio's selector releases the GIL instead */
         loop->before_wait = release_gil;
@@ -127,7 +131,12 @@ static void serve(gn_worker_t *w, bridge_t *b)
                (long long)w->interp.id, (int)gettid());
     if (w->group)
         gn_group_join(w->group, w->index, &w->loop);
-    set_state(w, GN_WORKER_READY);
+    pthread_mutex_lock(w->mu);
+    atomic_store(&w->state, GN_WORKER_READY);
+    if (w->retiring) /* replaced while it was starting */
+        gn_loop_retire(&w->loop);
+    pthread_cond_broadcast(w->cv);
+    pthread_mutex_unlock(w->mu);
     if (b->asgi)
         gn_asgi_run(b->asgi, &w->loop);
     else
@@ -153,7 +162,7 @@ static void *worker_main(void *arg)
     set_state(w, GN_WORKER_STOPPED);
     gn_loop_destroy(&w->loop);
     free_bridge(&b);
-    gn_interp_end_ordered(&w->interp, w->end_order, (int)w->index);
+    gn_interp_end_ordered(&w->interp, &w->end_order, 0);
     set_state(w, GN_WORKER_DONE);
     return NULL;
 
@@ -171,13 +180,16 @@ failed:
     Py_XDECREF(app);
     free_bridge(&b);
     set_state(w, GN_WORKER_FAILED);
-    gn_interp_end_ordered(&w->interp, w->end_order, (int)w->index);
+    gn_interp_end_ordered(&w->interp, &w->end_order, 0);
     return NULL;
 }
 
 int gn_worker_start(gn_worker_t *w)
 {
     atomic_store(&w->state, GN_WORKER_STARTING);
+    pthread_mutex_init(&w->end_order.mu, NULL);
+    pthread_cond_init(&w->end_order.cv, NULL);
+    w->end_order.turn = -1;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     /* Python code in the worker needs a main-thread-sized C stack. */
@@ -207,4 +219,32 @@ void gn_worker_hurry(gn_worker_t *w)
     if (atomic_load(&w->state) == GN_WORKER_READY)
         gn_loop_hurry(&w->loop);
     pthread_mutex_unlock(w->mu);
+}
+
+void gn_worker_retire(gn_worker_t *w)
+{
+    pthread_mutex_lock(w->mu);
+    w->retiring = 1;
+    if (atomic_load(&w->state) == GN_WORKER_READY)
+        gn_loop_retire(&w->loop);
+    pthread_mutex_unlock(w->mu);
+    gn_worker_allow_end(w);
+}
+
+void gn_worker_allow_end(gn_worker_t *w)
+{
+    pthread_mutex_lock(&w->end_order.mu);
+    w->end_order.turn = 0;
+    pthread_cond_broadcast(&w->end_order.cv);
+    pthread_mutex_unlock(&w->end_order.mu);
+}
+
+int gn_worker_wants_replacing(gn_worker_t *w)
+{
+    int yes = 0;
+    pthread_mutex_lock(w->mu);
+    if (atomic_load(&w->state) == GN_WORKER_READY && !w->retiring)
+        yes = atomic_load(&w->loop.replace_wanted);
+    pthread_mutex_unlock(w->mu);
+    return yes;
 }

@@ -23,7 +23,8 @@ enum gn_worker_state {
 
 typedef struct gn_worker {
     unsigned id;           /* across all processes */
-    unsigned index;        /* in this process: its turn in the end order */
+    unsigned index;        /* in this process: its slot in the group */
+    unsigned long long seq; /* in this process: order of creation */
     pthread_t thread;
     int started;
     const gn_config_t *cfg;
@@ -32,13 +33,16 @@ typedef struct gn_worker {
     int facts_id;          /* gorgon.worker_id (-1: None) */
     unsigned count;        /* gorgon.worker_count: workers in all processes */
     PyInterpreterState *main_interp;
-    gn_end_order_t *end_order;
+    gn_end_order_t end_order; /* turn 0: its interpreter may end (interp.h, workaround 2) */
+    unsigned long long max_requests; /* 0: never replaced for the requests it served */
+    int forget_app_modules; /* a reload in --mode threads: import the app afresh */
     int *listen_fds;
     unsigned n_listen;
     int exclusive;
     struct gn_group *group; /* the process's loops, or NULL with one worker */
 
     atomic_int state;
+    int retiring;       /* the pool's: being replaced; never serves again */
     int fatal;          /* failure means the application cannot load */
     int exit_code;      /* for a fatal failure: 1 (import), 3 (lifespan) */
     char error[1024];
@@ -57,5 +61,13 @@ int gn_worker_start(gn_worker_t *w);
 void gn_worker_request_stop(gn_worker_t *w);
 /* Thread-safe: stop waiting for in-flight requests (a second SIGTERM). */
 void gn_worker_hurry(gn_worker_t *w);
+/* Thread-safe: a graceful stop while other workers go on serving the same
+ * sockets (http/loop.h: gn_loop_retire); its interpreter may end as soon as
+ * it has stopped. */
+void gn_worker_retire(gn_worker_t *w);
+/* Thread-safe: let the worker end its interpreter once it has stopped. */
+void gn_worker_allow_end(gn_worker_t *w);
+/* Thread-safe: the worker served its --max-requests. */
+int gn_worker_wants_replacing(gn_worker_t *w);
 
 #endif

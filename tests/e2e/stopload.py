@@ -1,7 +1,9 @@
 """A bounded load of new and keep-alive connections, for stop tests.
 
 `run_stop_under_load(srv, sig)` starts client threads, lets them run, sends
-the signal, and counts what every request got. A request "got a connection"
+the signal, and counts what every request got. `run_load_around(srv, action)`
+runs a bounded number of requests and calls action() part-way through, for a
+server that goes on serving (a reload); it keeps every response body. A request "got a connection"
 once connect() returned; from then on a reset, a timeout or a cut response is
 a failure. A keep-alive connection that the server closed between requests
 (the client's next request meets end-of-stream before any response byte, with
@@ -21,12 +23,25 @@ class Tally:
         self.lock = threading.Lock()
         self.counts = {"ok": 0, "refused": 0, "reset": 0, "failed": 0, "closed_idle": 0}
         self.notes = []
+        self.bodies = []  # of the 200 responses, in the order they completed
+        self.changed = threading.Condition(self.lock)
 
-    def add(self, what, note=None):
+    def add(self, what, note=None, body=None):
         with self.lock:
             self.counts[what] += 1
+            if body is not None:
+                self.bodies.append(body)
             if note and len(self.notes) < 20:
                 self.notes.append("%s: %s" % (what, note))
+            self.changed.notify_all()
+
+    def answered(self):
+        """Requests that got an outcome (closed_idle ones are retried)."""
+        return sum(v for k, v in self.counts.items() if k != "closed_idle")
+
+    def failures(self):
+        c = self.counts
+        return c["refused"] + c["reset"] + c["failed"]
 
 
 def _connect(addr):
@@ -41,8 +56,9 @@ def _connect(addr):
     return s
 
 
-def _read_response(s):
-    """One response: (status, close, got_any_byte). Raises on a cut stream."""
+def _read_response(s, out=None):
+    """One response: (status, close, got_any_byte), its body appended to the
+    list out if one is given. Raises on a cut stream."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(65536)
@@ -59,7 +75,7 @@ def _read_response(s):
         k, _, v = line.partition(":")
         fields[k.strip().lower()] = v.strip().lower()
     if fields.get("transfer-encoding") == "chunked":
-        _read_chunked(s, rest)
+        rest = _read_chunked(s, rest)
     else:
         length = int(fields.get("content-length", "0"))
         while len(rest) < length:
@@ -67,10 +83,13 @@ def _read_response(s):
             if not chunk:
                 raise EOFError("stream cut inside a response body")
             rest += chunk
+    if out is not None:
+        out.append(rest)
     return status, fields.get("connection") == "close", True
 
 
 def _read_chunked(s, buf):
+    body = b""
     while True:
         while b"\r\n" not in buf:
             buf += _recv_some(s)
@@ -78,9 +97,10 @@ def _read_chunked(s, buf):
         size = int(line.split(b";")[0], 16)
         while len(buf) < size + 2:
             buf += _recv_some(s)
+        body += buf[:size]
         buf = buf[size + 2:]
         if size == 0:
-            return
+            return body
 
 
 def _recv_some(s):
@@ -126,9 +146,10 @@ def _new_conn_client(addr, path, stop, tally):
             continue
         try:
             s.sendall(req)
-            status, _, any_byte = _read_response(s)
+            body = []
+            status, _, any_byte = _read_response(s, body)
             if status == 200:
-                tally.add("ok")
+                tally.add("ok", body=body[0])
             else:
                 tally.add("failed", "status %s, any byte %s" % (status, any_byte))
         except OSError as e:
@@ -154,12 +175,13 @@ def _keepalive_client(addr, path, stop, tally):
             continue
         try:
             s.sendall(req)
-            status, close, any_byte = _read_response(s)
+            body = []
+            status, close, any_byte = _read_response(s, body)
             if not any_byte and reused:
                 tally.add("closed_idle")
                 close = True
             elif status == 200:
-                tally.add("ok")
+                tally.add("ok", body=body[0])
             else:
                 tally.add("failed", "keep-alive status %s" % status)
             reused = True
@@ -197,3 +219,36 @@ def run_stop_under_load(srv, sig, path=b"/hello", new_clients=6, keepalive_clien
     for t in threads:
         t.join(15)
     return tally, rc
+
+
+def run_load_around(srv, action, path=b"/", total=2000, at=0.25, after=500, new_clients=4, keepalive_clients=4,
+                    timeout=180):
+    """A bounded load of `total` requests (new and keep-alive connections),
+    and at least `after` more once action() returned; action() runs, on this
+    thread, once `at` of them were answered, while the clients go on.
+    Returns the tally: bodies of the 200s in tally.bodies, and in
+    tally.action_done how many there were when action() returned."""
+    stop = threading.Event()
+    tally = Tally()
+    threads = [threading.Thread(target=_new_conn_client, args=(srv.addr, path, stop, tally), daemon=True)
+               for _ in range(new_clients)]
+    threads += [threading.Thread(target=_keepalive_client, args=(srv.addr, path, stop, tally), daemon=True)
+                for _ in range(keepalive_clients)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    try:
+        with tally.lock:
+            while tally.answered() < total * at and time.monotonic() < deadline:
+                tally.changed.wait(1)
+        action()
+        with tally.lock:
+            tally.action_done = len(tally.bodies)
+            total = max(total, tally.answered() + after)
+            while tally.answered() < total and time.monotonic() < deadline:
+                tally.changed.wait(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    return tally

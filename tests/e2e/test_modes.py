@@ -15,8 +15,10 @@ MODE_LINE = "] mode "
 
 
 def crashed(text):
-    """A segfault as the log reports it (under ASan, its SEGV handler aborts)."""
-    return "killed by signal 11 (SIGSEGV)" in text or (SANITIZED and "killed by signal 6 (SIGABRT)" in text)
+    """A segfault as the log reports it (under ASan, its SEGV handler aborts;
+    under TSan, its handler exits with code 66)."""
+    return "killed by signal 11 (SIGSEGV)" in text or (SANITIZED and (
+        "killed by signal 6 (SIGABRT)" in text or "exited with code 66" in text))
 
 
 def mode_lines(srv):
