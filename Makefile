@@ -147,6 +147,13 @@ test-frameworks: ext $(FW_STAMP)
 test-debian-frameworks:
 	scripts/test-debian frameworks
 
+# CPython 3.14 and 3.15 from Debian unstable, in a second debootstrap root
+# (.cache/debian-sid): a -Werror build and tests/e2e on each, one pass line
+# per version, and the free-threaded 3.14t or the reason it is skipped.
+.PHONY: test-sid
+test-sid:
+	scripts/test-debian sid
+
 # docs/settings.md is written from the command line's definitions
 # (gorgon/_cli.py): `make settings` rewrites it, check-settings fails on drift.
 settings:
@@ -163,7 +170,7 @@ test-clang:
 # installs what is missing (apt packages, .venv; under a second when all is
 # there), then every tier runs, in this order.
 TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-install test-frameworks \
-         test-asan test-tsan fuzz test-debian test-debian-frameworks
+         test-asan test-tsan fuzz test-debian test-debian-frameworks test-sid
 
 test:
 	scripts/bootstrap
