@@ -204,6 +204,14 @@ test-frameworks: ext $(FW_STAMP)
 test-debian-frameworks:
 	scripts/test-debian frameworks
 
+# CPython 3.14 and 3.15 from Debian unstable, in a second debootstrap root
+# (.cache/debian-sid): a -Werror build and tests/e2e on each, one pass line
+# per version, and the free-threaded 3.14t or the reason it is skipped.
+# Run on its own for now (not yet one of make test's tiers).
+.PHONY: test-sid
+test-sid:
+	scripts/test-debian sid
+
 # docs/settings.md is written from the command line's definitions
 # (gorgon/_cli.py): `make settings` rewrites it, check-settings fails on drift.
 settings:
