@@ -76,19 +76,29 @@ def cpu_s(root):
     return total
 
 
-def ws_open(port):
-    """A WebSocket that has echoed one message, left open."""
+def ws_handshake(port, extensions=b""):
+    """A raw client's WebSocket handshake on a new connection to /ws (extra
+    header lines in `extensions`): the socket, the response head, and the
+    bytes that came after it."""
     s = socket.create_connection((HOST, port), 10)
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+              extensions + b"\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
         chunk = s.recv(4096)
         if not chunk:
             raise RuntimeError("closed during the handshake")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError("handshake: %r" % head[:40])
+        buf += chunk
+    if not buf.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError("handshake: %r" % buf[:40])
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return s, head, rest
+
+
+def ws_open(port):
+    """A WebSocket that has echoed one message, left open."""
+    s = ws_handshake(port)[0]
     ws_echo(s)
     return s
 

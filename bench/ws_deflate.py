@@ -15,13 +15,12 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_conns import rss_kb  # noqa: E402
+from idle_conns import rss_kb, ws_handshake  # noqa: E402
 from warm_pool import HOST, PY, free_port, start, stop  # noqa: E402
 
 
@@ -46,16 +45,12 @@ async def client(port, deflate, messages, size, k):
             assert await ws.recv() == m
 
 
+OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+
 def wire_bytes(port, msg):
     """Bytes of the server's frame echoing msg, by a raw client offering deflate."""
-    s = socket.create_connection((HOST, port), 10)
-    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-              b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(4096)
-    rest = head.split(b"\r\n\r\n", 1)[1]
+    s, head, rest = ws_handshake(port, OFFER)
     send_frame(s, msg.encode(), b"permessage-deflate" in head)
     data = rest
     while len(data) < 4:
@@ -85,15 +80,9 @@ def idle_cost(proc, port, n, size):
     before = rss_kb(proc.pid)
     socks = []
     for _ in range(n):
-        s = socket.create_connection((HOST, port), 10)
-        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                  b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(4096)
+        s, head, got = ws_handshake(port, OFFER)
         send_frame(s, msg, b"permessage-deflate" in head)
-        got, need = head.split(b"\r\n\r\n", 1)[1], None
+        need = None
         while need is None or len(got) < need:
             got += s.recv(65536)
             if need is None and len(got) >= 4:

@@ -104,30 +104,6 @@ static int trusted(const gn_conn_t *c, const gn_addr_t *a)
     return gn_trust_match(c->loop->limits->proxy_trust, &a->sa);
 }
 
-/* The client from the last X-Forwarded-For line: the right-most untrusted
- * hop (or the left-most, if every hop is trusted). */
-static int client_from_xff(const gn_conn_t *c, gn_slice_t v, gn_addr_t *client, int *port)
-{
-    const char *end = v.base + v.len;
-    int found = 0;
-    while (end > v.base) {
-        const char *start = end;
-        while (start > v.base && start[-1] != ',')
-            start--;
-        gn_addr_t a;
-        int p;
-        if (parse_node(trim(start, end), &a, &p) < 0)
-            return found; /* not an address: believe nothing further left */
-        *client = a;
-        *port = p;
-        found = 1;
-        if (!trusted(c, &a))
-            return 1;
-        end = start > v.base ? start - 1 : v.base;
-    }
-    return found;
-}
-
 /* One parameter of a Forwarded element: for=, proto=, host= (a token or a
  * quoted string; RFC 7239 4). */
 static gn_slice_t param(gn_slice_t elem, const char *name, size_t nlen)
@@ -148,9 +124,15 @@ static gn_slice_t param(gn_slice_t elem, const char *name, size_t nlen)
     return (gn_slice_t){NULL, 0};
 }
 
-/* The element of the last Forwarded line that names the client: the
- * right-most whose for= is not a trusted proxy. */
-static int from_forwarded(const gn_conn_t *c, gn_slice_t v, gn_fwd_t *f)
+/*
+ * The client hop of a list of hops, the last X-Forwarded-For line or the
+ * last Forwarded line (with `elements`): the right-most that is not a
+ * trusted proxy, or the left-most if every one is. Walking leftwards stops
+ * at the first hop that is not an address: nothing further left is
+ * believed. Fills f's client (and, from a Forwarded element, its proto and
+ * host); returns whether one was found.
+ */
+static int client_hop(const gn_conn_t *c, gn_slice_t v, int elements, gn_fwd_t *f)
 {
     const char *end = v.base + v.len;
     int found = 0;
@@ -158,15 +140,17 @@ static int from_forwarded(const gn_conn_t *c, gn_slice_t v, gn_fwd_t *f)
         const char *start = end;
         while (start > v.base && start[-1] != ',')
             start--;
-        gn_slice_t elem = trim(start, end);
+        gn_slice_t item = trim(start, end);
         gn_addr_t a;
         int port;
-        if (parse_node(param(elem, "for", 3), &a, &port) < 0)
+        if (parse_node(elements ? param(item, "for", 3) : item, &a, &port) < 0)
             return found;
         f->client = a;
         f->client_port = port;
-        f->proto = param(elem, "proto", 5);
-        f->host = param(elem, "host", 4);
+        if (elements) {
+            f->proto = param(item, "proto", 5);
+            f->host = param(item, "host", 4);
+        }
         found = 1;
         if (!trusted(c, &a))
             return 1;
@@ -214,10 +198,10 @@ void gn_forwarded_apply(gn_conn_t *c)
     }
     if (!any || !peer_trusted(c))
         return;
-    if (fwd.len > 0 && from_forwarded(c, fwd, f)) {
+    if (fwd.len > 0 && client_hop(c, fwd, 1, f)) {
         f->has_client = 1;
     } else {
-        f->has_client = xff.len > 0 && client_from_xff(c, xff, &f->client, &f->client_port);
+        f->has_client = xff.len > 0 && client_hop(c, xff, 0, f);
         f->proto = xfproto.len ? first_item(xfproto) : (gn_slice_t){NULL, 0};
         f->host = xfhost.len ? first_item(xfhost) : (gn_slice_t){NULL, 0};
         f->port = xfport.len ? first_item(xfport) : (gn_slice_t){NULL, 0};

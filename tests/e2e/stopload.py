@@ -200,17 +200,24 @@ def _keepalive_client(addr, path, stop, tally):
         s.close()
 
 
-def run_stop_under_load(srv, sig, path=b"/hello", new_clients=6, keepalive_clients=4, before=1.0, after=0.3):
-    """Load, then sig, then more load until the server is gone; returns
-    (tally, exit code)."""
-    stop = threading.Event()
-    tally = Tally()
+def _start_clients(srv, path, stop, tally, new_clients, keepalive_clients):
+    """The load's client threads, started: some opening a new connection per
+    request, some keeping theirs alive."""
     threads = [threading.Thread(target=_new_conn_client, args=(srv.addr, path, stop, tally), daemon=True)
                for _ in range(new_clients)]
     threads += [threading.Thread(target=_keepalive_client, args=(srv.addr, path, stop, tally), daemon=True)
                 for _ in range(keepalive_clients)]
     for t in threads:
         t.start()
+    return threads
+
+
+def run_stop_under_load(srv, sig, path=b"/hello", new_clients=6, keepalive_clients=4, before=1.0, after=0.3):
+    """Load, then sig, then more load until the server is gone; returns
+    (tally, exit code)."""
+    stop = threading.Event()
+    tally = Tally()
+    threads = _start_clients(srv, path, stop, tally, new_clients, keepalive_clients)
     time.sleep(before)
     srv.send_signal(sig)
     rc = srv.wait_exit(30)
@@ -230,12 +237,7 @@ def run_load_around(srv, action, path=b"/", total=2000, at=0.25, after=500, new_
     tally.action_done how many there were when action() returned."""
     stop = threading.Event()
     tally = Tally()
-    threads = [threading.Thread(target=_new_conn_client, args=(srv.addr, path, stop, tally), daemon=True)
-               for _ in range(new_clients)]
-    threads += [threading.Thread(target=_keepalive_client, args=(srv.addr, path, stop, tally), daemon=True)
-                for _ in range(keepalive_clients)]
-    for t in threads:
-        t.start()
+    threads = _start_clients(srv, path, stop, tally, new_clients, keepalive_clients)
     deadline = time.monotonic() + timeout
     try:
         with tally.lock:
