@@ -791,6 +791,26 @@ void gn_conn_on_timeout(gn_conn_t *c)
     drive(c);
 }
 
+/* A connection that has not sent its first request yet is not reusable:
+ * its client may be sending it right now, and would not retry. */
+int gn_conn_reusable(const gn_conn_t *c)
+{
+    return c->state == GN_CONN_READ_HEAD && c->requests > 0 && c->buf == NULL && !c->proxy_wait &&
+           atomic_load_explicit(&c->claim, memory_order_relaxed) != GN_CLAIM_MOVED;
+}
+
+void gn_conn_end_idle(gn_conn_t *c)
+{
+    if (c->state == GN_CONN_CLOSED || !conn_mine(c))
+        return;
+    if (input_waiting(c)) {
+        c->yield = 0;
+        drive(c);
+        return;
+    }
+    gn_conn_close(c);
+}
+
 void gn_conn_shutdown(gn_conn_t *c)
 {
     if (c->state == GN_CONN_CLOSED || !conn_mine(c))

@@ -215,6 +215,12 @@ void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state);
 void gn_conn_on_event(gn_conn_t *c, uint32_t events);
 /* The timeout check: closes (or answers 408) a connection past its deadline. */
 void gn_conn_on_timeout(gn_conn_t *c);
+/* Waits between requests with nothing buffered, after serving at least one:
+ * the loop may end it to make room for a new client (gn_conn_end_idle). */
+int gn_conn_reusable(const gn_conn_t *c);
+/* Ends a reusable connection as its keep-alive timeout would; a request
+ * that already came is served instead. */
+void gn_conn_end_idle(gn_conn_t *c);
 /* Graceful stop: close if idle, else make the current response the last. */
 void gn_conn_shutdown(gn_conn_t *c);
 /* Immediate close; the bridge's on_abort is called if a response is open. */

@@ -171,11 +171,11 @@ int gn_group__steal(gn_loop_t *loop)
     return 0;
 }
 
-void gn_group__pass_accept(gn_loop_t *loop)
+int gn_group__pass_accept(gn_loop_t *loop)
 {
     gn_group_t *g = loop->group;
     if (g == NULL)
-        return;
+        return 0;
     for (unsigned k = 1; k < g->n; k++) {
         gn_group_slot_t *s = &g->slots[(loop->slot + k) % g->n];
         pthread_mutex_lock(&s->mu);
@@ -185,6 +185,7 @@ void gn_group__pass_accept(gn_loop_t *loop)
             gn_loop__wake(l);
         pthread_mutex_unlock(&s->mu);
         if (room)
-            return;
+            return 1;
     }
+    return 0;
 }

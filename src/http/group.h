@@ -55,8 +55,9 @@ int gn_group_watch(gn_group_t *g);
 /* Take one connection whose request waits on a busy sibling, and start
  * serving it. Returns 1 if one was taken. */
 int gn_group__steal(gn_loop_t *loop);
-/* This loop is full: wake a sibling with room to accept. */
-void gn_group__pass_accept(gn_loop_t *loop);
+/* This loop is full: wake a sibling with room to accept. Returns 1 if
+ * one had room, 0 if every sibling is full too (or there is none). */
+int gn_group__pass_accept(gn_loop_t *loop);
 void gn_group__lock(gn_loop_t *loop);
 void gn_group__unlock(gn_loop_t *loop);
 

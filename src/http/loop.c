@@ -19,6 +19,9 @@
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
 #define SCAN_INTERVAL 0.25 /* seconds between timeout scans */
+/* Idle connections closed at once to make room (make_room), at most. */
+#define ROOM_BATCH_MAX 32
+#define ROOM_LOG_EVERY 10.0 /* seconds between two warnings about it */
 /* After a stop begins, how long a worker still accepts the connections whose
  * handshake was under way (they were promised service) before it closes its
  * listeners. Loopback handshakes take microseconds; this leaves room for a
@@ -92,6 +95,7 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     loop->limits = limits;
     loop->handler = handler;
     loop->now = gn_now();
+    loop->room_logged_at = loop->now - ROOM_LOG_EVERY;
     atomic_init(&loop->stop_requested, 0);
     atomic_init(&loop->hurry_requested, 0);
     atomic_init(&loop->retire_requested, 0);
@@ -230,6 +234,44 @@ static void stop_listening(gn_loop_t *loop)
         listen_ctl(loop, EPOLL_CTL_DEL);
 }
 
+/*
+ * At the bound, the connections that wait idle between requests make room
+ * for new clients, the longest idle first, as nginx reuses its keep-alive
+ * connections: a server held full by idle clients still answers a new one.
+ * Closing a connection between requests is what the keep-alive timeout
+ * does anyway, and clients retry on it (RFC 9112, section 9.3.1). A few are
+ * closed at a time, so that a burst of new clients does not pay a scan of
+ * every connection each. Returns how many were picked (one whose next
+ * request just came is served instead, and stays).
+ */
+static unsigned make_room(gn_loop_t *loop)
+{
+    unsigned want = loop->limits->max_connections / 16;
+    want = want < 1 ? 1 : want > ROOM_BATCH_MAX ? ROOM_BATCH_MAX : want;
+    gn_conn_t *pick[ROOM_BATCH_MAX];
+    unsigned n = 0;
+    /* The `want` reusable connections with the earliest deadlines (an idle
+     * connection's deadline is when it went idle plus the keep-alive
+     * timeout), kept sorted by insertion. */
+    for (gn_conn_t *c = loop->conns; c; c = c->next) {
+        if (!gn_conn_reusable(c) || (n == want && c->deadline >= pick[n - 1]->deadline))
+            continue;
+        unsigned i = n < want ? n++ : n - 1;
+        for (; i > 0 && pick[i - 1]->deadline > c->deadline; i--)
+            pick[i] = pick[i - 1];
+        pick[i] = c;
+    }
+    for (unsigned i = 0; i < n; i++)
+        gn_conn_end_idle(pick[i]);
+    if (n > 0 && loop->now >= loop->room_logged_at + ROOM_LOG_EVERY) {
+        loop->room_logged_at = loop->now;
+        gn_log(GN_LOG_WARNING, "worker %d: %u connections (--max-connections) are not enough: closing %u idle "
+               "keep-alive connection%s for new clients", loop->worker_id, loop->limits->max_connections, n,
+               n == 1 ? "" : "s");
+    }
+    return n;
+}
+
 /* Accepts from the loop's listening socket number i (the i-th --bind). */
 static void accept_one_batch(gn_loop_t *loop, unsigned i)
 {
@@ -243,12 +285,15 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
         /* While stopping, the queue is drained whatever the bound: what
          * is left in it when the listener closes would be reset. */
         if (loop->n_conns >= loop->limits->max_connections && !loop->stopping) {
-            /* Backpressure: leave further clients in the kernel's backlog,
-             * and since the wake-up for this one came here, ask a sibling
-             * with room to take it: else it waits for the next client. */
-            stop_listening(loop);
-            gn_group__pass_accept(loop);
-            return;
+            /* Since the wake-up for this client came here, a sibling with
+             * room is asked to take it; when every loop is full, idle
+             * connections make room. Else backpressure: further clients
+             * wait in the kernel's backlog until connections close. */
+            if (gn_group__pass_accept(loop) || make_room(loop) == 0 ||
+                loop->n_conns >= loop->limits->max_connections) {
+                stop_listening(loop);
+                return;
+            }
         }
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);

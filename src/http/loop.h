@@ -25,6 +25,7 @@ struct gn_loop {
     gn_conn_t *dead;  /* closed this iteration, freed after it */
     struct gn_conn_buf *free_bufs; /* request buffers kept for reuse */
     unsigned n_free_bufs;
+    double room_logged_at; /* when idle connections last made room (logged) */
 
     const gn_limits_t *limits;
     const gn_handler_t *handler;

@@ -102,19 +102,48 @@ def maxconn(server):
 
 
 def test_max_connections_waits_in_backlog(maxconn):
+    """Two connections in the middle of a request head are not idle: a third
+    client waits in the backlog (nothing is refused, nothing served beyond
+    the bound) until one of them ends."""
     a, b = Conn(maxconn), Conn(maxconn)
     try:
         assert a.request("GET", "/hello").status == 200
         assert b.request("GET", "/hello").status == 200
+        a.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # the head goes on...
+        b.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
         third = Conn(maxconn)  # connect() succeeds: nothing is refused
         try:
             third.send(build_request("GET", "/hello-list", host="x"))
             assert third.poll_data(1.0) is None, "a third connection was served beyond --max-connections 2"
-            a.close()
+            a.send(b"Connection: close\r\n\r\n")
+            assert a.response(timeout=5).status == 200
             r = third.response(timeout=5)
             assert r.status == 200 and r.body == b"Hello, world!\n"
+            b.send(b"\r\n")
+            assert b.response(timeout=5).status == 200, "the connection still in its head was dropped"
         finally:
             third.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_idle_connections_make_room_at_the_bound(maxconn):
+    """At the bound, a new client is served at once: the connection idle
+    the longest between requests is closed for it (as nginx reuses its
+    keep-alive connections), with one warning in the log."""
+    a, b = Conn(maxconn), Conn(maxconn)
+    try:
+        assert a.request("GET", "/hello").status == 200
+        time.sleep(0.05)  # a has been idle longer than b
+        assert b.request("GET", "/hello").status == 200
+        for i in range(3):
+            with Conn(maxconn, timeout=5) as c:
+                assert c.request("GET", "/hello").status == 200, "new client %d" % i
+        assert a.closed_within(scaled(3)), "the longest idle connection was not the one closed"
+        text = maxconn.stderr_text()
+        # One warning, not one per client (they come at most every 10 s).
+        assert 1 <= len(re.findall(r"are not enough: closing 1 idle keep-alive connection ", text)) < 3, text
     finally:
         a.close()
         b.close()

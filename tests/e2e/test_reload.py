@@ -160,7 +160,7 @@ def test_asgi_sighup_under_load_switches_to_the_new_code(server, tmp_path):
         "shutdown old", "shutdown old", "startup new-version", "startup new-version",
         "startup old", "startup old"], lines
     assert srv.stop() == 0, srv.describe()
-    assert log.read_text().count("shutdown new-version") == 2, log.read_text()
+    assert log.read_text().count("shutdown new-version") == 2, (log.read_text(), srv.describe())
 
 
 @pytest.mark.parametrize("mode", [INTERPRETERS, PROCS_X_INTERPS, THREADS])

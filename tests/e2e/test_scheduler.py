@@ -78,20 +78,49 @@ def test_no_stall_at_one_workers_connection_limit(server):
             c.close()
 
 
-def test_beyond_capacity_waits_and_is_answered_once_others_close(server):
-    srv = server("router:app", "--workers", "2", "--max-connections", "100")
+def test_beyond_capacity_idle_connections_make_room(server):
+    """40 idle keep-alive connections fill 2 workers of 20: 10 new clients
+    are answered at once, as many of the longest idle connections closed
+    for them."""
+    srv = server("router:app", "--workers", "2", "--max-connections", "20", "--keep-alive", "60")
     conns = []
     try:
-        for _ in range(200):
+        for _ in range(40):
             c = Conn(srv, timeout=5)
             conns.append(c)
             assert c.request("GET", "/hello").status == 200
-        late = [Conn(srv, timeout=10) for _ in range(50)]
+        late = [Conn(srv, timeout=10) for _ in range(10)]
+        for c in late:
+            c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        for i, c in enumerate(late):
+            assert c.response().status == 200, "new client %d" % i
+        closed = sum(c.closed_within(0.5) for c in conns)
+        assert closed == 10, "%d idle connections closed for 10 new ones" % closed
+        assert "are not enough: closing" in srv.stderr_text()
+        conns += late
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_beyond_capacity_waits_and_is_answered_once_others_close(server):
+    """Connections in the middle of a request are not idle: beyond them, new
+    clients wait in the backlog and are answered once some close."""
+    srv = server("router:app", "--workers", "2", "--max-connections", "20", "--header-timeout", "60",
+                 "--keep-alive", "60")
+    conns = []
+    try:
+        for _ in range(40):
+            c = Conn(srv, timeout=5)
+            conns.append(c)
+            assert c.request("GET", "/hello").status == 200
+            c.send("GET /hello HTTP/1.1\r\n")  # the next head, unfinished
+        late = [Conn(srv, timeout=10) for _ in range(10)]
         for c in late:
             c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.5)
         assert all(c.poll_data(0) is None for c in late), "served beyond --max-connections"
-        for c in conns[:50]:
+        for c in conns[:10]:
             c.close()
         for i, c in enumerate(late):
             assert c.response().status == 200, "late connection %d never answered" % i
