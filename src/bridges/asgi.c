@@ -448,10 +448,13 @@ static gn_asgi_t *from_capsule(PyObject *self)
     return PyCapsule_GetPointer(self, "gorgon.asgi");
 }
 
+/* Once the epoll loop has finished, the tick still scheduled must not stop
+ * asyncio's loop again: lifespan shutdown runs on it next, and may await. */
 static void stop_when_finished(gn_asgi_t *a, int finished)
 {
     if (!finished)
         return;
+    a->serving = 0;
     PyObject *r = PyObject_CallMethod(a->loop, "stop", NULL);
     Py_XDECREF(r);
     PyErr_Clear();
@@ -461,7 +464,8 @@ static PyObject *poll_cb(PyObject *self, PyObject *unused)
 {
     (void)unused;
     gn_asgi_t *a = from_capsule(self);
-    stop_when_finished(a, gn_loop_poll(a->gloop));
+    if (a->serving)
+        stop_when_finished(a, gn_loop_poll(a->gloop));
     Py_RETURN_NONE;
 }
 
@@ -469,6 +473,8 @@ static PyObject *tick_cb(PyObject *self, PyObject *unused)
 {
     (void)unused;
     gn_asgi_t *a = from_capsule(self);
+    if (!a->serving)
+        Py_RETURN_NONE; /* not scheduled again */
     stop_when_finished(a, gn_loop_tick(a->gloop));
     PyObject *h = PyObject_CallMethod(a->loop, "call_later", "dO", TICK_SECONDS, a->tick_cb);
     Py_XDECREF(h);
@@ -506,7 +512,9 @@ static void cancel_leftovers(gn_asgi_t *a)
 void gn_asgi_run(gn_asgi_t *a, gn_loop_t *loop)
 {
     a->gloop = loop;
+    a->serving = 1;
     PyObject *r = arm(a) == 0 ? PyObject_CallMethod(a->loop, "run_forever", NULL) : NULL;
+    a->serving = 0;
     if (r == NULL) {
         PyObject *exc = PyErr_GetRaisedException();
         gn_asgi_log_exception(a, "the worker's event loop failed", exc);

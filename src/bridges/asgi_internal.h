@@ -24,6 +24,7 @@ struct gn_asgi {
     PyObject *format_exception;
     PyObject *capsule;       /* self for the loop callbacks */
     gn_loop_t *gloop;        /* the epoll loop, while running */
+    int serving;             /* the epoll loop drives asyncio's (poll and tick) */
     PyObject *poll_cb, *tick_cb;
     PyObject *sha1, *b64encode; /* for Sec-WebSocket-Accept, loaded lazily */
     PyObject *ready_none;       /* an awaitable already done with None */

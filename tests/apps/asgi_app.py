@@ -13,7 +13,8 @@ lifespan behaviour or a different shape (for interface detection):
     hybrid_marked    hybrid marked with inspect.markcoroutinefunction
 
 Environment: ASGI_TEST_LOG=path gets "startup <interp>" / "shutdown <interp>"
-lines from lifespan; ASGI_TEST_STARTUP_DELAY=seconds delays startup.
+lines from lifespan; ASGI_TEST_STARTUP_DELAY=seconds delays startup,
+ASGI_TEST_SHUTDOWN_DELAY=seconds shutdown (before its line).
 Routes that record what they saw take ?marker=PATH and append lines to it.
 """
 import _interpreters
@@ -424,6 +425,9 @@ async def lifespan_ok(scope, receive, send):
             record(log, "startup %d" % interp_id())
             await send({"type": "lifespan.startup.complete"})
         elif msg["type"] == "lifespan.shutdown":
+            delay = float(os.environ.get("ASGI_TEST_SHUTDOWN_DELAY") or 0)
+            if delay:  # closing a database pool, say
+                await asyncio.sleep(delay)
             record(log, "shutdown %d" % interp_id())
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -81,6 +81,21 @@ def test_lifespan_off_never_calls_lifespan(server, tmp_path):
     assert read_lines(log) == [], "lifespan ran with --lifespan off: %r" % read_lines(log)
 
 
+def test_shutdown_that_awaits_for_a_while_completes(server, tmp_path):
+    """A lifespan shutdown that awaits (1 s here, as closing a pool of
+    database connections may) runs to its end in every worker."""
+    log = tmp_path / "lifespan.log"
+    s = server("asgi_app:app", "--workers", "2",
+               env={"ASGI_TEST_LOG": str(log), "ASGI_TEST_SHUTDOWN_DELAY": "1"})
+    wait_for(lambda: len(read_lines(log)) == 2, 5, what="both workers' lifespan startup")
+    assert fetch(s, "/state").status == 200
+    assert s.stop() == 0, s.describe()
+    lines = read_lines(log)
+    assert sorted(x.split()[0] for x in lines) == ["shutdown", "shutdown", "startup", "startup"], (
+        lines, s.describe())
+    assert "lifespan shutdown raised" not in s.stderr_text(), s.describe()
+
+
 def test_lifespan_state_reaches_every_request_as_a_copy(server, tmp_path):
     s = server("asgi_app:app", "--workers", "1")
     with Conn(s) as c:
