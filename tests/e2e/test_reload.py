@@ -187,9 +187,18 @@ def test_new_code_that_cannot_import_leaves_the_old_serving(server, tmp_path, mo
 @pytest.mark.parametrize("mode", [INTERPRETERS, PROCS_X_INTERPS, PROCESSES])
 def test_max_requests_replaces_workers_under_load(server, tmp_path, mode):
     srv = start(server, tmp_path, mode, "--max-requests", "200", "--max-requests-jitter", "20")
-    # 2 ms a request: the load lasts long enough for replacements to serve
-    # (a new interpreter or process takes a while to import the app).
-    tally = run_load_around(srv, lambda: None, path=b"/?sleep=0.002", total=2000)
+
+    def replaced():
+        text = srv.stderr_text()
+        if n_processes(mode) > 1:
+            return len(re.findall(r"worker process \d+: pid \d+ serves", text))
+        return len(re.findall(r"worker \d+ ready", text)) - 2
+
+    # The load goes on until three replacements serve (a new interpreter or
+    # process takes a while to import the app, longer on a busy machine),
+    # then for 500 more requests.
+    tally = run_load_around(srv, lambda: wait_for(lambda: replaced() >= 3, "3 replacements", srv),
+                            path=b"/?sleep=0.002", total=2000)
     assert_no_failure(tally, srv)
     if n_processes(mode) > 1:
         # The process is what is replaced: new pids.
