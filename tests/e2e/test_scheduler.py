@@ -78,6 +78,16 @@ def test_no_stall_at_one_workers_connection_limit(server):
             c.close()
 
 
+def fill(srv, conns, n, then=None):
+    """n keep-alive connections, one request each (added to conns)."""
+    for _ in range(n):
+        c = Conn(srv, timeout=5)
+        conns.append(c)
+        assert c.request("GET", "/hello").status == 200
+        if then:
+            c.send(then)
+
+
 def test_beyond_capacity_idle_connections_make_room(server):
     """40 idle keep-alive connections fill 2 workers of 20: 10 new clients
     are answered at once, as many of the longest idle connections closed
@@ -85,16 +95,14 @@ def test_beyond_capacity_idle_connections_make_room(server):
     srv = server("router:app", "--workers", "2", "--max-connections", "20", "--keep-alive", "60")
     conns = []
     try:
-        for _ in range(40):
-            c = Conn(srv, timeout=5)
-            conns.append(c)
-            assert c.request("GET", "/hello").status == 200
+        fill(srv, conns, 40)
         late = [Conn(srv, timeout=10) for _ in range(10)]
         for c in late:
             c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         for i, c in enumerate(late):
             assert c.response().status == 200, "new client %d" % i
-        closed = sum(c.closed_within(0.5) for c in conns)
+        time.sleep(0.3)
+        closed = sum(c.closed_within(0.01) for c in conns)
         assert closed == 10, "%d idle connections closed for 10 new ones" % closed
         assert "are not enough: closing" in srv.stderr_text()
         conns += late
@@ -110,11 +118,7 @@ def test_beyond_capacity_waits_and_is_answered_once_others_close(server):
                  "--keep-alive", "60")
     conns = []
     try:
-        for _ in range(40):
-            c = Conn(srv, timeout=5)
-            conns.append(c)
-            assert c.request("GET", "/hello").status == 200
-            c.send("GET /hello HTTP/1.1\r\n")  # the next head, unfinished
+        fill(srv, conns, 40, then="GET /hello HTTP/1.1\r\n")  # the next head, unfinished
         late = [Conn(srv, timeout=10) for _ in range(10)]
         for c in late:
             c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
