@@ -35,6 +35,11 @@ static struct {
 /* 1 from the failure that was logged until a connection succeeds again:
  * an outage is logged once per process, not once per worker or call. */
 static atomic_int outage;
+/* Bumped by each gn_redis_configure: a connection to an earlier server or
+ * database is dropped on its next use. */
+static atomic_uint generation;
+/* Set while gn_redis_check runs: its caller reports the failure. */
+static atomic_int checking;
 
 /*
  * Server-side scripts for what must be atomic and has no single command.
@@ -67,6 +72,7 @@ static const char *const scripts[N_SCRIPTS] = {
 typedef struct {
     redisContext *ctx;
     pid_t pid;       /* the process that connected: a forked child reconnects */
+    unsigned gen;    /* the configuration it was made for */
     double retry_at; /* monotonic seconds; no connect before */
     double backoff;
     char sha[N_SCRIPTS][41];
@@ -142,7 +148,7 @@ static int outage_begin(conn_t *c, gn_store_err_t *err)
     c->backoff = c->backoff ? fmin(c->backoff * 2, BACKOFF_MAX) : BACKOFF_MIN;
     c->retry_at = mono() + c->backoff;
     int was = 0;
-    if (atomic_compare_exchange_strong(&outage, &was, 1))
+    if (!atomic_load(&checking) && atomic_compare_exchange_strong(&outage, &was, 1))
         gn_log(GN_LOG_WARNING, "gorgon.shared: %s (calls raise gorgon.Unavailable until it answers again)",
                c->msg);
     if (err)
@@ -217,8 +223,8 @@ static conn_t *conn_get(gn_store_err_t *err)
         err->code = ENOMEM;
         return NULL;
     }
-    if (c->ctx && c->pid != getpid())
-        drop(c); /* inherited across fork: the parent keeps using it */
+    if (c->ctx && (c->pid != getpid() || c->gen != atomic_load(&generation)))
+        drop(c); /* inherited across fork (the parent keeps using it), or configured anew */
     if (c->ctx)
         return c;
     if (mono() < c->retry_at) {
@@ -233,6 +239,7 @@ static conn_t *conn_get(gn_store_err_t *err)
         return outage_begin(c, err), NULL;
     }
     c->pid = getpid();
+    c->gen = atomic_load(&generation);
     if (redisSetTimeout(c->ctx, tv) != REDIS_OK) {
         io_error(c);
         return outage_begin(c, err), NULL;
@@ -749,6 +756,7 @@ int gn_redis_configure(const char *url, const char *prefix, double timeout, char
     cfg.prefix = p;
     cfg.plen = strlen(p);
     cfg.timeout = timeout > 0 ? timeout : 2.0;
+    atomic_fetch_add(&generation, 1);
     if (u.path)
         snprintf(cfg.where, sizeof(cfg.where), "unix://%s", u.path);
     else
@@ -758,6 +766,7 @@ int gn_redis_configure(const char *url, const char *prefix, double timeout, char
 
 int gn_redis_check(char *err, size_t errlen)
 {
+    atomic_store(&checking, 1);
     gn_store_err_t e = {0};
     conn_t *c = conn_get(&e);
     int rc = -1;
@@ -772,9 +781,13 @@ int gn_redis_check(char *err, size_t errlen)
         if (r)
             freeReplyObject(r);
     }
+    c = conn_state();
     snprintf(err, errlen, "%s", c ? c->msg : "out of memory");
-    if (c)
+    if (c) {
         drop(c);
+        c->backoff = c->retry_at = 0;
+    }
+    atomic_store(&checking, 0);
     return rc;
 }
 
