@@ -15,6 +15,21 @@
 #include "shared/redis.h"
 #include "shared/store.h"
 
+/* A call into the backend. Redis's round trips are made without the GIL, so
+ * that the interpreter's other threads (in --mode threads, every worker) run
+ * while one waits; the in-process store's calls are too short to be worth
+ * the hand-off. */
+#define BACKEND_CALL(stmt)                                                                                         \
+    do {                                                                                                           \
+        const gn_backend_t *b_ = gn_backend();                                                                     \
+        if (b_ == &gn_backend_local) {                                                                             \
+            stmt;                                                                                                  \
+        } else {                                                                                                   \
+            Py_BEGIN_ALLOW_THREADS stmt;                                                                           \
+            Py_END_ALLOW_THREADS                                                                                   \
+        }                                                                                                          \
+    } while (0)
+
 /* ---- argument helpers --------------------------------------------------- */
 
 static int bind_keyword(const char *fname, PyObject *name, PyObject *value, const char *const *names, int n_total,
@@ -167,7 +182,8 @@ static PyObject *shared_get(PyObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     gn_ref_t ref;
     gn_store_err_t err = {0};
-    int found = gn_backend()->get(k.buf, k.len, &ref, &err);
+    int found;
+    BACKEND_CALL(found = b_->get(k.buf, k.len, &ref, &err));
     gn_wbuf_free(&k);
     if (found < 0)
         return store_error(self, &err, a[0]);
@@ -187,7 +203,8 @@ static PyObject *shared_set(PyObject *self, PyObject *const *args, Py_ssize_t na
         encode_kv(a[0], &k, a[1], &v) < 0)
         return NULL;
     gn_store_err_t err = {0};
-    int rc = gn_backend()->set(k.buf, k.len, v.buf, v.len, ttl, &err);
+    int rc;
+    BACKEND_CALL(rc = b_->set(k.buf, k.len, v.buf, v.len, ttl, &err));
     gn_wbuf_free(&k);
     gn_wbuf_free(&v);
     return rc < 0 ? store_error(self, &err, a[0]) : Py_NewRef(Py_None);
@@ -199,7 +216,8 @@ static PyObject *shared_delete(PyObject *self, PyObject *key)
     if (encode_kv(key, &k, NULL, NULL) < 0)
         return NULL;
     gn_store_err_t err = {0};
-    int found = gn_backend()->del(k.buf, k.len, &err);
+    int found;
+    BACKEND_CALL(found = b_->del(k.buf, k.len, &err));
     gn_wbuf_free(&k);
     return found < 0 ? store_error(self, &err, key) : PyBool_FromLong(found);
 }
@@ -232,7 +250,7 @@ static PyObject *shared_incr(PyObject *self, PyObject *const *args, Py_ssize_t n
     gn_ref_t ref;
     gn_store_err_t err = {0};
     if (rc == 0)
-        rc = gn_backend()->incr(k.buf, k.len, d.buf, d.len, ttl, &ref, &err);
+        BACKEND_CALL(rc = b_->incr(k.buf, k.len, d.buf, d.len, ttl, &ref, &err));
     else if (!PyErr_Occurred())
         err.code = ENOMEM; /* the bound is below 9 bytes */
     else
@@ -260,7 +278,7 @@ static PyObject *shared_cas(PyObject *self, PyObject *const *args, Py_ssize_t na
     int rc = -2;
     gn_store_err_t err = {0};
     if (gn_py_encode(a[1], &e) == 0)
-        rc = gn_backend()->cas(k.buf, k.len, e.buf, e.len, v.buf, v.len, ttl, &err);
+        BACKEND_CALL(rc = b_->cas(k.buf, k.len, e.buf, e.len, v.buf, v.len, ttl, &err));
     gn_wbuf_free(&k);
     gn_wbuf_free(&e);
     gn_wbuf_free(&v);
@@ -281,7 +299,8 @@ static PyObject *shared_setdefault(PyObject *self, PyObject *const *args, Py_ssi
         return NULL;
     gn_ref_t ref;
     gn_store_err_t err = {0};
-    int rc = gn_backend()->setdefault(k.buf, k.len, v.buf, v.len, ttl, &ref, &err);
+    int rc;
+    BACKEND_CALL(rc = b_->setdefault(k.buf, k.len, v.buf, v.len, ttl, &ref, &err));
     gn_wbuf_free(&k);
     gn_wbuf_free(&v);
     return rc < 0 ? store_error(self, &err, a[0]) : decode_ref(&ref);
@@ -295,7 +314,8 @@ static PyObject *shared_keys(PyObject *self, PyObject *unused)
     gn_wbuf_t buf;
     gn_wbuf_init(&buf, SIZE_MAX);
     gn_store_err_t err = {0};
-    long n = gn_backend()->keys(&buf, &err);
+    long n;
+    BACKEND_CALL(n = b_->keys(&buf, &err));
     PyObject *list = n < 0 ? store_error(self, &err, Py_None) : PyList_New(n);
     const uint8_t *p = buf.buf, *end = buf.buf + buf.len;
     for (long i = 0; list && i < n; i++) {
@@ -316,7 +336,9 @@ static PyObject *shared_clear(PyObject *self, PyObject *unused)
 {
     (void)unused;
     gn_store_err_t err = {0};
-    if (gn_backend()->clear(&err) < 0)
+    int rc;
+    BACKEND_CALL(rc = b_->clear(&err));
+    if (rc < 0)
         return store_error(self, &err, Py_None);
     Py_RETURN_NONE;
 }
@@ -326,7 +348,9 @@ static PyObject *shared_stats(PyObject *self, PyObject *unused)
     (void)unused;
     gn_backend_stats_t st;
     gn_store_err_t err = {0};
-    if (gn_backend()->stats(&st, &err) < 0)
+    int rc;
+    BACKEND_CALL(rc = b_->stats(&st, &err));
+    if (rc < 0)
         return store_error(self, &err, Py_None);
     return Py_BuildValue("{s:n,s:n,s:n}", "keys", (Py_ssize_t)st.keys, "used_bytes", (Py_ssize_t)st.used_bytes,
                          "max_bytes", (Py_ssize_t)st.max_bytes);
@@ -335,7 +359,8 @@ static PyObject *shared_stats(PyObject *self, PyObject *unused)
 static Py_ssize_t shared_len(PyObject *self)
 {
     gn_store_err_t err = {0};
-    long n = gn_backend()->len(&err);
+    long n;
+    BACKEND_CALL(n = b_->len(&err));
     if (n < 0)
         store_error(self, &err, Py_None);
     return (Py_ssize_t)n;
@@ -347,7 +372,8 @@ static int shared_contains(PyObject *self, PyObject *key)
     if (encode_kv(key, &k, NULL, NULL) < 0)
         return -1;
     gn_store_err_t err = {0};
-    int found = gn_backend()->contains(k.buf, k.len, &err);
+    int found;
+    BACKEND_CALL(found = b_->contains(k.buf, k.len, &err));
     gn_wbuf_free(&k);
     if (found < 0)
         store_error(self, &err, key);

@@ -103,7 +103,7 @@ static int transfer(gn_channel_t *ch, int sending, gn_msg_t **msg, double timeou
 /*
  * transfer() for a channel in Redis: a receiver waits in BRPOP (in slices,
  * so that signals and close() are seen), a sender on a full channel polls
- * with a growing pause; both with the GIL released. The GN_RCH_* codes are
+ * with a growing pause; every round trip is made with the GIL released. The GN_RCH_* codes are
  * the GN_CH_* ones, plus GN_RCH_ERROR (gorgon.Unavailable).
  */
 static int remote_transfer(PyObject *self, int sending, gn_msg_t **msg, double timeout)
@@ -112,10 +112,12 @@ static int remote_transfer(PyObject *self, int sending, gn_msg_t **msg, double t
     uint8_t *data = NULL;
     size_t len = 0;
     int rc;
+    Py_BEGIN_ALLOW_THREADS
     if (sending)
         rc = gn_redis_ch_send(o->rname, o->rlen, (*msg)->data, (*msg)->len);
     else
         rc = gn_redis_ch_recv(o->rname, o->rlen, 0, &data, &len);
+    Py_END_ALLOW_THREADS
     double deadline = timeout > 0 ? mono_now() + timeout : 0, pause = 0.001;
     while ((rc == GN_RCH_FULL || rc == GN_RCH_EMPTY) && timeout != 0) {
         double slice = WAIT_SLICE;
@@ -227,7 +229,11 @@ static PyObject *ch_close(PyObject *self, PyObject *unused)
 {
     (void)unused;
     if (CH(self) == NULL) {
-        if (gn_redis_ch_close(RCH(self)->rname, RCH(self)->rlen) != GN_RCH_OK)
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = gn_redis_ch_close(RCH(self)->rname, RCH(self)->rlen);
+        Py_END_ALLOW_THREADS
+        if (rc != GN_RCH_OK)
             return gn_py_unavailable(self);
         Py_RETURN_NONE;
     }
@@ -319,7 +325,10 @@ static int is_closed(PyObject *self)
 {
     if (CH(self))
         return gn_channel_closed(CH(self));
-    int c = gn_redis_ch_closed(RCH(self)->rname, RCH(self)->rlen);
+    int c;
+    Py_BEGIN_ALLOW_THREADS
+    c = gn_redis_ch_closed(RCH(self)->rname, RCH(self)->rlen);
+    Py_END_ALLOW_THREADS
     if (c < 0)
         gn_py_unavailable(self);
     return c;
@@ -336,7 +345,10 @@ static Py_ssize_t ch_len(PyObject *self)
 {
     if (CH(self))
         return (Py_ssize_t)gn_channel_size(CH(self));
-    long n = gn_redis_ch_len(RCH(self)->rname, RCH(self)->rlen);
+    long n;
+    Py_BEGIN_ALLOW_THREADS
+    n = gn_redis_ch_len(RCH(self)->rname, RCH(self)->rlen);
+    Py_END_ALLOW_THREADS
     if (n < 0)
         gn_py_unavailable(self);
     return (Py_ssize_t)n;
@@ -449,7 +461,10 @@ static PyObject *remote_open(channel_object *obj, const char *name, size_t len, 
         return PyErr_NoMemory();
     }
     memcpy(obj->rname, name, len + 1);
-    int rc = gn_redis_ch_open(name, len, cap, GN_CHANNEL_DEFAULT_CAPACITY, &obj->rcap);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = gn_redis_ch_open(name, len, cap, GN_CHANNEL_DEFAULT_CAPACITY, &obj->rcap);
+    Py_END_ALLOW_THREADS
     if (rc == GN_RCH_OK)
         return (PyObject *)obj;
     if (rc == -2)
