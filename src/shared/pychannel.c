@@ -56,6 +56,18 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* How long the next wait may be: a slice, less if the deadline (for a
+ * timeout > 0) is nearer; -1 once it has passed. */
+static double next_slice(double timeout, double deadline)
+{
+    if (timeout < 0)
+        return WAIT_SLICE;
+    double left = deadline - mono_now();
+    if (left <= 0)
+        return -1;
+    return left < WAIT_SLICE ? left : WAIT_SLICE;
+}
+
 /* Raises the exception that matches a channel result. */
 static PyObject *raise_for(PyObject *self, int rc)
 {
@@ -84,13 +96,9 @@ static int transfer(gn_channel_t *ch, int sending, gn_msg_t **msg, double timeou
     int rc = sending ? gn_channel_send(ch, *msg, 0) : gn_channel_recv(ch, msg, 0);
     double deadline = timeout > 0 ? mono_now() + timeout : 0;
     while (rc == again && timeout != 0) {
-        double slice = WAIT_SLICE;
-        if (timeout > 0) {
-            double left = deadline - mono_now();
-            if (left <= 0)
-                break;
-            slice = left < slice ? left : slice;
-        }
+        double slice = next_slice(timeout, deadline);
+        if (slice < 0)
+            break;
         Py_BEGIN_ALLOW_THREADS
         rc = sending ? gn_channel_send(ch, *msg, slice) : gn_channel_recv(ch, msg, slice);
         Py_END_ALLOW_THREADS
@@ -103,8 +111,9 @@ static int transfer(gn_channel_t *ch, int sending, gn_msg_t **msg, double timeou
 /*
  * transfer() for a channel in Redis: a receiver waits in BRPOP (in slices,
  * so that signals and close() are seen), a sender on a full channel polls
- * with a growing pause; every round trip is made with the GIL released. The GN_RCH_* codes are
- * the GN_CH_* ones, plus GN_RCH_ERROR (gorgon.Unavailable).
+ * with a growing pause; every round trip is made with the GIL released.
+ * The GN_RCH_* codes are the GN_CH_* ones, plus GN_RCH_ERROR
+ * (gorgon.Unavailable).
  */
 static int remote_transfer(PyObject *self, int sending, gn_msg_t **msg, double timeout)
 {
@@ -120,13 +129,9 @@ static int remote_transfer(PyObject *self, int sending, gn_msg_t **msg, double t
     Py_END_ALLOW_THREADS
     double deadline = timeout > 0 ? mono_now() + timeout : 0, pause = 0.001;
     while ((rc == GN_RCH_FULL || rc == GN_RCH_EMPTY) && timeout != 0) {
-        double slice = WAIT_SLICE;
-        if (timeout > 0) {
-            double left = deadline - mono_now();
-            if (left <= 0)
-                break;
-            slice = left < slice ? left : slice;
-        }
+        double slice = next_slice(timeout, deadline);
+        if (slice < 0)
+            break;
         Py_BEGIN_ALLOW_THREADS
         if (sending) {
             struct timespec ts = {0, (long)((pause < slice ? pause : slice) * 1e9)};

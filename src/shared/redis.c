@@ -444,25 +444,50 @@ static int r_set(const uint8_t *key, size_t klen, const uint8_t *val, size_t vle
     return 0;
 }
 
-static int r_setdefault(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen, double ttl,
-                        gn_ref_t *out, gn_store_err_t *err)
+/* Runs a script on a store key with n encoded values (sent in their wire
+ * form) and the ttl's PX, and returns its answer if it has type want;
+ * NULL with err otherwise. *cp is the connection, for messages. */
+static redisReply *script_on_key(int script, const uint8_t *key, size_t klen, int n, const uint8_t *const *vals,
+                                 const size_t *lens, double ttl, int want, conn_t **cp, gn_store_err_t *err)
 {
-    PREPARE(c, k, key, klen, err);
-    char tmp[24], ms[24];
-    const uint8_t *wire;
-    size_t wlen = gn_redis_wire(val, vlen, tmp, &wire);
-    px(ttl, ms);
+    conn_t *c = *cp = conn_get(err);
+    if (c == NULL)
+        return NULL;
+    gn_wbuf_t k;
+    if (name_of(&k, 'k', key, klen) < 0) {
+        gn_wbuf_free(&k);
+        err->code = ENOMEM;
+        return NULL;
+    }
+    char tmp[2][24], ms[24]; /* n is at most 2 */
     cmd_t cmd = {.argc = 2};
     arg_s(&cmd, "1");
     arg(&cmd, k.buf, k.len);
-    arg(&cmd, wire, wlen);
+    for (int i = 0; i < n; i++) {
+        const uint8_t *wire;
+        size_t wlen = gn_redis_wire(vals[i], lens[i], tmp[i], &wire);
+        arg(&cmd, wire, wlen);
+    }
+    px(ttl, ms);
     arg_s(&cmd, ms);
-    redisReply *r = eval(c, S_SETDEFAULT, &cmd, err);
+    redisReply *r = eval(c, script, &cmd, err);
     gn_wbuf_free(&k);
+    if (r == NULL || r->type == want)
+        return r;
+    if (r->type == REDIS_REPLY_ERROR)
+        refused(c, r, err);
+    else
+        freeReplyObject(r), err->code = EIO;
+    return NULL;
+}
+
+static int r_setdefault(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen, double ttl,
+                        gn_ref_t *out, gn_store_err_t *err)
+{
+    conn_t *c;
+    redisReply *r = script_on_key(S_SETDEFAULT, key, klen, 1, &val, &vlen, ttl, REDIS_REPLY_STRING, &c, err);
     if (r == NULL)
         return -1;
-    if (r->type != REDIS_REPLY_STRING)
-        return r->type == REDIS_REPLY_ERROR ? refused(c, r, err) : (freeReplyObject(r), err->code = EIO, -1);
     int rc = ref_from(c, r->str, r->len, out, err);
     freeReplyObject(r);
     return rc;
@@ -471,24 +496,12 @@ static int r_setdefault(const uint8_t *key, size_t klen, const uint8_t *val, siz
 static int r_cas(const uint8_t *key, size_t klen, const uint8_t *expected, size_t elen, const uint8_t *val,
                  size_t vlen, double ttl, gn_store_err_t *err)
 {
-    PREPARE(c, k, key, klen, err);
-    char etmp[24], vtmp[24], ms[24];
-    const uint8_t *ewire, *vwire;
-    size_t ewlen = gn_redis_wire(expected, elen, etmp, &ewire);
-    size_t vwlen = gn_redis_wire(val, vlen, vtmp, &vwire);
-    px(ttl, ms);
-    cmd_t cmd = {.argc = 2};
-    arg_s(&cmd, "1");
-    arg(&cmd, k.buf, k.len);
-    arg(&cmd, ewire, ewlen);
-    arg(&cmd, vwire, vwlen);
-    arg_s(&cmd, ms);
-    redisReply *r = eval(c, S_CAS, &cmd, err);
-    gn_wbuf_free(&k);
+    const uint8_t *vals[2] = {expected, val};
+    size_t lens[2] = {elen, vlen};
+    conn_t *c;
+    redisReply *r = script_on_key(S_CAS, key, klen, 2, vals, lens, ttl, REDIS_REPLY_INTEGER, &c, err);
     if (r == NULL)
         return -1;
-    if (r->type != REDIS_REPLY_INTEGER)
-        return r->type == REDIS_REPLY_ERROR ? refused(c, r, err) : (freeReplyObject(r), err->code = EIO, -1);
     int rc = r->integer == 1;
     freeReplyObject(r);
     return rc;
