@@ -7,9 +7,12 @@ The calls themselves run against Redis in test_shared.py and
 test_shared_api.py (parametrized over both backends). Each test here starts
 redis-server itself (tests/e2e/conftest.py; scripts/bootstrap installs it).
 """
+import contextlib
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 from conftest import fetch, free_port, in_threads, run_gorgon, scaled, server_env, wait_for
 from test_shared import APP, ARGS, get_json, run_pair, start_marked, stored, uid
@@ -68,6 +71,17 @@ def test_processes_flag_shares(server, redis_server):
     a, b = run_pair(s, "/store/incr?key=%s&n=%d&rv=%s" % (key, n, rv),
                     "/store/incr?key=%s&n=%d&rv=%s" % (key, n, rv))
     assert stored(s, key) == 2 * n
+
+
+def test_stop_while_a_worker_waits_in_redis(server, redis_server):
+    """A worker blocked in recv() on a channel in Redis does not hang a stop."""
+    s = server(APP, *redis_args(redis_server, "stop-%s:" % uid(), "--graceful-timeout", "1"))
+    bg, _ = start_marked(s, "/channel/recv_forever?name=" + uid())
+    t0 = time.monotonic()
+    assert s.stop(signal.SIGTERM, timeout=20) == 0, s.describe()
+    assert time.monotonic() - t0 < scaled(10)
+    with contextlib.suppress(BaseException):
+        bg.result(5)
 
 
 def test_redis_lost_and_back(server, own_redis):
