@@ -448,6 +448,10 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(10)
 
+    def close(self):
+        self.stop()
+        shutil.rmtree(os.path.dirname(self.sock), ignore_errors=True)
+
 
 REDIS_SERVER = shutil.which("redis-server") or shutil.which("valkey-server")
 
@@ -459,7 +463,7 @@ def redis_server(tmp_path_factory):
         pytest.skip("no redis-server or valkey-server on PATH (scripts/bootstrap installs redis-server)")
     r = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield r
-    r.stop()
+    r.close()
 
 
 @pytest.fixture
@@ -469,7 +473,7 @@ def own_redis(tmp_path):
         pytest.skip("no redis-server or valkey-server on PATH (scripts/bootstrap installs redis-server)")
     r = RedisServer(tmp_path).start()
     yield r
-    r.stop()
+    r.close()
 
 
 @pytest.fixture
