@@ -17,7 +17,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-missing-field-initialize
 CSTD := -std=c11 -D_GNU_SOURCE
 OPT ?= -O2 -g
 CFLAGS_EXT := $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -I$(PY_INCLUDE) -Isrc $(EXTRA_CFLAGS)
-LDFLAGS_EXT := -shared -pthread -lz $(EXTRA_LDFLAGS)
+LDFLAGS_EXT := -shared -pthread -lz -lhiredis $(EXTRA_LDFLAGS)
 
 HTTP_SRC := $(wildcard src/http/*.c)
 PARSER_SRC := src/http/parser.c
@@ -86,7 +86,7 @@ test-ws-c: build/test_ws
 	build/test_ws
 
 # The plain C under gorgon.shared and channels (no Python), under ASan+UBSan.
-SHARED_C_SRC := src/shared/codec.c src/shared/store.c src/shared/channel.c
+SHARED_C_SRC := src/shared/codec.c src/shared/store.c src/shared/channel.c src/shared/redis_proto.c
 build/test_shared: tests/c/test_shared.c tests/c/test.h $(SHARED_C_SRC) $(wildcard src/shared/*.h)
 	@mkdir -p build
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN_CFLAGS) -pthread -Isrc tests/c/test_shared.c $(SHARED_C_SRC) -o $@

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """gorgon.shared against multiprocessing.Manager().dict() and a local Redis:
-get / set / incr operations per second from 2 workers at once, in one run.
+get / set / incr operations per second from 2 workers at once, in one run;
+and gorgon.shared over that Redis (--shared-url, loopback TCP and unix
+socket) against the same calls made with the `redis` client.
 
     make && bench/setup-venv && .venv-bench/bin/python bench/shared_bench.py [--quick]
 
@@ -16,11 +18,18 @@ own loop, and the rate is the sum of the two workers' rates.
   Redis    Debian's redis-server, started here on a free loopback port in a
            temporary directory with no persistence; two processes with the
            `redis` client from PyPI (GET, SET, INCR).
+  gorgon over Redis
+           the gorgon app again with --shared-url naming that redis-server,
+           by TCP (redis://127.0.0.1:PORT) and by its unix socket
+           (unix:///...): the same workers and loop, each call a round trip.
+           Compared with the `redis` client over TCP, and over the unix
+           socket (its unix_socket_path), from two processes.
 
 Keys: a pool of 100 (k0..k99 for get/set, c0..c99 for incr); values: a
 16-character str. Results: a table of ratios on stdout, and
 bench/results/shared-<timestamp>.json. Exit status 1 if a system could not
-be measured or a target (20x Manager, 5x Redis) is missed.
+be measured or a target (20x Manager, 5x Redis; over Redis, 1.5x the
+`redis` client on the same transport) is missed.
 """
 
 import json
@@ -40,6 +49,7 @@ COUNTERS = ["c%d" % i for i in range(100)]
 VALUE = "v" * 16
 OPS = ("get", "set", "incr")
 TARGETS = {"manager": 20.0, "redis": 5.0}
+REDIS_TARGET = 1.5  # gorgon over Redis against the redis client, same transport
 
 
 def loop_ops(op, n, get, set_, incr):
@@ -166,11 +176,11 @@ def gorgon_pair(port, op, n):
     return [a, b]
 
 
-def bench_gorgon(n):
+def bench_gorgon(n, extra=()):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, BENCH]), PYTHONDONTWRITEBYTECODE="1")
     cmd = [sys.executable, "-m", "gorgon", "shared_bench:app", "--workers", "2", "--no-reuse-port",
-           "--bind", "%s:%d" % (HOST, port), "--log-level", "warning"]
+           "--bind", "%s:%d" % (HOST, port), "--log-level", "warning", *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
@@ -218,10 +228,10 @@ def bench_manager(n):
 # ---------------------------------------------------------------- Redis
 
 
-def redis_worker(port, barrier, op, n, out):
+def redis_worker(port, sock, barrier, op, n, out):
     import redis
 
-    r = redis.Redis(host=HOST, port=port)
+    r = redis.Redis(unix_socket_path=sock) if sock else redis.Redis(host=HOST, port=port)
     r.ping()
     barrier.wait()
     out.put({"n": n, "seconds": loop_ops(op, n, r.get, r.set, r.incr)})
@@ -232,24 +242,36 @@ def start_redis(tmp):
     if not exe:
         raise RuntimeError("redis-server not found (Debian package redis-server)")
     port = free_port()
-    cmd = [exe, "--bind", HOST, "--port", str(port), "--dir", tmp, "--save", "", "--appendonly", "no",
+    sock = os.path.join(tmp, "redis.sock")
+    cmd = [exe, "--bind", HOST, "--port", str(port), "--unixsocket", sock, "--unixsocketperm", "700",
+           "--dir", tmp, "--save", "", "--appendonly", "no",
            "--daemonize", "no", "--protected-mode", "yes", "--logfile", os.path.join(tmp, "redis.log")]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     wait_port(port, proc)
-    return proc, port
+    return proc, port, sock
 
 
-def bench_redis(n):
+def bench_redis(n, n_gorgon):
+    """The redis client over TCP and the unix socket, then gorgon.shared over
+    the same server both ways."""
     import redis  # noqa: F401 - fail early when the bench venv lacks it
 
+    res = {}
     with tempfile.TemporaryDirectory(prefix="gorgon-redis-") as tmp:
-        proc, port = start_redis(tmp)
+        proc, port, sock = start_redis(tmp)
         try:
             r = redis.Redis(host=HOST, port=port)
             r.mset({k: VALUE for k in KEYS})
-            return {op: rate(run_two(redis_worker, (port,), n, op)) for op in OPS}
+            res["redis"] = {op: rate(run_two(redis_worker, (port, None), n, op)) for op in OPS}
+            log("the redis client over the unix socket, 2 processes x %d ops" % n)
+            res["redis-unix"] = {op: rate(run_two(redis_worker, (None, sock), n, op)) for op in OPS}
+            for name, url in (("gorgon-redis", "redis://%s:%d/0" % (HOST, port)),
+                              ("gorgon-redis-unix", "unix://" + sock)):
+                log("gorgon.shared over %s, 2 workers x %d ops" % (url, n_gorgon))
+                res[name] = bench_gorgon(n_gorgon, ("--shared-url", url, "--shared-prefix", name + ":"))
         finally:
             stop(proc)
+    return res
 
 
 # ---------------------------------------------------------------- main
@@ -266,6 +288,19 @@ def report(res):
         for peer, target in TARGETS.items():
             if res["gorgon"][op] / res[peer][op] < target:
                 failed.append("%s: %.1fx %s, target %.0fx" % (op, g / res[peer][op], peer, target))
+    lines += ["", "| op | gorgon over Redis, TCP | redis client, TCP | x | gorgon over Redis, unix | "
+              "redis client, unix | x | in-process / over Redis (TCP) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for op in OPS:
+        gt, rt = res["gorgon-redis"][op], res["redis"][op]
+        gu, ru = res["gorgon-redis-unix"][op], res["redis-unix"][op]
+        lines.append("| %s | %s | %s | %.2fx | %s | %s | %.2fx | %.0fx |" % (
+            op, format(round(gt), ","), format(round(rt), ","), gt / rt, format(round(gu), ","),
+            format(round(ru), ","), gu / ru, res["gorgon"][op] / gt))
+        for g, r, how in ((gt, rt, "TCP"), (gu, ru, "unix")):
+            if g / r < REDIS_TARGET:
+                failed.append("%s over Redis (%s): %.2fx the redis client, target %.1fx"
+                              % (op, how, g / r, REDIS_TARGET))
     return "\n".join(lines), failed
 
 
@@ -278,15 +313,15 @@ def main(argv):
     res["gorgon"] = bench_gorgon(n["gorgon"])
     log("multiprocessing.Manager().dict(), 2 processes x %d ops" % n["manager"])
     res["manager"] = bench_manager(n["manager"])
-    log("redis-server on loopback, 2 processes x %d ops" % n["redis"])
-    res["redis"] = bench_redis(n["redis"])
+    log("redis-server on loopback, the redis client, 2 processes x %d ops" % n["redis"])
+    res.update(bench_redis(n["redis"], n["redis"]))
     table, failed = report(res)
     print(table)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
     path = os.path.join(BENCH, "results", "shared-%s.json" % stamp)
     with open(path, "w") as f:
-        json.dump({"ops_per_second": res, "ops_per_worker": n, "targets": TARGETS, "missed": failed,
+        json.dump({"ops_per_second": res, "ops_per_worker": n, "targets": TARGETS, "redis_target": REDIS_TARGET, "missed": failed,
                    "python": sys.version, "cpus": os.cpu_count()}, f, indent=2)
     log("results: %s" % os.path.relpath(path, ROOT))
     for line in failed:

@@ -32,7 +32,16 @@ LIMITS = [
 SHARED = [
     ("--shared-max-bytes", int, 64 * 1024 * 1024,
      "bound on gorgon.shared's total size in bytes (keys, values and overhead); a set beyond it "
-     "raises MemoryError and changes nothing"),
+     "raises MemoryError and changes nothing (with --shared-url: the largest value; Redis's own "
+     "maxmemory bounds the total)"),
+    ("--shared-url", str, "",
+     "keep gorgon.shared and channels in this Redis or Valkey instead of the process: "
+     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]; every process and every "
+     "instance that names the same server and prefix shares one store"),
+    ("--shared-prefix", str, "gorgon:", "with --shared-url: the prefix of every Redis key gorgon writes"),
+    ("--shared-timeout", float, 2.0,
+     "with --shared-url: seconds a connect or a call to Redis may take before it raises "
+     "gorgon.Unavailable"),
 ]
 
 TIMEOUTS = [
@@ -57,7 +66,8 @@ ENV_NAMES = {"help": None, "version": None, "app": "GORGON_APP",
 
 # Defaults the parser cannot hold as such: resolved after parsing, or
 # different on each machine. Shown by --help and docs/settings.md.
-SHOWN_DEFAULTS = {"bind": DEFAULT_BIND, "workers": "the number of CPU cores"}
+SHOWN_DEFAULTS = {"bind": DEFAULT_BIND, "workers": "the number of CPU cores",
+                  "shared_url": "none (the in-process store)"}
 
 # Settings with no flag: environment variables only (CPython workarounds).
 ENV_ONLY = [
@@ -271,7 +281,8 @@ def build_parser():
                    "are not all replaced at once")
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
-                       metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text else "N")
+                       metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text
+                       else "URL" if flag == "--shared-url" else "TEXT" if conv is str else "N")
     return p
 
 
@@ -375,6 +386,10 @@ def main(argv=None):
         build_parser().error("--workers must be at least 1")
     if args.shared_max_bytes < 1:
         build_parser().error("--shared-max-bytes must be at least 1")
+    if not math.isfinite(args.shared_timeout) or args.shared_timeout <= 0:
+        build_parser().error("--shared-timeout must be more than 0 seconds")
+    if args.shared_url and not args.shared_url.startswith(("redis://", "unix://", "rediss://")):
+        build_parser().error("--shared-url: expected redis://[user:password@]host:port/db or unix:///path")
     if args.processes < 0:
         build_parser().error("--processes must be at least 0")
     if args.max_connections < 0:

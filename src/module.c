@@ -51,6 +51,7 @@ static int traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->empty);
     Py_VISIT(st->full);
     Py_VISIT(st->closed);
+    Py_VISIT(st->unavailable);
     Py_VISIT(st->aio);
     return 0;
 }
@@ -68,6 +69,7 @@ static int clear(PyObject *module)
     Py_CLEAR(st->empty);
     Py_CLEAR(st->full);
     Py_CLEAR(st->closed);
+    Py_CLEAR(st->unavailable);
     Py_CLEAR(st->aio);
     return 0;
 }

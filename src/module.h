@@ -20,6 +20,7 @@ typedef struct {
     PyObject *empty;  /* gorgon.Empty, gorgon.Full, gorgon.Closed */
     PyObject *full;
     PyObject *closed;
+    PyObject *unavailable; /* gorgon.Unavailable: the --shared-url server */
     PyObject *aio;    /* gorgon._shared_aio, imported on first async call */
 } gn_modstate_t;
 

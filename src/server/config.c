@@ -184,6 +184,8 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "reuse_port", &reuse) || get_long(dict, "datetime_workaround", &dtw) ||
         get_double(dict, "graceful_timeout", &cfg->graceful_timeout) || get_str(dict, "log_level", &level) ||
         get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict) ||
+        get_str(dict, "shared_url", &cfg->shared_url) || get_str(dict, "shared_prefix", &cfg->shared_prefix) ||
+        get_double(dict, "shared_timeout", &cfg->shared_timeout) ||
         get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
         get_long(dict, "max_requests", &max_req) || get_long(dict, "max_requests_jitter", &jitter) ||
@@ -236,6 +238,8 @@ void gn_config_free(gn_config_t *cfg)
     free(cfg->lifespan);
     free(cfg->root_path);
     free(cfg->mode);
+    free(cfg->shared_url);
+    free(cfg->shared_prefix);
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
     if (cfg->limits.proxy_trust) {

@@ -234,7 +234,10 @@ int gn_supervisor_serve(PyObject *config)
         return -1;
     }
     gn_log_set_level(plan.cfg.log_level);
-    gn_shared_serve_start(&plan.cfg); /* --shared-max-bytes, main interpreter's facts */
+    if (gn_shared_serve_start(&plan.cfg) < 0) { /* --shared-*, main interpreter's facts */
+        gn_config_free(&plan.cfg);
+        return 1;
+    }
     PyObject *version = PyDict_GetItemString(config, "version");
     const char *v = version && PyUnicode_Check(version) ? PyUnicode_AsUTF8(version) : "?";
     const char *py = Py_GetVersion();

@@ -29,6 +29,9 @@ const char *gn_py_type_name(const uint8_t *p, size_t len);
  * -1 with TypeError. */
 int gn_py_bind(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                const char *const *names, int n_required, int n_total, PyObject **out);
+/* Raises gorgon.Unavailable (self: a Shared or Channel object) with the
+ * calling thread's last Redis error; returns NULL. */
+PyObject *gn_py_unavailable(PyObject *self);
 /* None -> -1 (for ever); a number >= 0 -> seconds. -1 with ValueError. */
 int gn_py_timeout(PyObject *obj, double *out);
 

@@ -10,8 +10,25 @@
 #include <math.h>
 
 #include "server/log.h"
+#include "shared/backend.h"
 #include "shared/py_internal.h"
+#include "shared/redis.h"
 #include "shared/store.h"
+
+/* A call into the backend. Redis's round trips are made without the GIL, so
+ * that the interpreter's other threads (in --mode threads, every worker) run
+ * while one waits; the in-process store's calls are too short to be worth
+ * the hand-off. */
+#define BACKEND_CALL(stmt)                                                                                         \
+    do {                                                                                                           \
+        const gn_backend_t *b_ = gn_backend();                                                                     \
+        if (b_ == &gn_backend_local) {                                                                             \
+            stmt;                                                                                                  \
+        } else {                                                                                                   \
+            Py_BEGIN_ALLOW_THREADS stmt;                                                                           \
+            Py_END_ALLOW_THREADS                                                                                   \
+        }                                                                                                          \
+    } while (0)
 
 /* ---- argument helpers --------------------------------------------------- */
 
@@ -94,14 +111,40 @@ static int ttl_arg(PyObject *obj, double *out)
 
 /* ---- store errors ------------------------------------------------------- */
 
-static PyObject *store_error(const gn_store_err_t *err, PyObject *key)
+static PyObject *store_error(PyObject *self, const gn_store_err_t *err, PyObject *key)
 {
-    if (err->code != E2BIG)
+    switch (err->code) {
+    case E2BIG:
+        PyErr_Format(PyExc_MemoryError,
+                     "gorgon.shared is full: storing %.100R needs %zu more bytes, %zu of %zu in use "
+                     "(--shared-max-bytes); nothing was changed",
+                     key, err->need, err->used, err->max);
+        return NULL;
+    case ENOSPC:
+        PyErr_Format(PyExc_MemoryError, "gorgon.shared is full storing %.100R: %s; nothing was changed", key,
+                     gn_backend_error());
+        return NULL;
+    case EIO:
+        return gn_py_unavailable(self);
+    case EOVERFLOW:
+        PyErr_Format(PyExc_OverflowError,
+                     "gorgon.shared.incr() at %.100R: over Redis, incr works on ints that fit 64 bits "
+                     "(a delta, a stored value and a result between -2**63 and 2**63-1)",
+                     key);
+        return NULL;
+    case EPROTO:
+        PyErr_Format(PyExc_ValueError, "gorgon.shared at %.100R: %s", key, gn_backend_error());
+        return NULL;
+    default:
         return PyErr_NoMemory();
-    PyErr_Format(PyExc_MemoryError,
-                 "gorgon.shared is full: storing %.100R needs %zu more bytes, %zu of %zu in use "
-                 "(--shared-max-bytes); nothing was changed",
-                 key, err->need, err->used, err->max);
+    }
+}
+
+PyObject *gn_py_unavailable(PyObject *self)
+{
+    gn_modstate_t *st = PyType_GetModuleState(Py_TYPE(self));
+    const char *msg = gn_backend_error();
+    PyErr_SetString(st->unavailable, msg[0] ? msg : "the --shared-url server is unavailable");
     return NULL;
 }
 
@@ -134,12 +177,16 @@ static PyObject *shared_get(PyObject *self, PyObject *const *args, Py_ssize_t na
     static const char *const names[] = {"key", "default"};
     PyObject *a[2];
     gn_wbuf_t k;
-    (void)self;
+
     if (gn_py_bind("get", args, nargs, kwnames, names, 1, 2, a) < 0 || encode_kv(a[0], &k, NULL, NULL) < 0)
         return NULL;
     gn_ref_t ref;
-    int found = gn_store_get(k.buf, k.len, &ref);
+    gn_store_err_t err = {0};
+    int found;
+    BACKEND_CALL(found = b_->get(k.buf, k.len, &ref, &err));
     gn_wbuf_free(&k);
+    if (found < 0)
+        return store_error(self, &err, a[0]);
     if (!found)
         return Py_NewRef(a[1] ? a[1] : Py_None);
     return decode_ref(&ref);
@@ -151,26 +198,28 @@ static PyObject *shared_set(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *a[3];
     gn_wbuf_t k, v;
     double ttl;
-    (void)self;
+
     if (gn_py_bind("set", args, nargs, kwnames, names, 2, 3, a) < 0 || ttl_arg(a[2], &ttl) < 0 ||
         encode_kv(a[0], &k, a[1], &v) < 0)
         return NULL;
-    gn_store_err_t err;
-    int rc = gn_store_set(k.buf, k.len, v.buf, v.len, ttl, &err);
+    gn_store_err_t err = {0};
+    int rc;
+    BACKEND_CALL(rc = b_->set(k.buf, k.len, v.buf, v.len, ttl, &err));
     gn_wbuf_free(&k);
     gn_wbuf_free(&v);
-    return rc < 0 ? store_error(&err, a[0]) : Py_NewRef(Py_None);
+    return rc < 0 ? store_error(self, &err, a[0]) : Py_NewRef(Py_None);
 }
 
 static PyObject *shared_delete(PyObject *self, PyObject *key)
 {
     gn_wbuf_t k;
-    (void)self;
     if (encode_kv(key, &k, NULL, NULL) < 0)
         return NULL;
-    int found = gn_store_delete(k.buf, k.len);
+    gn_store_err_t err = {0};
+    int found;
+    BACKEND_CALL(found = b_->del(k.buf, k.len, &err));
     gn_wbuf_free(&k);
-    return PyBool_FromLong(found);
+    return found < 0 ? store_error(self, &err, key) : PyBool_FromLong(found);
 }
 
 static PyObject *incr_not_int(gn_ref_t *ref, PyObject *key)
@@ -187,7 +236,7 @@ static PyObject *shared_incr(PyObject *self, PyObject *const *args, Py_ssize_t n
     PyObject *a[3];
     gn_wbuf_t k, d;
     double ttl;
-    (void)self;
+
     if (gn_py_bind("incr", args, nargs, kwnames, names, 1, 3, a) < 0 || ttl_arg(a[2], &ttl) < 0)
         return NULL;
     if (a[1] && !PyLong_CheckExact(a[1])) {
@@ -201,7 +250,7 @@ static PyObject *shared_incr(PyObject *self, PyObject *const *args, Py_ssize_t n
     gn_ref_t ref;
     gn_store_err_t err = {0};
     if (rc == 0)
-        rc = gn_store_incr(k.buf, k.len, d.buf, d.len, ttl, &ref, &err);
+        BACKEND_CALL(rc = b_->incr(k.buf, k.len, d.buf, d.len, ttl, &ref, &err));
     else if (!PyErr_Occurred())
         err.code = ENOMEM; /* the bound is below 9 bytes */
     else
@@ -212,7 +261,7 @@ static PyObject *shared_incr(PyObject *self, PyObject *const *args, Py_ssize_t n
         return decode_ref(&ref);
     if (err.code == -1)
         return NULL;
-    return err.code == EINVAL ? incr_not_int(&ref, a[0]) : store_error(&err, a[0]);
+    return err.code == EINVAL ? incr_not_int(&ref, a[0]) : store_error(self, &err, a[0]);
 }
 
 static PyObject *shared_cas(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -221,21 +270,21 @@ static PyObject *shared_cas(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *a[4];
     gn_wbuf_t k, e, v;
     double ttl;
-    (void)self;
+
     if (gn_py_bind("cas", args, nargs, kwnames, names, 3, 4, a) < 0 || ttl_arg(a[3], &ttl) < 0 ||
         encode_kv(a[0], &k, a[2], &v) < 0)
         return NULL;
     gn_wbuf_init(&e, gn_store_max_bytes());
     int rc = -2;
-    gn_store_err_t err;
+    gn_store_err_t err = {0};
     if (gn_py_encode(a[1], &e) == 0)
-        rc = gn_store_cas(k.buf, k.len, e.buf, e.len, v.buf, v.len, ttl, &err);
+        BACKEND_CALL(rc = b_->cas(k.buf, k.len, e.buf, e.len, v.buf, v.len, ttl, &err));
     gn_wbuf_free(&k);
     gn_wbuf_free(&e);
     gn_wbuf_free(&v);
     if (rc == -2)
         return NULL;
-    return rc < 0 ? store_error(&err, a[0]) : PyBool_FromLong(rc);
+    return rc < 0 ? store_error(self, &err, a[0]) : PyBool_FromLong(rc);
 }
 
 static PyObject *shared_setdefault(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -244,27 +293,30 @@ static PyObject *shared_setdefault(PyObject *self, PyObject *const *args, Py_ssi
     PyObject *a[3];
     gn_wbuf_t k, v;
     double ttl;
-    (void)self;
+
     if (gn_py_bind("setdefault", args, nargs, kwnames, names, 1, 3, a) < 0 || ttl_arg(a[2], &ttl) < 0 ||
         encode_kv(a[0], &k, a[1] ? a[1] : Py_None, &v) < 0)
         return NULL;
     gn_ref_t ref;
-    gn_store_err_t err;
-    int rc = gn_store_setdefault(k.buf, k.len, v.buf, v.len, ttl, &ref, &err);
+    gn_store_err_t err = {0};
+    int rc;
+    BACKEND_CALL(rc = b_->setdefault(k.buf, k.len, v.buf, v.len, ttl, &ref, &err));
     gn_wbuf_free(&k);
     gn_wbuf_free(&v);
-    return rc < 0 ? store_error(&err, a[0]) : decode_ref(&ref);
+    return rc < 0 ? store_error(self, &err, a[0]) : decode_ref(&ref);
 }
 
 /* The keys come out of the store as bytes under its locks; the str/bytes
  * objects are made afterwards. */
 static PyObject *shared_keys(PyObject *self, PyObject *unused)
 {
-    (void)self, (void)unused;
+    (void)unused;
     gn_wbuf_t buf;
     gn_wbuf_init(&buf, SIZE_MAX);
-    long n = gn_store_keys(&buf);
-    PyObject *list = n < 0 ? PyErr_NoMemory() : PyList_New(n);
+    gn_store_err_t err = {0};
+    long n;
+    BACKEND_CALL(n = b_->keys(&buf, &err));
+    PyObject *list = n < 0 ? store_error(self, &err, Py_None) : PyList_New(n);
     const uint8_t *p = buf.buf, *end = buf.buf + buf.len;
     for (long i = 0; list && i < n; i++) {
         size_t len = gn_codec_value_len(p, end);
@@ -282,38 +334,57 @@ static PyObject *shared_keys(PyObject *self, PyObject *unused)
 
 static PyObject *shared_clear(PyObject *self, PyObject *unused)
 {
-    (void)self, (void)unused;
-    gn_store_clear();
+    (void)unused;
+    gn_store_err_t err = {0};
+    int rc;
+    BACKEND_CALL(rc = b_->clear(&err));
+    if (rc < 0)
+        return store_error(self, &err, Py_None);
     Py_RETURN_NONE;
 }
 
 static PyObject *shared_stats(PyObject *self, PyObject *unused)
 {
-    (void)self, (void)unused;
-    return Py_BuildValue("{s:n,s:n,s:n}", "keys", (Py_ssize_t)gn_store_len(), "used_bytes",
-                         (Py_ssize_t)gn_store_used_bytes(), "max_bytes", (Py_ssize_t)gn_store_max_bytes());
+    (void)unused;
+    gn_backend_stats_t st;
+    gn_store_err_t err = {0};
+    int rc;
+    BACKEND_CALL(rc = b_->stats(&st, &err));
+    if (rc < 0)
+        return store_error(self, &err, Py_None);
+    return Py_BuildValue("{s:n,s:n,s:n}", "keys", (Py_ssize_t)st.keys, "used_bytes", (Py_ssize_t)st.used_bytes,
+                         "max_bytes", (Py_ssize_t)st.max_bytes);
 }
 
 static Py_ssize_t shared_len(PyObject *self)
 {
-    (void)self;
-    return (Py_ssize_t)gn_store_len();
+    gn_store_err_t err = {0};
+    long n;
+    BACKEND_CALL(n = b_->len(&err));
+    if (n < 0)
+        store_error(self, &err, Py_None);
+    return (Py_ssize_t)n;
 }
 
 static int shared_contains(PyObject *self, PyObject *key)
 {
     gn_wbuf_t k;
-    (void)self;
     if (encode_kv(key, &k, NULL, NULL) < 0)
         return -1;
-    int found = gn_store_contains(k.buf, k.len);
+    gn_store_err_t err = {0};
+    int found;
+    BACKEND_CALL(found = b_->contains(k.buf, k.len, &err));
     gn_wbuf_free(&k);
+    if (found < 0)
+        store_error(self, &err, key);
     return found;
 }
 
 static PyObject *shared_repr(PyObject *self)
 {
     (void)self;
+    if (gn_backend() != &gn_backend_local)
+        return PyUnicode_FromFormat("<gorgon.shared over %s>", gn_redis_where());
     return PyUnicode_FromFormat("<gorgon.shared: %zu keys, %zu of %zu bytes>", gn_store_len(),
                                 gn_store_used_bytes(), gn_store_max_bytes());
 }
@@ -370,20 +441,49 @@ static PyObject *channel_fn(PyObject *module, PyObject *const *args, Py_ssize_t 
     /* In the processes mode every worker is a process of its own: a channel
      * would connect a worker to nobody but itself. Say so rather than hang. */
     PyObject *mode = PyObject_GetAttrString(module, "mode");
-    int alone = mode && PyUnicode_Check(mode) && PyUnicode_CompareWithASCIIString(mode, "processes") == 0;
+    int alone = mode && PyUnicode_Check(mode) && PyUnicode_CompareWithASCIIString(mode, "processes") == 0 &&
+                gn_backend() == &gn_backend_local;
     Py_XDECREF(mode);
     PyErr_Clear();
     if (alone) {
         PyErr_SetString(PyExc_RuntimeError,
                         "gorgon channels connect the interpreters of one process; in --mode processes "
                         "each worker is a process of its own (use --mode interpreters, or --processes "
-                        "with interpreters, to share a channel between workers)");
+                        "with interpreters, to share a channel between workers, or --shared-url to "
+                        "put channels in Redis)");
         return NULL;
     }
     return gn_py_channel_open(PyModule_GetState(module), a[0], a[1]);
 }
 
+/* For a script that runs outside the server (a cron job reading the
+ * counters the workers keep, a test): the same store the server uses with
+ * --shared-url. Call it before the first use of gorgon.shared. */
+static PyObject *shared_connect(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"url", "prefix", "timeout"};
+    PyObject *a[3];
+    double timeout = GN_SHARED_DEFAULT_TIMEOUT;
+    (void)module;
+    if (gn_py_bind("_shared_connect", args, nargs, kwnames, names, 1, 3, a) < 0 ||
+        (a[2] && gn_py_timeout(a[2], &timeout) < 0))
+        return NULL;
+    const char *url = PyUnicode_AsUTF8(a[0]);
+    const char *prefix = a[1] ? PyUnicode_AsUTF8(a[1]) : GN_SHARED_DEFAULT_PREFIX;
+    if (url == NULL || prefix == NULL)
+        return NULL;
+    char err[256];
+    if (gn_redis_configure(url, prefix, timeout, err, sizeof(err)) < 0) {
+        PyErr_Format(PyExc_ValueError, "--shared-url: %s", err);
+        return NULL;
+    }
+    gn_backend_use(&gn_backend_redis);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_functions[] = {
+    {"_shared_connect", (PyCFunction)(void (*)(void))shared_connect, FASTKW,
+     "_shared_connect(url, prefix='gorgon:', timeout=2.0): use a Redis for gorgon.shared and channels"},
     {"channel", (PyCFunction)(void (*)(void))channel_fn, FASTKW,
      "channel(name, capacity=1024) -> the channel of that name, the same one in every worker"},
     {NULL, NULL, 0, NULL},
@@ -402,7 +502,14 @@ static int add_exceptions(PyObject *module, gn_modstate_t *st)
     st->empty = new_exception(module, "gorgon.Empty", "recv_nowait() or recv(timeout) found no message.");
     st->full = new_exception(module, "gorgon.Full", "send(timeout) found no room in the channel.");
     st->closed = new_exception(module, "gorgon.Closed", "The channel is closed (and, for recv, drained).");
-    return st->empty && st->full && st->closed ? 0 : -1;
+    st->unavailable = PyErr_NewExceptionWithDoc(
+        "gorgon.Unavailable",
+        "The Redis named by --shared-url did not answer in time, or refused the call; the call changed "
+        "nothing that can be relied on. A ConnectionError.",
+        PyExc_ConnectionError, NULL);
+    if (st->unavailable && PyModule_AddObjectRef(module, "Unavailable", st->unavailable) < 0)
+        Py_CLEAR(st->unavailable);
+    return st->empty && st->full && st->closed && st->unavailable ? 0 : -1;
 }
 
 static int set_facts(PyObject *module, int worker_id, unsigned worker_count, const char *mode)
@@ -451,10 +558,26 @@ int gn_shared_set_worker_facts(int worker_id, unsigned worker_count, const char 
     return -1;
 }
 
-void gn_shared_serve_start(const gn_config_t *cfg)
+int gn_shared_serve_start(const gn_config_t *cfg)
 {
     gn_store_set_max_bytes(cfg->shared_max_bytes);
     char err[256];
     if (gn_shared_set_worker_facts(-1, cfg->workers, "main", err, sizeof(err)) < 0)
         gn_log(GN_LOG_WARNING, "%s", err);
+    if (cfg->shared_url == NULL || cfg->shared_url[0] == '\0')
+        return 0;
+    /* A Redis that is not there at start is a configuration error: say so
+     * and stop, rather than serve requests that can only fail. */
+    if (gn_redis_configure(cfg->shared_url, cfg->shared_prefix, cfg->shared_timeout, err, sizeof(err)) < 0) {
+        gn_log(GN_LOG_ERROR, "--shared-url: %s", err);
+        return -1;
+    }
+    if (gn_redis_check(err, sizeof(err)) < 0) {
+        gn_log(GN_LOG_ERROR, "--shared-url: %s", err);
+        return -1;
+    }
+    gn_backend_use(&gn_backend_redis);
+    gn_log(GN_LOG_INFO, "gorgon.shared and channels: Redis at %s, keys under '%s'", gn_redis_where(),
+           cfg->shared_prefix);
+    return 0;
 }

@@ -7,8 +7,13 @@
 #include <errno.h>
 #include <time.h>
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/backend.h"
 #include "shared/channel.h"
 #include "shared/py_internal.h"
+#include "shared/redis.h"
 #include "shared/store.h"
 
 /* A blocked call wakes this often to let the main thread see signals
@@ -16,12 +21,28 @@
  * wake-up per waiter per slice. */
 #define WAIT_SLICE 0.1
 
+/* A channel is in this process (ch) or, with --shared-url, a list in
+ * Redis (ch NULL; the name and capacity are kept here). */
 typedef struct {
     PyObject_HEAD
     gn_channel_t *ch;
+    char *rname;
+    size_t rlen;
+    unsigned rcap;
 } channel_object;
 
 #define CH(self) (((channel_object *)(self))->ch)
+#define RCH(self) ((channel_object *)(self))
+
+static const char *name_of(PyObject *self)
+{
+    return CH(self) ? gn_channel_name(CH(self)) : RCH(self)->rname;
+}
+
+static unsigned capacity_of(PyObject *self)
+{
+    return CH(self) ? gn_channel_capacity(CH(self)) : RCH(self)->rcap;
+}
 
 static gn_modstate_t *state_of(PyObject *self)
 {
@@ -35,17 +56,31 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* How long the next wait may be: a slice, less if the deadline (for a
+ * timeout > 0) is nearer; -1 once it has passed. */
+static double next_slice(double timeout, double deadline)
+{
+    if (timeout < 0)
+        return WAIT_SLICE;
+    double left = deadline - mono_now();
+    if (left <= 0)
+        return -1;
+    return left < WAIT_SLICE ? left : WAIT_SLICE;
+}
+
 /* Raises the exception that matches a channel result. */
 static PyObject *raise_for(PyObject *self, int rc)
 {
     gn_modstate_t *st = state_of(self);
-    const char *name = gn_channel_name(CH(self));
+    const char *name = name_of(self);
     if (rc == GN_CH_EMPTY)
         PyErr_Format(st->empty, "channel '%s' is empty", name);
     else if (rc == GN_CH_FULL)
-        PyErr_Format(st->full, "channel '%s' is full (capacity %u)", name, gn_channel_capacity(CH(self)));
+        PyErr_Format(st->full, "channel '%s' is full (capacity %u)", name, capacity_of(self));
     else if (rc == GN_CH_CLOSED)
         PyErr_Format(st->closed, "channel '%s' is closed", name);
+    else
+        gn_py_unavailable(self);
     return NULL;
 }
 
@@ -61,18 +96,64 @@ static int transfer(gn_channel_t *ch, int sending, gn_msg_t **msg, double timeou
     int rc = sending ? gn_channel_send(ch, *msg, 0) : gn_channel_recv(ch, msg, 0);
     double deadline = timeout > 0 ? mono_now() + timeout : 0;
     while (rc == again && timeout != 0) {
-        double slice = WAIT_SLICE;
-        if (timeout > 0) {
-            double left = deadline - mono_now();
-            if (left <= 0)
-                break;
-            slice = left < slice ? left : slice;
-        }
+        double slice = next_slice(timeout, deadline);
+        if (slice < 0)
+            break;
         Py_BEGIN_ALLOW_THREADS
         rc = sending ? gn_channel_send(ch, *msg, slice) : gn_channel_recv(ch, msg, slice);
         Py_END_ALLOW_THREADS
         if (rc == again && PyErr_CheckSignals() < 0)
             return -1;
+    }
+    return rc;
+}
+
+/*
+ * transfer() for a channel in Redis: a receiver waits in BRPOP (in slices,
+ * so that signals and close() are seen), a sender on a full channel polls
+ * with a growing pause; every round trip is made with the GIL released.
+ * The GN_RCH_* codes are the GN_CH_* ones, plus GN_RCH_ERROR
+ * (gorgon.Unavailable).
+ */
+static int remote_transfer(PyObject *self, int sending, gn_msg_t **msg, double timeout)
+{
+    channel_object *o = RCH(self);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    if (sending)
+        rc = gn_redis_ch_send(o->rname, o->rlen, (*msg)->data, (*msg)->len);
+    else
+        rc = gn_redis_ch_recv(o->rname, o->rlen, 0, &data, &len);
+    Py_END_ALLOW_THREADS
+    double deadline = timeout > 0 ? mono_now() + timeout : 0, pause = 0.001;
+    while ((rc == GN_RCH_FULL || rc == GN_RCH_EMPTY) && timeout != 0) {
+        double slice = next_slice(timeout, deadline);
+        if (slice < 0)
+            break;
+        Py_BEGIN_ALLOW_THREADS
+        if (sending) {
+            struct timespec ts = {0, (long)((pause < slice ? pause : slice) * 1e9)};
+            nanosleep(&ts, NULL);
+            pause = pause * 2 < WAIT_SLICE ? pause * 2 : WAIT_SLICE;
+            rc = gn_redis_ch_send(o->rname, o->rlen, (*msg)->data, (*msg)->len);
+        } else {
+            rc = gn_redis_ch_recv(o->rname, o->rlen, slice, &data, &len);
+        }
+        Py_END_ALLOW_THREADS
+        if ((rc == GN_RCH_FULL || rc == GN_RCH_EMPTY) && PyErr_CheckSignals() < 0) {
+            free(data);
+            return -2;
+        }
+    }
+    if (rc == GN_RCH_OK && !sending) {
+        *msg = gn_msg_new(data, len);
+        free(data);
+        if (*msg == NULL) {
+            PyErr_NoMemory();
+            return -2;
+        }
     }
     return rc;
 }
@@ -96,19 +177,21 @@ static PyObject *do_send(PyObject *self, PyObject *value, double timeout)
     gn_msg_t *m = encode_msg(value);
     if (m == NULL)
         return NULL;
-    int rc = transfer(CH(self), 1, &m, timeout);
+    int rc = CH(self) ? transfer(CH(self), 1, &m, timeout) : remote_transfer(self, 1, &m, timeout);
+    if (rc == GN_CH_OK && CH(self))
+        Py_RETURN_NONE;
+    free(m); /* not taken by the channel (Redis took a copy) */
     if (rc == GN_CH_OK)
         Py_RETURN_NONE;
-    free(m); /* not taken by the channel */
-    return rc < 0 ? NULL : raise_for(self, rc);
+    return rc == -2 || (rc < 0 && CH(self)) ? NULL : raise_for(self, rc);
 }
 
 static PyObject *do_recv(PyObject *self, double timeout)
 {
     gn_msg_t *m = NULL;
-    int rc = transfer(CH(self), 0, &m, timeout);
+    int rc = CH(self) ? transfer(CH(self), 0, &m, timeout) : remote_transfer(self, 0, &m, timeout);
     if (rc != GN_CH_OK)
-        return rc < 0 ? NULL : raise_for(self, rc);
+        return rc == -2 || (rc < 0 && CH(self)) ? NULL : raise_for(self, rc);
     PyObject *v = gn_py_decode(m->data, m->len);
     free(m);
     return v;
@@ -150,6 +233,15 @@ static PyObject *ch_recv_nowait(PyObject *self, PyObject *unused)
 static PyObject *ch_close(PyObject *self, PyObject *unused)
 {
     (void)unused;
+    if (CH(self) == NULL) {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = gn_redis_ch_close(RCH(self)->rname, RCH(self)->rlen);
+        Py_END_ALLOW_THREADS
+        if (rc != GN_RCH_OK)
+            return gn_py_unavailable(self);
+        Py_RETURN_NONE;
+    }
     gn_channel_close(CH(self));
     Py_RETURN_NONE;
 }
@@ -188,8 +280,18 @@ static PyObject *ch_send_async(PyObject *self, PyObject *const *args, Py_ssize_t
     return aio_call(self, "send", a[0], a[1]);
 }
 
+/* Whether the channel is in Redis: _shared_aio.py then polls instead of
+ * arming an eventfd. */
+static PyObject *ch_get_remote(PyObject *self, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(CH(self) == NULL);
+}
+
 static PyObject *ch_arm(PyObject *self, PyObject *for_send)
 {
+    if (CH(self) == NULL)
+        Py_RETURN_NONE; /* nothing to arm: try again */
     int fd, want = PyObject_IsTrue(for_send);
     if (want < 0)
         return NULL;
@@ -206,38 +308,65 @@ static PyObject *ch_disarm(PyObject *self, PyObject *fd_obj)
     int fd = PyLong_AsInt(fd_obj);
     if (fd == -1 && PyErr_Occurred())
         return NULL;
-    gn_channel_disarm(CH(self), fd);
+    if (CH(self))
+        gn_channel_disarm(CH(self), fd);
     Py_RETURN_NONE;
 }
 
 static PyObject *ch_get_name(PyObject *self, void *unused)
 {
     (void)unused;
-    return PyUnicode_FromString(gn_channel_name(CH(self)));
+    return PyUnicode_FromString(name_of(self));
 }
 
 static PyObject *ch_get_capacity(PyObject *self, void *unused)
 {
     (void)unused;
-    return PyLong_FromUnsignedLong(gn_channel_capacity(CH(self)));
+    return PyLong_FromUnsignedLong(capacity_of(self));
+}
+
+/* Closed: 1, 0, or -1 with gorgon.Unavailable set. */
+static int is_closed(PyObject *self)
+{
+    if (CH(self))
+        return gn_channel_closed(CH(self));
+    int c;
+    Py_BEGIN_ALLOW_THREADS
+    c = gn_redis_ch_closed(RCH(self)->rname, RCH(self)->rlen);
+    Py_END_ALLOW_THREADS
+    if (c < 0)
+        gn_py_unavailable(self);
+    return c;
 }
 
 static PyObject *ch_get_closed(PyObject *self, void *unused)
 {
     (void)unused;
-    return PyBool_FromLong(gn_channel_closed(CH(self)));
+    int c = is_closed(self);
+    return c < 0 ? NULL : PyBool_FromLong(c);
 }
 
 static Py_ssize_t ch_len(PyObject *self)
 {
-    return (Py_ssize_t)gn_channel_size(CH(self));
+    if (CH(self))
+        return (Py_ssize_t)gn_channel_size(CH(self));
+    long n;
+    Py_BEGIN_ALLOW_THREADS
+    n = gn_redis_ch_len(RCH(self)->rname, RCH(self)->rlen);
+    Py_END_ALLOW_THREADS
+    if (n < 0)
+        gn_py_unavailable(self);
+    return (Py_ssize_t)n;
 }
 
 static PyObject *ch_repr(PyObject *self)
 {
-    return PyUnicode_FromFormat("<gorgon.Channel '%s': %zu of %u%s>", gn_channel_name(CH(self)),
-                                gn_channel_size(CH(self)), gn_channel_capacity(CH(self)),
-                                gn_channel_closed(CH(self)) ? ", closed" : "");
+    Py_ssize_t n = ch_len(self);
+    int c = n < 0 ? -1 : is_closed(self);
+    if (c < 0)
+        return NULL;
+    return PyUnicode_FromFormat("<gorgon.Channel '%s': %zd of %u%s>", name_of(self), n, capacity_of(self),
+                                c ? ", closed" : "");
 }
 
 static void ch_dealloc(PyObject *self)
@@ -245,6 +374,7 @@ static void ch_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     if (CH(self))
         gn_channel_release(CH(self));
+    free(RCH(self)->rname);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -273,6 +403,7 @@ static PyGetSetDef ch_getset[] = {
     {"name", ch_get_name, NULL, "the channel's name", NULL},
     {"capacity", ch_get_capacity, NULL, "most values it queues", NULL},
     {"closed", ch_get_closed, NULL, "whether close() was called", NULL},
+    {"_remote", ch_get_remote, NULL, "whether the channel is in Redis (--shared-url)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -326,6 +457,29 @@ static PyObject *open_failed(const char *name, Py_ssize_t len)
     return NULL;
 }
 
+static PyObject *remote_open(channel_object *obj, const char *name, size_t len, unsigned cap)
+{
+    obj->rlen = len;
+    obj->rname = malloc(len + 1);
+    if (obj->rname == NULL) {
+        Py_DECREF(obj);
+        return PyErr_NoMemory();
+    }
+    memcpy(obj->rname, name, len + 1);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = gn_redis_ch_open(name, len, cap, GN_CHANNEL_DEFAULT_CAPACITY, &obj->rcap);
+    Py_END_ALLOW_THREADS
+    if (rc == GN_RCH_OK)
+        return (PyObject *)obj;
+    if (rc == -2)
+        PyErr_Format(PyExc_ValueError, "channel '%s' already exists with capacity %u", name, obj->rcap);
+    else
+        gn_py_unavailable((PyObject *)obj);
+    Py_DECREF(obj);
+    return NULL;
+}
+
 PyObject *gn_py_channel_open(gn_modstate_t *st, PyObject *name, PyObject *capacity)
 {
     unsigned cap;
@@ -340,6 +494,10 @@ PyObject *gn_py_channel_open(gn_modstate_t *st, PyObject *name, PyObject *capaci
     channel_object *obj = PyObject_New(channel_object, st->channel_type);
     if (obj == NULL)
         return NULL;
+    obj->ch = NULL;
+    obj->rname = NULL;
+    if (gn_backend() != &gn_backend_local)
+        return remote_open(obj, s, (size_t)len, cap);
     obj->ch = gn_channel_open(s, (size_t)len, cap);
     if (obj->ch == NULL) {
         int saved = errno;

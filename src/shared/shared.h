@@ -13,7 +13,7 @@
 #include "server/config.h"
 
 /* Module exec: creates the Shared and Channel types, the exceptions Empty,
- * Full and Closed, the `shared` instance, channel() and the default worker
+ * Full, Closed and Unavailable, the `shared` instance, channel() and the default worker
  * facts. Returns 0, or -1 with an exception set. */
 int gn_shared_add_to_module(PyObject *module, gn_modstate_t *st);
 
@@ -27,8 +27,14 @@ int gn_shared_add_to_module(PyObject *module, gn_modstate_t *st);
 int gn_shared_set_worker_facts(int worker_id, unsigned worker_count, const char *mode, char *err,
                                size_t errlen);
 
-/* Main interpreter, once when serve() starts: applies --shared-max-bytes and
- * sets the main interpreter's facts (worker_id None, mode "main"). */
-void gn_shared_serve_start(const gn_config_t *cfg);
+#define GN_SHARED_DEFAULT_PREFIX "gorgon:"
+#define GN_SHARED_DEFAULT_TIMEOUT 2.0
+
+/* Main interpreter, once when serve() starts: applies --shared-max-bytes,
+ * sets the main interpreter's facts (worker_id None, mode "main") and, with
+ * --shared-url, checks that Redis answers and switches gorgon.shared and
+ * channels to it. Returns 0, or -1 after logging why (the server must not
+ * start). */
+int gn_shared_serve_start(const gn_config_t *cfg);
 
 #endif

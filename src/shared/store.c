@@ -156,6 +156,7 @@ static void make_ref(gn_entry_t *e, gn_ref_t *out)
     out->entry = e;
     out->val = e->data + e->klen;
     out->len = e->vlen;
+    out->owned = NULL;
 }
 
 /* Accounts a replacement of old_size bytes by new_size; refuses growth past
@@ -381,7 +382,9 @@ int gn_store_contains(const uint8_t *key, size_t klen)
 void gn_store_unref(gn_ref_t *ref)
 {
     entry_unref(ref->entry);
+    free(ref->owned);
     ref->entry = NULL;
+    ref->owned = NULL;
 }
 
 /* What set, setdefault and cas share: a new entry built outside the lock,

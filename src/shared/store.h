@@ -25,16 +25,21 @@
 
 typedef struct gn_entry gn_entry_t;
 
-/* A reference to a stored value, valid until gn_store_unref. */
+/* A reference to a stored value, valid until gn_store_unref. A value that
+ * came from Redis is a heap copy instead (owned). */
 typedef struct {
     gn_entry_t *entry;
     const uint8_t *val;
     size_t len;
+    void *owned;
 } gn_ref_t;
 
 /* Why a write failed (errno-style codes in gn_store_err_t.code). */
 typedef struct {
-    int code;      /* E2BIG: the bound; ENOMEM: malloc; EINVAL: not an int */
+    int code;      /* E2BIG: the bound; ENOMEM: malloc; EINVAL: not an int; the
+                      Redis backend adds EIO (unreachable), ENOSPC (its
+                      maxmemory), EOVERFLOW (incr past int64) and EPROTO (a
+                      value gorgon did not write); see backend.h */
     size_t need;   /* bytes the write would have added */
     size_t used;   /* bytes in use when it failed */
     size_t max;    /* the bound */

@@ -4,6 +4,7 @@ TTL, round trips of every shareable type, type errors, the size bound.
 Each endpoint is a plain WSGI function; shared_app.py routes to them and
 wraps them in wsgiref.validate.
 """
+import os
 import time
 
 import gorgon
@@ -215,5 +216,25 @@ def facts(environ, start_response):
                                           "mode": gorgon.mode, "interp": interp_id()})
 
 
+def try_(environ, start_response):
+    """One incr (or, with send=NAME, one send on that channel) whose failure
+    is reported, not raised: with --shared-url and no Redis, the app sees
+    gorgon.Unavailable, a ConnectionError."""
+    q = query(environ)
+    start = time.monotonic()
+    try:
+        if "send" in q:
+            gorgon.channel(q["send"]).send_nowait(1)
+            value = None
+        else:
+            value = shared.incr(q["key"])
+        outcome = "ok"
+    except gorgon.Unavailable as e:
+        outcome = "unavailable: %s (ConnectionError: %s)" % (e, isinstance(e, ConnectionError))
+        value = None
+    return json_response(start_response, {"worker": gorgon.worker_id, "outcome": outcome, "value": value,
+                                          "elapsed": time.monotonic() - start, "pid": os.getpid()})
+
+
 ROUTES = {"incr": incr, "cas": cas, "get": get, "set": set_, "roundtrip": roundtrip,
-          "types": types, "fill": fill, "clear": clear, "facts": facts}
+          "types": types, "fill": fill, "clear": clear, "facts": facts, "try": try_}

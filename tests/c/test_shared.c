@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/shared/{codec,store,channel}.c: the plain C under
+ * Unit tests for src/shared/{codec,store,channel,redis_proto}.c: the plain C under
  * gorgon.shared and gorgon.channel, built with ASan+UBSan (make
  * test-shared-c). Threads hammer the store and channels the way worker
  * interpreters do, without any Python.
@@ -13,6 +13,7 @@
 
 #include "shared/channel.h"
 #include "shared/codec.h"
+#include "shared/redis_proto.h"
 #include "shared/store.h"
 #include "test.h"
 
@@ -770,6 +771,131 @@ static void test_channel_arm(void)
     gn_channel_release(ch);
 }
 
+/* ---- the Redis backend's URL and value forms ---------------------------- */
+
+static int str_is(const char *a, const char *b)
+{
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+static void url_ok(const char *url, const char *host, int port, const char *path, const char *user,
+                   const char *pw, int db)
+{
+    gn_redis_url_t u;
+    char err[200] = "";
+    if (gn_redis_url_parse(url, &u, err, sizeof(err)) < 0) {
+        TEST_FAIL_("%s: refused: %s", url, err);
+        return;
+    }
+    if (!str_is(u.host, host) || u.port != port || !str_is(u.path, path) || !str_is(u.user, user) ||
+        !str_is(u.password, pw) || u.db != db)
+        TEST_FAIL_("%s: host %s port %d path %s user %s password %s db %d", url, u.host ? u.host : "-", u.port,
+                   u.path ? u.path : "-", u.user ? u.user : "-", u.password ? u.password : "-", u.db);
+    gn_redis_url_free(&u);
+}
+
+static void url_bad(const char *url, const char *why)
+{
+    gn_redis_url_t u;
+    char err[200] = "";
+    if (gn_redis_url_parse(url, &u, err, sizeof(err)) == 0) {
+        TEST_FAIL_("%s: accepted", url);
+        gn_redis_url_free(&u);
+    } else if (strstr(err, why) == NULL) {
+        TEST_FAIL_("%s: said '%s', not '%s'", url, err, why);
+    }
+}
+
+static void test_redis_url(void)
+{
+    url_ok("redis://localhost", "localhost", 6379, NULL, NULL, NULL, 0);
+    url_ok("redis://127.0.0.1:7000/3", "127.0.0.1", 7000, NULL, NULL, NULL, 3);
+    url_ok("redis://[::1]:6380/0", "::1", 6380, NULL, NULL, NULL, 0);
+    url_ok("redis://[::1]", "::1", 6379, NULL, NULL, NULL, 0);
+    url_ok("redis://u:p%40ss@h:1/2", "h", 1, NULL, "u", "p@ss", 2);
+    url_ok("redis://:secret@h", "h", 6379, NULL, NULL, "secret", 0);
+    url_ok("redis://secret@h/", "h", 6379, NULL, NULL, "secret", 0);
+    url_ok("unix:///run/redis.sock", NULL, 0, "/run/redis.sock", NULL, NULL, 0);
+    url_ok("unix:///tmp/r.sock?db=5", NULL, 0, "/tmp/r.sock", NULL, NULL, 5);
+    url_bad("http://h", "expected redis://");
+    url_bad("rediss://h", "TLS");
+    url_bad("redis://", "no host");
+    url_bad("redis://h:0", "port");
+    url_bad("redis://h:65536", "port");
+    url_bad("redis://h:12x", "port");
+    url_bad("redis://h/db1", "database");
+    url_bad("redis://[::1", "unclosed");
+    url_bad("redis://[::1]x", "junk");
+    url_bad("redis://u:%zz@h", "escape");
+    url_bad("redis://u:%00@h", "escape");
+    url_bad("redis://u:%4@h", "escape");
+    url_bad("unix://run/redis.sock", "absolute");
+    url_bad("unix:///r.sock?x=1", "db=N");
+}
+
+/* value -> wire -> value gives the same bytes; ints go as decimal text. */
+static void wire_roundtrip(gn_wbuf_t *v, const char *text)
+{
+    char tmp[24];
+    const uint8_t *wire;
+    size_t n = gn_redis_wire(v->buf, v->len, tmp, &wire);
+    if (text && (n != strlen(text) || memcmp(wire, text, n) != 0))
+        TEST_FAIL_("wire form '%.*s', not '%s'", (int)n, (const char *)wire, text);
+    if (!text && (n != v->len || wire != v->buf))
+        TEST_FAIL_("a non-int value was not kept as it is");
+    gn_wbuf_t back;
+    gn_wbuf_init(&back, SIZE_MAX);
+    CHECK_EQ(gn_redis_unwire(wire, n, &back), 0);
+    if (back.len != v->len || memcmp(back.buf, v->buf, v->len) != 0)
+        TEST_FAIL_("the value did not come back from its wire form");
+    gn_wbuf_free(&back);
+    gn_wbuf_free(v);
+}
+
+static void test_redis_wire(void)
+{
+    static const int64_t ints[] = {0, 1, -1, 42, INT64_MAX, INT64_MIN};
+    static const char *const texts[] = {"0", "1", "-1", "42", "9223372036854775807", "-9223372036854775808"};
+    gn_wbuf_t v;
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        gn_wbuf_init(&v, SIZE_MAX);
+        gn_codec_put_int64(&v, ints[i]);
+        wire_roundtrip(&v, texts[i]);
+    }
+    uint8_t big[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1}; /* 2**64 */
+    gn_wbuf_init(&v, SIZE_MAX);
+    gn_codec_put_bigint(&v, big, sizeof(big));
+    wire_roundtrip(&v, NULL);
+    gn_wbuf_init(&v, SIZE_MAX);
+    gn_codec_put_tuple(&v, 3);
+    gn_codec_put_int64(&v, 7);
+    gn_codec_put_data(&v, GN_TAG_STR, "12", 2);
+    gn_codec_put_float(&v, 1.5);
+    wire_roundtrip(&v, NULL);
+    gn_wbuf_init(&v, SIZE_MAX);
+    gn_codec_put_tag(&v, GN_TAG_NONE);
+    wire_roundtrip(&v, "N");
+
+    /* What Redis may hold that gorgon did not write is refused. */
+    static const char *const bad[] = {"", "-", "-0", "007", "1x", "+1", "99999999999999999999",
+                                      "9223372036854775808", "-9223372036854775809", "hello", "s"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        gn_wbuf_t out;
+        gn_wbuf_init(&out, SIZE_MAX);
+        if (gn_redis_unwire((const uint8_t *)bad[i], strlen(bad[i]), &out) != -2)
+            TEST_FAIL_("'%s' was taken for a value", bad[i]);
+        gn_wbuf_free(&out);
+    }
+    /* An int in codec form would be a second form of the same value. */
+    gn_wbuf_init(&v, SIZE_MAX);
+    gn_codec_put_int64(&v, 5);
+    gn_wbuf_t out;
+    gn_wbuf_init(&out, SIZE_MAX);
+    CHECK_EQ(gn_redis_unwire(v.buf, v.len, &out), -2);
+    gn_wbuf_free(&out);
+    gn_wbuf_free(&v);
+}
+
 int main(int argc, char **argv)
 {
     static const test_entry_t tests[] = {
@@ -791,6 +917,8 @@ int main(int argc, char **argv)
         TEST_ENTRY(channel_mpmc),
         TEST_ENTRY(channel_registry),
         TEST_ENTRY(channel_arm),
+        TEST_ENTRY(redis_url),
+        TEST_ENTRY(redis_wire),
     };
     return test_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }

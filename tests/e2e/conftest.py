@@ -23,10 +23,12 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -66,7 +68,8 @@ OPTION_ENV = {"GORGON_" + n for n in (
     "LIMIT_REQUEST_FIELDS", "LIMIT_REQUEST_FIELD_SIZE", "LIMIT_REQUEST_BODY",
     "MAX_CONNECTIONS", "WRITE_HIGH_WATER", "NO_DATETIME_WORKAROUND",
     "MODE", "PROCESSES", "NO_PURE_FALLBACK", "PROBE_TIMEOUT", "PROXY_PROTOCOL",
-    "PROXY_PROTOCOL_BIND", "FORWARDED_ALLOW_IPS")}
+    "PROXY_PROTOCOL_BIND", "FORWARDED_ALLOW_IPS", "SHARED_URL", "SHARED_PREFIX",
+    "SHARED_TIMEOUT", "SHARED_MAX_BYTES")}
 
 
 def scaled(seconds):
@@ -392,6 +395,85 @@ def _server_pool(tmp_path_factory):
     pool = _Pool(tmp_path_factory.mktemp("shared-servers"))
     yield pool
     pool.shutdown()
+
+
+# ---------------------------------------------------------------------------
+# Redis (the --shared-url tests)
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port and a unix
+    socket, keeping nothing on disk; stop() and start() again (same port and
+    socket) play an outage."""
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir)
+        self.port = free_port()
+        # A short path: a unix socket's name must fit in 108 bytes.
+        self.sock = os.path.join(tempfile.mkdtemp(prefix="gorgon-redis-"), "redis.sock")
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.unix_url = "unix://" + self.sock
+        self.proc = None
+
+    def start(self):
+        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.sock,
+               "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+               "--daemonize", "no", "--protected-mode", "no"]
+        with open(self.dir / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        _ALL_PROCS.append(self.proc)
+        wait_for(self.answers, timeout=scaled(10), what="redis-server to answer")
+        return self
+
+    def answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("redis-server exited: " + (self.dir / "redis.log").read_text()[-2000:])
+        try:
+            return self.command("PING") == b"+PONG"
+        except OSError:
+            return False
+
+    def command(self, *words):
+        """One command over the unix socket; the raw first reply line."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(self.sock)
+            s.sendall(b"*%d\r\n" % len(words) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(w), w) for w in (x.encode() if isinstance(x, str) else x
+                                                              for x in words)))
+            return s.recv(65536).split(b"\r\n")[0]
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(os.path.dirname(self.sock), ignore_errors=True)
+
+
+REDIS_SERVER = shutil.which("redis-server") or shutil.which("valkey-server")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server for the session (scripts/bootstrap installs it)."""
+    if REDIS_SERVER is None:
+        pytest.skip("no redis-server or valkey-server on PATH (scripts/bootstrap installs redis-server)")
+    r = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server for this test alone (one it may stop)."""
+    if REDIS_SERVER is None:
+        pytest.skip("no redis-server or valkey-server on PATH (scripts/bootstrap installs redis-server)")
+    r = RedisServer(tmp_path).start()
+    yield r
+    r.close()
 
 
 @pytest.fixture

@@ -23,9 +23,22 @@ APP = "shared_app:app"
 ARGS = ("--workers", "2", "--no-reuse-port")
 
 
-@pytest.fixture
-def srv(shared_server):
-    return shared_server(APP, *ARGS)
+@pytest.fixture(params=["local", "redis"])
+def srv(request, shared_server):
+    """The server, with the in-process store and again over a redis-server."""
+    if request.param == "local":
+        s = shared_server(APP, *ARGS)
+    else:
+        r = request.getfixturevalue("redis_server")
+        s = shared_server(APP, *ARGS, "--shared-url", r.url, "--shared-prefix", "test-shared:")
+    s.backend = request.param
+    return s
+
+
+def sized(server, n, over_redis):
+    """n for the in-process store, a smaller count over Redis (a round trip
+    per call)."""
+    return n if server.backend == "local" else over_redis
 
 
 def uid():
@@ -155,7 +168,7 @@ def test_main_interpreter_facts_and_import_without_extension(tmp_path):
 
 @pytest.mark.tsan
 def test_incr_from_two_workers_at_once_is_exact(srv):
-    key, rv, n = "ctr-" + uid(), "rv-" + uid(), 300000
+    key, rv, n = "ctr-" + uid(), "rv-" + uid(), sized(srv, 300000, 20000)
     a, b = run_pair(srv, "/store/incr?key=%s&n=%d&rv=%s" % (key, n, rv),
                     "/store/incr?key=%s&n=%d&rv=%s" % (key, n, rv))
     assert overlap(a, b) > 0, "the two workers did not run at the same time: %r %r" % (a, b)
@@ -165,13 +178,14 @@ def test_incr_from_two_workers_at_once_is_exact(srv):
 
 def test_incr_under_load_is_exact(srv):
     key = "load-" + uid()
-    results = in_threads(lambda: get_json(srv, "/store/incr?key=%s&n=5000" % key), [()] * 16)
-    assert stored(srv, key) == 16 * 5000
+    n = sized(srv, 5000, 500)
+    results = in_threads(lambda: get_json(srv, "/store/incr?key=%s&n=%d" % (key, n)), [()] * 16)
+    assert stored(srv, key) == 16 * n
     assert {r["worker"] for r in results} <= {0, 1}
 
 
 def test_cas_loops_from_two_workers_are_exact(srv):
-    key, rv, n = "cas-" + uid(), "rv-" + uid(), 100000
+    key, rv, n = "cas-" + uid(), "rv-" + uid(), sized(srv, 100000, 3000)
     a, b = run_pair(srv, "/store/cas?key=%s&n=%d&rv=%s" % (key, n, rv),
                     "/store/cas?key=%s&n=%d&rv=%s" % (key, n, rv))
     assert overlap(a, b) > 0
@@ -233,18 +247,20 @@ def test_shared_max_bytes_from_env(server):
 
 @pytest.mark.tsan
 def test_channel_100k_messages_between_workers(srv):
-    """100,000 messages, none lost or duplicated, every one from one worker to
-    the other: worker A's two producer threads send into channel P, which
+    """100,000 messages (10,000 over Redis), none lost or duplicated, every
+    one from one worker to the other: worker A's two producer threads send into channel P, which
     worker B's two consumer threads drain, and B's two producers send into Q
     for A's two consumers (capacity 256: senders wait)."""
     p, q, rv = "P-" + uid(), "Q-" + uid(), "rv-" + uid()
-    common = "producers=2&consumers=2&count=25000&total_producers=2&rv=" + rv
+    count = sized(srv, 25000, 2500)
+    common = "producers=2&consumers=2&count=%d&total_producers=2&rv=%s" % (count, rv)
     a, b = run_pair(srv, "/channel/mpmc?index=0&send_to=%s&recv_from=%s&%s" % (p, q, common),
                     "/channel/mpmc?index=1&send_to=%s&recv_from=%s&%s" % (q, p, common), timeout=300)
     assert a["errors"] == [] and b["errors"] == [], (a["errors"], b["errors"])
-    assert len(a["received"]) == len(b["received"]) == 50000, (len(a["received"]), len(b["received"]))
-    assert sorted(b["received"]) == list(range(50000))  # A's messages, each once
-    assert sorted(a["received"]) == list(range(50000, 100000))  # B's messages, each once
+    half = 2 * count
+    assert len(a["received"]) == len(b["received"]) == half, (len(a["received"]), len(b["received"]))
+    assert sorted(b["received"]) == list(range(half))  # A's messages, each once
+    assert sorted(a["received"]) == list(range(half, 2 * half))  # B's messages, each once
     assert overlap(a, b) > 0
 
 

@@ -1,10 +1,12 @@
 """The documented gorgon.shared and gorgon.channel calls that the worker tests
 (test_shared.py) do not make, checked in a plain Python process (outside the
 server gorgon.shared and channels work for that one process; the C behind
-them is the same)."""
+them is the same), with the in-process store and again over a redis-server."""
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from conftest import scaled, server_env
 
@@ -64,8 +66,15 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_documented_shared_and_channel_calls(tmp_path):
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=server_env(), capture_output=True,
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_documented_shared_and_channel_calls(tmp_path, request, backend):
+    script = SCRIPT
+    if backend == "redis":
+        # The same calls on a store and channels in Redis (what --shared-url
+        # gives the workers), under a prefix of this test's own.
+        url = request.getfixturevalue("redis_server").url
+        script = "from gorgon import _gorgon\n_gorgon._shared_connect(%r, 'api-test:')\n" % url + SCRIPT
+    out = subprocess.run([sys.executable, "-c", script], env=server_env(), capture_output=True,
                          text=True, timeout=scaled(30), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok", out.stdout
