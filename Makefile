@@ -207,10 +207,20 @@ test-debian-frameworks:
 # CPython 3.14 and 3.15 from Debian unstable, in a second debootstrap root
 # (.cache/debian-sid): a -Werror build and tests/e2e on each, one pass line
 # per version, and the free-threaded 3.14t or the reason it is skipped.
-# Run on its own for now (not yet one of make test's tiers).
-.PHONY: test-sid
+.PHONY: test-sid test-ft check-ft-abi
 test-sid:
 	scripts/test-debian sid
+
+# The free-threaded ABI (Py_GIL_DISABLED, PEP 703) checked at compile time,
+# with this Python's headers: every file, -Werror, no object written. A build
+# that loads needs a free-threaded CPython: test-ft.
+check-ft-abi:
+	$(CC) $(CFLAGS_EXT) -DPy_GIL_DISABLED=1 -fsyntax-only $(EXT_SRC)
+
+# The end-to-end suite on a free-threaded CPython (FT_PYTHON=, or built from
+# CPYTHON_SRC= by scripts/build-cpython-ft); one skip line without either.
+test-ft:
+	scripts/test-ft
 
 # docs/settings.md is written from the command line's definitions
 # (gorgon/_cli.py): `make settings` rewrites it, check-settings fails on drift.
@@ -227,8 +237,8 @@ test-clang:
 # `make test` is the whole set-up on a fresh machine: scripts/bootstrap
 # installs what is missing (apt packages, .venv; under a second when all is
 # there), then every tier runs, in this order.
-TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang test-e2e test-stress test-autobahn test-install test-frameworks \
-         test-asan test-tsan fuzz test-debian test-debian-frameworks
+TIERS := check-settings test-c test-proxy-c test-ws-c test-shared-c test-clang check-ft-abi test-e2e test-stress test-autobahn test-install \
+         test-frameworks test-asan test-tsan fuzz test-debian test-debian-frameworks test-sid test-ft
 
 test:
 	scripts/bootstrap

@@ -1,7 +1,8 @@
 /*
  * gorgon._gorgon: multi-phase initialisation, module state instead of
  * globals, heap types only, and declared safe for interpreters with their
- * own GIL (PEP 684), so it loads in every worker.
+ * own GIL (PEP 684), so it loads in every worker, and safe without the GIL
+ * on a free-threaded build (PEP 703).
  */
 #include "module.h"
 
@@ -82,6 +83,13 @@ static void free_module(void *module)
 static PyModuleDef_Slot slots[] = {
     {Py_mod_exec, exec_module},
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    /* Free-threaded builds: the GIL stays off when gorgon is imported. What
+     * several threads of one interpreter can share is ordered without it:
+     * the shared store and channels by their own locks (they already serve
+     * interpreters running in parallel), the lazily imported module in the
+     * module state and the WSGI request objects an application thread may
+     * keep by critical sections; everything else is per worker. */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
     {0, NULL},
 };
 

@@ -8,6 +8,12 @@
 
 #include <Python.h>
 
+/* The floor: own-GIL sub-interpreters crash before 3.13 (gorgon/_check.py
+ * says so at run time; this says it to a build with older headers). */
+#if PY_VERSION_HEX < 0x030D0000
+#error "gorgon needs CPython 3.13 or newer (Python.h is older)"
+#endif
+
 typedef struct {
     PyTypeObject *input_type;          /* wsgi.input */
     PyTypeObject *start_response_type; /* start_response and write() */

@@ -24,9 +24,14 @@ PyObject *gn_wsgi_input_new(gn_modstate_t *st, const gn_body_t *body)
     return (PyObject *)in;
 }
 
+/* On a free-threaded build an application thread may still be reading
+ * wsgi.input when the worker thread detaches it: the object's critical
+ * section orders the two, as the GIL does elsewhere (it is a no-op there). */
 void gn_wsgi_input_detach(PyObject *obj)
 {
+    Py_BEGIN_CRITICAL_SECTION(obj);
     ((input_t *)obj)->body = NULL;
+    Py_END_CRITICAL_SECTION();
 }
 
 static size_t remaining(const input_t *in)
@@ -66,7 +71,7 @@ static PyObject *take(input_t *in, size_t n)
     return b;
 }
 
-static PyObject *input_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *read_locked(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     input_t *in = (input_t *)self;
     Py_ssize_t size;
@@ -101,7 +106,7 @@ static ssize_t line_length(const input_t *in, size_t limit)
     return (ssize_t)limit;
 }
 
-static PyObject *input_readline(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *readline_locked(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     input_t *in = (input_t *)self;
     Py_ssize_t size;
@@ -118,7 +123,7 @@ static PyObject *input_readline(PyObject *self, PyObject *const *args, Py_ssize_
     return take(in, (size_t)n);
 }
 
-static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *readlines_locked(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_ssize_t hint;
     if (size_arg(args, nargs, &hint) < 0)
@@ -126,7 +131,7 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize
     PyObject *lines = PyList_New(0);
     size_t total = 0;
     while (lines && remaining((input_t *)self) > 0) {
-        PyObject *line = input_readline(self, NULL, 0);
+        PyObject *line = readline_locked(self, NULL, 0);
         if (line == NULL || PyList_Append(lines, line) < 0) {
             Py_XDECREF(line);
             Py_CLEAR(lines);
@@ -140,11 +145,45 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize
     return lines;
 }
 
-static PyObject *input_iternext(PyObject *self)
+typedef PyObject *(*reader_fn)(PyObject *, PyObject *const *, Py_ssize_t);
+
+/* Every reader runs in the object's critical section (see detach above). */
+static PyObject *locked(reader_fn fn, PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    PyObject *r;
+    Py_BEGIN_CRITICAL_SECTION(self);
+    r = fn(self, args, nargs);
+    Py_END_CRITICAL_SECTION();
+    return r;
+}
+
+static PyObject *input_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return locked(read_locked, self, args, nargs);
+}
+
+static PyObject *input_readline(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return locked(readline_locked, self, args, nargs);
+}
+
+static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return locked(readlines_locked, self, args, nargs);
+}
+
+static PyObject *next_line_locked(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
     if (remaining((input_t *)self) == 0)
         return NULL; /* StopIteration */
-    return input_readline(self, NULL, 0);
+    return readline_locked(self, NULL, 0);
+}
+
+static PyObject *input_iternext(PyObject *self)
+{
+    return locked(next_line_locked, self, NULL, 0);
 }
 
 static PyObject *input_close(PyObject *self, PyObject *unused)

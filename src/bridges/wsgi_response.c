@@ -133,7 +133,7 @@ static int check_headers(gn_wsgi_req_t *req, PyObject *headers)
     return 0;
 }
 
-static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *call_locked(PyObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"status", "headers", "exc_info", NULL};
     PyObject *status, *headers, *exc_info = Py_None;
@@ -166,7 +166,7 @@ static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kwds)
     return PyObject_GetAttr(self, req->w->s_write);
 }
 
-static PyObject *sr_write(PyObject *self, PyObject *data)
+static PyObject *write_locked(PyObject *self, PyObject *data)
 {
     gn_wsgi_req_t *req = ((start_response_t *)self)->req;
     if (req == NULL || !req->started) {
@@ -187,6 +187,28 @@ static PyObject *sr_write(PyObject *self, PyObject *data)
     if (gn_conn_flush_blocking(c, c->loop->limits->write_high_water) < 0)
         return PyErr_Format(PyExc_OSError, "client connection lost while writing the response");
     Py_RETURN_NONE;
+}
+
+/* start_response and write() run in the object's critical section, and so
+ * does the detach at the response's end: on a free-threaded build an
+ * application thread that kept them is ordered with the worker thread, as
+ * the GIL does elsewhere (the macros are a no-op there). */
+static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *r;
+    Py_BEGIN_CRITICAL_SECTION(self);
+    r = call_locked(self, args, kwds);
+    Py_END_CRITICAL_SECTION();
+    return r;
+}
+
+static PyObject *sr_write(PyObject *self, PyObject *data)
+{
+    PyObject *r;
+    Py_BEGIN_CRITICAL_SECTION(self);
+    r = write_locked(self, data);
+    Py_END_CRITICAL_SECTION();
+    return r;
 }
 
 static void sr_dealloc(PyObject *self)
@@ -231,7 +253,9 @@ PyObject *gn_wsgi_start_response_new(gn_wsgi_req_t *req)
 
 void gn_wsgi_start_response_detach(PyObject *sr)
 {
+    Py_BEGIN_CRITICAL_SECTION(sr);
     ((start_response_t *)sr)->req = NULL;
+    Py_END_CRITICAL_SECTION();
 }
 
 /* ---- the head ------------------------------------------------------- */

@@ -246,18 +246,42 @@ static PyObject *ch_close(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* gorgon._shared_aio, imported once per interpreter (a new reference). The
+ * threads of --mode threads share the module state: on a free-threaded
+ * build the module's critical section orders them (the import may suspend
+ * it, hence the second look). */
+static PyObject *shared_aio(PyObject *self)
+{
+    gn_modstate_t *st = state_of(self);
+    PyObject *aio = NULL;
+    Py_BEGIN_CRITICAL_SECTION(PyType_GetModule(Py_TYPE(self)));
+    if (st->aio == NULL) {
+        PyObject *m = PyImport_ImportModule("gorgon._shared_aio");
+        if (st->aio == NULL) {
+            st->aio = m; /* NULL on failure, with the exception set */
+        } else {         /* another thread imported it meanwhile */
+            Py_XDECREF(m);
+            PyErr_Clear();
+        }
+    }
+    aio = Py_XNewRef(st->aio);
+    Py_END_CRITICAL_SECTION();
+    return aio;
+}
+
 /* The coroutines are Python (gorgon/_shared_aio.py): an event loop is a
  * Python object, and add_reader on an eventfd is how it waits. */
 static PyObject *aio_call(PyObject *self, const char *fn, PyObject *value, PyObject *timeout)
 {
-    gn_modstate_t *st = state_of(self);
-    if (st->aio == NULL && (st->aio = PyImport_ImportModule("gorgon._shared_aio")) == NULL)
+    PyObject *aio = shared_aio(self);
+    if (aio == NULL)
         return NULL;
     if (timeout == NULL)
         timeout = Py_None;
-    if (value)
-        return PyObject_CallMethod(st->aio, fn, "OOO", self, value, timeout);
-    return PyObject_CallMethod(st->aio, fn, "OO", self, timeout);
+    PyObject *r = value ? PyObject_CallMethod(aio, fn, "OOO", self, value, timeout)
+                        : PyObject_CallMethod(aio, fn, "OO", self, timeout);
+    Py_DECREF(aio);
+    return r;
 }
 
 static PyObject *ch_recv_async(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)

@@ -67,6 +67,30 @@ def test_python_older_than_313_says_so_in_one_line(python):
     assert str(python.parent) in line, line
 
 
+# Module __getattr__ (what loads the extension on first use) is 3.7+.
+OLD_3 = [p for p in OLD if tuple(map(int, p.parent.parent.name.split(".")[:2])) >= (3, 7)]
+
+
+@pytest.mark.skipif(not OLD_3, reason="no CPython 3.7 to 3.12 in the pyenv root (%s)" % pyenv_root())
+@pytest.mark.parametrize("python", OLD_3, ids=[p.parent.parent.name for p in OLD_3])
+def test_python_older_than_313_importing_the_extension_names_the_floor(python):
+    r = run(python, "-c", "import gorgon; gorgon.shared")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1].startswith(
+        "ImportError: gorgon needs CPython 3.13 or newer; this is %s (" % python.parent.parent.name), r.stderr
+
+
+def test_older_python_headers_stop_the_build_in_one_line(tmp_path):
+    """The C floor: compiled against Python.h older than 3.13, the build
+    stops with the reason (a stand-in Python.h with 3.12's version number)."""
+    (tmp_path / "Python.h").write_text("#define PY_VERSION_HEX 0x030C01F0\n")
+    cc = shutil.which("gcc") or shutil.which("cc") or pytest.skip("no C compiler on PATH")
+    r = subprocess.run([cc, "-fsyntax-only", "-I%s" % tmp_path, "-x", "c", str(REPO / "src" / "module.h")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "gorgon needs CPython 3.13 or newer (Python.h is older)" in r.stderr, r.stderr
+
+
 def package_copy(tmp_path, so_name=None):
     """A copy of the package whose extension file is named so_name (None: no extension)."""
     pkg = tmp_path / "gorgon"
