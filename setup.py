@@ -19,7 +19,9 @@ setup(
             sources=sources,
             include_dirs=["src"],
             define_macros=[("_GNU_SOURCE", None)],
-            libraries=["z"],  # WebSocket permessage-deflate (zlib1g-dev on Debian)
+            # zlib: WebSocket permessage-deflate (zlib1g-dev on Debian);
+            # OpenSSL: TLS (libssl-dev on Debian)
+            libraries=["z", "ssl", "crypto"],
             extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden"],
         )
     ]

@@ -7,6 +7,7 @@
 #define GN_SERVER_CONFIG_H
 
 #include "http/conn.h"
+#include "http/tls.h"
 
 typedef struct {
     char *app;            /* "module:attr" or "module:factory()" */
@@ -32,6 +33,7 @@ typedef struct {
     size_t shared_max_bytes; /* bound on gorgon.shared's total size */
     long long uid, gid;   /* --user / --group: switched to once bound; -1 = stay */
     gn_limits_t limits;
+    gn_tls_opts_t tls;    /* --certfile and the rest; certfile NULL: no TLS */
 } gn_config_t;
 
 typedef struct _object PyObject;
