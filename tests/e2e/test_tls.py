@@ -16,7 +16,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PATTERN, Conn, run_gorgon, scaled
+from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="needs the openssl command (scripts/bootstrap installs it)")
@@ -197,6 +197,27 @@ def test_stalled_handshake_is_dropped_and_blocks_nobody(server, certs):
             assert c.closed_within(scaled(5)), "a stalled handshake was not dropped"
     finally:
         for c in stalled:
+            c.close()
+
+
+def test_idle_tls_connections_move_to_an_idle_worker(server, certs):
+    """A TLS keep-alive connection taken over by an idle worker (src/http/
+    group.h) goes on with its TLS state: CPU-bound requests on a warm pool
+    are answered by both interpreters, over the same connections."""
+    srv = server("router:app", *tls_args(certs), "--workers", "2", "--mode", "interpreters",
+                 "--keep-alive", "120")
+    ctx = client_ctx(certs)
+    conns = [TlsConn(srv, ctx) for _ in range(8)]
+    try:
+        for c in conns:
+            assert c.request("GET", "/hello").status == 200
+        time.sleep(0.3)
+        answers = in_threads(lambda c: c.request("GET", "/cpu?ms=300").json(), [(c,) for c in conns])
+        assert len({a["interp"] for a in answers}) == 2
+        for c in conns:
+            assert c.request("GET", "/hello").body == b"Hello, world!\n"
+    finally:
+        for c in conns:
             c.close()
 
 
