@@ -117,9 +117,15 @@ def test_large_bodies_both_ways(server, certs, tmp_path):
             assert r.status_code == 200 and r.content == up, route
 
 
-def test_asgi_scheme_and_tls_extension(server, certs):
+def test_asgi_scheme_and_tls_extension(server, certs, tmp_path):
     srv = server("asgi_app:app", *tls_args(certs))
     with httpx.Client(verify=client_ctx(certs)) as client:
+        # http.response.pathsend: read and encrypted under TLS.
+        path = tmp_path / "file.bin"
+        data = bytes(range(256)) * 5000
+        path.write_bytes(data)
+        r = client.get(url(srv, "/pathsend?path=%s" % path))
+        assert r.status_code == 200 and r.content == data
         r = client.get(url(srv, "/tls"))
         info = r.json()
         assert info["scheme"] == "https"
