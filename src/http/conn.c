@@ -292,6 +292,10 @@ static ssize_t read_more(gn_conn_t *c)
         ssize_t n = gn_tls_read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n > 0)
             c->rlen += (size_t)n;
+        if (n == -2) { /* plain HTTP answered in the clear: drain, then close */
+            begin_linger(c);
+            return 0;
+        }
         return n;
     }
     for (;;) {

@@ -188,8 +188,11 @@ void gn_loop_hurry(gn_loop_t *loop)
 
 int gn_loop__watch(gn_loop_t *loop, gn_conn_t *c, uint32_t events)
 {
-    if (events)
-        events |= c->tls_want; /* 0 unless a TLS step waits the other way */
+    /* 0 unless a TLS step waits the other way: then that event, instead of
+     * the one the state asks for (which could not make it progress, and
+     * being level-triggered would fire again at once). */
+    if (events && c->tls_want)
+        events = (events & ~(uint32_t)(EPOLLIN | EPOLLOUT)) | c->tls_want;
     if (c->events == events)
         return 0;
     struct epoll_event ev = {.events = events, .data.ptr = c};

@@ -321,8 +321,8 @@ int gn_conn_flush_blocking(gn_conn_t *c, size_t keep)
             errno = ETIMEDOUT;
             return -1;
         }
-        /* A TLS write may wait for input (c->tls_want). */
-        struct pollfd p = {.fd = c->fd, .events = POLLOUT | (c->tls_want & EPOLLIN ? POLLIN : 0)};
+        /* A TLS write may wait for input instead (c->tls_want). */
+        struct pollfd p = {.fd = c->fd, .events = c->tls_want & EPOLLIN ? POLLIN : POLLOUT};
         if (loop->before_wait)
             loop->before_wait(loop->wait_arg);
         int r = poll(&p, 1, (int)(left * 1000) + 1);

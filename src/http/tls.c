@@ -256,8 +256,12 @@ static int failed(gn_conn_t *c, int r, int handshake, int writing)
         return -1; /* the client's close_notify, or its end of stream */
     case SSL_ERROR_SSL: {
         unsigned long e = ERR_peek_error();
-        if (handshake && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
+        if (handshake && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST) {
             answer_plain_http(c);
+            log_failure(c, handshake);
+            c->tls_ready = 0;
+            return -2; /* the rest of the request is still to be drained */
+        }
         log_failure(c, handshake);
         break;
     }

@@ -45,7 +45,8 @@ int gn_tls_attach(gn_conn_t *c, gn_tls_ctx_t *ctx);
  * Handshake, then decrypted bytes into p. Returns > 0 bytes, 0 for "would
  * block" (c->tls_want says which way), -1 for end of stream or an error.
  * A handshake that fails is logged at debug level; a plain HTTP request
- * is answered with a 400 written in the clear before -1.
+ * is answered with a 400 written in the clear, and -2 returned: the
+ * connection should linger (drain the request, then close).
  */
 ssize_t gn_tls_read(gn_conn_t *c, char *p, size_t n);
 /* Encrypts and sends n bytes. Returns bytes taken, 0 for "would block"

@@ -179,6 +179,14 @@ def test_plain_http_on_tls_port(server, certs):
         r = c.response()
         assert r.status == 400 and b"HTTPS" in r.body
         c.wait_closed()
+    # With a body the server does not read: drained before the close, so the
+    # 400 is not lost to a reset.
+    with Conn(srv) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300000)
+        r = c.response()
+        assert r.status == 400 and b"HTTPS" in r.body
+        c.wait_closed()
+        assert not c.reset
     # Garbage that is not HTTP either: closed, nothing else affected.
     with Conn(srv) as c:
         c.send(b"\x16\x03\x01\x00\x05hello-not-tls")
