@@ -178,7 +178,11 @@ gn_tls_ctx_t *gn_tls_ctx_new(const gn_tls_opts_t *o, char *err, size_t errlen)
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Resumption works with client verification only inside one context. */
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"gorgon", 6);
+    /* TLS 1.3 resumes with stateless tickets; TLS 1.2 clients' sessions are
+     * kept in the context, shared by the workers: bounded well below
+     * OpenSSL's 20,480, each holding a KB or two. */
     SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_sess_set_cache_size(ctx, 1024);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     if (set_versions(ctx, o, err, errlen) < 0 || load_pair(ctx, o, err, errlen) < 0 ||
         set_verify(ctx, o, err, errlen) < 0) {

@@ -253,6 +253,16 @@ def test_encrypted_key_with_password_from_env(server, certs):
         assert client.get(url(srv, "/hello")).status_code == 200
 
 
+def test_tls12_client_and_ciphers(server, certs):
+    srv = server("asgi_app:app", *tls_args(certs, "--ssl-ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"))
+    ctx = client_ctx(certs)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with httpx.Client(verify=ctx) as client:
+        tls = client.get(url(srv, "/tls")).json()["tls"]
+    assert tls["tls_version"] == 0x0303
+    assert tls["cipher_suite"] == 0xC02B  # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+
+
 def test_minimum_version_13(server, certs):
     srv = server("router:app", *tls_args(certs, "--ssl-min-version", "1.3"))
     ctx = client_ctx(certs)
