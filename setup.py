@@ -19,9 +19,9 @@ setup(
             sources=sources,
             include_dirs=["src"],
             define_macros=[("_GNU_SOURCE", None)],
-            # zlib: WebSocket permessage-deflate; hiredis: --shared-url (Debian:
-            # zlib1g-dev, libhiredis-dev)
-            libraries=["z", "hiredis"],
+            # zlib: WebSocket permessage-deflate; OpenSSL: TLS; hiredis:
+            # --shared-url (Debian: zlib1g-dev, libssl-dev, libhiredis-dev)
+            libraries=["z", "ssl", "crypto", "hiredis"],
             extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden"],
         )
     ]

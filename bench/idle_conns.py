@@ -8,13 +8,15 @@ server burns while they sit idle.
     .venv/bin/python bench/idle_conns.py [--conns 10000] [--hold 30]
     GORGON_OLD=/path/to/other/checkout ...   # also that build, for before/after
     ... --websocket     # idle WebSockets (one echo each), gorgon and uvicorn
+    ... --tls           # the same over TLS (a self-signed certificate made with
+                        # the openssl command): what an idle TLS connection costs
 
 gorgon (2 workers) and Debian's nginx (2 worker processes, `return 200`)
 always run; gunicorn gthread, uvicorn and granian when .venv-bench (or
 BENCH_VENV) has them. The client raises its own open-file limit to the hard
 limit, which also bounds N (about half of it: every connection is a
 descriptor in the client and in the server). Writes
-docs/results/idle_conns.json.
+docs/results/idle_conns.json (idle_conns_tls.json with --tls).
 """
 import argparse
 import json
@@ -22,7 +24,9 @@ import os
 import resource
 import shutil
 import socket
+import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +35,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from warm_pool import BENCH_BIN, HOST, PY, REPO, free_port, request, start, stop  # noqa: E402
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+# --tls: (certfile, keyfile) of a self-signed certificate, and the client's
+# context, which trusts it; None: plaintext.
+TLS = None
+
+
+def make_tls():
+    d = tempfile.mkdtemp(prefix="idle-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.check_hostname = False
+    return cert, key, ctx
+
+
+def connect(port):
+    s = socket.create_connection((HOST, port), 10)
+    return TLS[2].wrap_socket(s) if TLS else s
 
 
 def tree_pids(root):
@@ -80,7 +104,7 @@ def ws_handshake(port, extensions=b""):
     """A raw client's WebSocket handshake on a new connection to /ws (extra
     header lines in `extensions`): the socket, the response head, and the
     bytes that came after it."""
-    s = socket.create_connection((HOST, port), 10)
+    s = connect(port)
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
               extensions + b"\r\n")
@@ -122,7 +146,7 @@ def fresh_latencies(port, n):
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        with socket.create_connection((HOST, port), 10) as s:
+        with connect(port) as s:
             request(s, "/")
         out.append(time.perf_counter() - t0)
     return out
@@ -144,7 +168,7 @@ def measure(argv, port, conns, hold, fresh, websocket=False):
             if websocket:
                 held.append(ws_open(port))
                 continue
-            s = socket.create_connection((HOST, port), 10)
+            s = connect(port)
             request(s, "/")
             held.append(s)
         time.sleep(2)
@@ -174,6 +198,7 @@ def nginx_argv(port, conns):
     d = tempfile.mkdtemp(prefix="idle-nginx-")
     user = "user nobody nogroup;" if os.geteuid() == 0 else ""
     conf = os.path.join(d, "nginx.conf")
+    tls_lines = "ssl_certificate %s; ssl_certificate_key %s;" % TLS[:2] if TLS else ""
     with open(conf, "w") as f:
         f.write(f"""{user}
 worker_processes 2; worker_rlimit_nofile {conns + 1000}; daemon off; pid {d}/nginx.pid;
@@ -183,17 +208,22 @@ http {{
     access_log off; keepalive_timeout 600s; keepalive_requests 100000;
     client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;
     uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
-    server {{ listen {HOST}:{port}; location / {{ return 200 "Hello, World!"; }} }}
+    server {{ listen {HOST}:{port}{" ssl" if TLS else ""}; {tls_lines}
+              location / {{ return 200 "Hello, World!"; }} }}
 }}
 """)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     return [nginx, "-p", d, "-e", d + "/error.log", "-c", conf]
 
 
+def tls_flags(cert_flag, key_flag):
+    return [cert_flag, TLS[0], key_flag, TLS[1]] if TLS else []
+
+
 def servers(conns, old):
     per_worker = str(conns // 2 + 500)
     g = ["hello:app", "--workers", "2", "--mode", "interpreters", "--keep-alive", "600",
-         "--max-connections", per_worker, "--log-level", "warning"]
+         "--max-connections", per_worker, "--log-level", "warning", *tls_flags("--certfile", "--keyfile")]
     yield "gorgon", lambda port: [PY, "-m", "gorgon", *g, "--bind", f"{HOST}:{port}"]
     if old:
         yield "gorgon (%s)" % os.path.basename(old.rstrip("/")), \
@@ -205,20 +235,22 @@ def servers(conns, old):
     if os.path.exists(bb("gunicorn")):
         yield "gunicorn gthread", lambda port: [bb("gunicorn"), "-w", "2", "-k", "gthread", "--threads", "4",
                                                 "--worker-connections", str(conns + 1000), "--keep-alive", "600",
-                                                "-b", f"{HOST}:{port}", "hello:app"]
+                                                "-b", f"{HOST}:{port}", *tls_flags("--certfile", "--keyfile"),
+                                                "hello:app"]
     if os.path.exists(bb("uvicorn")):
         yield "uvicorn", lambda port: [bb("uvicorn"), "--workers", "2", "--timeout-keep-alive", "600",
                                        "--log-level", "warning", "--host", HOST, "--port", str(port),
-                                       "plain_asgi:app"]
+                                       *tls_flags("--ssl-certfile", "--ssl-keyfile"), "plain_asgi:app"]
     if os.path.exists(bb("granian")):
         yield "granian WSGI", lambda port: [bb("granian"), "--interface", "wsgi", "--workers", "2",
                                             "--backpressure", str(conns + 1000), "--host", HOST,
-                                            "--port", str(port), "hello:app"]
+                                            "--port", str(port), *tls_flags("--ssl-certificate", "--ssl-keyfile"),
+                                            "hello:app"]
 
 
 def ws_servers(conns, old):
     g = ["ws_echo:app", "--workers", "2", "--mode", "interpreters", "--max-connections", str(conns // 2 + 500),
-         "--ws-ping-interval", "0", "--log-level", "warning"]
+         "--ws-ping-interval", "0", "--log-level", "warning", *tls_flags("--certfile", "--keyfile")]
     yield "gorgon", lambda port: [PY, "-m", "gorgon", *g, "--bind", f"{HOST}:{port}"]
     if old:
         yield "gorgon (%s)" % os.path.basename(old.rstrip("/")), \
@@ -228,7 +260,8 @@ def ws_servers(conns, old):
     uv = os.path.join(BENCH_BIN, "uvicorn")
     if os.path.exists(uv):
         yield "uvicorn", lambda port: [uv, "--workers", "2", "--ws-ping-interval", "0", "--log-level",
-                                       "warning", "--host", HOST, "--port", str(port), "ws_echo:app"]
+                                       "warning", "--host", HOST, "--port", str(port),
+                                       *tls_flags("--ssl-certfile", "--ssl-keyfile"), "ws_echo:app"]
 
 
 def main():
@@ -239,7 +272,11 @@ def main():
     ap.add_argument("--only", help="comma-separated server names")
     ap.add_argument("--websocket", action="store_true",
                     help="idle WebSockets (one echo each) instead of keep-alive connections")
+    ap.add_argument("--tls", action="store_true", help="every connection over TLS (gorgon's --certfile)")
     args = ap.parse_args()
+    global TLS
+    if args.tls:
+        TLS = make_tls()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.conns + 200 > hard:
@@ -261,9 +298,10 @@ def main():
               "%d/%d still answer" % (name, r["kb_per_conn"], r["rss_before_mb"], r["rss_after_mb"],
                                      r["fresh_p99_ms"], r["idle_cpu_pct"], r["still_answered"], args.conns),
               flush=True)
-    out = os.path.join(REPO, "docs", "results", "idle_websockets.json" if args.websocket else "idle_conns.json")
+    out = os.path.join(REPO, "docs", "results", "%s%s.json" % (
+        "idle_websockets" if args.websocket else "idle_conns", "_tls" if args.tls else ""))
     with open(out, "w") as f:
-        json.dump({"conns": args.conns, "hold_s": args.hold, "python": sys.version.split()[0],
+        json.dump({"conns": args.conns, "hold_s": args.hold, "tls": args.tls, "python": sys.version.split()[0],
                    "rows": rows}, f, indent=1)
     print("wrote", os.path.relpath(out, REPO))
 

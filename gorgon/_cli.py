@@ -279,11 +279,64 @@ def build_parser():
     p.add_argument("--max-requests-jitter", type=int, default=env_default("--max-requests-jitter", 0, int),
                    metavar="J", help="add a random 0..J to each worker's --max-requests, so that workers "
                    "are not all replaced at once")
+    add_tls_options(p)
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
                        metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text
                        else "URL" if flag == "--shared-url" else "TEXT" if conv is str else "N")
     return p
+
+
+# --cert-reqs as gunicorn's and uvicorn's numbers (ssl.CERT_NONE, _OPTIONAL, _REQUIRED) too.
+CERT_REQS = {"none": "none", "optional": "optional", "required": "required",
+             "0": "none", "1": "optional", "2": "required"}
+
+
+def cert_reqs(value):
+    try:
+        return CERT_REQS[value.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError("not none, optional or required (or 0, 1, 2)")
+
+
+def add_tls_options(p):
+    """TLS, with gunicorn's names (and uvicorn's --ssl-* ones as aliases)."""
+    p.add_argument("--certfile", "--ssl-certfile", dest="certfile", default=env_default("--certfile", None),
+                   metavar="FILE", help="serve TLS on every TCP bind with this PEM certificate (the "
+                   "server's first, then any intermediate CAs); unix sockets stay plain")
+    p.add_argument("--keyfile", "--ssl-keyfile", dest="keyfile", default=env_default("--keyfile", None),
+                   metavar="FILE", help="the PEM private key of --certfile (if not in --certfile itself)")
+    p.add_argument("--keyfile-password", "--ssl-keyfile-password", dest="keyfile_password",
+                   default=env_default("--keyfile-password", None), metavar="PASSWORD",
+                   help="password of an encrypted --keyfile (the environment variable keeps it out "
+                   "of the process list)")
+    p.add_argument("--ca-certs", "--ssl-ca-certs", dest="ca_certs", default=env_default("--ca-certs", None),
+                   metavar="FILE", help="PEM CA certificates that client certificates are verified with")
+    p.add_argument("--cert-reqs", "--ssl-cert-reqs", dest="cert_reqs", type=cert_reqs,
+                   choices=["none", "optional", "required"], default=env_default("--cert-reqs", "none", cert_reqs),
+                   help="client certificates (mutual TLS): not asked for, verified when given, or "
+                   "required (a client without one fails the handshake); 0, 1, 2 as in gunicorn")
+    p.add_argument("--ssl-ciphers", "--ciphers", dest="ssl_ciphers", default=env_default("--ssl-ciphers", None),
+                   metavar="LIST", help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's "
+                   "defaults); default: OpenSSL's")
+    p.add_argument("--ssl-min-version", choices=["1.2", "1.3"], default=env_default("--ssl-min-version", "1.2"),
+                   help="oldest TLS version accepted")
+
+
+def check_tls(args):
+    """The TLS options that need --certfile, or that cannot go together."""
+    if not args.certfile:
+        given = [f for f, v in (("--keyfile", args.keyfile), ("--keyfile-password", args.keyfile_password),
+                                ("--ca-certs", args.ca_certs), ("--ssl-ciphers", args.ssl_ciphers)) if v]
+        if given or args.cert_reqs != "none":
+            build_parser().error("%s needs --certfile" % (given[0] if given else "--cert-reqs"))
+        return
+    if args.cert_reqs != "none" and not args.ca_certs:
+        build_parser().error("--cert-reqs %s needs --ca-certs (the CAs that sign client certificates)"
+                             % args.cert_reqs)
+    if args.proxy_protocol or args.proxy_protocol_bind:
+        build_parser().error("the PROXY protocol and TLS on the same listener are not supported: "
+                             "terminate TLS in the proxy, or drop --proxy-protocol")
 
 
 def split_list(values, env_flag):
@@ -368,6 +421,13 @@ def make_config(args):
         "proxy_listeners": proxy_listeners,
         "proxy_headers": bool(args.proxy_headers),
         "forwarded_allow_ips": args.forwarded_allow_ips,
+        "certfile": args.certfile or None,
+        "keyfile": args.keyfile or None,
+        "keyfile_password": args.keyfile_password or None,
+        "ca_certs": args.ca_certs or None,
+        "cert_reqs": args.cert_reqs,
+        "ssl_ciphers": args.ssl_ciphers or None,
+        "ssl_min_version": args.ssl_min_version,
     }
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")
@@ -411,6 +471,7 @@ def main(argv=None):
             build_parser().error("%s must be a number of seconds, at least 0" % flag)
         if conv is float and value == 0 and flag not in ZERO_ALLOWED:
             build_parser().error("%s must be more than 0 seconds" % flag)
+    check_tls(args)
     if any(i >= 64 for i in bind_plan(args)[1]):
         build_parser().error("the PROXY protocol is available on the first 64 binds only")
     for item in (i.strip() for i in args.forwarded_allow_ips.split(",")):

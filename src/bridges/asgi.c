@@ -212,7 +212,7 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
         set_key(a, s, i++, PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||
         set_key(a, s, i++, Py_NewRef(a->root_path)) || set_key(a, s, i++, headers_list(c)) ||
         set_key(a, s, i++, addr_tuple(c, 0)) || set_key(a, s, i++, addr_tuple(c, 1)) ||
-        set_key(a, s, i++, state) || set_key(a, s, i++, Py_NewRef(a->extensions))) {
+        set_key(a, s, i++, state) || set_key(a, s, i++, gn_bridge_extensions(a->extensions, c))) {
         Py_DECREF(s);
         return NULL;
     }

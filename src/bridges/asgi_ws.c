@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "bridges/asgi_internal.h"
+#include "bridges/common.h"
 #include "http/response.h"
 #include "http/ws.h"
 #include "http/ws_deflate.h"
@@ -86,13 +87,14 @@ int gn_asgi_ws_scope(gn_asgi_t *a, PyObject *scope, const gn_conn_t *c)
     if (a->ws_extensions == NULL && (a->ws_extensions = Py_BuildValue("{s{}}", "websocket.http.response")) == NULL)
         return -1;
     PyObject *type = PyUnicode_FromString("websocket"), *scheme = PyUnicode_FromString(gn_conn_https(c) ? "wss" : "ws");
-    PyObject *protos = subprotocols(c);
-    int rc = type && scheme && protos && PyDict_SetItemString(scope, "type", type) == 0 &&
+    PyObject *protos = subprotocols(c), *ext = gn_bridge_extensions(a->ws_extensions, c);
+    int rc = type && scheme && protos && ext && PyDict_SetItemString(scope, "type", type) == 0 &&
                      PyDict_SetItemString(scope, "scheme", scheme) == 0 &&
                      PyDict_SetItemString(scope, "subprotocols", protos) == 0 &&
-                     PyDict_SetItemString(scope, "extensions", a->ws_extensions) == 0
+                     PyDict_SetItemString(scope, "extensions", ext) == 0
                  ? 0
                  : -1;
+    Py_XDECREF(ext);
     Py_XDECREF(type);
     Py_XDECREF(scheme);
     Py_XDECREF(protos);

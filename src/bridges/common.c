@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include "http/conn.h"
+#include "http/tls.h"
 #include "http/uri.h"
 #include "server/log.h"
 
@@ -39,4 +41,47 @@ PyObject *gn_bridge_decode_path(const char *path, size_t len, int utf8)
     if (buf != stack)
         free(buf);
     return s;
+}
+
+/* ---- the ASGI TLS extension ---------------------------------------------- */
+
+static int append_pem(const char *pem, size_t len, void *arg)
+{
+    PyObject *s = PyUnicode_DecodeASCII(pem, (Py_ssize_t)len, "replace");
+    int rc = s ? PyList_Append((PyObject *)arg, s) : -1;
+    Py_XDECREF(s);
+    return rc;
+}
+
+static PyObject *tls_info(const gn_conn_t *c)
+{
+    PyObject *chain = PyList_New(0);
+    if (chain == NULL || gn_tls_peer_chain(c, append_pem, chain) < 0) {
+        Py_XDECREF(chain);
+        return NULL;
+    }
+    char name[1024];
+    PyObject *subject = gn_tls_peer_name(c, name, sizeof(name)) == 0 ? PyUnicode_FromString(name) : Py_NewRef(Py_None);
+    if (subject == NULL) {
+        Py_DECREF(chain);
+        return NULL;
+    }
+    /* A client certificate that fails verification fails the handshake:
+     * a connection that got this far has no certificate error to report. */
+    return Py_BuildValue("{s:O,s:N,s:N,s:O,s:i,s:i}", "server_cert", Py_None, "client_cert_chain", chain,
+                         "client_cert_name", subject, "client_cert_error", Py_None, "tls_version",
+                         gn_tls_version(c), "cipher_suite", gn_tls_cipher(c));
+}
+
+PyObject *gn_bridge_extensions(PyObject *base, const gn_conn_t *c)
+{
+    if (c->tls == NULL)
+        return Py_NewRef(base);
+    PyObject *d = PyDict_Copy(base), *tls = d ? tls_info(c) : NULL;
+    if (tls == NULL || PyDict_SetItemString(d, "tls", tls) < 0) {
+        Py_XDECREF(d);
+        d = NULL;
+    }
+    Py_XDECREF(tls);
+    return d;
 }

@@ -14,4 +14,12 @@ void gn_bridge_log_traceback(PyObject **cache, PyObject *exc);
  * with replacement for ASGI (as uvicorn does). */
 PyObject *gn_bridge_decode_path(const char *path, size_t len, int utf8);
 
+/*
+ * ASGI: the scope's extensions, base itself (a new reference) on a
+ * plaintext connection; on a TLS one a copy of base with "tls" added, as
+ * the ASGI TLS extension describes it. NULL with an exception set.
+ */
+typedef struct gn_conn gn_conn_t;
+PyObject *gn_bridge_extensions(PyObject *base, const gn_conn_t *c);
+
 #endif

@@ -19,6 +19,7 @@
 
 #include "http/loop.h"
 #include "http/response.h"
+#include "http/tls.h"
 #include "server/log.h"
 
 #define LINGER_SECONDS 2.0
@@ -196,6 +197,8 @@ void gn_conn_close(gn_conn_t *c)
     gn_conn__set_state(c, GN_CONN_CLOSED);
     gn_conn__out_release_all(c);
     gn_loop__watch(c->loop, c, 0);
+    if (c->tls)
+        gn_tls_free(c);
     close(c->fd);
     c->fd = -1;
     give_back_buf(c);
@@ -285,6 +288,16 @@ static ssize_t read_more(gn_conn_t *c)
         return -1;
     if (c->rlen == c->rcap && grow_rbuf(c) < 0)
         return -1;
+    if (c->tls) {
+        ssize_t n = gn_tls_read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
+        if (n > 0)
+            c->rlen += (size_t)n;
+        if (n == -2) { /* plain HTTP answered in the clear: drain, then close */
+            begin_linger(c);
+            return 0;
+        }
+        return n;
+    }
     for (;;) {
         ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n > 0) {
@@ -476,6 +489,9 @@ static int step_body(gn_conn_t *c)
 
 static int step_head(gn_conn_t *c)
 {
+    /* Decrypted bytes waiting inside the SSL raise no epoll event. */
+    if (c->yield && c->tls && gn_tls_pending(c))
+        c->yield = 0;
     if (c->yield) {
         c->yield = 0;
         c->redrive = 0; /* the next round starts from epoll */
@@ -522,6 +538,8 @@ static void begin_linger(gn_conn_t *c)
 {
     /* Closing with unread input makes the kernel send RST, which can destroy
      * the response still in flight; shut down writing and drain first. */
+    if (c->tls)
+        gn_tls_close_notify(c);
     shutdown(c->fd, SHUT_WR);
     gn_conn__set_state(c, GN_CONN_LINGER);
     c->deadline = c->loop->now + LINGER_SECONDS;
@@ -760,7 +778,7 @@ void gn_conn_on_event(gn_conn_t *c, uint32_t events)
 static int input_waiting(const gn_conn_t *c)
 {
     char b;
-    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 || gn_tls_pending(c);
 }
 
 void gn_conn_on_timeout(gn_conn_t *c)
@@ -773,6 +791,15 @@ void gn_conn_on_timeout(gn_conn_t *c)
     }
     if (c->proxy_wait) {
         gn_conn__proxy_timeout(c);
+        return;
+    }
+    if (c->tls && !c->tls_ready && c->state == GN_CONN_READ_HEAD) {
+        /* A TLS handshake not finished in the header timeout: a slow or
+         * stalled client, dropped like one that sends half a head. */
+        char host[64];
+        log_peer(c, host, sizeof(host));
+        gn_log(GN_LOG_DEBUG, "TLS handshake with %s not done within the header timeout: closing", host);
+        gn_conn_close(c);
         return;
     }
     int partial = c->state == GN_CONN_READ_BODY || (c->state == GN_CONN_READ_HEAD && c->rlen > 0);
@@ -906,7 +933,7 @@ void gn_conn_peer(const gn_conn_t *c, char *host, size_t hostlen, int *port)
 
 int gn_conn_https(const gn_conn_t *c)
 {
-    return c->buf && c->buf->fwd.https;
+    return c->tls != NULL || (c->buf && c->buf->fwd.https);
 }
 
 int gn_conn_forwarded_port(const gn_conn_t *c)

@@ -43,6 +43,7 @@ typedef struct {
     const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h),
                                            and to send proxy headers */
     int proxy_headers;        /* believe Forwarded / X-Forwarded-* from those peers */
+    struct ssl_ctx_st *tls_ctx; /* TCP listeners serve TLS (http/tls.h); NULL: plain */
 } gn_limits_t;
 
 /* How a bridge is driven. All callbacks run on the loop's thread. */
@@ -190,6 +191,14 @@ struct gn_conn {
 
     void *bridge;       /* the bridge's per-request state */
     struct gn_ws_state *ws; /* WebSocket state once upgraded */
+
+    /* TLS (http/tls.h); tls is NULL on a plaintext connection, and nothing
+     * else here is looked at then. */
+    struct ssl_st *tls;
+    unsigned char tls_ready; /* handshake done */
+    unsigned char tls_want;  /* EPOLLIN / EPOLLOUT the SSL waits for, besides
+                                what the state machine watches */
+    unsigned tls_pend;       /* a write to repeat with this many bytes */
 };
 
 /* ---- for the loop ---- */

@@ -131,7 +131,7 @@ int gn_group_watch(gn_group_t *g)
 /* With the owner's slot lock held: claim c for thief, take it out of the
  * owner's epoll set, and note what the new connection needs. */
 static int take(gn_loop_t *owner, gn_conn_t *c, int *fd, struct sockaddr_storage *peer, socklen_t *len,
-                unsigned *requests)
+                unsigned *requests, struct ssl_st **tls)
 {
     int expected = GN_CLAIM_IDLE;
     if (!atomic_compare_exchange_strong(&c->claim, &expected, GN_CLAIM_MOVED))
@@ -141,6 +141,7 @@ static int take(gn_loop_t *owner, gn_conn_t *c, int *fd, struct sockaddr_storage
     *len = c->peer_len;
     memcpy(peer, &c->peer, c->peer_len);
     *requests = c->requests;
+    *tls = c->tls; /* the thief's now: its old connection never frees it */
     epoll_ctl(owner->epfd, EPOLL_CTL_DEL, *fd, NULL);
     atomic_fetch_add(&owner->stolen, 1);
     return 1;
@@ -156,15 +157,16 @@ int gn_group__steal(gn_loop_t *loop)
         struct sockaddr_storage peer;
         socklen_t len = 0;
         unsigned requests = 0;
+        struct ssl_st *tls = NULL;
         pthread_mutex_lock(&s->mu);
         gn_loop_t *owner = s->loop;
         if (owner && busy(owner, now_us)) {
             gn_conn_t *c = waiting_conn(owner);
-            got = c && take(owner, c, &fd, &peer, &len, &requests);
+            got = c && take(owner, c, &fd, &peer, &len, &requests, &tls);
         }
         pthread_mutex_unlock(&s->mu);
         if (got) {
-            gn_loop__adopt(loop, fd, (struct sockaddr *)&peer, len, requests);
+            gn_loop__adopt(loop, fd, (struct sockaddr *)&peer, len, requests, tls);
             return 1;
         }
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "http/group.h"
+#include "http/tls.h"
 #include "server/log.h"
 
 #define MAX_EVENTS 256
@@ -153,22 +154,34 @@ gn_conn_t *gn_loop__conn_of(void *ptr)
 /* A connection, new or taken from a sibling, starts here: its request is
  * usually already in (TCP_DEFER_ACCEPT, or the reason it was taken). */
 static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests,
-                       int proxy)
+                       int proxy, struct ssl_st *tls)
 {
     gn_conn_t *c = gn_conn_new(loop, fd, peer, len);
-    if (c == NULL) {
+    if (c == NULL || (tls == NULL && peer->sa_family != AF_UNIX && loop->limits->tls_ctx != NULL &&
+                      gn_tls_attach(c, loop->limits->tls_ctx) < 0)) {
         gn_log(GN_LOG_ERROR, "worker %d: out of memory for a connection", loop->worker_id);
+        if (c) {
+            gn_conn_close(c);
+            return;
+        }
+        if (tls)
+            gn_tls_discard(tls);
         close(fd);
         return;
+    }
+    if (tls) { /* a TLS connection taken from a sibling, between requests */
+        c->tls = tls;
+        c->tls_ready = 1;
     }
     c->requests = requests;
     c->proxy_wait = proxy;
     gn_conn_on_event(c, EPOLLIN);
 }
 
-void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests)
+void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests,
+                    struct ssl_st *tls)
 {
-    serve_conn(loop, fd, peer, len, requests, 0); /* past any PROXY header */
+    serve_conn(loop, fd, peer, len, requests, 0, tls); /* past any PROXY header */
 }
 
 void gn_loop_hurry(gn_loop_t *loop)
@@ -179,6 +192,11 @@ void gn_loop_hurry(gn_loop_t *loop)
 
 int gn_loop__watch(gn_loop_t *loop, gn_conn_t *c, uint32_t events)
 {
+    /* 0 unless a TLS step waits the other way: then that event, instead of
+     * the one the state asks for (which could not make it progress, and
+     * being level-triggered would fire again at once). */
+    if (events && c->tls_want)
+        events = (events & ~(uint32_t)(EPOLLIN | EPOLLOUT)) | c->tls_want;
     if (c->events == events)
         return 0;
     struct epoll_event ev = {.events = events, .data.ptr = c};
@@ -307,7 +325,7 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0, proxy);
+        serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0, proxy, NULL);
     }
 }
 

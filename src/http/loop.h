@@ -112,7 +112,9 @@ void gn_loop__wake(gn_loop_t *loop);
 long long gn_loop__us(double t);
 /* The connection an epoll event names, or NULL for the loop's own fds. */
 gn_conn_t *gn_loop__conn_of(void *ptr);
-/* A connection taken from a sibling: serve it here from now on. */
-void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests);
+/* A connection taken from a sibling: serve it here from now on (with its
+ * TLS state, when it has one). */
+void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests,
+                    struct ssl_st *tls);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * The connection's output queue: owned (copied) blocks, borrowed slices of
  * the application's bytes objects, and file ranges for sendfile, sent with
- * one writev per flush where possible.
+ * one writev per flush where possible. A TLS connection's queue goes through
+ * SSL_write instead (flush_tls), files included: read, then encrypted.
  */
 #include <errno.h>
 #include <poll.h>
@@ -9,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/epoll.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "http/conn.h"
 #include "http/loop.h"
+#include "http/tls.h"
 
 #define OWN_BLOCK 4096
 #define SPARE_MAX (64u * 1024)
@@ -177,6 +181,7 @@ static void advance(gn_conn_t *c, size_t n)
         gn_seg_t *s = seg_at(c, 0);
         size_t k = n < s->len ? n : s->len;
         s->base += k;
+        s->file_off += k; /* a file range: only TLS flushes one this way */
         s->len -= k;
         n -= k;
         if (s->len == 0)
@@ -203,8 +208,74 @@ static int flush_file(gn_conn_t *c, gn_seg_t *s)
     return 1;
 }
 
+/* TLS: a queue's front of small pieces, or a file range, is copied into one
+ * buffer of this size to be encrypted (a record holds 16 KB at most), and
+ * a large slice in memory is encrypted where it lies, up to TLS_DIRECT. */
+#define TLS_CHUNK 16384
+#define TLS_DIRECT (256u * 1024)
+
+/* Copies up to n bytes from the front of the queue into dst, reading file
+ * ranges (no sendfile through TLS). Returns the bytes copied, or -1. */
+static ssize_t gather(gn_conn_t *c, char *dst, size_t n)
+{
+    size_t got = 0;
+    for (unsigned i = 0; i < c->out_count && got < n; i++) {
+        gn_seg_t *s = seg_at(c, i);
+        size_t k = s->len < n - got ? s->len : n - got;
+        if (s->fd < 0) {
+            memcpy(dst + got, s->base, k);
+        } else {
+            ssize_t r = pread(s->fd, dst + got, k, s->file_off);
+            if (r < 0 && errno == EINTR)
+                r = pread(s->fd, dst + got, k, s->file_off);
+            if (r <= 0) {
+                if (r == 0)
+                    errno = EIO; /* the file is shorter than promised */
+                return -1;
+            }
+            if ((size_t)r < k)
+                return (ssize_t)(got + (size_t)r);
+        }
+        got += k;
+    }
+    return (ssize_t)got;
+}
+
+/*
+ * The TLS flush. A write that must wait is repeated with the same bytes
+ * (OpenSSL asks it): the queue only grows at its end, so its first
+ * c->tls_pend bytes, gathered again the same way, are the same.
+ */
+static int flush_tls(gn_conn_t *c)
+{
+    char buf[TLS_CHUNK];
+    while (c->out_count) {
+        gn_seg_t *first = seg_at(c, 0);
+        if (first->len == 0) {
+            pop_seg(c);
+            continue;
+        }
+        ssize_t w;
+        if (first->fd < 0 && first->len >= TLS_CHUNK) {
+            size_t n = c->tls_pend ? c->tls_pend : first->len < TLS_DIRECT ? first->len : TLS_DIRECT;
+            w = gn_tls_write(c, first->base, n);
+        } else {
+            ssize_t n = gather(c, buf, c->tls_pend ? c->tls_pend : sizeof(buf));
+            if (n < 0)
+                return -1;
+            w = gn_tls_write(c, buf, (size_t)n);
+        }
+        if (w <= 0)
+            return (int)w;
+        advance(c, (size_t)w);
+    }
+    return 0;
+}
+
 int gn_conn_flush(gn_conn_t *c)
 {
+    if (c->tls)
+        return flush_tls(c);
     while (c->out_count) {
         gn_seg_t *first = seg_at(c, 0);
         if (first->len == 0) {
@@ -250,7 +321,8 @@ int gn_conn_flush_blocking(gn_conn_t *c, size_t keep)
             errno = ETIMEDOUT;
             return -1;
         }
-        struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+        /* A TLS write may wait for input instead (c->tls_want). */
+        struct pollfd p = {.fd = c->fd, .events = c->tls_want & EPOLLIN ? POLLIN : POLLOUT};
         if (loop->before_wait)
             loop->before_wait(loop->wait_arg);
         int r = poll(&p, 1, (int)(left * 1000) + 1);

@@ -26,6 +26,31 @@ static int get_str(PyObject *dict, const char *key, char **out)
     return *out ? 0 : (PyErr_NoMemory(), -1);
 }
 
+/* A string that may be absent or None (then NULL). */
+static int get_opt_str(PyObject *dict, const char *key, char **out)
+{
+    PyObject *v = PyDict_GetItemString(dict, key);
+    *out = NULL;
+    if (v == NULL || v == Py_None)
+        return 0;
+    const char *s = PyUnicode_AsUTF8(v);
+    if (s == NULL)
+        return -1;
+    *out = strdup(s);
+    return *out ? 0 : (PyErr_NoMemory(), -1);
+}
+
+static int get_tls(gn_tls_opts_t *t, PyObject *dict)
+{
+    return get_opt_str(dict, "certfile", &t->certfile) || get_opt_str(dict, "keyfile", &t->keyfile) ||
+                   get_opt_str(dict, "keyfile_password", &t->password) ||
+                   get_opt_str(dict, "ca_certs", &t->ca_certs) || get_opt_str(dict, "cert_reqs", &t->cert_reqs) ||
+                   get_opt_str(dict, "ssl_ciphers", &t->ciphers) ||
+                   get_opt_str(dict, "ssl_min_version", &t->min_version)
+               ? -1
+               : 0;
+}
+
 static int get_long(PyObject *dict, const char *key, long long *out)
 {
     PyObject *v = item(dict, key);
@@ -190,7 +215,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
         get_long(dict, "max_requests", &max_req) || get_long(dict, "max_requests_jitter", &jitter) ||
         get_proxy(&cfg->limits, dict, cfg->n_binds) || get_long_or(dict, "uid", -1, &cfg->uid) ||
-        get_long_or(dict, "gid", -1, &cfg->gid))
+        get_long_or(dict, "gid", -1, &cfg->gid) || get_tls(&cfg->tls, dict))
         goto error;
     if (positive(max_req + 1, "max_requests + 1") || positive(jitter + 1, "max_requests_jitter + 1"))
         goto error;
@@ -242,6 +267,13 @@ void gn_config_free(gn_config_t *cfg)
     free(cfg->shared_prefix);
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
+    gn_tls_opts_t *o = &cfg->tls;
+    if (o->password) /* a secret: not left in freed memory */
+        memset(o->password, 0, strlen(o->password));
+    char *strs[] = {o->certfile, o->keyfile, o->password, o->ca_certs, o->cert_reqs, o->ciphers, o->min_version};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        free(strs[i]);
+    gn_tls_ctx_free(cfg->limits.tls_ctx);
     if (cfg->limits.proxy_trust) {
         gn_trust_t *t = (gn_trust_t *)cfg->limits.proxy_trust;
         gn_trust_free(t);

@@ -7,6 +7,7 @@
 #define GN_SERVER_CONFIG_H
 
 #include "http/conn.h"
+#include "http/tls.h"
 
 typedef struct {
     char *app;            /* "module:attr" or "module:factory()" */
@@ -35,6 +36,7 @@ typedef struct {
     double shared_timeout;   /* --shared-timeout: seconds per connect or call */
     long long uid, gid;   /* --user / --group: switched to once bound; -1 = stay */
     gn_limits_t limits;
+    gn_tls_opts_t tls;    /* --certfile and the rest; certfile NULL: no TLS */
 } gn_config_t;
 
 typedef struct _object PyObject;

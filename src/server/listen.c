@@ -64,8 +64,10 @@ static int tcp_socket(const struct addrinfo *ai, int reuse_port, int backlog)
     return fd;
 }
 
-static void tcp_url(gn_bind_t *b, int fd)
+/* The address to open; https once --certfile makes TCP listeners serve TLS. */
+static void tcp_url(gn_bind_t *b, int fd, const gn_config_t *cfg)
 {
+    const char *scheme = cfg->tls.certfile ? "https" : "http";
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     char host[INET6_ADDRSTRLEN] = "?";
@@ -75,12 +77,12 @@ static void tcp_url(gn_bind_t *b, int fd)
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
         port = ntohs(a->sin6_port);
-        snprintf(b->url, sizeof(b->url), "http://[%s]:%d", host, port);
+        snprintf(b->url, sizeof(b->url), "%s://[%s]:%d", scheme, host, port);
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
         port = ntohs(a->sin_port);
-        snprintf(b->url, sizeof(b->url), "http://%s:%d", host, port);
+        snprintf(b->url, sizeof(b->url), "%s://%s:%d", scheme, host, port);
     }
 }
 
@@ -127,7 +129,7 @@ static int open_tcp(gn_bind_t *b, const gn_config_t *cfg, unsigned n_workers)
     freeaddrinfo(res);
     if (b->fds == NULL)
         return -1;
-    tcp_url(b, b->fds[0]);
+    tcp_url(b, b->fds[0], cfg);
     return 0;
 }
 
@@ -165,7 +167,7 @@ static int open_unix(gn_bind_t *b, const gn_config_t *cfg)
  * it is neither filtered nor unlinked: clients that arrive then wait in its
  * queue for the next start.
  */
-static int open_fd(gn_bind_t *b)
+static int open_fd(gn_bind_t *b, const gn_config_t *cfg)
 {
     const char *num = b->spec + 5;
     char *end;
@@ -195,7 +197,7 @@ static int open_fd(gn_bind_t *b)
     if (getsockname((int)fd, (struct sockaddr *)&sa, &salen) == 0 && sa.sun_family == AF_UNIX)
         snprintf(b->url, sizeof(b->url), "unix:%s (%s)", sa.sun_path, b->spec);
     else {
-        tcp_url(b, (int)fd);
+        tcp_url(b, (int)fd, cfg);
         size_t used = strlen(b->url);
         snprintf(b->url + used, sizeof(b->url) - used, " (%s)", b->spec);
     }
@@ -213,7 +215,7 @@ int gn_listen_open(gn_listeners_t *ls, const gn_config_t *cfg, unsigned n_worker
         gn_bind_t *b = &ls->binds[i];
         b->spec = cfg->binds[i];
         int rc = strncmp(b->spec, "unix:", 5) == 0  ? open_unix(b, cfg)
-                 : strncmp(b->spec, "fd://", 5) == 0 ? open_fd(b)
+                 : strncmp(b->spec, "fd://", 5) == 0 ? open_fd(b, cfg)
                                                       : open_tcp(b, cfg, n_workers);
         if (rc < 0)
             return -1;

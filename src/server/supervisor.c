@@ -206,9 +206,34 @@ static int can_fork(const gn_plan_t *plan)
     return 0;
 }
 
+/*
+ * --certfile: the one TLS context every worker shares, made before the
+ * application is imported, so that a missing file, a wrong password or a key
+ * that does not match its certificate is one line and exit code 1 at once.
+ */
+static int setup_tls(gn_plan_t *plan)
+{
+    const gn_tls_opts_t *o = &plan->cfg.tls;
+    if (o->certfile == NULL)
+        return 0;
+    char err[1024];
+    gn_tls_ctx_t *ctx = gn_tls_ctx_new(o, err, sizeof(err));
+    if (ctx == NULL) {
+        gn_log(GN_LOG_CRITICAL, "%s", err);
+        return -1;
+    }
+    plan->cfg.limits.tls_ctx = ctx;
+    gn_log(GN_LOG_INFO, "TLS on TCP binds: %s, TLS %s or newer, client certificates %s", o->certfile,
+           o->min_version && o->min_version[0] ? o->min_version : "1.2",
+           o->cert_reqs && o->cert_reqs[0] ? o->cert_reqs : "none");
+    return 0;
+}
+
 static int run(gn_plan_t *plan)
 {
     char why[1600];
+    if (setup_tls(plan) < 0)
+        return 1;
     int d = decide(plan, why, sizeof(why));
     if (d == STOP)
         return 0;

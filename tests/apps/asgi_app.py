@@ -317,13 +317,18 @@ async def r_meet(scope, receive, send):
                            "gil": _interpreters.get_config(iid).gil})
 
 
+async def r_tls(scope, receive, send):
+    """The scope's "tls" extension (ASGI TLS extension), or null."""
+    await send_json(send, {"scheme": scope["scheme"], "tls": (scope.get("extensions") or {}).get("tls")})
+
+
 ROUTES = {
     "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo, "/echo-head": r_echo_head,
     "/wait-disconnect": r_wait_disconnect, "/send-after-disconnect": r_send_after_disconnect,
     "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks,
     "/raise-before": r_raise_before, "/raise-after": r_raise_after,
     "/no-response": r_no_response, "/partial": r_partial, "/bad-message": r_bad_message,
-    "/pathsend": r_pathsend, "/cpu": r_cpu, "/meet": r_meet,
+    "/pathsend": r_pathsend, "/cpu": r_cpu, "/meet": r_meet, "/tls": r_tls,
 }
 
 

@@ -1,0 +1,300 @@
+"""TLS (--certfile and friends): HTTPS for WSGI and ASGI, wss, mutual TLS,
+plain HTTP on a TLS port, a stalled handshake, and configuration errors.
+
+The certificates are made for each run with the `openssl` command (a CA, a
+server certificate for localhost / 127.0.0.1 signed by it, a client
+certificate for mutual TLS); the clients are Python's ssl, httpx and
+websockets, verifying the server against that CA.
+"""
+import hashlib
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import httpx
+import pytest
+from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
+                                reason="needs the openssl command (scripts/bootstrap installs it)")
+
+EXT = {
+    "ca": "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+          "subjectKeyIdentifier=hash\n",
+    "server": "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+              "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+              "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    "client": "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+              "extendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+}
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_cert(d, name, cn, signer):
+    (d / (name + ".ext")).write_text(EXT[name])
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
+    sign = ["-signkey", name + ".key"] if signer is None else ["-CA", "ca.pem", "-CAkey", "ca.key",
+                                                                 "-CAcreateserial"]
+    openssl("x509", "-req", "-in", name + ".csr", *sign, "-days", "2", "-out", name + ".pem",
+            "-extfile", name + ".ext", cwd=d)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    make_cert(d, "ca", "gorgon test CA", None)
+    make_cert(d, "server", "localhost", "ca")
+    make_cert(d, "client", "test client", "ca")
+    # The certificate followed by its chain, in one file.
+    (d / "fullchain.pem").write_text((d / "server.pem").read_text() + (d / "ca.pem").read_text())
+    openssl("pkey", "-in", "server.key", "-aes256", "-passout", "pass:s3cret", "-out", "server-enc.key", cwd=d)
+    openssl("genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "other.key", cwd=d)
+    return d
+
+
+def client_ctx(certs, cert=False):
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    if cert:
+        ctx.load_cert_chain(str(certs / "client.pem"), str(certs / "client.key"))
+    return ctx
+
+
+def tls_args(certs, *extra):
+    return ("--certfile", certs / "fullchain.pem", "--keyfile", certs / "server.key", *extra)
+
+
+def url(srv, path):
+    return "https://localhost:%d%s" % (srv.port, path)
+
+
+class TlsConn(Conn):
+    """Conn over TLS: the raw HTTP/1.1 client of the other tests."""
+
+    def __init__(self, srv, ctx, timeout=10):
+        super().__init__(srv, timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+
+
+def test_wsgi_https_keepalive_and_scheme(server, certs):
+    srv = server("router:app", *tls_args(certs))
+    assert "Listening at: https://127.0.0.1:%d" % srv.port in srv.stderr_text()
+    with TlsConn(srv, client_ctx(certs)) as c:
+        for _ in range(3):  # one connection, three requests
+            r = c.request("GET", "/echo")
+            assert r.status == 200
+            env = json.loads(r.body)
+            assert env["environ"]["wsgi.url_scheme"] == "https"
+            assert env["environ"]["SERVER_PORT"] == str(srv.port)
+        # Pipelined: both requests in one TLS write, answered in order.
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /status?code=204 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.response().body == b"Hello, world!\n"
+        assert c.response().status == 204
+
+
+def test_large_bodies_both_ways(server, certs, tmp_path):
+    srv = server("router:app", *tls_args(certs))
+    up = bytes(range(251)) * 9000  # 2.2 MB
+    with httpx.Client(verify=client_ctx(certs), timeout=scaled(30)) as client:
+        r = client.post(url(srv, "/echo"), content=up)
+        assert r.status_code == 200
+        assert r.json()["body_sha256"] == hashlib.sha256(up).hexdigest()
+        r = client.get(url(srv, "/big?mib=3"))
+        assert r.content == PATTERN * 3
+        r = client.get(url(srv, "/big?mib=2&chunked=1"))
+        assert r.content == PATTERN * 2
+        # wsgi.file_wrapper: read and encrypted, not sendfile'd, under TLS.
+        path = tmp_path / "file.bin"
+        path.write_bytes(up)
+        for route in ("/file-sendfile", "/file"):
+            r = client.get(url(srv, "%s?path=%s" % (route, path)))
+            assert r.status_code == 200 and r.content == up, route
+
+
+def test_asgi_scheme_and_tls_extension(server, certs, tmp_path):
+    srv = server("asgi_app:app", *tls_args(certs))
+    with httpx.Client(verify=client_ctx(certs)) as client:
+        # http.response.pathsend: read and encrypted under TLS.
+        path = tmp_path / "file.bin"
+        data = bytes(range(256)) * 5000
+        path.write_bytes(data)
+        r = client.get(url(srv, "/pathsend?path=%s" % path))
+        assert r.status_code == 200 and r.content == data
+        r = client.get(url(srv, "/tls"))
+        info = r.json()
+        assert info["scheme"] == "https"
+        tls = info["tls"]
+        assert tls["tls_version"] in (0x0303, 0x0304)
+        assert tls["cipher_suite"] > 0
+        assert tls["client_cert_chain"] == [] and tls["client_cert_name"] is None
+        assert tls["server_cert"] is None
+
+
+def test_websocket_over_tls(server, certs):
+    from websockets.sync.client import connect
+    srv = server("asgi_app:app", *tls_args(certs))
+    with connect("wss://localhost:%d/ws/echo" % srv.port, ssl=client_ctx(certs),
+                 open_timeout=scaled(10)) as ws:
+        ws.send("scope")
+        scope = json.loads(ws.recv(timeout=scaled(10)))
+        assert scope["scheme"] == "wss"
+        assert "tls" in scope["extensions"]
+        big = bytes(range(256)) * 1024
+        ws.send(big)
+        assert ws.recv(timeout=scaled(10)) == big
+
+
+def test_mutual_tls_required(server, certs):
+    srv = server("asgi_app:app", *tls_args(certs, "--ca-certs", certs / "ca.pem", "--cert-reqs", "required"))
+    # Without a certificate: the handshake fails (with TLS 1.3 the client
+    # hears of it at its first read).
+    with pytest.raises((ssl.SSLError, httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+        with httpx.Client(verify=client_ctx(certs)) as client:
+            client.get(url(srv, "/tls"))
+    with httpx.Client(verify=client_ctx(certs, cert=True)) as client:
+        tls = client.get(url(srv, "/tls")).json()["tls"]
+    assert len(tls["client_cert_chain"]) >= 1
+    assert tls["client_cert_chain"][0].startswith("-----BEGIN CERTIFICATE-----")
+    assert tls["client_cert_name"] == "CN=test client"
+
+
+def test_mutual_tls_optional(server, certs):
+    srv = server("asgi_app:app", *tls_args(certs, "--ca-certs", certs / "ca.pem", "--cert-reqs", "optional"))
+    with httpx.Client(verify=client_ctx(certs)) as client:
+        assert client.get(url(srv, "/tls")).json()["tls"]["client_cert_chain"] == []
+    with httpx.Client(verify=client_ctx(certs, cert=True)) as client:
+        assert client.get(url(srv, "/tls")).json()["tls"]["client_cert_name"] == "CN=test client"
+
+
+def test_plain_http_on_tls_port(server, certs):
+    srv = server("router:app", *tls_args(certs), "--log-level", "debug")
+    with Conn(srv) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.response()
+        assert r.status == 400 and b"HTTPS" in r.body
+        c.wait_closed()
+    # With a body the server does not read: drained before the close, so the
+    # 400 is not lost to a reset.
+    with Conn(srv) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300000)
+        r = c.response()
+        assert r.status == 400 and b"HTTPS" in r.body
+        c.wait_closed()
+        assert not c.reset
+    # Garbage that is not HTTP either: closed, nothing else affected.
+    with Conn(srv) as c:
+        c.send(b"\x16\x03\x01\x00\x05hello-not-tls")
+        c.wait_closed()
+    with httpx.Client(verify=client_ctx(certs)) as client:
+        assert client.get(url(srv, "/hello")).text == "Hello, world!\n"
+    log = srv.stderr_text()
+    assert "[DEBUG] TLS handshake with 127.0.0.1" in log
+    assert "[ERROR]" not in log and "[WARNING]" not in log
+
+
+def test_stalled_handshake_is_dropped_and_blocks_nobody(server, certs):
+    srv = server("router:app", *tls_args(certs), "--header-timeout", "1", workers=1)
+    stalled = [Conn(srv) for _ in range(3)]
+    stalled[0].send(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+    try:
+        start = time.monotonic()
+        with httpx.Client(verify=client_ctx(certs)) as client:
+            assert client.get(url(srv, "/hello")).status_code == 200
+        assert time.monotonic() - start < scaled(1), "a stalled handshake held up another client"
+        for c in stalled:
+            assert c.closed_within(scaled(5)), "a stalled handshake was not dropped"
+    finally:
+        for c in stalled:
+            c.close()
+
+
+def test_idle_tls_connections_move_to_an_idle_worker(server, certs):
+    """A TLS keep-alive connection taken over by an idle worker (src/http/
+    group.h) goes on with its TLS state: CPU-bound requests on a warm pool
+    are answered by both interpreters, over the same connections."""
+    srv = server("router:app", *tls_args(certs), "--workers", "2", "--mode", "interpreters",
+                 "--keep-alive", "120")
+    ctx = client_ctx(certs)
+    conns = [TlsConn(srv, ctx) for _ in range(8)]
+    try:
+        for c in conns:
+            assert c.request("GET", "/hello").status == 200
+        time.sleep(0.3)
+        answers = in_threads(lambda c: c.request("GET", "/cpu?ms=300").json(), [(c,) for c in conns])
+        assert len({a["interp"] for a in answers}) == 2
+        for c in conns:
+            assert c.request("GET", "/hello").body == b"Hello, world!\n"
+    finally:
+        for c in conns:
+            c.close()
+
+
+@pytest.mark.parametrize("mode", [("--mode", "interpreters"), ("--mode", "threads"),
+                                  ("--mode", "processes"), ("--mode", "interpreters", "--processes", "2")],
+                         ids=["interpreters", "threads", "processes", "processes-x-interpreters"])
+def test_modes(server, certs, mode):
+    srv = server("router:app", *tls_args(certs), *mode)
+    with httpx.Client(verify=client_ctx(certs)) as client:
+        for _ in range(4):
+            r = client.get(url(srv, "/echo"))
+            assert r.json()["environ"]["wsgi.url_scheme"] == "https"
+
+
+def test_encrypted_key_with_password_from_env(server, certs):
+    srv = server("router:app", "--certfile", certs / "server.pem", "--keyfile", certs / "server-enc.key",
+                 env={"GORGON_KEYFILE_PASSWORD": "s3cret"})
+    with httpx.Client(verify=client_ctx(certs)) as client:
+        assert client.get(url(srv, "/hello")).status_code == 200
+
+
+def test_tls12_client_and_ciphers(server, certs):
+    srv = server("asgi_app:app", *tls_args(certs, "--ssl-ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"))
+    ctx = client_ctx(certs)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with httpx.Client(verify=ctx) as client:
+        tls = client.get(url(srv, "/tls")).json()["tls"]
+    assert tls["tls_version"] == 0x0303
+    assert tls["cipher_suite"] == 0xC02B  # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+
+
+def test_minimum_version_13(server, certs):
+    srv = server("router:app", *tls_args(certs, "--ssl-min-version", "1.3"))
+    ctx = client_ctx(certs)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(5)) as s:
+            ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def bad_config(certs, *args, env=None):
+    r = run_gorgon("router:app", "--bind", "127.0.0.1:0", *[str(a) for a in args], env=env)
+    err = r.stderr.decode()
+    assert r.returncode != 0, err
+    return err
+
+
+def test_config_errors(certs, tmp_path):
+    missing = tmp_path / "nope.pem"
+    err = bad_config(certs, "--certfile", missing, "--keyfile", certs / "server.key")
+    assert "--certfile %s: No such file or directory" % missing in err and "Traceback" not in err
+    err = bad_config(certs, "--certfile", certs / "server.pem", "--keyfile", certs / "other.key")
+    assert "does not match the certificate" in err
+    err = bad_config(certs, "--certfile", certs / "server.pem", "--keyfile", certs / "server-enc.key",
+                     "--keyfile-password", "wrong")
+    assert "--keyfile-password" in err and "Traceback" not in err
+    err = bad_config(certs, "--certfile", certs / "server.pem", "--keyfile", certs / "server-enc.key")
+    assert "--keyfile-password" in err
+    err = bad_config(certs, "--certfile", certs / "ca.key")
+    assert "--certfile" in err and "not a PEM certificate" in err
+    err = bad_config(certs, *tls_args(certs, "--cert-reqs", "required"))
+    assert "--cert-reqs required needs --ca-certs" in err
+    err = bad_config(certs, "--keyfile", certs / "server.key")
+    assert "--keyfile needs --certfile" in err
+    err = bad_config(certs, *tls_args(certs, "--ssl-ciphers", "NO-SUCH-CIPHER"))
+    assert "--ssl-ciphers" in err
