@@ -33,6 +33,34 @@ static void drive(gn_conn_t *c);
 static void dispatch(gn_conn_t *c);
 static void begin_linger(gn_conn_t *c);
 
+/* Where the loop's stats count a connection (http/stats.h). */
+static enum gn_conn_gauge gauge_of(const gn_conn_t *c)
+{
+    switch (c->state) {
+    case GN_CONN_READ_HEAD: return c->buf ? GN_CG_READING : GN_CG_IDLE;
+    case GN_CONN_READ_BODY: return GN_CG_READING;
+    case GN_CONN_RESPOND: return GN_CG_RESPONDING;
+    case GN_CONN_DRAIN: return GN_CG_SENDING;
+    case GN_CONN_WEBSOCKET: return GN_CG_WEBSOCKET;
+    case GN_CONN_LINGER: return GN_CG_CLOSING;
+    default: return GN_CG_NONE;
+    }
+}
+
+/* After a change of state or of buffer: the connection gauges follow. */
+static void gauge_sync(gn_conn_t *c)
+{
+    enum gn_conn_gauge g = gauge_of(c);
+    if (g == c->gauge)
+        return;
+    gn_stats_t *s = c->loop->stats;
+    if (c->gauge != GN_CG_NONE)
+        gn_stat_gauge(&s->conns[c->gauge], -1);
+    if (g != GN_CG_NONE)
+        gn_stat_gauge(&s->conns[g], 1);
+    c->gauge = (unsigned char)g;
+}
+
 /* Every change of state goes through here, to keep the loop's count of
  * connections with a request being answered (read by http/group.c). */
 void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
@@ -44,6 +72,7 @@ void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
                               memory_order_relaxed);
     }
     c->state = state;
+    gauge_sync(c);
 }
 
 /* Between requests with nothing buffered: a sibling loop may take it. */
@@ -90,6 +119,7 @@ int gn_conn__take_buf(gn_conn_t *c)
     c->outq = b->outq;
     c->rbuf = b->rbuf;
     c->rcap = sizeof(b->rbuf);
+    gauge_sync(c);
     return 0;
 }
 
@@ -113,6 +143,7 @@ static void give_back_buf(gn_conn_t *c)
     c->rbuf = NULL;
     c->rlen = c->rcap = 0;
     c->req.num_headers = 0;
+    gauge_sync(c);
     gn_loop_t *loop = c->loop;
     if (loop->n_free_bufs >= FREE_BUFS_MAX) {
         free_buf(b);
@@ -289,6 +320,7 @@ static ssize_t read_more(gn_conn_t *c)
         ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n > 0) {
             c->rlen += (size_t)n;
+            gn_stat_add(&c->loop->stats->bytes_in, (unsigned long long)n);
             return n;
         }
         if (n < 0 && errno == EINTR)
@@ -371,6 +403,7 @@ static void head_complete(gn_conn_t *c, int parsed)
     c->keepalive = v11 ? !(f & GN_REQ_CONN_CLOSE) : (f & GN_REQ_CONN_KEEPALIVE) && !(f & GN_REQ_CONN_CLOSE);
     c->status = 0;
     c->sent_body = 0;
+    c->buf->started = c->loop->now;
     start_body(c);
 }
 
@@ -532,6 +565,11 @@ static void next_request(gn_conn_t *c)
 {
     if (c->status > 0 && c->loop->limits->access_log)
         access_log(c);
+    /* A request refused before its head was whole has no method of its
+     * own (the slice is not this request's) and took no time to answer. */
+    int parsed = c->head_len > 0;
+    gn_stat_request(c->loop->stats, parsed ? gn_stat_method(c->req.method.base, c->req.method.len) : GN_M_OTHER,
+                    c->status, parsed ? c->loop->now - c->buf->started : 0);
     c->loop->served++;
     c->requests++;
     /* A streamed body the application did not read leaves the connection

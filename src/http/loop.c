@@ -92,6 +92,7 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     loop->limits = limits;
     loop->handler = handler;
     loop->now = gn_now();
+    loop->stats = &loop->own_stats;
     atomic_init(&loop->stop_requested, 0);
     atomic_init(&loop->hurry_requested, 0);
     atomic_init(&loop->retire_requested, 0);

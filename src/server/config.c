@@ -188,7 +188,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
         get_long(dict, "max_requests", &max_req) || get_long(dict, "max_requests_jitter", &jitter) ||
         get_proxy(&cfg->limits, dict, cfg->n_binds) || get_long_or(dict, "uid", -1, &cfg->uid) ||
-        get_long_or(dict, "gid", -1, &cfg->gid))
+        get_long_or(dict, "gid", -1, &cfg->gid) || get_str(dict, "metrics_bind", &cfg->metrics_bind))
         goto error;
     if (positive(max_req + 1, "max_requests + 1") || positive(jitter + 1, "max_requests_jitter + 1"))
         goto error;
@@ -236,6 +236,7 @@ void gn_config_free(gn_config_t *cfg)
     free(cfg->lifespan);
     free(cfg->root_path);
     free(cfg->mode);
+    free(cfg->metrics_bind);
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
     if (cfg->limits.proxy_trust) {

@@ -30,6 +30,7 @@ typedef struct {
     unsigned long long max_requests;        /* replace a worker after this many; 0 = never */
     unsigned long long max_requests_jitter; /* plus a random 0..jitter per worker */
     size_t shared_max_bytes; /* bound on gorgon.shared's total size */
+    char *metrics_bind;   /* --metrics-bind: "" for none */
     long long uid, gid;   /* --user / --group: switched to once bound; -1 = stay */
     gn_limits_t limits;
 } gn_config_t;
