@@ -130,16 +130,18 @@ static void move_counter(atomic_ullong *to, atomic_ullong *from)
 {
     unsigned long long v = atomic_load_explicit(from, memory_order_relaxed);
     if (v) {
-        atomic_fetch_add_explicit(to, v, memory_order_relaxed);
-        atomic_store_explicit(from, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(to, v, memory_order_release);
+        atomic_store_explicit(from, 0, memory_order_release);
     }
 }
 
 /* The slot's owner no longer writes to it (its thread or process ended). */
 static void fold(gn_mslot_t *s)
 {
-    atomic_fetch_add_explicit(&region->fold_begun, 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
+    /* Sequentially consistent: no write below comes before it. The moves
+     * are releases and a scrape's loads acquires, so a scrape that saw one
+     * sees this increment when it looks at fold_begun again. */
+    atomic_fetch_add(&region->fold_begun, 1);
     gn_stats_t *from = &s->stats, *to = &region->retired;
     int id = atomic_load(&s->worker_id);
     if (id >= 0 && id < MAX_IDS)
@@ -228,9 +230,10 @@ typedef struct {
     unsigned n_pids;
 } snapshot_t;
 
+/* Acquire: what a fold wrote is seen with its fold_begun (snapshot()). */
 static unsigned long long ld(atomic_ullong *v)
 {
-    return atomic_load_explicit(v, memory_order_relaxed);
+    return atomic_load_explicit(v, memory_order_acquire);
 }
 
 static void add_stats(snapshot_t *sn, gn_stats_t *s)
@@ -312,7 +315,6 @@ static void snapshot(snapshot_t *sn)
             continue;
         }
         read_once(sn);
-        atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&region->fold_begun, memory_order_relaxed) == begun || tries == 199)
             return;
     }
