@@ -33,31 +33,24 @@ static void drive(gn_conn_t *c);
 static void dispatch(gn_conn_t *c);
 static void begin_linger(gn_conn_t *c);
 
-/* Where the loop's stats count a connection (http/stats.h). */
-static enum gn_conn_gauge gauge_of(const gn_conn_t *c)
-{
-    switch (c->state) {
-    case GN_CONN_READ_HEAD: return c->buf ? GN_CG_READING : GN_CG_IDLE;
-    case GN_CONN_READ_BODY: return GN_CG_READING;
-    case GN_CONN_RESPOND: return GN_CG_RESPONDING;
-    case GN_CONN_DRAIN: return GN_CG_SENDING;
-    case GN_CONN_WEBSOCKET: return GN_CG_WEBSOCKET;
-    case GN_CONN_LINGER: return GN_CG_CLOSING;
-    default: return GN_CG_NONE;
-    }
-}
+/* Where the loop's stats count a connection in each state (http/stats.h);
+ * READ_HEAD is IDLE without a buffer, READING (IDLE + 1) with one. */
+static const unsigned char gauge_of_state[] = {
+    [GN_CONN_READ_HEAD] = GN_CG_IDLE,      [GN_CONN_READ_BODY] = GN_CG_READING,
+    [GN_CONN_RESPOND] = GN_CG_RESPONDING,  [GN_CONN_DRAIN] = GN_CG_SENDING,
+    [GN_CONN_WEBSOCKET] = GN_CG_WEBSOCKET, [GN_CONN_LINGER] = GN_CG_CLOSING,
+    [GN_CONN_CLOSED] = GN_CG_NONE,
+};
 
 /* After a change of state or of buffer: the connection gauges follow. */
-static void gauge_sync(gn_conn_t *c)
+static inline void gauge_sync(gn_conn_t *c)
 {
-    enum gn_conn_gauge g = gauge_of(c);
+    unsigned g = gauge_of_state[c->state] + (c->state == GN_CONN_READ_HEAD && c->buf != NULL);
     if (g == c->gauge)
         return;
-    gn_stats_t *s = c->loop->stats;
-    if (c->gauge != GN_CG_NONE)
-        gn_stat_gauge(&s->conns[c->gauge], -1);
-    if (g != GN_CG_NONE)
-        gn_stat_gauge(&s->conns[g], 1);
+    atomic_int *conns = c->loop->stats->conns;
+    gn_stat_gauge(&conns[c->gauge], -1); /* conns[GN_CG_NONE] counts nothing that is read */
+    gn_stat_gauge(&conns[g], 1);
     c->gauge = (unsigned char)g;
 }
 

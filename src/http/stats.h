@@ -57,9 +57,9 @@ enum {
 
 /* Connections, by what they are doing. */
 enum gn_conn_gauge {
-    GN_CG_NONE,      /* closed: counted nowhere */
+    GN_CG_NONE,      /* closed (its gauge slot moves, nobody reads it) */
     GN_CG_IDLE,      /* keep-alive, waiting for its next request (no buffer) */
-    GN_CG_READING,   /* receiving a request head or body */
+    GN_CG_READING,   /* receiving a request head or body (GN_CG_IDLE + 1) */
     GN_CG_RESPONDING,/* the application is answering */
     GN_CG_SENDING,   /* answered, the response still going out */
     GN_CG_WEBSOCKET,

@@ -64,7 +64,10 @@ int gn_metrics__listen(const gn_plan_t *plan)
         gn_log(GN_LOG_ERROR, "--metrics-bind: %s", strerror(errno));
         return -1;
     }
-    gn_log(GN_LOG_INFO, "Metrics at: %s/metrics", listener.binds[0].url);
+    if (listener.binds[0].is_unix)
+        gn_log(GN_LOG_INFO, "Metrics at: %s (path /metrics)", listener.binds[0].url);
+    else
+        gn_log(GN_LOG_INFO, "Metrics at: %s/metrics", listener.binds[0].url);
     return 0;
 }
 
@@ -206,7 +209,9 @@ static void on_readable(client_t *c)
             return; /* wait for more */
         c->len += (size_t)n;
         c->in[c->len] = '\0';
-        if (strstr(c->in, "\r\n\r\n") || memchr(c->in, '\0', c->len)) {
+        /* The end of a head, or what cannot be one: a bare LF line end
+         * or a NUL (answered 400 at once, not when the client gives up). */
+        if (strstr(c->in, "\n\n") || strstr(c->in, "\n\r\n") || memchr(c->in, '\0', c->len)) {
             respond(c);
             return;
         }

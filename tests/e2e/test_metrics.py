@@ -258,6 +258,7 @@ def test_bad_requests_to_the_metrics_port_change_nothing(server):
         (b"garbage\r\n\r\n", b"HTTP/1.1 400 "),
         (b"GET /metrics HTTP/9\r\n\r\n", b"HTTP/1.1 400 "),
         (b"\x00\x01\x02\r\n\r\n", b"HTTP/1.1 400 "),
+        (b"GET /metrics HTTP/1.1\n\n", b"HTTP/1.1 400 "),
         (b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 8000 + b"\r\n\r\n", b"HTTP/1.1 431 "),
     ]
     for data, want in cases:
@@ -280,7 +281,7 @@ def test_bad_requests_to_the_metrics_port_change_nothing(server):
 def test_unix_socket_and_environment_variable(server, tmp_path):
     path = str(tmp_path / "metrics.sock")
     srv = server("router:app", env={"GORGON_METRICS_BIND": "unix:" + path})
-    wait_for(lambda: "Metrics at: unix:%s/metrics" % path in srv.stderr_text(), what="metrics address")
+    wait_for(lambda: "Metrics at: unix:%s (path /metrics)" % path in srv.stderr_text(), what="metrics address")
     raw(srv.addr, build_request("GET", "/hello", [("Connection", "close")], host="x"))
     m = {}
     for fam in text_string_to_metric_families(raw(path, b"GET /metrics HTTP/1.0\r\n\r\n")
