@@ -61,8 +61,8 @@ def scrape(maddr):
     return out
 
 
-def value(m, name, **labels):
-    return m.get((name, tuple(sorted(labels.items()))), 0.0)
+def value(m, metric, **labels):
+    return m.get((metric, tuple(sorted(labels.items()))), 0.0)
 
 
 def total(m, name):
@@ -294,3 +294,29 @@ def test_unix_socket_and_environment_variable(server, tmp_path):
 def test_off_by_default(server):
     srv = server("router:app")
     assert "Metrics at" not in srv.stderr_text()
+
+
+@pytest.mark.parametrize("mode", [INTERPRETERS, PROCESSES])
+def test_shared_store_and_channel_figures(server, mode):
+    srv = start(server, *mode, app="shared_app:app")
+
+    def get(target):
+        resp = raw(srv.addr, build_request("GET", target, [("Connection", "close")], host="x"))
+        assert resp.startswith(b"HTTP/1.1 200 "), (resp[:300], srv.stderr_text()[-3000:])
+
+    before = scrape(srv.maddr)
+    for i in range(3):
+        get("/store/set?key=metrics-key-%d&value=%d" % (i, i))
+    procs = "processes" in mode
+    for v in range(0 if procs else 4):  # --mode processes has no channels
+        get("/channel/send?name=we%%22ird%%5Cname&value=%d" % v)
+    if not procs:
+        get("/channel/send?name=other&value=1")
+    m = wait_for(lambda: (lambda m: m if value(m, "gorgon_shared_keys") == 3 else None)(scrape(srv.maddr)),
+                 what="3 keys (worker processes publish theirs a few times a second)")
+    assert value(m, "gorgon_shared_bytes") > value(before, "gorgon_shared_bytes")
+    if procs:
+        assert not any(n == "gorgon_channel_depth" for n, _ in m)
+    else:
+        assert value(m, "gorgon_channel_depth", name='we"ird\\name') == 4
+        assert value(m, "gorgon_channel_depth", name="other") == 1
