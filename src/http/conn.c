@@ -55,8 +55,9 @@ static inline void gauge_sync(gn_conn_t *c)
 }
 
 /* Every change of state goes through here, to keep the loop's count of
- * connections with a request being answered (read by http/group.c). */
-void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
+ * connections with a request being answered (read by http/group.c) and its
+ * connection gauges. Inline in this file, where most changes happen. */
+static inline void set_state(gn_conn_t *c, enum gn_conn_state state)
 {
     int was = c->state == GN_CONN_RESPOND, is = state == GN_CONN_RESPOND;
     if (was != is) {
@@ -66,6 +67,11 @@ void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
     }
     c->state = state;
     gauge_sync(c);
+}
+
+void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
+{
+    set_state(c, state);
 }
 
 /* Between requests with nothing buffered: a sibling loop may take it. */
@@ -169,7 +175,7 @@ void gn_conn_let_go(gn_conn_t *c)
         return;
     /* Idle: no response, no output, no WebSocket. The descriptor is the
      * sibling's, and c->fd is not written (the sibling read it). */
-    gn_conn__set_state(c, GN_CONN_CLOSED);
+    set_state(c, GN_CONN_CLOSED);
     give_back_buf(c);
     gn_body_reset(&c->body);
     gn_loop__retire(c->loop, c);
@@ -188,7 +194,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     memcpy(&c->peer, peer, len);
     c->peer_len = len;
     gn_body_init(&c->body);
-    gn_conn__set_state(c, GN_CONN_READ_HEAD);
+    set_state(c, GN_CONN_READ_HEAD);
     /* A new client is expected to send a request: the head timer runs. */
     c->deadline = loop->now + loop->limits->header_timeout;
     c->next = loop->conns;
@@ -198,7 +204,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     loop->n_conns++;
     if (gn_loop__watch(loop, c, EPOLLIN | EPOLLRDHUP) < 0) {
         gn_loop__retire(loop, c);
-        gn_conn__set_state(c, GN_CONN_CLOSED);
+        set_state(c, GN_CONN_CLOSED);
         return NULL; /* the caller closes fd */
     }
     return c;
@@ -217,7 +223,7 @@ void gn_conn_close(gn_conn_t *c)
     if (c->state == GN_CONN_RESPOND && c->bridge != NULL)
         c->loop->handler->on_abort(c, c->loop->handler->ctx);
     gn_conn__ws_free(c); /* reports a lost WebSocket to its bridge */
-    gn_conn__set_state(c, GN_CONN_CLOSED);
+    set_state(c, GN_CONN_CLOSED);
     gn_conn__out_release_all(c);
     gn_loop__watch(c->loop, c, 0);
     close(c->fd);
@@ -273,7 +279,7 @@ static void send_error(gn_conn_t *c, int status)
            error_detail(status));
     int n = snprintf(body, sizeof(body), "%s\n", gn_http_reason(status));
     gn_conn_write_simple(c, status, body, (size_t)n, 1);
-    gn_conn__set_state(c, GN_CONN_DRAIN);
+    set_state(c, GN_CONN_DRAIN);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -379,7 +385,7 @@ static void start_body(gn_conn_t *c)
         dispatch(c);
         return;
     }
-    gn_conn__set_state(c, GN_CONN_READ_BODY);
+    set_state(c, GN_CONN_READ_BODY);
     c->deadline = c->loop->now + lim->io_timeout;
 }
 
@@ -468,7 +474,7 @@ static void dispatch(gn_conn_t *c)
 {
     if (c->loop->limits->proxy_headers)
         gn_forwarded_apply(c);
-    gn_conn__set_state(c, GN_CONN_RESPOND);
+    set_state(c, GN_CONN_RESPOND);
     c->deadline = 0;
     c->loop->handler->on_request(c, c->loop->handler->ctx);
     c->loop->now = gn_now(); /* the app may have run long: deadlines count from now */
@@ -549,7 +555,7 @@ static void begin_linger(gn_conn_t *c)
     /* Closing with unread input makes the kernel send RST, which can destroy
      * the response still in flight; shut down writing and drain first. */
     shutdown(c->fd, SHUT_WR);
-    gn_conn__set_state(c, GN_CONN_LINGER);
+    set_state(c, GN_CONN_LINGER);
     c->deadline = c->loop->now + LINGER_SECONDS;
     gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
 }
@@ -579,7 +585,7 @@ static void next_request(gn_conn_t *c)
     c->rlen -= c->head_len;
     c->head_len = c->parsed_len = 0;
     gn_body_reset(&c->body);
-    gn_conn__set_state(c, GN_CONN_READ_HEAD);
+    set_state(c, GN_CONN_READ_HEAD);
     c->deadline = c->loop->now + (c->rlen ? c->loop->limits->header_timeout
                                           : c->loop->limits->keepalive_timeout);
     if (c->rlen == 0) {
@@ -879,14 +885,14 @@ void gn_conn_resume(gn_conn_t *c)
 void gn_conn_response_done(gn_conn_t *c)
 {
     c->bridge = NULL;
-    gn_conn__set_state(c, GN_CONN_DRAIN);
+    set_state(c, GN_CONN_DRAIN);
 }
 
 void gn_conn_response_abort(gn_conn_t *c)
 {
     c->bridge = NULL;
     c->keepalive = 0;
-    gn_conn__set_state(c, GN_CONN_DRAIN);
+    set_state(c, GN_CONN_DRAIN);
 }
 
 static void addr_text(const gn_addr_t *ss, char *host, size_t hostlen, int *port)
