@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """What the metrics cost on plaintext: one run of gorgon (2 workers,
-bench/apps/hello.py) under wrk, printing its requests per second.
+bench/apps/hello.py) under wrk, printing its requests per second and the
+server's CPU time per request (user + system, from /proc; steadier than the
+rate on a machine whose other load comes and goes).
 
     .venv/bin/python bench/metrics_cost.py --metrics      # --metrics-bind on
     .venv/bin/python bench/metrics_cost.py                # off
@@ -41,6 +43,12 @@ def wait_port(port, proc, timeout=30):
     sys.exit("gorgon did not listen on %d" % port)
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scrape_every_second(port, stop):
     while not stop.wait(1.0):
         try:
@@ -76,11 +84,14 @@ def main():
         if args.metrics:
             scraper = threading.Thread(target=scrape_every_second, args=(mport, stop), daemon=True)
             scraper.start()
+        cpu0 = cpu_seconds(proc.pid)
         out = subprocess.run(["wrk", "-t2", "-c%d" % args.connections, "-d%ds" % args.duration, url],
                              capture_output=True, text=True, check=True).stdout
+        cpu = cpu_seconds(proc.pid) - cpu0
         stop.set()
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-        print("rps %.0f" % rps)
+        n = int(re.search(r"(\d+) requests in", out).group(1))
+        print("rps %.0f cpu_us_per_request %.2f" % (rps, cpu / n * 1e6))
     finally:
         stop.set()
         proc.terminate()
