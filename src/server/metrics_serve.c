@@ -36,6 +36,7 @@ typedef struct {
 static gn_listeners_t listener;
 static int epfd = -1, wake_fd = -1;
 static client_t clients[MAX_CLIENTS];
+static int clients_ready; /* their fds set to -1: only with --metrics-bind */
 static pthread_t thread;
 static int thread_started;
 static atomic_int stop_wanted;
@@ -51,6 +52,7 @@ int gn_metrics__listen(const gn_plan_t *plan)
     one.reuse_port = 0;
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i].fd = -1;
+    clients_ready = 1;
     if (gn_listen_open(&listener, &one, 1) < 0) {
         gn_log(GN_LOG_ERROR, "--metrics-bind %s: cannot listen", spec);
         return -1;
@@ -306,6 +308,8 @@ void gn_metrics_serve_ready(void)
  * it), so nothing is removed from it; closing our copies is enough. */
 static void close_all(int in_child)
 {
+    if (!clients_ready)
+        return; /* metrics are off: nothing was opened */
     for (int i = 0; i < MAX_CLIENTS; i++) {
         if (in_child && clients[i].fd >= 0) {
             close(clients[i].fd);
