@@ -291,9 +291,18 @@ def test_unix_socket_and_environment_variable(server, tmp_path):
     assert value(m, "gorgon_requests_total", method="GET", code="200") == 1
 
 
-def test_off_by_default(server):
-    srv = server("router:app")
+@pytest.mark.parametrize("mode", [INTERPRETERS, PROCESSES])
+def test_off_by_default_and_touches_no_descriptor(server, mode):
+    """Off, the endpoint opens nothing and closes nothing: the worker
+    processes keep the standard input they were given."""
+    srv = server("router:app", *mode)
     assert "Metrics at" not in srv.stderr_text()
+    raw(srv.addr, build_request("GET", "/hello", [("Connection", "close")], host="x"))
+    stdin = os.readlink("/proc/%d/fd/0" % srv.pid)
+    children = [int(p) for p in open("/proc/%d/task/%d/children" % (srv.pid, srv.pid)).read().split()]
+    assert len(children) == (2 if "processes" in mode else 0)
+    for pid in children:
+        assert os.readlink("/proc/%d/fd/0" % pid) == stdin
 
 
 @pytest.mark.parametrize("mode", [INTERPRETERS, PROCESSES])
