@@ -272,6 +272,10 @@ def build_parser():
                    metavar="IPS",
                    help="comma-separated addresses and CIDR networks trusted to send a PROXY "
                    "header and proxy headers, or '*' for any (a unix socket peer always is)")
+    p.add_argument("--metrics-bind", default=env_default("--metrics-bind", ""), metavar="ADDR",
+                   help="serve Prometheus metrics at http://ADDR/metrics (HOST:PORT or unix:/path), "
+                   "on a listener of its own answered by the server's C code, never by a worker: "
+                   "off by default")
     p.add_argument("--max-requests", type=int, default=env_default("--max-requests", 0, int), metavar="N",
                    help="replace a worker once it has served N requests (0: never): a new worker starts "
                    "first, then the old one finishes its requests and ends; with worker processes, "
@@ -428,6 +432,7 @@ def make_config(args):
         "cert_reqs": args.cert_reqs,
         "ssl_ciphers": args.ssl_ciphers or None,
         "ssl_min_version": args.ssl_min_version,
+        "metrics_bind": args.metrics_bind or "",
     }
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")

@@ -34,9 +34,31 @@ static void drive(gn_conn_t *c);
 static void dispatch(gn_conn_t *c);
 static void begin_linger(gn_conn_t *c);
 
+/* Where the loop's stats count a connection in each state (http/stats.h);
+ * READ_HEAD is IDLE without a buffer, READING (IDLE + 1) with one. */
+static const unsigned char gauge_of_state[] = {
+    [GN_CONN_READ_HEAD] = GN_CG_IDLE,      [GN_CONN_READ_BODY] = GN_CG_READING,
+    [GN_CONN_RESPOND] = GN_CG_RESPONDING,  [GN_CONN_DRAIN] = GN_CG_SENDING,
+    [GN_CONN_WEBSOCKET] = GN_CG_WEBSOCKET, [GN_CONN_LINGER] = GN_CG_CLOSING,
+    [GN_CONN_CLOSED] = GN_CG_NONE,
+};
+
+/* After a change of state or of buffer: the connection gauges follow. */
+static inline void gauge_sync(gn_conn_t *c)
+{
+    unsigned g = gauge_of_state[c->state] + (c->state == GN_CONN_READ_HEAD && c->buf != NULL);
+    if (g == c->gauge)
+        return;
+    atomic_int *conns = c->loop->stats->conns;
+    gn_stat_gauge(&conns[c->gauge], -1); /* conns[GN_CG_NONE] counts nothing that is read */
+    gn_stat_gauge(&conns[g], 1);
+    c->gauge = (unsigned char)g;
+}
+
 /* Every change of state goes through here, to keep the loop's count of
- * connections with a request being answered (read by http/group.c). */
-void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
+ * connections with a request being answered (read by http/group.c) and its
+ * connection gauges. Inline in this file, where most changes happen. */
+static inline void set_state(gn_conn_t *c, enum gn_conn_state state)
 {
     int was = c->state == GN_CONN_RESPOND, is = state == GN_CONN_RESPOND;
     if (was != is) {
@@ -45,6 +67,12 @@ void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
                               memory_order_relaxed);
     }
     c->state = state;
+    gauge_sync(c);
+}
+
+void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
+{
+    set_state(c, state);
 }
 
 /* Between requests with nothing buffered: a sibling loop may take it. */
@@ -91,6 +119,7 @@ int gn_conn__take_buf(gn_conn_t *c)
     c->outq = b->outq;
     c->rbuf = b->rbuf;
     c->rcap = sizeof(b->rbuf);
+    gauge_sync(c);
     return 0;
 }
 
@@ -114,6 +143,7 @@ static void give_back_buf(gn_conn_t *c)
     c->rbuf = NULL;
     c->rlen = c->rcap = 0;
     c->req.num_headers = 0;
+    gauge_sync(c);
     gn_loop_t *loop = c->loop;
     if (loop->n_free_bufs >= FREE_BUFS_MAX) {
         free_buf(b);
@@ -146,7 +176,7 @@ void gn_conn_let_go(gn_conn_t *c)
         return;
     /* Idle: no response, no output, no WebSocket. The descriptor is the
      * sibling's, and c->fd is not written (the sibling read it). */
-    gn_conn__set_state(c, GN_CONN_CLOSED);
+    set_state(c, GN_CONN_CLOSED);
     give_back_buf(c);
     gn_body_reset(&c->body);
     gn_loop__retire(c->loop, c);
@@ -165,7 +195,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     memcpy(&c->peer, peer, len);
     c->peer_len = len;
     gn_body_init(&c->body);
-    gn_conn__set_state(c, GN_CONN_READ_HEAD);
+    set_state(c, GN_CONN_READ_HEAD);
     /* A new client is expected to send a request: the head timer runs. */
     c->deadline = loop->now + loop->limits->header_timeout;
     c->next = loop->conns;
@@ -175,7 +205,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     loop->n_conns++;
     if (gn_loop__watch(loop, c, EPOLLIN | EPOLLRDHUP) < 0) {
         gn_loop__retire(loop, c);
-        gn_conn__set_state(c, GN_CONN_CLOSED);
+        set_state(c, GN_CONN_CLOSED);
         return NULL; /* the caller closes fd */
     }
     return c;
@@ -194,7 +224,7 @@ void gn_conn_close(gn_conn_t *c)
     if (c->state == GN_CONN_RESPOND && c->bridge != NULL)
         c->loop->handler->on_abort(c, c->loop->handler->ctx);
     gn_conn__ws_free(c); /* reports a lost WebSocket to its bridge */
-    gn_conn__set_state(c, GN_CONN_CLOSED);
+    set_state(c, GN_CONN_CLOSED);
     gn_conn__out_release_all(c);
     gn_loop__watch(c->loop, c, 0);
     if (c->tls)
@@ -252,7 +282,7 @@ static void send_error(gn_conn_t *c, int status)
            error_detail(status));
     int n = snprintf(body, sizeof(body), "%s\n", gn_http_reason(status));
     gn_conn_write_simple(c, status, body, (size_t)n, 1);
-    gn_conn__set_state(c, GN_CONN_DRAIN);
+    set_state(c, GN_CONN_DRAIN);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -302,6 +332,7 @@ static ssize_t read_more(gn_conn_t *c)
         ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n > 0) {
             c->rlen += (size_t)n;
+            gn_stat_add(&c->loop->stats->bytes_in, (unsigned long long)n);
             return n;
         }
         if (n < 0 && errno == EINTR)
@@ -367,7 +398,7 @@ static void start_body(gn_conn_t *c)
         dispatch(c);
         return;
     }
-    gn_conn__set_state(c, GN_CONN_READ_BODY);
+    set_state(c, GN_CONN_READ_BODY);
     c->deadline = c->loop->now + lim->io_timeout;
 }
 
@@ -384,6 +415,7 @@ static void head_complete(gn_conn_t *c, int parsed)
     c->keepalive = v11 ? !(f & GN_REQ_CONN_CLOSE) : (f & GN_REQ_CONN_KEEPALIVE) && !(f & GN_REQ_CONN_CLOSE);
     c->status = 0;
     c->sent_body = 0;
+    c->buf->started = c->loop->now;
     start_body(c);
 }
 
@@ -455,7 +487,7 @@ static void dispatch(gn_conn_t *c)
 {
     if (c->loop->limits->proxy_headers)
         gn_forwarded_apply(c);
-    gn_conn__set_state(c, GN_CONN_RESPOND);
+    set_state(c, GN_CONN_RESPOND);
     c->deadline = 0;
     c->loop->handler->on_request(c, c->loop->handler->ctx);
     c->loop->now = gn_now(); /* the app may have run long: deadlines count from now */
@@ -541,7 +573,7 @@ static void begin_linger(gn_conn_t *c)
     if (c->tls)
         gn_tls_close_notify(c);
     shutdown(c->fd, SHUT_WR);
-    gn_conn__set_state(c, GN_CONN_LINGER);
+    set_state(c, GN_CONN_LINGER);
     c->deadline = c->loop->now + LINGER_SECONDS;
     gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
 }
@@ -550,6 +582,11 @@ static void next_request(gn_conn_t *c)
 {
     if (c->status > 0 && c->loop->limits->access_log)
         access_log(c);
+    /* A request refused before its head was whole has no method of its
+     * own (the slice is not this request's) and took no time to answer. */
+    int parsed = c->head_len > 0;
+    gn_stat_request(c->loop->stats, parsed ? gn_stat_method(c->req.method.base, c->req.method.len) : GN_M_OTHER,
+                    c->status, parsed ? c->loop->now - c->buf->started : 0);
     c->loop->served++;
     c->requests++;
     /* A streamed body the application did not read leaves the connection
@@ -566,7 +603,7 @@ static void next_request(gn_conn_t *c)
     c->rlen -= c->head_len;
     c->head_len = c->parsed_len = 0;
     gn_body_reset(&c->body);
-    gn_conn__set_state(c, GN_CONN_READ_HEAD);
+    set_state(c, GN_CONN_READ_HEAD);
     c->deadline = c->loop->now + (c->rlen ? c->loop->limits->header_timeout
                                           : c->loop->limits->keepalive_timeout);
     if (c->rlen == 0) {
@@ -895,14 +932,14 @@ void gn_conn_resume(gn_conn_t *c)
 void gn_conn_response_done(gn_conn_t *c)
 {
     c->bridge = NULL;
-    gn_conn__set_state(c, GN_CONN_DRAIN);
+    set_state(c, GN_CONN_DRAIN);
 }
 
 void gn_conn_response_abort(gn_conn_t *c)
 {
     c->bridge = NULL;
     c->keepalive = 0;
-    gn_conn__set_state(c, GN_CONN_DRAIN);
+    set_state(c, GN_CONN_DRAIN);
 }
 
 static void addr_text(const gn_addr_t *ss, char *host, size_t hostlen, int *port)

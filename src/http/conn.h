@@ -134,6 +134,7 @@ typedef struct gn_conn_buf {
     char *spare;        /* a sent owned output block, kept for the next response */
     size_t spare_cap;
     gn_fwd_t fwd;
+    double started;     /* when the current request's head was complete */
     char rbuf[GN_RBUF_INITIAL];
 } gn_conn_buf_t;
 
@@ -141,6 +142,7 @@ struct gn_conn {
     int fd;
     enum gn_conn_state state;
     atomic_int claim;            /* enum gn_conn_claim */
+    unsigned char gauge;         /* enum gn_conn_gauge: where the loop's stats count it */
     gn_loop_t *loop;
     struct gn_conn *prev, *next; /* the loop's list of connections */
     uint32_t events;             /* epoll events registered */

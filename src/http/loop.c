@@ -97,6 +97,7 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     loop->handler = handler;
     loop->now = gn_now();
     loop->room_logged_at = loop->now - ROOM_LOG_EVERY;
+    loop->stats = &loop->own_stats;
     atomic_init(&loop->stop_requested, 0);
     atomic_init(&loop->hurry_requested, 0);
     atomic_init(&loop->retire_requested, 0);

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "http/conn.h"
+#include "http/stats.h"
 
 struct gn_loop {
     int epfd;
@@ -47,6 +48,10 @@ struct gn_loop {
 
     int worker_id;
     unsigned long long served; /* requests completed */
+    /* Counters for the metrics endpoint: in memory of the server's that
+     * outlives the worker (server/metrics.h), else own_stats. */
+    gn_stats_t *stats;
+    gn_stats_t own_stats;
     unsigned long long served_enough; /* served this many: ask to be replaced */
     atomic_int replace_wanted; /* served_enough reached; read by the supervisor */
 

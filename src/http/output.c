@@ -202,6 +202,7 @@ static int flush_file(gn_conn_t *c, gn_seg_t *s)
         return -1;
     }
     c->out_bytes -= (size_t)n;
+    gn_stat_add(&c->loop->stats->bytes_out, (unsigned long long)n);
     s->len -= (size_t)n;
     if (s->len == 0)
         pop_seg(c);
@@ -301,6 +302,7 @@ int gn_conn_flush(gn_conn_t *c)
         if (w < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : -1;
         advance(c, (size_t)w);
+        gn_stat_add(&c->loop->stats->bytes_out, (unsigned long long)w);
         if ((size_t)w < total)
             return 0; /* the socket buffer is full */
     }

@@ -215,7 +215,8 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
         get_long(dict, "max_requests", &max_req) || get_long(dict, "max_requests_jitter", &jitter) ||
         get_proxy(&cfg->limits, dict, cfg->n_binds) || get_long_or(dict, "uid", -1, &cfg->uid) ||
-        get_long_or(dict, "gid", -1, &cfg->gid) || get_tls(&cfg->tls, dict))
+        get_long_or(dict, "gid", -1, &cfg->gid) || get_tls(&cfg->tls, dict) ||
+        get_str(dict, "metrics_bind", &cfg->metrics_bind))
         goto error;
     if (positive(max_req + 1, "max_requests + 1") || positive(jitter + 1, "max_requests_jitter + 1"))
         goto error;
@@ -265,6 +266,7 @@ void gn_config_free(gn_config_t *cfg)
     free(cfg->mode);
     free(cfg->shared_url);
     free(cfg->shared_prefix);
+    free(cfg->metrics_bind);
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
     gn_tls_opts_t *o = &cfg->tls;

@@ -34,6 +34,7 @@ typedef struct {
     char *shared_url;        /* --shared-url: "" = the in-process store */
     char *shared_prefix;     /* --shared-prefix: of every Redis key */
     double shared_timeout;   /* --shared-timeout: seconds per connect or call */
+    char *metrics_bind;   /* --metrics-bind: "" for none */
     long long uid, gid;   /* --user / --group: switched to once bound; -1 = stay */
     gn_limits_t limits;
     gn_tls_opts_t tls;    /* --certfile and the rest; certfile NULL: no TLS */

@@ -9,6 +9,7 @@
 #include "http/group.h"
 #include "http/loop.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/worker.h"
 
 #define EXIT_APP_LOAD 1
@@ -133,8 +134,10 @@ static gn_worker_t *start_worker(pool_t *p, unsigned id, int forget_app_modules)
     }
     init_worker(p, w, slot, id);
     w->forget_app_modules = forget_app_modules;
+    w->mslot = gn_metrics_slot_take(id);
     if (w->listen_fds == NULL || gn_worker_start(w) < 0) {
         gn_log(GN_LOG_ERROR, "cannot start worker %u: %s", id, strerror(errno));
+        gn_metrics_slot_release(w->mslot);
         free(w->listen_fds);
         free(w);
         return NULL;
@@ -155,6 +158,7 @@ static void free_worker(pool_t *p, gn_worker_t *w)
     }
     pthread_mutex_destroy(&w->end_order.mu);
     pthread_cond_destroy(&w->end_order.cv);
+    gn_metrics_slot_release(w->mslot); /* its thread was joined: it counts no more */
     p->slots[w->index] = NULL;
     free(w);
 }
@@ -379,9 +383,11 @@ static void reload(pool_t *p)
         return;
     gn_log(GN_LOG_INFO, "SIGHUP received: reloading the application in %u new worker%s", n, n == 1 ? "" : "s");
     double t0 = gn_now();
-    if (replace(p, old, n, "reload", 1) == 0)
-        gn_log(GN_LOG_INFO, "reloaded in %.0f ms: %u new worker%s serving, the old ones finish their requests",
-               (gn_now() - t0) * 1000, n, n == 1 ? "" : "s");
+    if (replace(p, old, n, "reload", 1) < 0)
+        return;
+    gn_metrics_restarted(GN_RESTART_RELOAD, n);
+    gn_log(GN_LOG_INFO, "reloaded in %.0f ms: %u new worker%s serving, the old ones finish their requests",
+           (gn_now() - t0) * 1000, n, n == 1 ? "" : "s");
 }
 
 /* --max-requests: a worker that served its share is replaced, one at a
@@ -403,6 +409,8 @@ static void replace_worn_out(pool_t *p)
         gn_worker_t *old[1] = {w};
         if (replace(p, old, 1, "replacing a worker", 0) < 0)
             w->max_requests = 0; /* it serves on; not tried again */
+        else
+            gn_metrics_restarted(GN_RESTART_MAX_REQUESTS, 1);
         return; /* one a round: the slots changed */
     }
 }
@@ -462,13 +470,21 @@ static void check_graceful_deadline(pool_t *p, double stop_started)
  * replaced. */
 #define LOOK_AROUND 0.1
 
+/* How often a worker process publishes its gorgon.shared figures for the
+ * supervisor's metrics endpoint. */
+#define PUBLISH_EVERY 0.25
+
 static void run_until_stopped(pool_t *p)
 {
-    double stop_started = 0;
+    double stop_started = 0, published = 0;
     int n_busy = 0;
     while (!all_stopped(p)) {
         double wait = !p->group.n || p->stopping ? LOOK_AROUND : n_busy ? WATCH_BUSY : WATCH_IDLE;
         handle_signal(p, wait_signal(p, wait));
+        if (p->hooks && gn_metrics_enabled() && gn_now() - published >= PUBLISH_EVERY) {
+            gn_metrics_publish_process();
+            published = gn_now();
+        }
         if (p->group.n && !p->stopping) /* a stopping loop takes no work */
             n_busy = gn_group_watch(&p->group);
         reap_retired(p);

@@ -15,6 +15,7 @@
 #include "http/loop.h"
 #include "interp/interp.h"
 #include "server/log.h"
+#include "server/metrics.h"
 
 #define BACKOFF_FIRST 0.1  /* seconds before restarting a child that died quickly */
 #define BACKOFF_MAX 10.0
@@ -41,8 +42,9 @@ typedef struct {
     /* Replacing one process at a time (SIGHUP, --max-requests): the new
      * one starts as `fresh` beside kids[rolling]; once it serves, the old
      * one joins `old`, is told to retire, and is reaped when it leaves. */
-    unsigned char *roll_wanted; /* per slot */
+    unsigned char *roll_wanted; /* per slot: 0, or 1 + enum gn_restart_reason */
     int rolling;          /* slot being replaced, -1: none */
+    int roll_reason;      /* enum gn_restart_reason of that replacement */
     child_t fresh;
     child_t *old;
     unsigned n_old, cap_old;
@@ -89,6 +91,7 @@ static void child_failed(void *arg, const char *error, int code)
 static _Noreturn void child_main(procs_t *ps, unsigned k, int fd, pid_t parent)
 {
     close(ps->sfd);
+    gn_metrics_forget_listener();
     for (unsigned i = 0; i < ps->n; i++) {
         if (ps->kids[i].fd >= 0)
             close(ps->kids[i].fd);
@@ -212,7 +215,7 @@ static void on_signal(procs_t *ps, int sig)
         if (ps->stopping || !ps->running)
             return;
         gn_log(GN_LOG_INFO, "SIGHUP received: reloading the application, one worker process at a time");
-        memset(ps->roll_wanted, 1, ps->n);
+        memset(ps->roll_wanted, 1 + GN_RESTART_RELOAD, ps->n);
         return;
     }
     if (sig == SIGUSR1) {
@@ -250,7 +253,7 @@ static void on_message(procs_t *ps, child_t *kid, unsigned k)
     buf[n] = '\0';
     if (buf[0] == 'M' && kid == &ps->kids[k]) { /* --max-requests */
         gn_log(GN_LOG_INFO, "worker process %u (pid %d) served its --max-requests: replacing it", k, (int)kid->pid);
-        ps->roll_wanted[k] = 1;
+        ps->roll_wanted[k] = 1 + GN_RESTART_MAX_REQUESTS;
     } else if (buf[0] == 'R') {
         kid->ready = 1;
         kid->ready_at = gn_now();
@@ -321,6 +324,7 @@ static void on_exit_status(procs_t *ps, unsigned k, int status)
         begin_stop(ps, SIGTERM);
         return;
     }
+    gn_metrics_restarted(GN_RESTART_CRASH, 1);
     if (was_ready)
         gn_log(GN_LOG_WARNING, "worker process %u (pid %d) %s after %.1f s; restarting it in %.1f s", k,
                (int)kid->pid, what, t - kid->started, delay);
@@ -381,6 +385,7 @@ static void reap(procs_t *ps)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        gn_metrics_reap_process(pid); /* what its workers counted stays */
         if (reap_rolled(ps, pid, status))
             continue;
         for (unsigned k = 0; k < ps->n; k++) {
@@ -411,6 +416,7 @@ static void fresh_ready(procs_t *ps)
             ps->cap_old = cap;
         }
         kill(kid->pid, SIGHUP);
+        gn_metrics_restarted((enum gn_restart_reason)ps->roll_reason, 1);
         gn_log(GN_LOG_INFO, "worker process %u: pid %d serves, pid %d finishes its requests and ends", k,
                (int)ps->fresh.pid, (int)kid->pid);
         ps->old[ps->n_old++] = *kid;
@@ -430,6 +436,7 @@ static void roll_next(procs_t *ps)
     for (unsigned k = 0; k < ps->n; k++) {
         if (!ps->roll_wanted[k] || ps->kids[k].pid <= 0 || !ps->kids[k].ready)
             continue;
+        ps->roll_reason = ps->roll_wanted[k] - 1;
         ps->roll_wanted[k] = 0;
         if (spawn_into(ps, k, &ps->fresh) < 0)
             return;
@@ -451,8 +458,8 @@ static void restart_due(procs_t *ps)
 /* Waits up to `timeout` seconds, then handles what happened. */
 static void step(procs_t *ps, double timeout)
 {
-    struct pollfd pfd[1 + 256];
-    unsigned idx[1 + 256];
+    struct pollfd pfd[2 + 256];
+    unsigned idx[2 + 256];
     unsigned n = 0;
     pfd[n++] = (struct pollfd){.fd = ps->sfd, .events = POLLIN};
     for (unsigned k = 0; k < ps->n && n < 1 + 256; k++) {
@@ -466,6 +473,11 @@ static void step(procs_t *ps, double timeout)
         fresh_at = (int)n;
         pfd[n++] = (struct pollfd){.fd = ps->fresh.fd, .events = POLLIN};
     }
+    int metrics_at = -1;
+    if (gn_metrics_fd() >= 0 && n < 2 + 256) {
+        metrics_at = (int)n;
+        pfd[n++] = (struct pollfd){.fd = gn_metrics_fd(), .events = POLLIN};
+    }
     double t = gn_now();
     for (unsigned k = 0; k < ps->n; k++) {
         double at = ps->kids[k].restart_at;
@@ -478,7 +490,10 @@ static void step(procs_t *ps, double timeout)
         while (read(ps->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
             on_signal(ps, (int)si.ssi_signo);
     }
+    gn_metrics_serve_ready(); /* what is ready, and its connections' timeouts */
     for (unsigned i = 1; rc > 0 && i < n; i++) {
+        if ((int)i == metrics_at)
+            continue;
         if ((int)i == fresh_at) {
             if (pfd[i].revents && ps->fresh.fd == pfd[i].fd)
                 on_message(ps, &ps->fresh, (unsigned)ps->rolling);

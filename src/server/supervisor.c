@@ -14,6 +14,7 @@
 #include "server/config.h"
 #include "server/listen.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/pool.h"
 #include "server/probe.h"
 #include "server/processes.h"
@@ -242,11 +243,13 @@ static int run(gn_plan_t *plan)
     log_mode(plan, why);
     size_connections(plan);
     if (!can_fork(plan) || gn_listen_open(&plan->listeners, &plan->cfg, plan->total) < 0 ||
-        drop_privileges(plan) < 0 || gn_interp_prepare_main(&plan->cfg) < 0)
+        gn_metrics_open(plan) < 0 || drop_privileges(plan) < 0 || gn_interp_prepare_main(&plan->cfg) < 0)
         return 1;
     plan->cfg.limits.inherited_listeners = gn_listen_inherited(&plan->listeners);
-    if (plan->n_procs)
+    if (plan->n_procs) /* the supervisor's poll loop answers the metrics */
         return gn_processes_serve(plan);
+    if (gn_metrics_start_thread() < 0)
+        return 1;
     return gn_pool_serve(plan, 0, NULL);
 }
 
@@ -296,6 +299,7 @@ int gn_supervisor_serve(PyObject *config)
     sigaddset(&old, SIGTTOU);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     gn_listen_close(&plan.listeners);
+    gn_metrics_close();
     gn_config_free(&plan.cfg);
     return rc;
 }

@@ -9,12 +9,14 @@
 #include "bridges/wsgi.h"
 #include "http/group.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "shared/shared.h"
 
 static void set_state(gn_worker_t *w, int state)
 {
     pthread_mutex_lock(w->mu);
     atomic_store(&w->state, state);
+    gn_metrics_slot_state(w->mslot, state);
     pthread_cond_broadcast(w->cv);
     pthread_mutex_unlock(w->mu);
 }
@@ -99,6 +101,8 @@ static int start_loop(gn_worker_t *w, bridge_t *b)
     }
     w->listen_fds = NULL; /* owned by the loop now */
     loop->worker_id = (int)w->id;
+    if (w->mslot)
+        loop->stats = gn_metrics_slot_stats(w->mslot);
     if (w->max_requests)
         loop->served_enough = w->max_requests;
     loop->graceful_timeout = w->cfg->graceful_timeout;
@@ -133,6 +137,7 @@ static void serve(gn_worker_t *w, bridge_t *b)
         gn_group_join(w->group, w->index, &w->loop);
     pthread_mutex_lock(w->mu);
     atomic_store(&w->state, GN_WORKER_READY);
+    gn_metrics_slot_state(w->mslot, GN_WORKER_READY);
     if (w->retiring) /* replaced while it was starting */
         gn_loop_retire(&w->loop);
     pthread_cond_broadcast(w->cv);
@@ -208,6 +213,7 @@ void gn_worker_request_stop(gn_worker_t *w)
 {
     /* Under the lock, so the loop cannot be torn down meanwhile. */
     pthread_mutex_lock(w->mu);
+    gn_metrics_slot_stopping(w->mslot);
     if (atomic_load(&w->state) == GN_WORKER_READY)
         gn_loop_request_stop(&w->loop);
     pthread_mutex_unlock(w->mu);
@@ -225,6 +231,7 @@ void gn_worker_retire(gn_worker_t *w)
 {
     pthread_mutex_lock(w->mu);
     w->retiring = 1;
+    gn_metrics_slot_stopping(w->mslot);
     if (atomic_load(&w->state) == GN_WORKER_READY)
         gn_loop_retire(&w->loop);
     pthread_mutex_unlock(w->mu);

@@ -49,6 +49,7 @@ typedef struct gn_worker {
     gn_interp_t interp;
     gn_loop_t loop;
     int loop_ready;
+    struct gn_mslot *mslot; /* its metrics counters (server/metrics.h), or NULL */
 
     /* Wakes the supervisor when state changes. */
     pthread_mutex_t *mu;

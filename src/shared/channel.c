@@ -343,6 +343,25 @@ size_t gn_channel_size(gn_channel_t *ch)
     return n;
 }
 
+size_t gn_channel_depths(gn_channel_depth_t *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&registry_mu);
+    for (gn_channel_t *ch = registry; ch && max > 0; ch = ch->next) {
+        size_t depth = gn_channel_size(ch);
+        if (n == max && depth <= out[n - 1].depth)
+            continue;
+        size_t i = n < max ? n++ : n - 1; /* the shallowest makes room */
+        for (; i > 0 && out[i - 1].depth < depth; i--)
+            out[i] = out[i - 1];
+        out[i].depth = depth;
+        out[i].name_len = ch->name_len < GN_CHANNEL_DEPTH_NAME ? ch->name_len : GN_CHANNEL_DEPTH_NAME;
+        memcpy(out[i].name, ch->name, out[i].name_len);
+    }
+    pthread_mutex_unlock(&registry_mu);
+    return n;
+}
+
 int gn_channel_closed(gn_channel_t *ch)
 {
     pthread_mutex_lock(&ch->mu);

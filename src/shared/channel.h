@@ -72,5 +72,15 @@ size_t gn_channel_size(gn_channel_t *ch);
 int gn_channel_closed(gn_channel_t *ch);
 /* Channels in the registry (for tests). */
 size_t gn_channel_count(void);
+/* One channel's name (cut to fit) and how many messages wait in it. */
+#define GN_CHANNEL_DEPTH_NAME 64
+typedef struct {
+    char name[GN_CHANNEL_DEPTH_NAME];
+    size_t name_len;
+    size_t depth;
+} gn_channel_depth_t;
+/* The `max` deepest channels of the registry, deepest first, into out;
+ * returns how many (for the metrics endpoint: a bounded set of labels). */
+size_t gn_channel_depths(gn_channel_depth_t *out, size_t max);
 
 #endif
