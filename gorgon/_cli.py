@@ -269,6 +269,10 @@ def build_parser():
     p.add_argument("--max-requests-jitter", type=int, default=env_default("--max-requests-jitter", 0, int),
                    metavar="J", help="add a random 0..J to each worker's --max-requests, so that workers "
                    "are not all replaced at once")
+    p.add_argument("-t", "--timeout", type=float, default=env_default("--timeout", 0.0, float), metavar="SECONDS",
+                   help="a request whose application code runs this long without returning to the server "
+                   "is answered 504 (or its connection closed if the response began), logged with its "
+                   "Python stack, and interrupted; a worker stuck in C code is replaced (0: off)")
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
                        metavar="SECONDS" if conv is float else "BYTES" if "bytes" in text else "N")
@@ -354,6 +358,7 @@ def make_config(args):
         "probe_timeout": args.probe_timeout,
         "max_requests": args.max_requests,
         "max_requests_jitter": args.max_requests_jitter,
+        "timeout": args.timeout,
         "proxy_listeners": proxy_listeners,
         "proxy_headers": bool(args.proxy_headers),
         "forwarded_allow_ips": args.forwarded_allow_ips,
@@ -384,6 +389,8 @@ def main(argv=None):
                              "with --mode processes, --workers is the number of processes")
     if args.max_requests < 0 or args.max_requests_jitter < 0:
         build_parser().error("--max-requests and --max-requests-jitter must be at least 0")
+    if not math.isfinite(args.timeout) or args.timeout < 0:
+        build_parser().error("--timeout must be a number of seconds, at least 0 (0: off)")
     if args.probe_timeout <= 0:
         build_parser().error("--probe-timeout must be positive")
     if args.write_high_water < 1:

@@ -21,6 +21,7 @@ typedef struct {
     PyObject *full;
     PyObject *closed;
     PyObject *aio;    /* gorgon._shared_aio, imported on first async call */
+    PyObject *request_timeout; /* gorgon.RequestTimeout, raised by --timeout */
 } gn_modstate_t;
 
 /* The state of the gorgon._gorgon module of the current interpreter,

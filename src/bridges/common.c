@@ -40,3 +40,8 @@ PyObject *gn_bridge_decode_path(const char *path, size_t len, int utf8)
         free(buf);
     return s;
 }
+
+void gn_bridge_clear_interrupt(void)
+{
+    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
+}

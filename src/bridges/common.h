@@ -14,4 +14,9 @@ void gn_bridge_log_traceback(PyObject **cache, PyObject *exc);
  * with replacement for ASGI (as uvicorn does). */
 PyObject *gn_bridge_decode_path(const char *path, size_t len, int utf8);
 
+/* --timeout: the watchdog took this thread's call into the application
+ * (http/loop.h) and may have raised gorgon.RequestTimeout in it; drops
+ * one still pending, so that no later code meets it. GIL held. */
+void gn_bridge_clear_interrupt(void);
+
 #endif

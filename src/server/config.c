@@ -186,7 +186,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict) ||
         get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
-        get_long(dict, "max_requests", &max_req) || get_long(dict, "max_requests_jitter", &jitter) ||
+        get_long(dict, "max_requests", &max_req) || get_double(dict, "timeout", &cfg->timeout) || get_long(dict, "max_requests_jitter", &jitter) ||
         get_proxy(&cfg->limits, dict, cfg->n_binds) || get_long_or(dict, "uid", -1, &cfg->uid) ||
         get_long_or(dict, "gid", -1, &cfg->gid))
         goto error;

@@ -9,6 +9,7 @@
 #include "http/group.h"
 #include "http/loop.h"
 #include "server/log.h"
+#include "server/watchdog.h"
 #include "server/worker.h"
 
 #define EXIT_APP_LOAD 1
@@ -35,6 +36,7 @@ typedef struct {
     int reload_wanted;  /* SIGHUP came: reload at the next look */
     int replace_asked;  /* a worker process asked its supervisor to be replaced */
     int abandoned;      /* interpreters that failed to load the application were left as they are */
+    unsigned stuck;     /* workers stuck in C past --timeout, replaced and abandoned */
     double hurried_at; /* > 0: a second SIGTERM came; in-flight requests are not waited for */
 } pool_t;
 
@@ -407,6 +409,32 @@ static void replace_worn_out(pool_t *p)
     }
 }
 
+/* --timeout (server/watchdog.h): calls that run too long are taken, and a
+ * worker stuck in C code is replaced, one a round. In a worker process the
+ * supervisor replaces the whole process, which leaves once its other
+ * workers have finished (the stuck thread cannot be ended otherwise). */
+static void watch_timeouts(pool_t *p)
+{
+    double now = gn_now();
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (!gn_watchdog_look(w, p->plan->cfg.timeout, now) || w->retiring)
+            continue;
+        p->stuck++;
+        if (p->hooks) {
+            if (!p->replace_asked && p->hooks->replace_me)
+                p->hooks->replace_me(p->hooks->arg);
+            p->replace_asked = 1;
+            return;
+        }
+        gn_log(GN_LOG_WARNING, "replacing worker %u; %u stuck worker(s) abandoned in this process so far (their "
+               "memory is not given back; --processes replaces whole processes instead)", w->id, p->stuck);
+        gn_worker_t *old[1] = {w};
+        replace(p, old, 1, "replacing a stuck worker", 0);
+        return; /* the slots changed */
+    }
+}
+
 /* Joins and frees the retired workers that have ended. */
 static void reap_retired(pool_t *p)
 {
@@ -420,12 +448,13 @@ static void reap_retired(pool_t *p)
     }
 }
 
+/* Stopped, or stuck past --timeout: nothing to wait for. */
 static int all_stopped(pool_t *p)
 {
     FOR_EACH_WORKER(p, i, w)
     {
         int st = atomic_load(&w->state);
-        if (st == GN_WORKER_READY || st == GN_WORKER_STARTING)
+        if ((st == GN_WORKER_READY && !w->stuck) || st == GN_WORKER_STARTING)
             return 0;
     }
     return 1;
@@ -472,6 +501,8 @@ static void run_until_stopped(pool_t *p)
         if (p->group.n && !p->stopping) /* a stopping loop takes no work */
             n_busy = gn_group_watch(&p->group);
         reap_retired(p);
+        if (p->plan->cfg.timeout > 0)
+            watch_timeouts(p); /* stopping too: the in-flight requests are bounded */
         if (!p->stopping) {
             if (p->reload_wanted)
                 reload(p);
@@ -487,9 +518,19 @@ static void run_until_stopped(pool_t *p)
 }
 
 /* Workaround 2 lives in interp/: interpreters end newest-first, each once
- * the one started after it has ended. */
+ * the one started after it has ended. A worker stuck past --timeout never
+ * ends: the process leaves without finalizing, as after the graceful
+ * timeout. */
 static void end_workers(pool_t *p)
 {
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (w->stuck && atomic_load(&w->state) == GN_WORKER_READY) {
+            gn_log(GN_LOG_WARNING, "worker %u is still stuck: leaving without waiting for it", w->id);
+            gn_listen_close(&p->plan->listeners);
+            gn_interp_abandon_process(0);
+        }
+    }
     for (;;) {
         gn_worker_t *newest = NULL;
         FOR_EACH_WORKER(p, i, w)

@@ -8,7 +8,9 @@
 #include "bridges/asgi.h"
 #include "bridges/wsgi.h"
 #include "http/group.h"
+#include "module.h"
 #include "server/log.h"
+#include "server/watchdog.h"
 #include "shared/shared.h"
 
 static void set_state(gn_worker_t *w, int state)
@@ -108,6 +110,18 @@ static int start_loop(gn_worker_t *w, bridge_t *b)
         loop->wait_arg = w;
     }
     w->loop_ready = 1;
+    if (w->cfg->timeout > 0) {
+        gn_modstate_t *st = gn_modstate_current();
+        if (st == NULL) {
+            PyErr_Clear();
+            snprintf(w->error, sizeof(w->error), "cannot set up --timeout");
+            return -1;
+        }
+        w->timeout_exc = st->request_timeout;
+        w->py_interp = PyInterpreterState_Get();
+        w->py_thread = PyThread_get_thread_ident();
+        loop->app_watch = 1;
+    }
     return 0;
 }
 
@@ -158,6 +172,7 @@ static void *worker_main(void *arg)
         goto failed;
     Py_CLEAR(app);
     serve(w, &b);
+    gn_watchdog_wait_probe(w);
     /* STOPPED before the loop's wake fd closes: no more wake-ups after it. */
     set_state(w, GN_WORKER_STOPPED);
     gn_loop_destroy(&w->loop);

@@ -50,6 +50,17 @@ typedef struct gn_worker {
     gn_loop_t loop;
     int loop_ready;
 
+    /* --timeout (server/watchdog.h). Set by the worker's thread before it
+     * serves; the rest belongs to the supervisor's watchdog. */
+    PyInterpreterState *py_interp; /* what the application runs in */
+    unsigned long py_thread;       /* the thread's id, for PyThreadState_SetAsyncExc */
+    PyObject *timeout_exc;         /* gorgon.RequestTimeout of py_interp (borrowed) */
+    double taken_at;    /* the watchdog took a call then; 0: none under way */
+    int probing;        /* a probe thread is at work (under *mu): the
+                         * interpreter does not end meanwhile */
+    atomic_int probe_has_gil; /* the probe got the interpreter's GIL */
+    int stuck;          /* not back from a taken call: replaced, abandoned */
+
     /* Wakes the supervisor when state changes. */
     pthread_mutex_t *mu;
     pthread_cond_t *cv;
