@@ -269,6 +269,10 @@ def build_parser():
     p.add_argument("--max-requests-jitter", type=int, default=env_default("--max-requests-jitter", 0, int),
                    metavar="J", help="add a random 0..J to each worker's --max-requests, so that workers "
                    "are not all replaced at once")
+    p.add_argument("--max-worker-memory", type=float, default=env_default("--max-worker-memory", 0.0, float),
+                   metavar="MB", help="replace a worker whose memory grew above MB mebibytes, as --max-requests "
+                   "does (0: never): with worker processes, the process's resident memory; in one process, "
+                   "the interpreter's own small-object heap (see the README for what that leaves out)")
     p.add_argument("-t", "--timeout", type=float, default=env_default("--timeout", 0.0, float), metavar="SECONDS",
                    help="a request whose application code runs this long without returning to the server "
                    "is answered 504 (or its connection closed if the response began), logged with its "
@@ -359,6 +363,7 @@ def make_config(args):
         "max_requests": args.max_requests,
         "max_requests_jitter": args.max_requests_jitter,
         "timeout": args.timeout,
+        "max_worker_memory": int(args.max_worker_memory * 1024 * 1024),
         "proxy_listeners": proxy_listeners,
         "proxy_headers": bool(args.proxy_headers),
         "forwarded_allow_ips": args.forwarded_allow_ips,
@@ -389,6 +394,8 @@ def main(argv=None):
                              "with --mode processes, --workers is the number of processes")
     if args.max_requests < 0 or args.max_requests_jitter < 0:
         build_parser().error("--max-requests and --max-requests-jitter must be at least 0")
+    if not math.isfinite(args.max_worker_memory) or args.max_worker_memory < 0:
+        build_parser().error("--max-worker-memory must be a number of mebibytes, at least 0 (0: never)")
     if not math.isfinite(args.timeout) or args.timeout < 0:
         build_parser().error("--timeout must be a number of seconds, at least 0 (0: off)")
     if args.probe_timeout <= 0:

@@ -390,6 +390,8 @@ static void scan_timeouts(gn_loop_t *loop)
         }
     }
     loop->next_scan = loop->now + SCAN_INTERVAL;
+    if (loop->on_scan)
+        loop->on_scan(loop->scan_arg);
     if (loop->stopping && loop->n_listen > 0 && loop->now >= loop->listen_until)
         close_listeners(loop);
     else if (loop->stopping && loop->n_listen > 0 && loop->listen_until < loop->next_scan)

@@ -53,6 +53,10 @@ struct gn_loop {
     unsigned long long served; /* requests completed */
     unsigned long long served_enough; /* served this many: ask to be replaced */
     atomic_int replace_wanted; /* served_enough reached; read by the supervisor */
+    /* Called with the timeout scan, a few times a second, on the loop's
+     * thread (the worker's --max-worker-memory check). */
+    void (*on_scan)(void *arg);
+    void *scan_arg;
 
     /* --timeout (server/watchdog.h): the loop's thread marks each call into
      * the application; the supervisor's watchdog takes a call that runs too

@@ -115,6 +115,11 @@ static void init_worker(pool_t *p, gn_worker_t *w, unsigned slot, unsigned id)
     w->count = plan->total;
     w->main_interp = PyInterpreterState_Main();
     w->max_requests = max_requests(p);
+    /* In one interpreter shared by every thread (--mode threads in one
+     * process), replacing a thread frees nothing: not watched there. */
+    w->memory_of_process = p->hooks != NULL;
+    if (w->memory_of_process || plan->kind == GN_INTERP_SUB)
+        w->memory_bound = plan->cfg.max_worker_memory;
     w->mu = &p->mu;
     w->cv = &p->cv;
     w->exclusive = plan->listeners.exclusive;
@@ -386,25 +391,33 @@ static void reload(pool_t *p)
                (gn_now() - t0) * 1000, n, n == 1 ? "" : "s");
 }
 
-/* --max-requests: a worker that served its share is replaced, one at a
- * time; in a worker process, the supervisor replaces the whole process. */
+/* --max-requests and --max-worker-memory: a worker that served its share
+ * or grew too big is replaced, one at a time; in a worker process, the
+ * supervisor replaces the whole process. */
 static void replace_worn_out(pool_t *p)
 {
+    if (p->replace_asked)
+        return; /* a worker process: its replacement is on its way */
     FOR_EACH_WORKER(p, i, w)
     {
-        if (w->max_requests == 0 || !gn_worker_wants_replacing(w))
+        if ((w->max_requests == 0 && w->memory_bound == 0) || !gn_worker_wants_replacing(w))
             continue;
+        if (w->memory_used)
+            gn_log(GN_LOG_INFO, "worker %u uses %.1f MiB of %s, above --max-worker-memory (%.1f MiB): replacing %s",
+                   w->id, (double)w->memory_used / 1048576, w->memory_of_process ? "resident memory" : "heap",
+                   (double)w->memory_bound / 1048576, p->hooks ? "its process" : "it");
+        else
+            gn_log(GN_LOG_INFO, "worker %u served %llu requests (--max-requests): replacing %s", w->id,
+                   w->max_requests, p->hooks ? "its process" : "it");
         if (p->hooks) {
-            if (!p->replace_asked && p->hooks->replace_me)
+            if (p->hooks->replace_me)
                 p->hooks->replace_me(p->hooks->arg);
             p->replace_asked = 1;
             return;
         }
-        gn_log(GN_LOG_INFO, "worker %u served %llu requests (--max-requests): replacing it", w->id,
-               w->max_requests);
         gn_worker_t *old[1] = {w};
         if (replace(p, old, 1, "replacing a worker", 0) < 0)
-            w->max_requests = 0; /* it serves on; not tried again */
+            w->max_requests = w->memory_bound = 0; /* it serves on; not tried again */
         return; /* one a round: the slots changed */
     }
 }
@@ -506,7 +519,7 @@ static void run_until_stopped(pool_t *p)
         if (!p->stopping) {
             if (p->reload_wanted)
                 reload(p);
-            else if (p->plan->cfg.max_requests)
+            else if (p->plan->cfg.max_requests || p->plan->cfg.max_worker_memory)
                 replace_worn_out(p);
             continue;
         }
@@ -587,10 +600,14 @@ static int serve_unlocked(pool_t *p)
         p->hooks->ready(p->hooks->arg);
     } else {
         gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (gn_now() - t0) * 1000);
-        if (p->plan->cfg.max_requests && p->plan->kind == GN_INTERP_SUB) /* workaround 4, interp.h */
-            gn_log(GN_LOG_INFO, "--max-requests re-creates sub-interpreters in this process, and CPython does not "
+        const gn_config_t *cfg = &p->plan->cfg;
+        if ((cfg->max_requests || cfg->max_worker_memory) && p->plan->kind == GN_INTERP_SUB) /* workaround 4 */
+            gn_log(GN_LOG_INFO, "%s re-creates sub-interpreters in this process, and CPython does not "
                    "give back all of their memory (about 4 MB each on 3.13); --processes P replaces whole "
-                   "processes instead");
+                   "processes instead", cfg->max_requests ? "--max-requests" : "--max-worker-memory");
+        if (cfg->max_worker_memory && p->plan->kind == GN_INTERP_MAIN)
+            gn_log(GN_LOG_WARNING, "--max-worker-memory is not watched in --mode threads in one process: its "
+                   "workers share one interpreter, which a new thread would not make smaller (use --processes P)");
     }
     run_until_stopped(p);
     end_workers(p);

@@ -248,8 +248,8 @@ static void on_message(procs_t *ps, child_t *kid, unsigned k)
         return;
     }
     buf[n] = '\0';
-    if (buf[0] == 'M' && kid == &ps->kids[k]) { /* --max-requests */
-        gn_log(GN_LOG_INFO, "worker process %u (pid %d) served its --max-requests: replacing it", k, (int)kid->pid);
+    if (buf[0] == 'M' && kid == &ps->kids[k]) { /* --max-requests, --max-worker-memory, --timeout */
+        gn_log(GN_LOG_INFO, "worker process %u (pid %d) asks to be replaced: replacing it", k, (int)kid->pid);
         ps->roll_wanted[k] = 1;
     } else if (buf[0] == 'R') {
         kid->ready = 1;

@@ -91,6 +91,41 @@ static void free_bridge(bridge_t *b)
     b->asgi = NULL;
 }
 
+/* --max-worker-memory: the worker measures itself about once a second. */
+#define MEMORY_CHECK_INTERVAL 1.0
+
+static long long process_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    long long size = 0, resident = -1;
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%lld %lld", &size, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+}
+
+/* On the worker's thread, its GIL held (the loop's timeout scan). */
+static void check_memory(void *arg)
+{
+    gn_worker_t *w = arg;
+    if (w->loop.now < w->memory_next || atomic_load(&w->loop.replace_wanted))
+        return;
+    w->memory_next = w->loop.now + MEMORY_CHECK_INTERVAL;
+    long long used = w->memory_of_process ? process_rss() : gn_interp_heap_bytes();
+    if (used < 0) {
+        gn_log(GN_LOG_WARNING, "worker %u: --max-worker-memory cannot measure %s here; not watched", w->id,
+               w->memory_of_process ? "the process's memory" : "the interpreter's heap");
+        w->loop.on_scan = NULL;
+        return;
+    }
+    if ((size_t)used <= w->memory_bound)
+        return;
+    w->memory_used = (size_t)used;
+    atomic_store(&w->loop.replace_wanted, 1);
+}
+
 static int start_loop(gn_worker_t *w, bridge_t *b)
 {
     gn_loop_t *loop = &w->loop;
@@ -110,6 +145,10 @@ static int start_loop(gn_worker_t *w, bridge_t *b)
         loop->wait_arg = w;
     }
     w->loop_ready = 1;
+    if (w->memory_bound) {
+        loop->on_scan = check_memory;
+        loop->scan_arg = w;
+    }
     if (w->cfg->timeout > 0) {
         gn_modstate_t *st = gn_modstate_current();
         if (st == NULL) {

@@ -35,6 +35,10 @@ typedef struct gn_worker {
     PyInterpreterState *main_interp;
     gn_end_order_t end_order; /* turn 0: its interpreter may end (interp.h, workaround 2) */
     unsigned long long max_requests; /* 0: never replaced for the requests it served */
+    size_t memory_bound;   /* --max-worker-memory in bytes; 0: not watched */
+    int memory_of_process; /* measure the process's resident memory, not the interpreter's heap */
+    double memory_next;    /* the worker's thread: when it measures next */
+    size_t memory_used;    /* what it measured above the bound (set before replace_wanted) */
     int forget_app_modules; /* a reload in --mode threads: import the app afresh */
     int *listen_fds;
     unsigned n_listen;
