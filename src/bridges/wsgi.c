@@ -411,7 +411,7 @@ static void timed_out(gn_wsgi_req_t *req)
     gn_conn_t *c = req->conn;
     PyErr_Clear();
     gn_bridge_clear_interrupt();
-    gn_log(GN_LOG_WARNING, "worker %u: back from the request past --timeout; serving on", req->w->worker_id);
+    gn_log(GN_LOG_WARNING, "worker %u: back from the request past --timeout", req->w->worker_id);
     if (c->status == 0)
         c->status = 504; /* for the access log, and the watchdog: answered */
     c->sent_body = 0;
