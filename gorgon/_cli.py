@@ -379,6 +379,7 @@ def make_config(args):
         "max_requests": args.max_requests,
         "max_requests_jitter": args.max_requests_jitter,
         "timeout": args.timeout,
+        "reload": bool(args.reload),
         "max_worker_memory": int(args.max_worker_memory * 1024 * 1024),
         "proxy_listeners": proxy_listeners,
         "proxy_headers": bool(args.proxy_headers),
@@ -387,6 +388,7 @@ def make_config(args):
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")
         cfg[key] = getattr(args, key)
+    cfg["reload_dirs"], cfg["reload_include"], cfg["reload_exclude"] = reload_plan(args)
     return cfg
 
 
@@ -402,12 +404,12 @@ def reload_plan(args):
     return [os.path.abspath(d) for d in dirs], include, exclude
 
 
-def start_watcher(args):
+def start_watcher(config):
     """--reload: the watcher process (gorgon/_watch.py), which sends this
     process SIGHUP when a watched file changes."""
     import subprocess
 
-    dirs, include, exclude = reload_plan(args)
+    dirs, include, exclude = config["reload_dirs"], config["reload_include"], config["reload_exclude"]
     for d in dirs:
         if not os.path.isdir(d):
             build_parser().error(f"--reload-dir: not a directory: {d}")
@@ -486,7 +488,7 @@ def main(argv=None):
                 f.write("%d\n" % os.getpid())
         except OSError as e:
             raise SystemExit(f"gorgon: --pid {args.pid}: {e.strerror}")
-    watcher = start_watcher(args) if args.reload else None
+    watcher = start_watcher(config) if args.reload else None
     try:
         return _gorgon.serve(config)
     finally:

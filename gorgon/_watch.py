@@ -79,6 +79,7 @@ def snapshot(dirs, keep):
 
 def watch_by_polling(dirs, keep, stop):
     before = snapshot(dirs, keep)
+    yield []  # armed
     while not stop.is_set():
         time.sleep(POLL_SECONDS)
         now = snapshot(dirs, keep)
@@ -121,10 +122,15 @@ def main(argv=None):
     else:
         changes = watch_by_polling(dirs, keep, stop)
         how = "polling every %gs (pip install watchfiles for inotify)" % POLL_SECONDS
-    log("INFO", "--reload: watching %s for %s (%s)" % (", ".join(dirs), " ".join(args.include), how))
+    armed = False
     for paths in changes:
         if stop.is_set() or os.getppid() != args.server:
             break
+        if not armed:
+            # The first yield comes once the watch is in place (watchfiles:
+            # after its first quiet second): from here no change is missed.
+            log("INFO", "--reload: watching %s for %s (%s)" % (", ".join(dirs), " ".join(args.include), how))
+            armed = True
         if not paths:
             continue
         for path in paths:

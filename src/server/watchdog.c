@@ -223,6 +223,7 @@ int gn_watchdog_look(gn_worker_t *w, double timeout, double now)
 void gn_watchdog_wait_probe(gn_worker_t *w)
 {
     pthread_mutex_lock(w->mu);
+    w->loop.app_watch = 0; /* the watchdog takes no call from now on */
     int busy = w->probing;
     pthread_mutex_unlock(w->mu);
     if (!busy)

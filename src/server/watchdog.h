@@ -35,8 +35,9 @@
  */
 int gn_watchdog_look(gn_worker_t *w, double timeout, double now);
 
-/* The worker's thread, before its interpreter ends (GIL held): waits for a
- * probe still at work on it. */
+/* The worker's thread, once it stopped serving, before its interpreter
+ * ends (GIL held): no call is taken any more, and a probe still at work on
+ * it is waited for. */
 void gn_watchdog_wait_probe(gn_worker_t *w);
 
 #endif

@@ -107,7 +107,8 @@ def test_response_that_began_is_cut(server):
     srv = start(server, WSGI)
     t0 = time.monotonic()
     r = fetch(srv.addr, "/stream?s=10", timeout=scaled(15), allow_truncated=True)
-    assert time.monotonic() - t0 <= scaled(4)
+    took = time.monotonic() - t0
+    assert took <= scaled(6), (took, srv.describe())
     assert r.status == 200 and b"ended" not in r.body, (r.status, r.body)
     wait_log(srv, r"GET /stream\?s=10 ran past --timeout \(2s\) after its response began: connection closed",
              "cut response")
