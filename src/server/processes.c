@@ -32,6 +32,7 @@ typedef struct {
     unsigned quick;       /* consecutive quick deaths: the backoff exponent */
     unsigned start_fails; /* consecutive deaths before being ready */
     int fail_code;        /* what the child said when it could not start */
+    int added;            /* started by SIGTTIN, not ready yet */
     char error[1024];
 } child_t;
 
@@ -262,7 +263,9 @@ static void on_message(procs_t *ps, child_t *kid, unsigned k)
         kid->ready_at = gn_now();
         kid->start_fails = 0;
         if (ps->running && kid == &ps->kids[k])
-            gn_log(GN_LOG_INFO, "worker process %u (pid %d) serving again", k, (int)kid->pid);
+            gn_log(GN_LOG_INFO, "worker process %u (pid %d) %s", k, (int)kid->pid,
+                   kid->added ? "serves" : "serving again");
+        kid->added = 0;
     } else if (buf[0] == 'F') {
         char *colon = strchr(buf, ':');
         kid->fail_code = atoi(buf + 1);
@@ -458,6 +461,7 @@ static void add_process(procs_t *ps)
     kids[k].fd = -1;
     if (spawn(ps, k) < 0)
         return;
+    kids[k].added = 1;
     ps->n++;
     gn_log(GN_LOG_INFO, "SIGTTIN received: starting worker process %u (pid %d)", k, (int)kids[k].pid);
 }
