@@ -23,11 +23,11 @@ if _reason:
     raise ImportError(_reason)
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "shared", "channel", "Empty", "Full", "Closed", "Unavailable",
+__all__ = ["__version__", "shared", "channel", "Empty", "Full", "Closed", "Unavailable", "RequestTimeout",
            "worker_id", "worker_count", "mode"]
 
 # Fixed for the interpreter's life: cached in this module after first use.
-_STABLE = frozenset({"shared", "channel", "Empty", "Full", "Closed", "Unavailable"})
+_STABLE = frozenset({"shared", "channel", "Empty", "Full", "Closed", "Unavailable", "RequestTimeout"})
 # Set by the server when a worker starts (and by serve() in the main
 # interpreter): read from the extension every time.
 _FACTS = frozenset({"worker_id", "worker_count", "mode"})

@@ -58,6 +58,9 @@ TIMEOUTS = [
 ZERO_ALLOWED = {"--limit-request-body", "--keep-alive", "--graceful-timeout", "--ws-ping-interval"}
 
 DEFAULT_BIND = "127.0.0.1:8000"
+# --reload's patterns, as uvicorn's.
+RELOAD_INCLUDE = ["*.py"]
+RELOAD_EXCLUDE = [".*", ".py[cod]", ".sw.*", "~*"]
 DEFAULT_ATTRIBUTE = "application"  # APP without :ATTRIBUTE, as gunicorn does
 
 # Environment variables whose name is not GORGON_<LONG FLAG> (None: no variable).
@@ -283,6 +286,27 @@ def build_parser():
     p.add_argument("--max-requests-jitter", type=int, default=env_default("--max-requests-jitter", 0, int),
                    metavar="J", help="add a random 0..J to each worker's --max-requests, so that workers "
                    "are not all replaced at once")
+    p.add_argument("--max-worker-memory", type=float, default=env_default("--max-worker-memory", 0.0, float),
+                   metavar="MB", help="replace a worker whose memory grew above MB mebibytes, as --max-requests "
+                   "does (0: never): with worker processes, the process's resident memory; in one process, "
+                   "the interpreter's own small-object heap (see the README for what that leaves out)")
+    p.add_argument("--reload", action="store_true", default=env_bool("--reload"),
+                   help="development: watch the application's files and reload it when one changes, as "
+                   "SIGHUP does (new workers import it afresh); never for production")
+    p.add_argument("--reload-dir", action="append", default=None, metavar="DIR",
+                   help="with --reload, a directory to watch (and the directories under it); repeatable (in the "
+                   "environment: comma-separated); the default is the working directory and the "
+                   "--pythonpath directories")
+    p.add_argument("--reload-include", action="append", default=None, metavar="GLOB",
+                   help="with --reload, also watch files whose name matches GLOB (beside the default *.py); "
+                   "repeatable; naming a default exclude pattern takes it out of the excludes")
+    p.add_argument("--reload-exclude", action="append", default=None, metavar="GLOB",
+                   help="with --reload, ignore files and directories whose name matches GLOB (beside the "
+                   "defaults %s); repeatable; naming *.py takes it out of the includes" % ", ".join(RELOAD_EXCLUDE))
+    p.add_argument("-t", "--timeout", type=float, default=env_default("--timeout", 0.0, float), metavar="SECONDS",
+                   help="a request whose application code runs this long without returning to the server "
+                   "is answered 504 (or its connection closed if the response began), logged with its "
+                   "Python stack, and interrupted; a worker stuck in C code is replaced (0: off)")
     add_tls_options(p)
     for flag, conv, default, text in LIMITS + SHARED + TIMEOUTS:
         p.add_argument(flag, type=conv, default=env_default(flag, default, conv), help=text,
@@ -422,6 +446,9 @@ def make_config(args):
         "probe_timeout": args.probe_timeout,
         "max_requests": args.max_requests,
         "max_requests_jitter": args.max_requests_jitter,
+        "timeout": args.timeout,
+        "reload": bool(args.reload),
+        "max_worker_memory": int(args.max_worker_memory * 1024 * 1024),
         "proxy_listeners": proxy_listeners,
         "proxy_headers": bool(args.proxy_headers),
         "forwarded_allow_ips": args.forwarded_allow_ips,
@@ -437,7 +464,40 @@ def make_config(args):
     for flag, _conv, _default, _text in LIMITS + SHARED + TIMEOUTS:
         key = flag.lstrip("-").replace("-", "_")
         cfg[key] = getattr(args, key)
+    cfg["reload_dirs"], cfg["reload_include"], cfg["reload_exclude"] = reload_plan(args)
     return cfg
+
+
+def reload_plan(args):
+    """--reload's directories, include and exclude patterns (uvicorn's
+    rules: a pattern named on the other side leaves the defaults)."""
+    dirs = split_list(args.reload_dir, "--reload-dir") or (
+        [os.getcwd()] + split_list(args.pythonpath, "--pythonpath"))
+    inc = split_list(args.reload_include, "--reload-include")
+    exc = split_list(args.reload_exclude, "--reload-exclude")
+    include = [p for p in RELOAD_INCLUDE if p not in exc] + [p for p in inc if p not in RELOAD_INCLUDE]
+    exclude = [p for p in RELOAD_EXCLUDE if p not in inc] + [p for p in exc if p not in RELOAD_EXCLUDE]
+    return [os.path.abspath(d) for d in dirs], include, exclude
+
+
+def start_watcher(config):
+    """--reload: the watcher process (gorgon/_watch.py), which sends this
+    process SIGHUP when a watched file changes."""
+    import subprocess
+
+    dirs, include, exclude = config["reload_dirs"], config["reload_include"], config["reload_exclude"]
+    for d in dirs:
+        if not os.path.isdir(d):
+            build_parser().error(f"--reload-dir: not a directory: {d}")
+    cmd = [sys.executable, "-m", "gorgon._watch", "--server", str(os.getpid())]
+    cmd += [x for d in dirs for x in ("--dir", d)]
+    cmd += [x for g in include for x in ("--include", g)]
+    cmd += [x for g in exclude for x in ("--exclude", g)]
+    env = dict(os.environ)
+    # The watcher imports gorgon from wherever this process did.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
 
 
 def main(argv=None):
@@ -464,6 +524,10 @@ def main(argv=None):
                              "with --mode processes, --workers is the number of processes")
     if args.max_requests < 0 or args.max_requests_jitter < 0:
         build_parser().error("--max-requests and --max-requests-jitter must be at least 0")
+    if not math.isfinite(args.max_worker_memory) or args.max_worker_memory < 0:
+        build_parser().error("--max-worker-memory must be a number of mebibytes, at least 0 (0: never)")
+    if not math.isfinite(args.timeout) or args.timeout < 0:
+        build_parser().error("--timeout must be a number of seconds, at least 0 (0: off)")
     if args.probe_timeout <= 0:
         build_parser().error("--probe-timeout must be positive")
     if args.write_high_water < 1:
@@ -505,9 +569,16 @@ def main(argv=None):
                 f.write("%d\n" % os.getpid())
         except OSError as e:
             raise SystemExit(f"gorgon: --pid {args.pid}: {e.strerror}")
+    watcher = start_watcher(config) if args.reload else None
     try:
         return _gorgon.serve(config)
     finally:
+        if watcher is not None:
+            watcher.terminate()
+            try:
+                watcher.wait(5)
+            except Exception:  # noqa: BLE001 - it goes with us anyway (PR_SET_PDEATHSIG)
+                pass
         if args.pid:
             try:
                 os.unlink(args.pid)

@@ -29,9 +29,22 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* A BaseException, as KeyboardInterrupt is, so that the application's
+ * `except Exception:` does not swallow the interrupt. */
+static int add_request_timeout(PyObject *module, gn_modstate_t *st)
+{
+    st->request_timeout = PyErr_NewExceptionWithDoc(
+        "gorgon.RequestTimeout",
+        "Raised by the server inside a request that ran past --timeout; the client was already answered 504.",
+        PyExc_BaseException, NULL);
+    return st->request_timeout ? PyModule_AddObjectRef(module, "RequestTimeout", st->request_timeout) : -1;
+}
+
 static int exec_module(PyObject *module)
 {
     gn_modstate_t *st = PyModule_GetState(module);
+    if (add_request_timeout(module, st) < 0)
+        return -1;
     if (gn_wsgi_add_types(module, st) < 0 || gn_asgi_add_types(module, st) < 0)
         return -1;
     if (gn_shared_add_to_module(module, st) < 0)
@@ -54,6 +67,7 @@ static int traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->closed);
     Py_VISIT(st->unavailable);
     Py_VISIT(st->aio);
+    Py_VISIT(st->request_timeout);
     return 0;
 }
 
@@ -72,6 +86,7 @@ static int clear(PyObject *module)
     Py_CLEAR(st->closed);
     Py_CLEAR(st->unavailable);
     Py_CLEAR(st->aio);
+    Py_CLEAR(st->request_timeout);
     return 0;
 }
 

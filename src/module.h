@@ -28,6 +28,7 @@ typedef struct {
     PyObject *closed;
     PyObject *unavailable; /* gorgon.Unavailable: the --shared-url server */
     PyObject *aio;    /* gorgon._shared_aio, imported on first async call */
+    PyObject *request_timeout; /* gorgon.RequestTimeout, raised by --timeout */
 } gn_modstate_t;
 
 /* The state of the gorgon._gorgon module of the current interpreter,

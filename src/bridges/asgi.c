@@ -28,6 +28,28 @@ static PyObject *req_send(PyObject *self, PyObject *msg)
     return gn_asgi_send((gn_asgi_req_t *)self, msg);
 }
 
+/* --timeout: a 504 if the response has not begun, else the connection
+ * closed; the app's later sends go nowhere. */
+static void answer_timeout(gn_asgi_req_t *r)
+{
+    gn_conn_t *c = r->conn;
+    r->timed_out = 1;
+    if (c == NULL || r->ws)
+        return;
+    const gn_request_t *q = &c->req;
+    gn_log(GN_LOG_ERROR, "worker %u: %.*s %.*s ran past --timeout (%gs): %s", r->a->worker_id,
+           (int)(q->method.len > 16 ? 16 : q->method.len), q->method.base,
+           (int)(q->target.len > 200 ? 200 : q->target.len), q->target.base, r->a->cfg->timeout,
+           r->head_sent ? "connection closed" : "answered 504");
+    if (r->head_sent) {
+        gn_asgi_detach(r, 0);
+        return;
+    }
+    static const char body[] = "Gateway Timeout\n";
+    gn_conn_write_simple(c, 504, body, sizeof(body) - 1, 1);
+    gn_asgi_detach(r, 1);
+}
+
 /* The app's task ended: whatever it left unanswered is answered here. */
 static PyObject *req_done(PyObject *self, PyObject *task)
 {
@@ -37,7 +59,9 @@ static PyObject *req_done(PyObject *self, PyObject *task)
         PyErr_Clear();
         exc = Py_NewRef(Py_None);
     }
-    if (exc != Py_None && !r->disconnected)
+    if (exc != Py_None && PyErr_GivenExceptionMatches(exc, r->a->st->request_timeout))
+        answer_timeout(r); /* interrupted by the watchdog (server/watchdog.h) */
+    else if (exc != Py_None && !r->disconnected)
         gn_asgi_log_exception(r->a, "Exception in ASGI application", exc);
     else if (r->ws)
         ; /* a websocket the app leaves open is closed below, normally */
@@ -293,10 +317,15 @@ static void on_request(gn_conn_t *c, void *ctx)
     /* Ours too: an eager task may complete the response (dropping the
      * connection's reference) and end before Task() even returns. */
     Py_INCREF(r);
+    r->t0 = c->loop->now;
     PyObject *scope = build_scope(a, c);
     if (scope && r->ws && gn_asgi_ws_scope(a, scope, c) < 0)
         Py_CLEAR(scope);
+    gn_loop_t *loop = c->loop; /* c may be gone once the task ran */
+    gn_loop_app_enter(loop, NULL);
     int rc = scope ? start_task(a, r, scope) : -1;
+    if (gn_loop_app_leave(loop) < 0)
+        gn_bridge_clear_interrupt();
     Py_XDECREF(scope);
     if (rc < 0) {
         PyObject *exc = PyErr_GetRaisedException();
@@ -460,12 +489,47 @@ static void stop_when_finished(gn_asgi_t *a, int finished)
     PyErr_Clear();
 }
 
+/*
+ * --timeout: between two of these callbacks the asyncio loop runs the
+ * application's tasks, one call into the application as the watchdog sees
+ * it (server/watchdog.h): a loop that does not come back to them within
+ * the timeout is blocked by code that does not wait.
+ */
+static void back_from_app(gn_asgi_t *a)
+{
+    if (gn_loop_app_leave(a->gloop) < 0)
+        gn_bridge_clear_interrupt(); /* it landed in some task, or nowhere */
+}
+
+/* --timeout, on a loop that runs: requests whose response has not begun
+ * within the timeout are answered 504 and their tasks cancelled. */
+static void expire_requests(gn_asgi_t *a)
+{
+    gn_loop_t *loop = a->gloop;
+    double now = gn_now();
+    for (gn_conn_t *c = loop->conns, *next; c; c = next) {
+        next = c->next;
+        gn_asgi_req_t *r = c->state == GN_CONN_RESPOND ? c->bridge : NULL;
+        if (r == NULL || r->ws || r->head_sent || now - r->t0 < a->cfg->timeout)
+            continue;
+        Py_INCREF(r);
+        answer_timeout(r);
+        PyObject *res = r->task ? PyObject_CallMethod(r->task, "cancel", NULL) : NULL;
+        Py_XDECREF(res);
+        PyErr_Clear();
+        Py_DECREF(r);
+    }
+}
+
 static PyObject *poll_cb(PyObject *self, PyObject *unused)
 {
     (void)unused;
     gn_asgi_t *a = from_capsule(self);
-    if (a->serving)
-        stop_when_finished(a, gn_loop_poll(a->gloop));
+    if (!a->serving)
+        Py_RETURN_NONE;
+    back_from_app(a);
+    stop_when_finished(a, gn_loop_poll(a->gloop));
+    gn_loop_app_enter(a->gloop, NULL);
     Py_RETURN_NONE;
 }
 
@@ -475,9 +539,13 @@ static PyObject *tick_cb(PyObject *self, PyObject *unused)
     gn_asgi_t *a = from_capsule(self);
     if (!a->serving)
         Py_RETURN_NONE; /* not scheduled again */
+    back_from_app(a);
+    if (a->cfg->timeout > 0)
+        expire_requests(a);
     stop_when_finished(a, gn_loop_tick(a->gloop));
     PyObject *h = PyObject_CallMethod(a->loop, "call_later", "dO", TICK_SECONDS, a->tick_cb);
     Py_XDECREF(h);
+    gn_loop_app_enter(a->gloop, NULL);
     return h ? Py_NewRef(Py_None) : NULL;
 }
 
@@ -515,6 +583,7 @@ void gn_asgi_run(gn_asgi_t *a, gn_loop_t *loop)
     a->serving = 1;
     PyObject *r = arm(a) == 0 ? PyObject_CallMethod(a->loop, "run_forever", NULL) : NULL;
     a->serving = 0;
+    back_from_app(a);
     if (r == NULL) {
         PyObject *exc = PyErr_GetRaisedException();
         gn_asgi_log_exception(a, "the worker's event loop failed", exc);

@@ -53,6 +53,8 @@ typedef struct {
     uint64_t sent;
     PyObject *headers;    /* from http.response.start */
     PyObject *task;
+    double t0;            /* when the request was handed to the app (--timeout) */
+    int timed_out;        /* answered 504 (or cut) for --timeout */
     /* WebSocket */
     int ws;               /* a websocket scope */
     int ws_state;         /* GN_WS_CONNECTING, _ACCEPTED, _CLOSED */

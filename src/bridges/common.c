@@ -85,3 +85,8 @@ PyObject *gn_bridge_extensions(PyObject *base, const gn_conn_t *c)
     Py_XDECREF(tls);
     return d;
 }
+
+void gn_bridge_clear_interrupt(void)
+{
+    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
+}

@@ -21,5 +21,9 @@ PyObject *gn_bridge_decode_path(const char *path, size_t len, int utf8);
  */
 typedef struct gn_conn gn_conn_t;
 PyObject *gn_bridge_extensions(PyObject *base, const gn_conn_t *c);
+/* --timeout: the watchdog took this thread's call into the application
+ * (http/loop.h) and may have raised gorgon.RequestTimeout in it; drops
+ * one still pending, so that no later code meets it. GIL held. */
+void gn_bridge_clear_interrupt(void);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "bridges/common.h"
 #include "bridges/wsgi_internal.h"
+#include "http/loop.h"
 #include "http/response.h"
 #include "server/log.h"
 
@@ -337,6 +338,18 @@ static void req_free(gn_wsgi_req_t *req)
     req->w->free_reqs = req;
 }
 
+void gn_wsgi_app_enter(gn_wsgi_req_t *req)
+{
+    gn_loop_app_enter(req->conn->loop, req->conn);
+}
+
+int gn_wsgi_app_back(gn_wsgi_req_t *req)
+{
+    if (gn_loop_app_leave(req->conn->loop) < 0)
+        req->timed_out = 1;
+    return req->timed_out;
+}
+
 /* Logs the current exception with its traceback, as one block. */
 static void log_app_error(gn_wsgi_req_t *req, const char *what)
 {
@@ -354,8 +367,12 @@ static void call_close(gn_wsgi_req_t *req)
     PyObject *result = req->result;
     if (result == NULL || PyList_CheckExact(result) || PyTuple_CheckExact(result))
         return;
+    gn_wsgi_app_enter(req);
     PyObject *r = PyObject_CallMethod(result, "close", NULL);
-    if (r == NULL) {
+    if (gn_wsgi_app_back(req)) {
+        PyErr_Clear();
+        gn_bridge_clear_interrupt();
+    } else if (r == NULL) {
         if (PyErr_ExceptionMatches(PyExc_AttributeError))
             PyErr_Clear();
         else
@@ -384,6 +401,23 @@ static void app_failed(gn_wsgi_req_t *req)
         send_500(c);
         gn_conn_response_done(c);
     }
+}
+
+/* --timeout: the watchdog answered the client (a 504, or the connection
+ * closed) and may have interrupted the application: whatever it produced
+ * is dropped, and the connection ends. */
+static void timed_out(gn_wsgi_req_t *req)
+{
+    gn_conn_t *c = req->conn;
+    PyErr_Clear();
+    gn_bridge_clear_interrupt();
+    gn_log(GN_LOG_WARNING, "worker %u: back from the request past --timeout", req->w->worker_id);
+    if (c->status == 0)
+        c->status = 504; /* for the access log, and the watchdog: answered */
+    c->sent_body = 0;
+    call_close(req);
+    req_free(req);
+    gn_conn_response_abort(c);
 }
 
 static void finish(gn_wsgi_req_t *req)
@@ -423,8 +457,13 @@ static int64_t seq_length(PyObject *seq)
 
 static PyObject *next_item(gn_wsgi_req_t *req)
 {
-    if (req->seq_pos < 0)
-        return PyIter_Next(req->iter);
+    if (req->seq_pos < 0) {
+        gn_wsgi_app_enter(req);
+        PyObject *item = PyIter_Next(req->iter);
+        if (gn_wsgi_app_back(req))
+            Py_CLEAR(item);
+        return item;
+    }
     if (req->seq_pos >= PySequence_Fast_GET_SIZE(req->result))
         return NULL;
     return Py_NewRef(PySequence_Fast_GET_ITEM(req->result, req->seq_pos++));
@@ -440,6 +479,10 @@ static void produce(gn_wsgi_req_t *req)
         if (req->seq_pos < 0 && c->out_bytes > 0)
             gn_conn_flush(c);
         PyObject *item = next_item(req);
+        if (req->timed_out) {
+            timed_out(req);
+            return;
+        }
         if (item == NULL) {
             if (PyErr_Occurred())
                 app_failed(req);
@@ -518,8 +561,14 @@ static void on_request(gn_conn_t *c, void *ctx)
         return;
     }
     PyObject *args[2] = {env, req->sr};
+    gn_wsgi_app_enter(req);
     req->result = PyObject_Vectorcall(w->app, args, 2, NULL);
+    int late = gn_wsgi_app_back(req);
     Py_DECREF(env);
+    if (late) {
+        timed_out(req);
+        return;
+    }
     if (req->result == NULL) {
         app_failed(req);
         return;

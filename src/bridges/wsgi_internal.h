@@ -47,10 +47,16 @@ typedef struct gn_wsgi_req {
     int no_body;       /* HEAD, 1xx, 204, 304 */
     int has_date, has_server;
     int file_queued;   /* a sendfile range is queued: finish once sent */
+    int timed_out;     /* --timeout: the watchdog answered the request */
     int64_t length;    /* Content-Length of the response; -1 unknown */
     uint64_t sent;     /* body bytes produced */
     struct gn_wsgi_req *next_free;
 } gn_wsgi_req_t;
+
+/* wsgi.c: around every call into the application (--timeout, http/loop.h).
+ * app_back returns 1 once the watchdog took the request. */
+void gn_wsgi_app_enter(gn_wsgi_req_t *req);
+int gn_wsgi_app_back(gn_wsgi_req_t *req);
 
 /* wsgi_response.c */
 PyTypeObject *gn_wsgi_start_response_type_new(PyObject *module);

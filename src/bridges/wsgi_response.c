@@ -166,6 +166,20 @@ static PyObject *call_locked(PyObject *self, PyObject *args, PyObject *kwds)
     return PyObject_GetAttr(self, req->w->s_write);
 }
 
+static PyObject *sr_write_out(gn_wsgi_req_t *req, PyObject *data)
+{
+    if (!req->head_sent && gn_wsgi_send_head(req, -1) < 0)
+        return NULL;
+    if (gn_wsgi_send_body(req, Py_NewRef(data)) < 0)
+        return NULL;
+    /* write() must not return before the data is on its way (PEP 3333), and
+     * the queue must stay bounded: wait while over the high-water mark. */
+    gn_conn_t *c = req->conn;
+    if (gn_conn_flush_blocking(c, c->loop->limits->write_high_water) < 0)
+        return PyErr_Format(PyExc_OSError, "client connection lost while writing the response");
+    Py_RETURN_NONE;
+}
+
 static PyObject *write_locked(PyObject *self, PyObject *data)
 {
     gn_wsgi_req_t *req = ((start_response_t *)self)->req;
@@ -177,16 +191,15 @@ static PyObject *write_locked(PyObject *self, PyObject *data)
         PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
         return NULL;
     }
-    if (!req->head_sent && gn_wsgi_send_head(req, -1) < 0)
+    /* Out of the application while the connection is written (--timeout:
+     * the watchdog answers only a request whose thread is in the app). */
+    if (gn_wsgi_app_back(req)) {
+        PyErr_SetString(req->w->st->request_timeout, "the request ran past --timeout");
         return NULL;
-    if (gn_wsgi_send_body(req, Py_NewRef(data)) < 0)
-        return NULL;
-    /* write() must not return before the data is on its way (PEP 3333), and
-     * the queue must stay bounded: wait while over the high-water mark. */
-    gn_conn_t *c = req->conn;
-    if (gn_conn_flush_blocking(c, c->loop->limits->write_high_water) < 0)
-        return PyErr_Format(PyExc_OSError, "client connection lost while writing the response");
-    Py_RETURN_NONE;
+    }
+    PyObject *r = sr_write_out(req, data);
+    gn_wsgi_app_enter(req);
+    return r;
 }
 
 /* start_response and write() run in the object's critical section, and so

@@ -110,6 +110,8 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     atomic_init(&loop->steal_wanted, 0);
     atomic_init(&loop->accept_wanted, 0);
     atomic_init(&loop->n_conns_pub, 0);
+    atomic_init(&loop->app_since_us, 0);
+    pthread_mutex_init(&loop->app_mu, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0)
         return -1;
@@ -132,6 +134,15 @@ void gn_loop_retire(gn_loop_t *loop)
 {
     atomic_store(&loop->retire_requested, 1);
     gn_loop_request_stop(loop);
+}
+
+int gn_loop__app_taken(gn_loop_t *loop)
+{
+    /* The watchdog took the call and acts on it under app_mu: once we have
+     * the lock, it is done with the connection. */
+    pthread_mutex_lock(&loop->app_mu);
+    pthread_mutex_unlock(&loop->app_mu);
+    return -1;
 }
 
 void gn_loop__wake(gn_loop_t *loop)
@@ -443,6 +454,8 @@ static void scan_timeouts(gn_loop_t *loop)
         }
     }
     loop->next_scan = loop->now + SCAN_INTERVAL;
+    if (loop->on_scan)
+        loop->on_scan(loop->scan_arg);
     if (loop->stopping && loop->n_listen > 0 && loop->now >= loop->listen_until)
         close_listeners(loop);
     else if (loop->stopping && loop->n_listen > 0 && loop->listen_until < loop->next_scan)
@@ -561,4 +574,5 @@ void gn_loop_destroy(gn_loop_t *loop)
     if (loop->epfd >= 0)
         close(loop->epfd);
     loop->wake_fd = loop->epfd = -1;
+    pthread_mutex_destroy(&loop->app_mu);
 }

@@ -7,10 +7,15 @@
 #ifndef GN_HTTP_LOOP_H
 #define GN_HTTP_LOOP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "http/conn.h"
 #include "http/stats.h"
+
+/* Monotonic clock in seconds. */
+double gn_now(void);
+long long gn_loop__us(double t);
 
 struct gn_loop {
     int epfd;
@@ -54,6 +59,19 @@ struct gn_loop {
     gn_stats_t own_stats;
     unsigned long long served_enough; /* served this many: ask to be replaced */
     atomic_int replace_wanted; /* served_enough reached; read by the supervisor */
+    /* Called with the timeout scan, a few times a second, on the loop's
+     * thread (the worker's --max-worker-memory check). */
+    void (*on_scan)(void *arg);
+    void *scan_arg;
+
+    /* --timeout (server/watchdog.h): the loop's thread marks each call into
+     * the application; the supervisor's watchdog takes a call that runs too
+     * long. Cold path under app_mu; the marks are two uncontended stores. */
+    int app_watch;              /* --timeout is on */
+    atomic_llong app_since_us;  /* in the application since then; 0: not;
+                                 * GN_APP_TAKEN: the watchdog took the call */
+    gn_conn_t *app_conn;        /* the request the call is for (WSGI), or NULL */
+    pthread_mutex_t app_mu;     /* the watchdog acts on app_conn under it */
 
     /* Work follows idle workers (http/group.h). Written by the loop's own
      * thread only, read by the supervisor's watch and by siblings. */
@@ -97,6 +115,32 @@ void gn_loop_retire(gn_loop_t *loop);
 /* Thread-safe: stop now, closing the connections still open (the loop
  * leaves as soon as its thread is back from the application). */
 void gn_loop_hurry(gn_loop_t *loop);
+/*
+ * --timeout. gn_loop_app_enter: the loop's thread calls into the
+ * application for c (NULL when what runs is not one request's, e.g. an
+ * asyncio loop). While marked, the thread touches neither c nor its socket:
+ * the watchdog may answer c itself. gn_loop_app_leave: back; returns 0, or
+ * -1 when the watchdog took the call (it answered c with a 504 or closed
+ * it, and may have interrupted the call): the caller drops the answer.
+ */
+#define GN_APP_TAKEN (-1LL)
+static inline void gn_loop_app_enter(gn_loop_t *loop, gn_conn_t *c)
+{
+    if (!loop->app_watch)
+        return;
+    loop->app_conn = c;
+    atomic_store_explicit(&loop->app_since_us, gn_loop__us(gn_now()), memory_order_release);
+}
+int gn_loop__app_taken(gn_loop_t *loop);
+static inline int gn_loop_app_leave(gn_loop_t *loop)
+{
+    if (!loop->app_watch)
+        return 0;
+    if (atomic_exchange_explicit(&loop->app_since_us, 0, memory_order_acq_rel) != GN_APP_TAKEN)
+        return 0;
+    return gn_loop__app_taken(loop);
+}
+
 /* Closes everything the loop owns. Safe on a half-initialised loop. */
 void gn_loop_destroy(gn_loop_t *loop);
 /*
@@ -106,8 +150,6 @@ void gn_loop_destroy(gn_loop_t *loop);
  * accepted. Any thread may call it; it is idempotent. Returns 0 or -1.
  */
 int gn_listener_refuse_new(int fd);
-/* Monotonic clock in seconds. */
-double gn_now(void);
 
 /* Internal, for conn.c and group.c: register interest, retire a closed
  * connection, wake the loop, and the clock in microseconds. */

@@ -109,6 +109,16 @@ int gn_interp_is_asgi(PyObject *app);
  * turn on. Called with the interpreter's GIL held (or it->ts NULL). */
 void gn_interp_end_ordered(gn_interp_t *it, gn_end_order_t *order, int index);
 
+/*
+ * --max-worker-memory in one process: the bytes of the current
+ * interpreter's small-object heap (its own obmalloc arenas: objects of up to
+ * 512 bytes), with its GIL held; -1 where this Python cannot say (obmalloc
+ * off, or CPython no longer has _PyObject_DebugMallocStats). CPython gives
+ * no public per-interpreter figure: sys.getallocatedblocks() counts every
+ * interpreter's blocks (3.13).
+ */
+long long gn_interp_heap_bytes(void);
+
 /* Leaves the process without finalizing Python (workaround 3). */
 _Noreturn void gn_interp_abandon_process(int code);
 

@@ -200,7 +200,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         return -1;
     }
     char *level = NULL;
-    long long workers, backlog, reuse, dtw, shared_max, processes, pure, max_req, jitter;
+    long long workers, backlog, reuse, dtw, shared_max, processes, pure, max_req, jitter, max_mem;
     if (get_str(dict, "app", &cfg->app) || get_str(dict, "interface", &cfg->interface) ||
         get_str(dict, "lifespan", &cfg->lifespan) || get_str(dict, "root_path", &cfg->root_path) ||
         get_str_list(dict, "binds", &cfg->binds, &cfg->n_binds) ||
@@ -213,7 +213,8 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_double(dict, "shared_timeout", &cfg->shared_timeout) ||
         get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
-        get_long(dict, "max_requests", &max_req) || get_long(dict, "max_requests_jitter", &jitter) ||
+        get_long(dict, "max_requests", &max_req) || get_double(dict, "timeout", &cfg->timeout) ||
+        get_long(dict, "max_worker_memory", &max_mem) || get_long(dict, "max_requests_jitter", &jitter) ||
         get_proxy(&cfg->limits, dict, cfg->n_binds) || get_long_or(dict, "uid", -1, &cfg->uid) ||
         get_long_or(dict, "gid", -1, &cfg->gid) || get_tls(&cfg->tls, dict) ||
         get_str(dict, "metrics_bind", &cfg->metrics_bind))
@@ -222,6 +223,9 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         goto error;
     cfg->max_requests = (unsigned long long)max_req;
     cfg->max_requests_jitter = (unsigned long long)jitter;
+    if (positive(max_mem + 1, "max_worker_memory + 1"))
+        goto error;
+    cfg->max_worker_memory = (size_t)max_mem;
     if (positive(processes + 1, "processes + 1") || positive((long long)(cfg->probe_timeout * 1000), "probe_timeout"))
         goto error;
     if (strcmp(cfg->mode, "auto") && strcmp(cfg->mode, "interpreters") && strcmp(cfg->mode, "processes") &&

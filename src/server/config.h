@@ -30,6 +30,8 @@ typedef struct {
     double graceful_timeout;
     unsigned long long max_requests;        /* replace a worker after this many; 0 = never */
     unsigned long long max_requests_jitter; /* plus a random 0..jitter per worker */
+    size_t max_worker_memory; /* bytes; replace a worker above it; 0 = never */
+    double timeout;       /* --timeout: seconds one call into the application may run; 0 = off */
     size_t shared_max_bytes; /* bound on gorgon.shared's total size */
     char *shared_url;        /* --shared-url: "" = the in-process store */
     char *shared_prefix;     /* --shared-prefix: of every Redis key */

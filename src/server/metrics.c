@@ -489,10 +489,11 @@ static void render_workers(text_t *t, const snapshot_t *sn)
            "Workers: starting, idle, busy (in a request), stopping (retiring or stopped).");
     for (int w = 0; w < WS_STATES; w++)
         out(t, "gorgon_workers{state=\"%s\"} %u\n", worker_names[w], sn->workers[w]);
-    static const char *const reasons[GN_RESTART_REASONS] = {"max-requests", "reload", "crash"};
+    static const char *const reasons[GN_RESTART_REASONS] = {"max-requests", "reload", "crash", "memory",
+                                                                    "timeout"};
     family(t, "gorgon_worker_restarts_total", "counter",
            "Workers (or worker processes) replaced: --max-requests, reload (SIGHUP), crash (a worker process "
-           "that died).");
+           "that died), memory (--max-worker-memory), timeout (stuck past --timeout).");
     for (int r = 0; r < GN_RESTART_REASONS; r++)
         out(t, "gorgon_worker_restarts_total{reason=\"%s\"} %llu\n", reasons[r], sn->restarts[r]);
     family(t, "gorgon_worker_requests_total", "counter",

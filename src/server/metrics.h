@@ -31,6 +31,8 @@ enum gn_restart_reason {
     GN_RESTART_MAX_REQUESTS,
     GN_RESTART_RELOAD,
     GN_RESTART_CRASH,
+    GN_RESTART_MEMORY,  /* --max-worker-memory */
+    GN_RESTART_TIMEOUT, /* --timeout: a worker stuck in C code */
     GN_RESTART_REASONS
 };
 

@@ -10,6 +10,7 @@
 #include "http/loop.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/watchdog.h"
 #include "server/worker.h"
 
 #define EXIT_APP_LOAD 1
@@ -36,6 +37,7 @@ typedef struct {
     int reload_wanted;  /* SIGHUP came: reload at the next look */
     int replace_asked;  /* a worker process asked its supervisor to be replaced */
     int abandoned;      /* interpreters that failed to load the application were left as they are */
+    unsigned stuck;     /* workers stuck in C past --timeout, replaced and abandoned */
     double hurried_at; /* > 0: a second SIGTERM came; in-flight requests are not waited for */
 } pool_t;
 
@@ -114,6 +116,11 @@ static void init_worker(pool_t *p, gn_worker_t *w, unsigned slot, unsigned id)
     w->count = plan->total;
     w->main_interp = PyInterpreterState_Main();
     w->max_requests = max_requests(p);
+    /* In one interpreter shared by every thread (--mode threads in one
+     * process), replacing a thread frees nothing: not watched there. */
+    w->memory_of_process = p->hooks != NULL;
+    if (w->memory_of_process || plan->kind == GN_INTERP_SUB)
+        w->memory_bound = plan->cfg.max_worker_memory;
     w->mu = &p->mu;
     w->cv = &p->cv;
     w->exclusive = plan->listeners.exclusive;
@@ -390,28 +397,64 @@ static void reload(pool_t *p)
            (gn_now() - t0) * 1000, n, n == 1 ? "" : "s");
 }
 
-/* --max-requests: a worker that served its share is replaced, one at a
- * time; in a worker process, the supervisor replaces the whole process. */
+/* --max-requests and --max-worker-memory: a worker that served its share
+ * or grew too big is replaced, one at a time; in a worker process, the
+ * supervisor replaces the whole process. */
 static void replace_worn_out(pool_t *p)
 {
+    if (p->replace_asked)
+        return; /* a worker process: its replacement is on its way */
     FOR_EACH_WORKER(p, i, w)
     {
-        if (w->max_requests == 0 || !gn_worker_wants_replacing(w))
+        if ((w->max_requests == 0 && w->memory_bound == 0) || !gn_worker_wants_replacing(w))
             continue;
+        if (w->memory_used)
+            gn_log(GN_LOG_INFO, "worker %u uses %.1f MiB of %s, above --max-worker-memory (%.1f MiB): replacing %s",
+                   w->id, (double)w->memory_used / 1048576, w->memory_of_process ? "resident memory" : "heap",
+                   (double)w->memory_bound / 1048576, p->hooks ? "its process" : "it");
+        else
+            gn_log(GN_LOG_INFO, "worker %u served %llu requests (--max-requests): replacing %s", w->id,
+                   w->max_requests, p->hooks ? "its process" : "it");
+        int reason = w->memory_used ? GN_RESTART_MEMORY : GN_RESTART_MAX_REQUESTS;
         if (p->hooks) {
-            if (!p->replace_asked && p->hooks->replace_me)
-                p->hooks->replace_me(p->hooks->arg);
+            if (p->hooks->replace_me)
+                p->hooks->replace_me(p->hooks->arg, reason);
             p->replace_asked = 1;
             return;
         }
-        gn_log(GN_LOG_INFO, "worker %u served %llu requests (--max-requests): replacing it", w->id,
-               w->max_requests);
         gn_worker_t *old[1] = {w};
         if (replace(p, old, 1, "replacing a worker", 0) < 0)
-            w->max_requests = 0; /* it serves on; not tried again */
+            w->max_requests = w->memory_bound = 0; /* it serves on; not tried again */
         else
-            gn_metrics_restarted(GN_RESTART_MAX_REQUESTS, 1);
+            gn_metrics_restarted((enum gn_restart_reason)reason, 1);
         return; /* one a round: the slots changed */
+    }
+}
+
+/* --timeout (server/watchdog.h): calls that run too long are taken, and a
+ * worker stuck in C code is replaced, one a round. In a worker process the
+ * supervisor replaces the whole process, which leaves once its other
+ * workers have finished (the stuck thread cannot be ended otherwise). */
+static void watch_timeouts(pool_t *p)
+{
+    double now = gn_now();
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (!gn_watchdog_look(w, p->plan->cfg.timeout, now) || w->retiring)
+            continue;
+        p->stuck++;
+        if (p->hooks) {
+            if (!p->replace_asked && p->hooks->replace_me)
+                p->hooks->replace_me(p->hooks->arg, GN_RESTART_TIMEOUT);
+            p->replace_asked = 1;
+            return;
+        }
+        gn_log(GN_LOG_WARNING, "replacing worker %u; %u stuck worker(s) abandoned in this process so far (their "
+               "memory is not given back; --processes replaces whole processes instead)", w->id, p->stuck);
+        gn_worker_t *old[1] = {w};
+        if (replace(p, old, 1, "replacing a stuck worker", 0) == 0)
+            gn_metrics_restarted(GN_RESTART_TIMEOUT, 1);
+        return; /* the slots changed */
     }
 }
 
@@ -428,12 +471,13 @@ static void reap_retired(pool_t *p)
     }
 }
 
+/* Stopped, or stuck past --timeout: nothing to wait for. */
 static int all_stopped(pool_t *p)
 {
     FOR_EACH_WORKER(p, i, w)
     {
         int st = atomic_load(&w->state);
-        if (st == GN_WORKER_READY || st == GN_WORKER_STARTING)
+        if ((st == GN_WORKER_READY && !w->stuck) || st == GN_WORKER_STARTING)
             return 0;
     }
     return 1;
@@ -488,10 +532,12 @@ static void run_until_stopped(pool_t *p)
         if (p->group.n && !p->stopping) /* a stopping loop takes no work */
             n_busy = gn_group_watch(&p->group);
         reap_retired(p);
+        if (p->plan->cfg.timeout > 0)
+            watch_timeouts(p); /* stopping too: the in-flight requests are bounded */
         if (!p->stopping) {
             if (p->reload_wanted)
                 reload(p);
-            else if (p->plan->cfg.max_requests)
+            else if (p->plan->cfg.max_requests || p->plan->cfg.max_worker_memory)
                 replace_worn_out(p);
             continue;
         }
@@ -503,9 +549,19 @@ static void run_until_stopped(pool_t *p)
 }
 
 /* Workaround 2 lives in interp/: interpreters end newest-first, each once
- * the one started after it has ended. */
+ * the one started after it has ended. A worker stuck past --timeout never
+ * ends: the process leaves without finalizing, as after the graceful
+ * timeout. */
 static void end_workers(pool_t *p)
 {
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (w->stuck && atomic_load(&w->state) == GN_WORKER_READY) {
+            gn_log(GN_LOG_WARNING, "worker %u is still stuck: leaving without waiting for it", w->id);
+            gn_listen_close(&p->plan->listeners);
+            gn_interp_abandon_process(0);
+        }
+    }
     for (;;) {
         gn_worker_t *newest = NULL;
         FOR_EACH_WORKER(p, i, w)
@@ -562,10 +618,14 @@ static int serve_unlocked(pool_t *p)
         p->hooks->ready(p->hooks->arg);
     } else {
         gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (gn_now() - t0) * 1000);
-        if (p->plan->cfg.max_requests && p->plan->kind == GN_INTERP_SUB) /* workaround 4, interp.h */
-            gn_log(GN_LOG_INFO, "--max-requests re-creates sub-interpreters in this process, and CPython does not "
+        const gn_config_t *cfg = &p->plan->cfg;
+        if ((cfg->max_requests || cfg->max_worker_memory) && p->plan->kind == GN_INTERP_SUB) /* workaround 4 */
+            gn_log(GN_LOG_INFO, "%s re-creates sub-interpreters in this process, and CPython does not "
                    "give back all of their memory (about 4 MB each on 3.13); --processes P replaces whole "
-                   "processes instead");
+                   "processes instead", cfg->max_requests ? "--max-requests" : "--max-worker-memory");
+        if (cfg->max_worker_memory && p->plan->kind == GN_INTERP_MAIN)
+            gn_log(GN_LOG_WARNING, "--max-worker-memory is not watched in --mode threads in one process: its "
+                   "workers share one interpreter, which a new thread would not make smaller (use --processes P)");
     }
     run_until_stopped(p);
     end_workers(p);

@@ -30,7 +30,9 @@ typedef struct {
 typedef struct {
     void (*ready)(void *arg);                                /* every worker serves */
     void (*failed)(void *arg, const char *error, int code); /* it leaves with code next */
-    void (*replace_me)(void *arg);                           /* a worker served --max-requests */
+    /* a worker served --max-requests, grew past --max-worker-memory or is
+     * stuck past --timeout: reason is an enum gn_restart_reason */
+    void (*replace_me)(void *arg, int reason);
     void *arg;
 } gn_pool_hooks_t;
 

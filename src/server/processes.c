@@ -21,6 +21,7 @@
 #define BACKOFF_MAX 10.0
 #define QUICK_DEATH 10.0   /* a child that served less than this died "quickly" */
 #define KILL_MARGIN 5.0    /* past the graceful timeout, children are SIGKILLed */
+#define MAX_CHILDREN 256   /* the poll set's bound */
 
 typedef struct {
     pid_t pid;            /* 0: not running */
@@ -32,6 +33,7 @@ typedef struct {
     unsigned quick;       /* consecutive quick deaths: the backoff exponent */
     unsigned start_fails; /* consecutive deaths before being ready */
     int fail_code;        /* what the child said when it could not start */
+    int added;            /* started by SIGTTIN, not ready yet */
     char error[1024];
 } child_t;
 
@@ -76,9 +78,11 @@ static void child_ready(void *arg)
 }
 
 /* "F<code>:<error>": one write below PIPE_BUF, so it arrives whole. */
-static void child_replace_me(void *arg)
+/* "M<reason>": the reason a digit (enum gn_restart_reason). */
+static void child_replace_me(void *arg, int reason)
 {
-    write_all(*(int *)arg, "M", 1);
+    char msg[2] = {'M', (char)('0' + reason)};
+    write_all(*(int *)arg, msg, 2);
 }
 
 static void child_failed(void *arg, const char *error, int code)
@@ -203,6 +207,9 @@ static void begin_stop(procs_t *ps, int sig)
     signal_children(ps, sig, 0);
 }
 
+static void add_process(procs_t *ps);
+static void remove_process(procs_t *ps);
+
 /* SIGTERM/SIGINT/SIGQUIT go to every child, which stops gracefully (a second
  * SIGINT or SIGQUIT: at once, a second SIGTERM: without waiting for in-flight
  * requests, as in one process). SIGHUP replaces the children one at a time
@@ -223,8 +230,10 @@ static void on_signal(procs_t *ps, int sig)
         return;
     }
     if (sig == SIGTTIN || sig == SIGTTOU) {
-        gn_log(GN_LOG_WARNING, "SIG%s received: adding or removing a worker is not available with worker "
-               "processes; ignored", sigabbrev_np(sig));
+        if (!ps->stopping && ps->running && sig == SIGTTIN)
+            add_process(ps);
+        else if (!ps->stopping && ps->running)
+            remove_process(ps);
         return;
     }
     if (ps->stopping && (sig == SIGINT || sig == SIGQUIT)) {
@@ -251,15 +260,18 @@ static void on_message(procs_t *ps, child_t *kid, unsigned k)
         return;
     }
     buf[n] = '\0';
-    if (buf[0] == 'M' && kid == &ps->kids[k]) { /* --max-requests */
-        gn_log(GN_LOG_INFO, "worker process %u (pid %d) served its --max-requests: replacing it", k, (int)kid->pid);
-        ps->roll_wanted[k] = 1 + GN_RESTART_MAX_REQUESTS;
+    if (buf[0] == 'M' && kid == &ps->kids[k]) { /* --max-requests, --max-worker-memory, --timeout */
+        int reason = buf[1] >= '0' && buf[1] < '0' + GN_RESTART_REASONS ? buf[1] - '0' : GN_RESTART_MAX_REQUESTS;
+        gn_log(GN_LOG_INFO, "worker process %u (pid %d) asks to be replaced: replacing it", k, (int)kid->pid);
+        ps->roll_wanted[k] = (unsigned char)(1 + reason);
     } else if (buf[0] == 'R') {
         kid->ready = 1;
         kid->ready_at = gn_now();
         kid->start_fails = 0;
         if (ps->running && kid == &ps->kids[k])
-            gn_log(GN_LOG_INFO, "worker process %u (pid %d) serving again", k, (int)kid->pid);
+            gn_log(GN_LOG_INFO, "worker process %u (pid %d) %s", k, (int)kid->pid,
+                   kid->added ? "serves" : "serving again");
+        kid->added = 0;
     } else if (buf[0] == 'F') {
         char *colon = strchr(buf, ':');
         kid->fail_code = atoi(buf + 1);
@@ -397,35 +409,95 @@ static void reap(procs_t *ps)
     }
 }
 
-/* The replacement serves: the old process retires (SIGHUP: it stops
- * accepting and finishes its requests, leaving the sockets to the others). */
+/* The child retires (SIGHUP: it stops accepting and finishes its
+ * requests, leaving the sockets to the others) and is reaped as an old one
+ * when it leaves. Returns 0, or -1 when out of memory (nothing changed). */
+static int retire_child(procs_t *ps, child_t *kid)
+{
+    if (ps->n_old == ps->cap_old) {
+        unsigned cap = ps->cap_old ? 2 * ps->cap_old : 8;
+        child_t *more = realloc(ps->old, cap * sizeof(child_t));
+        if (more == NULL)
+            return -1;
+        ps->old = more;
+        ps->cap_old = cap;
+    }
+    kill(kid->pid, SIGHUP);
+    ps->old[ps->n_old++] = *kid;
+    return 0;
+}
+
+/* The replacement serves: the old process retires. */
 static void fresh_ready(procs_t *ps)
 {
     unsigned k = (unsigned)ps->rolling;
     child_t *kid = &ps->kids[k];
     if (kid->pid > 0) {
-        if (ps->n_old == ps->cap_old) {
-            unsigned cap = ps->cap_old ? 2 * ps->cap_old : 8;
-            child_t *more = realloc(ps->old, cap * sizeof(child_t));
-            if (more == NULL) { /* keep the old one; the new one is told to go */
-                kill(ps->fresh.pid, SIGHUP);
-                ps->fresh.ready = 0;
-                return;
-            }
-            ps->old = more;
-            ps->cap_old = cap;
+        pid_t was = kid->pid;
+        if (retire_child(ps, kid) < 0) { /* keep the old one; the new one is told to go */
+            kill(ps->fresh.pid, SIGHUP);
+            ps->fresh.ready = 0;
+            return;
         }
-        kill(kid->pid, SIGHUP);
         gn_metrics_restarted((enum gn_restart_reason)ps->roll_reason, 1);
         gn_log(GN_LOG_INFO, "worker process %u: pid %d serves, pid %d finishes its requests and ends", k,
-               (int)ps->fresh.pid, (int)kid->pid);
-        ps->old[ps->n_old++] = *kid;
+               (int)ps->fresh.pid, (int)was);
     }
     *kid = ps->fresh;
     kid->quick = 0;
     memset(&ps->fresh, 0, sizeof(ps->fresh));
     ps->fresh.fd = -1;
     ps->rolling = -1;
+}
+
+/* SIGTTIN: one worker process more, in a new slot (its workers take the
+ * next ids). */
+static void add_process(procs_t *ps)
+{
+    unsigned k = ps->n;
+    child_t *kids = k < MAX_CHILDREN ? realloc(ps->kids, (k + 1) * sizeof(child_t)) : NULL;
+    if (kids)
+        ps->kids = kids;
+    unsigned char *wanted = kids ? realloc(ps->roll_wanted, k + 1) : NULL;
+    if (wanted == NULL) {
+        gn_log(GN_LOG_WARNING, "SIGTTIN received: %s", k < MAX_CHILDREN ? "out of memory" : "no room for more "
+               "worker processes");
+        return;
+    }
+    ps->roll_wanted = wanted;
+    wanted[k] = 0;
+    memset(&kids[k], 0, sizeof(child_t));
+    kids[k].fd = -1;
+    if (spawn(ps, k) < 0)
+        return;
+    kids[k].added = 1;
+    ps->n++;
+    gn_log(GN_LOG_INFO, "SIGTTIN received: starting worker process %u (pid %d)", k, (int)kids[k].pid);
+}
+
+/* SIGTTOU: the newest worker process retires, unless it is the last one. */
+static void remove_process(procs_t *ps)
+{
+    unsigned k = ps->n - 1;
+    child_t *kid = &ps->kids[k];
+    if (ps->n <= 1) {
+        gn_log(GN_LOG_WARNING, "SIGTTOU received: one worker process left, keeping it");
+        return;
+    }
+    if (ps->rolling == (int)k) {
+        gn_log(GN_LOG_WARNING, "SIGTTOU received: worker process %u is being replaced; send it again after", k);
+        return;
+    }
+    if (kid->pid > 0 && retire_child(ps, kid) < 0) {
+        gn_log(GN_LOG_WARNING, "SIGTTOU received: out of memory");
+        return;
+    }
+    if (kid->pid > 0)
+        gn_log(GN_LOG_INFO, "SIGTTOU received: worker process %u (pid %d) finishes its requests and ends", k,
+               (int)kid->pid);
+    else
+        close_child_fd(kid); /* it was waiting for a restart */
+    ps->n--;
 }
 
 /* One replacement at a time: the next slot that wants one. */
@@ -563,7 +635,7 @@ static int setup(procs_t *ps, gn_plan_t *plan, sigset_t *old)
 {
     memset(ps, 0, sizeof(*ps));
     ps->plan = plan;
-    ps->n = plan->n_procs > 256 ? 256 : plan->n_procs;
+    ps->n = plan->n_procs > MAX_CHILDREN ? MAX_CHILDREN : plan->n_procs;
     ps->sfd = -1;
     ps->rolling = -1;
     ps->fresh.fd = -1;

@@ -13,6 +13,8 @@
  * never imported the application, so it is imported afresh), and once it
  * serves, the old one gets SIGHUP, which makes its pool retire: it stops
  * accepting, finishes its requests and leaves, the sockets untouched.
+ * SIGTTIN forks one child more in a new slot; SIGTTOU retires the newest
+ * child the same way (never the last one).
  */
 #ifndef GN_SERVER_PROCESSES_H
 #define GN_SERVER_PROCESSES_H

@@ -8,8 +8,10 @@
 #include "bridges/asgi.h"
 #include "bridges/wsgi.h"
 #include "http/group.h"
+#include "module.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/watchdog.h"
 #include "shared/shared.h"
 
 static void set_state(gn_worker_t *w, int state)
@@ -91,6 +93,41 @@ static void free_bridge(bridge_t *b)
     b->asgi = NULL;
 }
 
+/* --max-worker-memory: the worker measures itself about once a second. */
+#define MEMORY_CHECK_INTERVAL 1.0
+
+static long long process_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    long long size = 0, resident = -1;
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%lld %lld", &size, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+}
+
+/* On the worker's thread, its GIL held (the loop's timeout scan). */
+static void check_memory(void *arg)
+{
+    gn_worker_t *w = arg;
+    if (w->loop.now < w->memory_next || atomic_load(&w->loop.replace_wanted))
+        return;
+    w->memory_next = w->loop.now + MEMORY_CHECK_INTERVAL;
+    long long used = w->memory_of_process ? process_rss() : gn_interp_heap_bytes();
+    if (used < 0) {
+        gn_log(GN_LOG_WARNING, "worker %u: --max-worker-memory cannot measure %s here; not watched", w->id,
+               w->memory_of_process ? "the process's memory" : "the interpreter's heap");
+        w->loop.on_scan = NULL;
+        return;
+    }
+    if ((size_t)used <= w->memory_bound)
+        return;
+    w->memory_used = (size_t)used;
+    atomic_store(&w->loop.replace_wanted, 1);
+}
+
 static int start_loop(gn_worker_t *w, bridge_t *b)
 {
     gn_loop_t *loop = &w->loop;
@@ -112,6 +149,22 @@ static int start_loop(gn_worker_t *w, bridge_t *b)
         loop->wait_arg = w;
     }
     w->loop_ready = 1;
+    if (w->memory_bound) {
+        loop->on_scan = check_memory;
+        loop->scan_arg = w;
+    }
+    if (w->cfg->timeout > 0) {
+        gn_modstate_t *st = gn_modstate_current();
+        if (st == NULL) {
+            PyErr_Clear();
+            snprintf(w->error, sizeof(w->error), "cannot set up --timeout");
+            return -1;
+        }
+        w->timeout_exc = st->request_timeout;
+        w->py_interp = PyInterpreterState_Get();
+        w->py_thread = PyThread_get_thread_ident();
+        loop->app_watch = 1;
+    }
     return 0;
 }
 
@@ -163,6 +216,7 @@ static void *worker_main(void *arg)
         goto failed;
     Py_CLEAR(app);
     serve(w, &b);
+    gn_watchdog_wait_probe(w);
     /* STOPPED before the loop's wake fd closes: no more wake-ups after it. */
     set_state(w, GN_WORKER_STOPPED);
     gn_loop_destroy(&w->loop);

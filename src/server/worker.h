@@ -35,6 +35,10 @@ typedef struct gn_worker {
     PyInterpreterState *main_interp;
     gn_end_order_t end_order; /* turn 0: its interpreter may end (interp.h, workaround 2) */
     unsigned long long max_requests; /* 0: never replaced for the requests it served */
+    size_t memory_bound;   /* --max-worker-memory in bytes; 0: not watched */
+    int memory_of_process; /* measure the process's resident memory, not the interpreter's heap */
+    double memory_next;    /* the worker's thread: when it measures next */
+    size_t memory_used;    /* what it measured above the bound (set before replace_wanted) */
     int forget_app_modules; /* a reload in --mode threads: import the app afresh */
     int *listen_fds;
     unsigned n_listen;
@@ -50,6 +54,17 @@ typedef struct gn_worker {
     gn_loop_t loop;
     int loop_ready;
     struct gn_mslot *mslot; /* its metrics counters (server/metrics.h), or NULL */
+
+    /* --timeout (server/watchdog.h). Set by the worker's thread before it
+     * serves; the rest belongs to the supervisor's watchdog. */
+    PyInterpreterState *py_interp; /* what the application runs in */
+    unsigned long py_thread;       /* the thread's id, for PyThreadState_SetAsyncExc */
+    PyObject *timeout_exc;         /* gorgon.RequestTimeout of py_interp (borrowed) */
+    double taken_at;    /* the watchdog took a call then; 0: none under way */
+    int probing;        /* a probe thread is at work (under *mu): the
+                         * interpreter does not end meanwhile */
+    atomic_int probe_has_gil; /* the probe got the interpreter's GIL */
+    int stuck;          /* not back from a taken call: replaced, abandoned */
 
     /* Wakes the supervisor when state changes. */
     pthread_mutex_t *mu;

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, fetch, scaled
+from conftest import SANITIZED, fetch, in_threads, scaled
 from stopload import run_load_around
 
 APP = '''\
@@ -280,4 +280,35 @@ def test_ttin_ttou_usr1(server, tmp_path):
     wait_for(lambda: process_resources(srv.pid) == (threads, fds), "one worker fewer", srv)
     assert "SIGUSR1 received" in srv.stderr_text()
     assert fetch(srv.addr, "/").status == 200
+    assert srv.stop() == 0, srv.describe()
+
+
+@pytest.mark.parametrize("mode", [PROCS_X_INTERPS, PROCESSES])
+def test_ttin_ttou_with_worker_processes(server, tmp_path, mode):
+    """SIGTTIN forks one more worker process, which serves; SIGTTOU retires
+    the newest one, never the last."""
+    srv = start(server, tmp_path, mode)
+    before = set(children(srv.pid))
+    assert len(before) == 2, before
+    srv.send_signal(signal.SIGTTIN)
+    wait_for(lambda: len(children(srv.pid)) == 3, "a third worker process", srv)
+    (new,) = set(children(srv.pid)) - before
+
+    def pids_serving():
+        # Idle workers take new connections first, the oldest first: with
+        # every older worker busy at once, the new process answers too.
+        rs = in_threads(lambda: fetch(srv.addr, "/?sleep=0.5", timeout=scaled(10)), [()] * 7, timeout=scaled(30))
+        assert all(r.status == 200 for r in rs), [r.status for r in rs]
+        return {r.body.split()[1] for r in rs}
+
+    wait_for(lambda: str(new).encode() in pids_serving(), "an answer from the new process", srv)
+    srv.send_signal(signal.SIGTTOU)
+    wait_for(lambda: set(children(srv.pid)) == before, "the new process gone", srv)
+    srv.send_signal(signal.SIGTTOU)
+    wait_for(lambda: len(children(srv.pid)) == 1, "one worker process left", srv)
+    srv.send_signal(signal.SIGTTOU)
+    wait_for(lambda: "one worker process left, keeping it" in srv.stderr_text(), "the last one kept", srv)
+    assert len(children(srv.pid)) == 1
+    for _ in range(10):
+        assert fetch(srv.addr, "/").status == 200
     assert srv.stop() == 0, srv.describe()
