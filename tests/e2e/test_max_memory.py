@@ -4,8 +4,11 @@ its requests), with no failed request under a bounded load. In one process
 the interpreter's own heap is measured; with worker processes, the
 process's resident memory."""
 import re
+import time
 
 import pytest
+
+from conftest import scaled
 
 from stopload import run_load_around
 
@@ -19,13 +22,23 @@ PROCS_X_INTERPS = pytest.param(("--mode", "interpreters", "--processes", "2", "-
 def test_growing_workers_are_replaced_without_a_failed_request(server, args):
     srv = server("grows:app", "--workers", "2", *args, workers=2)
     # ~120 KB kept per request: each worker crosses its bound within a few
-    # hundred of its requests.
-    tally = run_load_around(srv, lambda: None, path=b"/", total=2000)
+    # hundred of its requests. A worker looks at its memory about once a
+    # second: the load goes on until a replacement was logged and serves.
+    pattern = r"worker \d+ uses [\d.]+ MiB of (heap|resident memory), above --max-worker-memory"
+
+    def replaced_and_serving():
+        deadline = time.monotonic() + scaled(30)
+        while not re.search(pattern, srv.stderr_text()):
+            assert time.monotonic() < deadline and srv.running(), srv.describe()
+            time.sleep(0.05)
+        time.sleep(0.5)
+
+    tally = run_load_around(srv, replaced_and_serving, path=b"/", total=2000)
     c = tally.counts
     assert c["ok"] >= 1000, "the load did not run: %r\n%s" % (c, srv.describe())
     assert tally.failures() == 0, "%r\n%s\n%s" % (c, "\n".join(tally.notes), srv.describe())
     text = srv.stderr_text()
-    replaced = re.findall(r"worker \d+ uses [\d.]+ MiB of (heap|resident memory), above --max-worker-memory", text)
+    replaced = re.findall(pattern, text)
     assert replaced, srv.describe()
     if "processes" in args or "--processes" in args:
         assert set(replaced) == {"resident memory"}
