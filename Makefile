@@ -156,7 +156,7 @@ coverage: $(STAMP)
 	$(MAKE) BUILD=coverage CC=gcc OPT="-O0 -g" EXTRA_CFLAGS="$(COV_CFLAGS)" EXTRA_LDFLAGS="--coverage" ext
 	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -Isrc tests/c/test_parser.c $(PARSER_SRC) -o $(COV_DIR)/test_parser
 	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -Isrc tests/c/test_proxy.c $(PROXY_SRC) -o $(COV_DIR)/test_proxy
-	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $(COV_DIR)/test_ws
+	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $(COV_DIR)/test_ws -lz
 	gcc $(CSTD) $(WARN) -O0 -g $(COV_CFLAGS) -pthread -Isrc tests/c/test_shared.c $(SHARED_C_SRC) -o $(COV_DIR)/test_shared
 	cd $(COV_DIR) && ./test_parser && ./test_proxy && ./test_ws && ./test_shared
 	cp scripts/coverage-sitecustomize.py $(COV_DIR)/sitecustomize.py
