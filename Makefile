@@ -213,12 +213,15 @@ test-sid:
 	scripts/test-debian sid
 
 # docs/settings.md is written from the command line's definitions
-# (gorgon/_cli.py): `make settings` rewrites it, check-settings fails on drift.
+# (gorgon/_cli.py): `make settings` rewrites it, check-settings fails on drift,
+# and when a README claim or option has no existing test in docs/testing.md
+# (scripts/check-claims).
 settings:
 	$(PYTHON) scripts/gen-settings
 
 check-settings:
 	$(PYTHON) scripts/gen-settings --check
+	$(PYTHON) scripts/check-claims
 
 # The extension must also build warning-free with clang.
 test-clang:
