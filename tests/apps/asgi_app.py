@@ -401,6 +401,45 @@ WS_ROUTES.update({"/ws/return-open": ws_return_open, "/ws/raise-open": ws_raise_
                   "/ws/return-before-accept": ws_return_before_accept,
                   "/ws/raise-before-accept": ws_raise_before_accept})
 
+# Backpressure both ways (test_asgi_websocket_backpressure.py).
+async def ws_flood(scope, receive, send):
+    """Sends ?n= binary messages of ?size= bytes (message i: its index in 4
+    bytes, then bytes of value i % 256), appending "sent i" to ?marker= after
+    each send returns; then the text "done" and a close with 1000."""
+    q = query(scope)
+    n, size, marker = int(q["n"]), int(q["size"]), q.get("marker")
+    await receive()
+    await send({"type": "websocket.accept"})
+    for i in range(n):
+        await send({"type": "websocket.send", "bytes": i.to_bytes(4, "big") + bytes([i % 256]) * (size - 4)})
+        record(marker, "sent %d" % i)
+    await send({"type": "websocket.send", "text": "done"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+async def ws_late_reader(scope, receive, send):
+    """Accepts, then does not receive until the file ?go= exists; then counts
+    the messages and their bytes up to the text "end" and sends "COUNT BYTES SHA256"."""
+    go = query(scope)["go"]
+    await receive()
+    await send({"type": "websocket.accept"})
+    while not os.path.exists(go):
+        await asyncio.sleep(0.02)
+    count, total, digest = 0, 0, hashlib.sha256()
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect" or msg.get("text") == "end":
+            break
+        data = msg.get("bytes") or b""
+        count, total = count + 1, total + len(data)
+        digest.update(data)
+    await send({"type": "websocket.send", "text": "%d %d %s" % (count, total, digest.hexdigest())})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+WS_ROUTES.update({"/ws/flood": ws_flood, "/ws/late-reader": ws_late_reader})
+
+
 async def not_found(scope, receive, send):
     if scope["type"] == "websocket":
         await send({"type": "websocket.close"})
