@@ -27,7 +27,7 @@ static int name_is(const char *p, Py_ssize_t n, const char *name)
     return (size_t)n == strlen(name) && strncasecmp(p, name, (size_t)n) == 0;
 }
 
-static int bad_octets(const char *p, Py_ssize_t n, int name)
+int gn_asgi__bad_octets(const char *p, Py_ssize_t n, int name)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
@@ -52,7 +52,7 @@ static int note_header(gn_asgi_req_t *r, PyObject *pair)
     PyObject *name = PySequence_Fast_GET_ITEM(seq, 0), *value = PySequence_Fast_GET_ITEM(seq, 1);
     const char *n = PyBytes_AS_STRING(name), *v = PyBytes_AS_STRING(value);
     Py_ssize_t nl = PyBytes_GET_SIZE(name), vl = PyBytes_GET_SIZE(value);
-    if (bad_octets(n, nl, 1) || bad_octets(v, vl, 0)) {
+    if (gn_asgi__bad_octets(n, nl, 1) || gn_asgi__bad_octets(v, vl, 0)) {
         PyErr_Format(PyExc_ValueError, "invalid ASGI header %R: %R", name, value);
         goto done;
     }
@@ -260,7 +260,12 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
     if (r->conn == NULL) /* the client left, or the response is over: harmless */
         return gn_asgi_done_future(a, Py_None);
     PyObject *type = PyDict_GetItemWithError(msg, a->k_type);
-    const char *t = type && PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+    if (type == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "ASGI message has no 'type'");
+        return NULL;
+    }
+    const char *t = PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
     int rc;
     if (r->ws)
         rc = gn_asgi_ws_send(r, msg, t ? t : "");
