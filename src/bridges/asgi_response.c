@@ -37,8 +37,15 @@ int gn_asgi__bad_octets(const char *p, Py_ssize_t n, int name)
     return name && n == 0;
 }
 
+/* What the headers tell the server; taken only once all of them are valid,
+ * so that a refused http.response.start leaves the response as it was. */
+typedef struct {
+    int64_t length;
+    int has_date, has_server, close;
+} noted_t;
+
 /* Checks one [name, value] pair of byte strings; notes what matters. */
-static int note_header(gn_asgi_req_t *r, PyObject *pair)
+static int note_header(noted_t *nt, PyObject *pair)
 {
     PyObject *seq = PySequence_Fast(pair, "ASGI headers must be [name, value] pairs");
     if (seq == NULL)
@@ -60,13 +67,13 @@ static int note_header(gn_asgi_req_t *r, PyObject *pair)
         int64_t len = 0;
         for (Py_ssize_t i = 0; i < vl && len >= 0; i++)
             len = v[i] >= '0' && v[i] <= '9' && len < INT64_MAX / 10 ? len * 10 + (v[i] - '0') : -1;
-        r->length = vl > 0 ? len : -1;
+        nt->length = vl > 0 ? len : -1;
     } else if (name_is(n, nl, "date")) {
-        r->has_date = 1;
+        nt->has_date = 1;
     } else if (name_is(n, nl, "server")) {
-        r->has_server = 1;
+        nt->has_server = 1;
     } else if (name_is(n, nl, "connection") && vl >= 5 && strncasecmp(v, "close", 5) == 0) {
-        r->conn->keepalive = 0;
+        nt->close = 1;
     }
     rc = 0;
 done:
@@ -97,13 +104,18 @@ int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
     PyObject *list = headers ? PySequence_List(headers) : PyList_New(0);
     if (list == NULL)
         return -1;
-    r->length = -1;
+    noted_t nt = {.length = -1};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        if (note_header(r, PyList_GET_ITEM(list, i)) < 0) {
+        if (note_header(&nt, PyList_GET_ITEM(list, i)) < 0) {
             Py_DECREF(list);
             return -1;
         }
     }
+    r->length = nt.length;
+    r->has_date = nt.has_date;
+    r->has_server = nt.has_server;
+    if (nt.close)
+        r->conn->keepalive = 0;
     r->status = code;
     r->headers = list;
     r->started = 1;

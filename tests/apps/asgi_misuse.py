@@ -40,6 +40,7 @@ CASES = {
     "header-name-space": [start(headers=[(b"x a", b"b")])],
     "header-name-colon": [start(headers=[(b"x:a", b"b")])],
     "header-name-empty": [start(headers=[(b"", b"b")])],
+    "close-date-then-bad-header": [start(headers=[(b"connection", b"close"), (b"date", b"x"), (b"x a", b"b")])],
     "body-str": [START, {"type": "http.response.body", "body": "text"}],
     "pathsend-before-start": [{"type": "http.response.pathsend", "path": "/etc/hostname"}],
     "pathsend-no-path": [START, {"type": "http.response.pathsend"}],

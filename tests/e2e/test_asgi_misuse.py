@@ -31,6 +31,7 @@ BEFORE_HEAD = {
     "header-name-space": ("ValueError", "invalid ASGI header b'x a': b'b'"),
     "header-name-colon": ("ValueError", "invalid ASGI header b'x:a': b'b'"),
     "header-name-empty": ("ValueError", "invalid ASGI header b'': b'b'"),
+    "close-date-then-bad-header": ("ValueError", "invalid ASGI header b'x a': b'b'"),
     "body-str": ("TypeError", "http.response.body 'body' must be bytes, not str"),
     "pathsend-before-start": ("RuntimeError", "http.response.pathsend needs a 'path', after start, before any body"),
     "pathsend-no-path": ("RuntimeError", "http.response.pathsend needs a 'path', after start, before any body"),
@@ -77,6 +78,8 @@ def test_refused_message_before_the_head_is_500_then_the_app_may_answer(srv, cas
         r = c.request("GET", "/%s?catch=1" % case)
         assert r.status == 200, r
         assert r.body.decode().startswith("caught %s: " % exc) and text in r.body.decode(), r.body
+        # What the refused headers said (Connection: close, a Date) did not stick.
+        assert not r.has_token("connection", "close") and r.header("date") not in (None, "x"), r
     one_error_entry(srv, offset, exc, text)
     assert fetch(srv, "/start-twice?catch=1").status == 200
 
