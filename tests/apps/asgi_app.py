@@ -8,6 +8,10 @@ lifespan behaviour or a different shape (for interface detection):
     startup_failed   lifespan.startup.failed with message "database unreachable"
     startup_raises   raises RuntimeError("boom in startup") on the lifespan scope
     no_lifespan      raises on any lifespan scope (an app that does not support it)
+    shutdown_trouble starts; its shutdown fails as ASGI_TEST_SHUTDOWN says (failed,
+                     raise, bad, return)
+    startup_failed_silently  lifespan.startup.failed without a message
+    lifespan_returns the lifespan coroutine returns at once
     callable_app     an instance whose async __call__ is the app
     hybrid           a plain function: WSGI (2 args) or ASGI (3 args, returns a coroutine)
     hybrid_marked    hybrid marked with inspect.markcoroutinefunction
@@ -260,6 +264,23 @@ async def r_tasks(scope, receive, send):
     await send_json(send, {"results": results, "elapsed": elapsed})
 
 
+async def r_forever_task(scope, receive, send):
+    """Starts a task that never ends by itself; ?marker= gets "cancelled"
+    when it is cancelled (at the worker's end)."""
+    marker = query(scope).get("marker")
+
+    async def forever():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            record(marker, "cancelled")
+            raise
+
+    r_forever_task.keep = asyncio.create_task(forever())
+    await asyncio.sleep(0)
+    await send_body(send, b"started\n")
+
+
 async def r_raise_before(scope, receive, send):
     raise ValueError("raised before http.response.start")
 
@@ -319,7 +340,7 @@ async def r_meet(scope, receive, send):
 ROUTES = {
     "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo, "/echo-head": r_echo_head,
     "/wait-disconnect": r_wait_disconnect, "/send-after-disconnect": r_send_after_disconnect,
-    "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks,
+    "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks, "/forever-task": r_forever_task,
     "/raise-before": r_raise_before, "/raise-after": r_raise_after,
     "/no-response": r_no_response, "/partial": r_partial, "/bad-message": r_bad_message,
     "/pathsend": r_pathsend, "/cpu": r_cpu, "/meet": r_meet,
@@ -479,6 +500,31 @@ async def lifespan_raises(scope, receive, send):
     raise RuntimeError("boom in startup")
 
 
+async def lifespan_shutdown_trouble(scope, receive, send):
+    """Starts; at shutdown does what ASGI_TEST_SHUTDOWN says: "failed" sends
+    lifespan.shutdown.failed, "raise" raises, "return" returns without a word,
+    "bad" sends a message type lifespan does not have."""
+    how = os.environ.get("ASGI_TEST_SHUTDOWN")
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    if how == "failed":
+        await send({"type": "lifespan.shutdown.failed", "message": "could not flush the cache"})
+    elif how == "raise":
+        raise RuntimeError("boom in shutdown")
+    elif how == "bad":
+        await send({"type": "lifespan.shutdown.done"})
+
+
+async def lifespan_startup_failed_silently(scope, receive, send):
+    await receive()
+    await send({"type": "lifespan.startup.failed"})
+
+
+async def lifespan_returns_at_once(scope, receive, send):
+    return None
+
+
 async def lifespan_unsupported(scope, receive, send):
     raise ValueError("only http and websocket here, not %r" % scope["type"])
 
@@ -501,6 +547,9 @@ app = make(lifespan_ok)
 startup_failed = make(lifespan_failed)
 startup_raises = make(lifespan_raises)
 no_lifespan = make(lifespan_unsupported)
+shutdown_trouble = make(lifespan_shutdown_trouble)
+startup_failed_silently = make(lifespan_startup_failed_silently)
+lifespan_returns = make(lifespan_returns_at_once)
 
 
 class CallableApp:
