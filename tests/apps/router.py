@@ -41,6 +41,7 @@ ROUTES = {
     "file": filewrap.app,
     "file-sendfile": filewrap.sendfile_app,
     "file-bytesio": filewrap.bytesio_app,
+    "file-kind": filewrap.kinds_app,
     "big": big.app,
     "inputs": inputs.app,
 }

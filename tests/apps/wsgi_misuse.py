@@ -101,6 +101,46 @@ def exc_info_empty(env, sr):
     sr("500 Oops", [], sys.exc_info())  # (None, None, None): outside an except block
 
 
+def input_api(env, sr):
+    """wsgi.input's file-object methods and their refusals, as lines of text."""
+    inp = env["wsgi.input"]
+    out = [repr((inp.readable(), inp.writable(), inp.seekable())), repr(inp.read(3)), repr(inp.readline(None))]
+    for call in (lambda: inp.read("x"), lambda: inp.read(1, 2), lambda: inp.readline("x"),
+                 lambda: inp.readlines("x")):
+        try:
+            call()
+            out.append("accepted")
+        except TypeError as e:
+            out.append("TypeError: %s" % e)
+    out.append(repr(inp.close()))
+    out.append(repr(inp.read()))  # close() is a no-op: the rest is still there
+    sr(*OK)
+    return [("\n".join(out) + "\n").encode()]
+
+
+KEPT = {}
+
+
+def input_after_end(env, sr):
+    """Keeps wsgi.input past the response; in close() the body is still there."""
+    KEPT["input"] = inp = env["wsgi.input"]
+    sr(*OK)
+
+    class Late(Body):
+        def close(self):
+            super().close()
+            KEPT["in close"] = inp.read(5)
+    return Late("input-after-end", [b"complete\n"])
+
+
+def input_after_end_result(env, sr):
+    """Reads the kept wsgi.input during the next request: empty, not freed
+    memory and not this request's body."""
+    inp = KEPT["input"]
+    sr(*OK)
+    return [repr((KEPT["in close"], inp.read(), inp.readline(), inp.readlines(), list(inp))).encode()]
+
+
 def raising_body(case, items):
     def app(env, sr):
         sr(*OK)
@@ -145,6 +185,9 @@ CASES = {
     "exc-info-not-a-tuple": exc_info_not_a_tuple,
     "exc-info-not-an-exception": exc_info_not_an_exception,
     "exc-info-empty": exc_info_empty,
+    "input-api": input_api,
+    "input-after-end": input_after_end,
+    "input-after-end-result": input_after_end_result,
     # the response was complete: close() raising is logged
     "write-after-end": write_after_end,
     "start-after-end": start_after_end,

@@ -143,3 +143,26 @@ def test_calls_from_close_after_the_end_raise_and_write_nothing(srv, case):
         assert r.status == 200 and int(r.body) == before + 1, r
         assert c.poll_data(0.2) is None, "bytes after the response"
     one_error_entry(srv, offset, exc, text, "Error closing the response of")
+
+
+def test_wsgi_input_methods_and_refusals(srv):
+    with Conn(srv) as c:
+        r = c.request("POST", "/input-api", body=b"abcdef\nsecond line\nthird")
+        assert r.status == 200, r
+        assert r.body.decode().splitlines() == [
+            "(True, False, False)", "b'abc'", "b'def\\n'",
+            "TypeError: an integer is required",
+            "TypeError: expected at most one argument",
+            "TypeError: an integer is required",
+            "TypeError: an integer is required",
+            "None", "b'second line\\nthird'"], r.body
+
+
+def test_wsgi_input_read_after_the_end_is_empty(srv):
+    """wsgi.input kept past the response reads empty in a later request: not
+    freed memory, not that request's body. (Inside close() it still reads.)"""
+    with Conn(srv) as c:
+        r = c.request("POST", "/input-after-end", body=b"the first body\n" * 100)
+        assert r.status == 200 and r.body == b"complete\n", r
+        r = c.request("POST", "/input-after-end-result", body=b"the second body\n")
+        assert r.body == b"(b'the f', b'', b'', [], [])", r.body
