@@ -264,6 +264,17 @@ async def r_tasks(scope, receive, send):
     await send_json(send, {"results": results, "elapsed": elapsed})
 
 
+async def r_tiny(scope, receive, send):
+    """?big= bytes in one body message, then ?n= messages of 6 bytes ("%05d\\n")."""
+    q = query(scope)
+    big, n = int(q["big"]), int(q["n"])
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"b" * big, "more_body": True})
+    for i in range(n):
+        await send({"type": "http.response.body", "body": b"%05d\n" % i, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def r_forever_task(scope, receive, send):
     """Starts a task that never ends by itself; ?marker= gets "cancelled"
     when it is cancelled (at the worker's end)."""
@@ -341,6 +352,7 @@ ROUTES = {
     "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo, "/echo-head": r_echo_head,
     "/wait-disconnect": r_wait_disconnect, "/send-after-disconnect": r_send_after_disconnect,
     "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks, "/forever-task": r_forever_task,
+    "/tiny": r_tiny,
     "/raise-before": r_raise_before, "/raise-after": r_raise_after,
     "/no-response": r_no_response, "/partial": r_partial, "/bad-message": r_bad_message,
     "/pathsend": r_pathsend, "/cpu": r_cpu, "/meet": r_meet,

@@ -29,6 +29,7 @@ ROUTES = {
     "close": hello.close_app,
     "echo": echo.app,
     "stream": streaming.app,
+    "stream-tiny": streaming.tiny_app,
     "slow": slow.app,
     "cpu": cpu.app,
     "meet": cpu.meet_app,
