@@ -129,6 +129,18 @@ def test_streaming_download_first_chunk_before_app_finishes(srv, tmp_path):
 
 # ---- request bodies: streaming upload, disconnect ----------------------------------
 
+def test_many_small_chunks_in_one_packet_arrive_intact(srv):
+    """200 chunks of 7 bytes in one write: however receive() groups them,
+    the body is whole and in order, and only the last message ends it."""
+    body = b"".join(b"%06d\n" % i for i in range(200))
+    wire = b"".join(b"7\r\n" + body[i:i + 7] + b"\r\n" for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+    with Conn(srv) as c:
+        c.send(build_request("POST", "/upload", headers=[("Transfer-Encoding", "chunked")]) + wire)
+        j = c.response().json()
+    assert j["total"] == len(body) and j["sha256"] == hashlib.sha256(body).hexdigest(), j
+    assert 1 <= j["chunks"] <= 200, j
+
+
 def test_streaming_upload_20mib_chunked(srv):
     size = 20 * 1024 * 1024
     body = os.urandom(size)
