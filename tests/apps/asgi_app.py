@@ -363,7 +363,7 @@ ROUTES = {
 
 async def ws_echo(scope, receive, send):
     """Echoes text and bytes. Text commands: "close-4000" (app closes with 4000
-    "bye"), "subprotocols" (sends them as JSON). The disconnect code goes to ?marker."""
+    "bye"), "close-long" (4001 with a 200-byte reason), "subprotocols" (sends them as JSON). The disconnect code goes to ?marker."""
     marker = query(scope).get("marker")
     msg = await receive()
     assert msg["type"] == "websocket.connect", msg
@@ -377,6 +377,9 @@ async def ws_echo(scope, receive, send):
         text = msg.get("text")
         if text == "close-4000":
             await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+            return
+        if text == "close-long":  # a reason over the 123 bytes a close frame holds
+            await send({"type": "websocket.close", "code": 4001, "reason": "\u00e9" * 100})
             return
         if text == "subprotocols":
             await send({"type": "websocket.send", "text": json.dumps(scope["subprotocols"])})
