@@ -35,7 +35,7 @@ PKG_DIR := build/$(BUILD)/gorgon
 endif
 EXT := $(PKG_DIR)/_gorgon$(EXT_SUFFIX)
 
-.PHONY: all ext clean coverage test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-stress test-autobahn test-install test-asan test-tsan fuzz test-debian test-clang \
+.PHONY: all ext clean coverage soak test test-tiers check-settings settings test-c test-proxy-c test-ws-c test-shared-c test-e2e test-stress test-autobahn test-install test-asan test-tsan fuzz test-debian test-clang \
         test-frameworks test-debian-frameworks \
         serve demo bench bench-quick bench-core bench-experiments env format
 
@@ -181,6 +181,14 @@ coverage: $(STAMP)
 	if [ $$status -ne 0 ]; then echo "coverage: the end-to-end suite FAILED"; exit 1; fi; \
 	if [ $$cfloor -ne 0 ]; then echo "coverage: C below its floor (lines $(COV_FLOOR_LINES)%, branches $(COV_FLOOR_BRANCHES)%)"; exit 1; fi; \
 	if [ $$pyfloor -ne 0 ]; then echo "coverage: Python below its floor ($(COV_FLOOR_PY)%)"; exit 1; fi
+
+# Flaky-test hunt, not part of `make test`: SOAK_RUNS runs of the end-to-end
+# tests SOAK_ARGS names (default all of them) beside one busy-looping process
+# per CPU; lists each test that failed, in how many runs (scripts/soak).
+SOAK_RUNS ?= 3
+SOAK_ARGS ?= tests/e2e
+soak: ext $(STAMP)
+	$(PYTHON) scripts/soak --runs $(SOAK_RUNS) $(SOAK_ARGS)
 
 FUZZ_SECONDS ?= 30
 fuzz:
