@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import (Conn, build_request, fetch, host_header, in_threads, read_lines, scaled,
+from conftest import (Conn, build_request, fetch, host_header, in_threads, log_since, read_lines, scaled,
                       wait_for)
 
 APP = "asgi_app:app"
@@ -20,10 +20,6 @@ ONE = ("--workers", "1", "--root-path", "/mnt", "--keep-alive", "10")
 def srv(shared_server):
     """One ASGI worker, shared by the tests of this module."""
     return shared_server(APP, *ONE)
-
-
-def log_since(s, offset):
-    return s.stderr_bytes()[offset:].decode("utf-8", "replace")
 
 
 # ---- scope ---------------------------------------------------------------------
