@@ -85,6 +85,9 @@ void gn_asgi_detach(gn_asgi_req_t *r, int complete);
 
 /* asgi_response.c, also for the WebSocket denial response */
 int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg);
+/* 1 if p[0..n) may not go on the wire as a header name (name != 0: a token,
+ * not empty) or value (no CR, LF or NUL). */
+int gn_asgi__bad_octets(const char *p, Py_ssize_t n, int name);
 int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg);
 
 /* asgi_ws.c */

@@ -27,7 +27,7 @@ static int name_is(const char *p, Py_ssize_t n, const char *name)
     return (size_t)n == strlen(name) && strncasecmp(p, name, (size_t)n) == 0;
 }
 
-static int bad_octets(const char *p, Py_ssize_t n, int name)
+int gn_asgi__bad_octets(const char *p, Py_ssize_t n, int name)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
@@ -37,8 +37,15 @@ static int bad_octets(const char *p, Py_ssize_t n, int name)
     return name && n == 0;
 }
 
+/* What the headers tell the server; taken only once all of them are valid,
+ * so that a refused http.response.start leaves the response as it was. */
+typedef struct {
+    int64_t length;
+    int has_date, has_server, close;
+} noted_t;
+
 /* Checks one [name, value] pair of byte strings; notes what matters. */
-static int note_header(gn_asgi_req_t *r, PyObject *pair)
+static int note_header(noted_t *nt, PyObject *pair)
 {
     PyObject *seq = PySequence_Fast(pair, "ASGI headers must be [name, value] pairs");
     if (seq == NULL)
@@ -52,7 +59,7 @@ static int note_header(gn_asgi_req_t *r, PyObject *pair)
     PyObject *name = PySequence_Fast_GET_ITEM(seq, 0), *value = PySequence_Fast_GET_ITEM(seq, 1);
     const char *n = PyBytes_AS_STRING(name), *v = PyBytes_AS_STRING(value);
     Py_ssize_t nl = PyBytes_GET_SIZE(name), vl = PyBytes_GET_SIZE(value);
-    if (bad_octets(n, nl, 1) || bad_octets(v, vl, 0)) {
+    if (gn_asgi__bad_octets(n, nl, 1) || gn_asgi__bad_octets(v, vl, 0)) {
         PyErr_Format(PyExc_ValueError, "invalid ASGI header %R: %R", name, value);
         goto done;
     }
@@ -60,13 +67,13 @@ static int note_header(gn_asgi_req_t *r, PyObject *pair)
         int64_t len = 0;
         for (Py_ssize_t i = 0; i < vl && len >= 0; i++)
             len = v[i] >= '0' && v[i] <= '9' && len < INT64_MAX / 10 ? len * 10 + (v[i] - '0') : -1;
-        r->length = vl > 0 ? len : -1;
+        nt->length = vl > 0 ? len : -1;
     } else if (name_is(n, nl, "date")) {
-        r->has_date = 1;
+        nt->has_date = 1;
     } else if (name_is(n, nl, "server")) {
-        r->has_server = 1;
+        nt->has_server = 1;
     } else if (name_is(n, nl, "connection") && vl >= 5 && strncasecmp(v, "close", 5) == 0) {
-        r->conn->keepalive = 0;
+        nt->close = 1;
     }
     rc = 0;
 done:
@@ -97,13 +104,18 @@ int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
     PyObject *list = headers ? PySequence_List(headers) : PyList_New(0);
     if (list == NULL)
         return -1;
-    r->length = -1;
+    noted_t nt = {.length = -1};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        if (note_header(r, PyList_GET_ITEM(list, i)) < 0) {
+        if (note_header(&nt, PyList_GET_ITEM(list, i)) < 0) {
             Py_DECREF(list);
             return -1;
         }
     }
+    r->length = nt.length;
+    r->has_date = nt.has_date;
+    r->has_server = nt.has_server;
+    if (nt.close)
+        r->conn->keepalive = 0;
     r->status = code;
     r->headers = list;
     r->started = 1;
@@ -260,7 +272,12 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
     if (r->conn == NULL) /* the client left, or the response is over: harmless */
         return gn_asgi_done_future(a, Py_None);
     PyObject *type = PyDict_GetItemWithError(msg, a->k_type);
-    const char *t = type && PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+    if (type == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "ASGI message has no 'type'");
+        return NULL;
+    }
+    const char *t = PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
     int rc;
     if (r->ws)
         rc = gn_asgi_ws_send(r, msg, t ? t : "");

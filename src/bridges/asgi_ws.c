@@ -232,27 +232,57 @@ static int put(gn_conn_t *c, const char *p, size_t n)
     return gn_conn_write(c, p, n) < 0 ? (PyErr_NoMemory(), -1) : 0;
 }
 
-static int put_extra_headers(gn_conn_t *c, PyObject *headers)
+/* The app's extra handshake headers as a list of (name, value) tuples,
+ * checked whole before a byte of the 101 is queued, so that a refusal is a
+ * clean 403 and never a half-written head. */
+static PyObject *extra_headers(PyObject *msg)
 {
-    PyObject *it = headers ? PyObject_GetIter(headers) : NULL, *pair;
-    if (headers && it == NULL)
-        return -1;
-    int rc = 0;
-    while (rc == 0 && it && (pair = PyIter_Next(it)) != NULL) {
-        PyObject *name = NULL, *value = NULL;
-        if (!PyArg_ParseTuple(pair, "SS", &name, &value) || memchr(PyBytes_AS_STRING(value), '\n', PyBytes_GET_SIZE(value)) ||
-            memchr(PyBytes_AS_STRING(value), '\r', PyBytes_GET_SIZE(value))) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "invalid websocket.accept header");
-            rc = -1;
-        } else {
-            rc = put(c, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name)) || put(c, ": ", 2) ||
-                 put(c, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value)) || put(c, "\r\n", 2);
+    PyObject *headers = PyDict_GetItemString(msg, "headers");
+    PyObject *it = headers ? PyObject_GetIter(headers) : NULL, *item;
+    PyObject *list = PyList_New(0);
+    if ((headers && it == NULL) || list == NULL)
+        goto fail;
+    while (it && (item = PyIter_Next(it)) != NULL) {
+        PyObject *seq = PySequence_Fast(item, "websocket.accept headers must be [bytes, bytes] pairs"), *pair = NULL;
+        Py_DECREF(item);
+        if (seq == NULL)
+            goto fail;
+        PyObject *name = PySequence_Fast_GET_SIZE(seq) == 2 ? PySequence_Fast_GET_ITEM(seq, 0) : NULL;
+        PyObject *value = name ? PySequence_Fast_GET_ITEM(seq, 1) : NULL;
+        if (name == NULL || !PyBytes_Check(name) || !PyBytes_Check(value))
+            PyErr_SetString(PyExc_TypeError, "websocket.accept headers must be [bytes, bytes] pairs");
+        else if (gn_asgi__bad_octets(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), 1) ||
+                 gn_asgi__bad_octets(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), 0))
+            PyErr_Format(PyExc_ValueError, "invalid websocket.accept header %R: %R", name, value);
+        else
+            pair = PyTuple_Pack(2, name, value);
+        Py_DECREF(seq);
+        if (pair == NULL || PyList_Append(list, pair) < 0) {
+            Py_XDECREF(pair);
+            goto fail;
         }
         Py_DECREF(pair);
     }
+    if (PyErr_Occurred())
+        goto fail;
     Py_XDECREF(it);
-    return rc || PyErr_Occurred() ? -1 : 0;
+    return list;
+fail:
+    Py_XDECREF(it);
+    Py_XDECREF(list);
+    return NULL;
+}
+
+static int put_extra_headers(gn_conn_t *c, PyObject *list)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *name = PyTuple_GET_ITEM(PyList_GET_ITEM(list, i), 0);
+        PyObject *value = PyTuple_GET_ITEM(PyList_GET_ITEM(list, i), 1);
+        if (put(c, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name)) || put(c, ": ", 2) ||
+            put(c, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value)) || put(c, "\r\n", 2))
+            return -1;
+    }
+    return 0;
 }
 
 static int ws_accept(gn_asgi_req_t *r, PyObject *msg)
@@ -262,9 +292,12 @@ static int ws_accept(gn_asgi_req_t *r, PyObject *msg)
         PyErr_SetString(PyExc_RuntimeError, "websocket.accept after the handshake");
         return -1;
     }
-    PyObject *key = accept_key(r->a, gn_conn_header(c, "sec-websocket-key"));
-    if (key == NULL)
+    PyObject *extra = extra_headers(msg);
+    PyObject *key = extra ? accept_key(r->a, gn_conn_header(c, "sec-websocket-key")) : NULL;
+    if (key == NULL) {
+        Py_XDECREF(extra);
         return -1;
+    }
     char head[256];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -272,6 +305,12 @@ static int ws_accept(gn_asgi_req_t *r, PyObject *msg)
     Py_DECREF(key);
     PyObject *proto = PyDict_GetItemString(msg, "subprotocol");
     const char *p = proto && proto != Py_None ? PyUnicode_AsUTF8(proto) : NULL;
+    if (p && gn_asgi__bad_octets(p, (Py_ssize_t)strlen(p), 1))
+        PyErr_Format(PyExc_ValueError, "invalid websocket.accept subprotocol %R", proto);
+    if (proto && proto != Py_None && (p == NULL || PyErr_Occurred())) {
+        Py_DECREF(extra);
+        return -1;
+    }
     /* permessage-deflate, when enabled and offered (first header line only:
      * browsers send one). The app sees plain messages either way. */
     gn_ws_deflate_params_t dp;
@@ -281,10 +320,12 @@ static int ws_accept(gn_asgi_req_t *r, PyObject *msg)
     size_t elen = deflate ? gn_ws_deflate_response(&dp, ext, sizeof(ext)) : 0;
     size_t dlen;
     const char *ds = gn_http_date_server(1, &dlen);
-    if ((proto && proto != Py_None && p == NULL) || put(c, head, (size_t)n) ||
-        (p && (put(c, "Sec-WebSocket-Protocol: ", 24) || put(c, p, strlen(p)) || put(c, "\r\n", 2))) ||
-        (deflate && (put(c, "Sec-WebSocket-Extensions: ", 26) || put(c, ext, elen) || put(c, "\r\n", 2))) ||
-        put_extra_headers(c, PyDict_GetItemString(msg, "headers")) || put(c, ds, dlen) || put(c, "\r\n", 2))
+    int rc = put(c, head, (size_t)n) ||
+             (p && (put(c, "Sec-WebSocket-Protocol: ", 24) || put(c, p, strlen(p)) || put(c, "\r\n", 2))) ||
+             (deflate && (put(c, "Sec-WebSocket-Extensions: ", 26) || put(c, ext, elen) || put(c, "\r\n", 2))) ||
+             put_extra_headers(c, extra) || put(c, ds, dlen) || put(c, "\r\n", 2);
+    Py_DECREF(extra);
+    if (rc)
         return -1;
     c->status = 101;
     r->head_sent = r->started = 1;

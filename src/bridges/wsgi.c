@@ -364,6 +364,10 @@ static void log_app_error(gn_wsgi_req_t *req, const char *what)
 /* PEP 3333: close() is called whatever happened, if the iterable has it. */
 static void call_close(gn_wsgi_req_t *req)
 {
+    /* The response is over: start_response and write() called from close()
+     * raise instead of writing after its end. */
+    if (req->sr)
+        gn_wsgi_start_response_detach(req->sr);
     PyObject *result = req->result;
     if (result == NULL || PyList_CheckExact(result) || PyTuple_CheckExact(result))
         return;

@@ -80,7 +80,14 @@ static int parse_status(gn_wsgi_req_t *req, PyObject *status)
     return 0;
 }
 
-static int note_header(gn_wsgi_req_t *req, const char *name, Py_ssize_t nlen, const char *value, Py_ssize_t vlen)
+/* What the headers tell the server; taken only once all of them are valid,
+ * so that a refused start_response leaves the response as it was. */
+typedef struct {
+    int64_t length;
+    int has_date, has_server, close;
+} noted_t;
+
+static int note_header(noted_t *n, const char *name, Py_ssize_t nlen, const char *value, Py_ssize_t vlen)
 {
     if (name_is(name, nlen, "content-length")) {
         int64_t v = 0;
@@ -91,16 +98,16 @@ static int note_header(gn_wsgi_req_t *req, const char *name, Py_ssize_t nlen, co
             }
             v = v * 10 + (value[i] - '0');
         }
-        req->length = vlen ? v : -1;
+        n->length = vlen ? v : -1;
     } else if (name_is(name, nlen, "date")) {
-        req->has_date = 1;
+        n->has_date = 1;
     } else if (name_is(name, nlen, "server")) {
-        req->has_server = 1;
+        n->has_server = 1;
     } else if (name_is(name, nlen, "connection")) {
         /* Hop-by-hop: the server writes its own; "close" is honoured. */
         for (Py_ssize_t i = 0; i + 5 <= vlen; i++) {
             if (strncasecmp(value + i, "close", 5) == 0)
-                req->conn->keepalive = 0;
+                n->close = 1;
         }
     }
     return 0;
@@ -112,8 +119,7 @@ static int check_headers(gn_wsgi_req_t *req, PyObject *headers)
         PyErr_Format(PyExc_TypeError, "WSGI headers must be a list, not %.100s", Py_TYPE(headers)->tp_name);
         return -1;
     }
-    req->length = -1;
-    req->has_date = req->has_server = 0;
+    noted_t n = {.length = -1};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
         PyObject *t = PyList_GET_ITEM(headers, i);
         if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
@@ -127,9 +133,14 @@ static int check_headers(gn_wsgi_req_t *req, PyObject *headers)
             PyErr_Format(PyExc_ValueError, "invalid WSGI header %R", t);
             return -1;
         }
-        if (note_header(req, name, nlen, value, vlen) < 0)
+        if (note_header(&n, name, nlen, value, vlen) < 0)
             return -1;
     }
+    req->length = n.length;
+    req->has_date = n.has_date;
+    req->has_server = n.has_server;
+    if (n.close)
+        req->conn->keepalive = 0;
     return 0;
 }
 
@@ -146,9 +157,13 @@ static PyObject *call_locked(PyObject *self, PyObject *args, PyObject *kwds)
     }
     if (exc_info != Py_None) {
         if (req->head_sent) {
-            /* PEP 3333: too late to change the response; re-raise. */
-            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) < 2) {
-                PyErr_SetString(PyExc_TypeError, "exc_info must be a (type, value, traceback) tuple");
+            /* PEP 3333: too late to change the response; re-raise. Only an
+             * exception can be raised (sys.exc_info() outside an except
+             * block gives (None, None, None)). */
+            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3 ||
+                !PyExceptionInstance_Check(PyTuple_GET_ITEM(exc_info, 1))) {
+                PyErr_Format(PyExc_TypeError, "exc_info must be a (type, value, traceback) tuple of an exception, "
+                             "not %.200R", exc_info);
                 return NULL;
             }
             PyErr_SetRaisedException(Py_NewRef(PyTuple_GET_ITEM(exc_info, 1)));

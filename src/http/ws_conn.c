@@ -67,8 +67,13 @@ static void send_close(gn_conn_t *c, int code, const char *reason, size_t len)
     if (c->ws->close_sent)
         return;
     char payload[125];
-    if (len > sizeof(payload) - 2)
+    if (len > sizeof(payload) - 2) {
+        /* Cut between characters: the reason must stay valid UTF-8 (RFC
+         * 6455 5.5.1), or the client fails the connection with 1007. */
         len = sizeof(payload) - 2;
+        while (len > 0 && ((unsigned char)reason[len] & 0xC0) == 0x80)
+            len--;
+    }
     payload[0] = (char)(code >> 8);
     payload[1] = (char)(code & 0xff);
     memcpy(payload + 2, reason, len);

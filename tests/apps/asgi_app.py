@@ -8,6 +8,10 @@ lifespan behaviour or a different shape (for interface detection):
     startup_failed   lifespan.startup.failed with message "database unreachable"
     startup_raises   raises RuntimeError("boom in startup") on the lifespan scope
     no_lifespan      raises on any lifespan scope (an app that does not support it)
+    shutdown_trouble starts; its shutdown fails as ASGI_TEST_SHUTDOWN says (failed,
+                     raise, bad, return)
+    startup_failed_silently  lifespan.startup.failed without a message
+    lifespan_returns the lifespan coroutine returns at once
     callable_app     an instance whose async __call__ is the app
     hybrid           a plain function: WSGI (2 args) or ASGI (3 args, returns a coroutine)
     hybrid_marked    hybrid marked with inspect.markcoroutinefunction
@@ -261,6 +265,34 @@ async def r_tasks(scope, receive, send):
     await send_json(send, {"results": results, "elapsed": elapsed})
 
 
+async def r_tiny(scope, receive, send):
+    """?big= bytes in one body message, then ?n= messages of 6 bytes ("%05d\\n")."""
+    q = query(scope)
+    big, n = int(q["big"]), int(q["n"])
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"b" * big, "more_body": True})
+    for i in range(n):
+        await send({"type": "http.response.body", "body": b"%05d\n" % i, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def r_forever_task(scope, receive, send):
+    """Starts a task that never ends by itself; ?marker= gets "cancelled"
+    when it is cancelled (at the worker's end)."""
+    marker = query(scope).get("marker")
+
+    async def forever():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            record(marker, "cancelled")
+            raise
+
+    r_forever_task.keep = asyncio.create_task(forever())
+    await asyncio.sleep(0)
+    await send_body(send, b"started\n")
+
+
 async def r_raise_before(scope, receive, send):
     raise ValueError("raised before http.response.start")
 
@@ -325,7 +357,8 @@ async def r_tls(scope, receive, send):
 ROUTES = {
     "/fixed": r_fixed, "/state": r_state, "/upload": r_upload, "/echo": r_echo, "/echo-head": r_echo_head,
     "/wait-disconnect": r_wait_disconnect, "/send-after-disconnect": r_send_after_disconnect,
-    "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks,
+    "/stream": r_stream, "/big": r_big, "/sleep": r_sleep, "/tasks": r_tasks, "/forever-task": r_forever_task,
+    "/tiny": r_tiny,
     "/raise-before": r_raise_before, "/raise-after": r_raise_after,
     "/no-response": r_no_response, "/partial": r_partial, "/bad-message": r_bad_message,
     "/pathsend": r_pathsend, "/cpu": r_cpu, "/meet": r_meet, "/tls": r_tls,
@@ -336,7 +369,7 @@ ROUTES = {
 
 async def ws_echo(scope, receive, send):
     """Echoes text and bytes. Text commands: "close-4000" (app closes with 4000
-    "bye"), "subprotocols" (sends them as JSON). The disconnect code goes to ?marker."""
+    "bye"), "close-long" (4001 with a 200-byte reason), "subprotocols" (sends them as JSON). The disconnect code goes to ?marker."""
     marker = query(scope).get("marker")
     msg = await receive()
     assert msg["type"] == "websocket.connect", msg
@@ -350,6 +383,9 @@ async def ws_echo(scope, receive, send):
         text = msg.get("text")
         if text == "close-4000":
             await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+            return
+        if text == "close-long":  # a reason over the 123 bytes a close frame holds
+            await send({"type": "websocket.close", "code": 4001, "reason": "\u00e9" * 100})
             return
         if text == "subprotocols":
             await send({"type": "websocket.send", "text": json.dumps(scope["subprotocols"])})
@@ -407,6 +443,45 @@ WS_ROUTES.update({"/ws/return-open": ws_return_open, "/ws/raise-open": ws_raise_
                   "/ws/return-before-accept": ws_return_before_accept,
                   "/ws/raise-before-accept": ws_raise_before_accept})
 
+# Backpressure both ways (test_asgi_websocket_backpressure.py).
+async def ws_flood(scope, receive, send):
+    """Sends ?n= binary messages of ?size= bytes (message i: its index in 4
+    bytes, then bytes of value i % 256), appending "sent i" to ?marker= after
+    each send returns; then the text "done" and a close with 1000."""
+    q = query(scope)
+    n, size, marker = int(q["n"]), int(q["size"]), q.get("marker")
+    await receive()
+    await send({"type": "websocket.accept"})
+    for i in range(n):
+        await send({"type": "websocket.send", "bytes": i.to_bytes(4, "big") + bytes([i % 256]) * (size - 4)})
+        record(marker, "sent %d" % i)
+    await send({"type": "websocket.send", "text": "done"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+async def ws_late_reader(scope, receive, send):
+    """Accepts, then does not receive until the file ?go= exists; then counts
+    the messages and their bytes up to the text "end" and sends "COUNT BYTES SHA256"."""
+    go = query(scope)["go"]
+    await receive()
+    await send({"type": "websocket.accept"})
+    while not os.path.exists(go):
+        await asyncio.sleep(0.02)
+    count, total, digest = 0, 0, hashlib.sha256()
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect" or msg.get("text") == "end":
+            break
+        data = msg.get("bytes") or b""
+        count, total = count + 1, total + len(data)
+        digest.update(data)
+    await send({"type": "websocket.send", "text": "%d %d %s" % (count, total, digest.hexdigest())})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+WS_ROUTES.update({"/ws/flood": ws_flood, "/ws/late-reader": ws_late_reader})
+
+
 async def not_found(scope, receive, send):
     if scope["type"] == "websocket":
         await send({"type": "websocket.close"})
@@ -449,6 +524,31 @@ async def lifespan_raises(scope, receive, send):
     raise RuntimeError("boom in startup")
 
 
+async def lifespan_shutdown_trouble(scope, receive, send):
+    """Starts; at shutdown does what ASGI_TEST_SHUTDOWN says: "failed" sends
+    lifespan.shutdown.failed, "raise" raises, "return" returns without a word,
+    "bad" sends a message type lifespan does not have."""
+    how = os.environ.get("ASGI_TEST_SHUTDOWN")
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    if how == "failed":
+        await send({"type": "lifespan.shutdown.failed", "message": "could not flush the cache"})
+    elif how == "raise":
+        raise RuntimeError("boom in shutdown")
+    elif how == "bad":
+        await send({"type": "lifespan.shutdown.done"})
+
+
+async def lifespan_startup_failed_silently(scope, receive, send):
+    await receive()
+    await send({"type": "lifespan.startup.failed"})
+
+
+async def lifespan_returns_at_once(scope, receive, send):
+    return None
+
+
 async def lifespan_unsupported(scope, receive, send):
     raise ValueError("only http and websocket here, not %r" % scope["type"])
 
@@ -471,6 +571,9 @@ app = make(lifespan_ok)
 startup_failed = make(lifespan_failed)
 startup_raises = make(lifespan_raises)
 no_lifespan = make(lifespan_unsupported)
+shutdown_trouble = make(lifespan_shutdown_trouble)
+startup_failed_silently = make(lifespan_startup_failed_silently)
+lifespan_returns = make(lifespan_returns_at_once)
 
 
 class CallableApp:

@@ -29,6 +29,7 @@ ROUTES = {
     "close": hello.close_app,
     "echo": echo.app,
     "stream": streaming.app,
+    "stream-tiny": streaming.tiny_app,
     "slow": slow.app,
     "cpu": cpu.app,
     "meet": cpu.meet_app,
@@ -41,6 +42,7 @@ ROUTES = {
     "file": filewrap.app,
     "file-sendfile": filewrap.sendfile_app,
     "file-bytesio": filewrap.bytesio_app,
+    "file-kind": filewrap.kinds_app,
     "big": big.app,
     "inputs": inputs.app,
 }

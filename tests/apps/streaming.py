@@ -3,6 +3,8 @@
 Query: n=chunks (3), delay=seconds between chunks (0), empty=1 (yield b"" before
 each chunk), gate=PATH (before the second chunk wait up to 10 s for PATH to
 exist; yields b"GATE-TIMEOUT\\n" if it never appears).
+
+tiny_app: ?big= bytes in one piece, then ?n= pieces of 6 bytes ("%05d\\n"), chunked.
 """
 import os
 import time
@@ -35,4 +37,14 @@ def _stream(environ, start_response):
     return gen()
 
 
+def _tiny(environ, start_response):
+    q = query(environ)
+    big, n = int(q["big"]), int(q["n"])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"b" * big
+    for i in range(n):
+        yield b"%05d\n" % i
+
+
 app = checked(_stream)
+tiny_app = checked(_tiny)

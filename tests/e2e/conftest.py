@@ -921,6 +921,21 @@ def wait_for(predicate, timeout=5, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def log_since(s, offset):
+    """What server `s` logged after the first `offset` bytes."""
+    return s.stderr_bytes()[offset:].decode("utf-8", "replace")
+
+
+def one_error_entry(s, offset, heading, line):
+    """Waits until `line` is in what `s` logged since `offset`; it and the
+    entry's `heading` are there once, and the server did not crash."""
+    log = wait_for(lambda: line in log_since(s, offset) and log_since(s, offset), 5,
+                   what="%r in the log" % line)
+    assert log.count(heading) == 1 and log.count(line) == 1, log
+    assert "Fatal" not in log and "Segmentation" not in log, log
+    return log
+
+
 def read_lines(path):
     try:
         return Path(path).read_text().splitlines()

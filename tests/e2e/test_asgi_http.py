@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import (Conn, build_request, fetch, host_header, in_threads, read_lines, scaled,
+from conftest import (Conn, build_request, fetch, host_header, in_threads, log_since, read_lines, scaled,
                       wait_for)
 
 APP = "asgi_app:app"
@@ -20,10 +20,6 @@ ONE = ("--workers", "1", "--root-path", "/mnt", "--keep-alive", "10")
 def srv(shared_server):
     """One ASGI worker, shared by the tests of this module."""
     return shared_server(APP, *ONE)
-
-
-def log_since(s, offset):
-    return s.stderr_bytes()[offset:].decode("utf-8", "replace")
 
 
 # ---- scope ---------------------------------------------------------------------
@@ -128,6 +124,18 @@ def test_streaming_download_first_chunk_before_app_finishes(srv, tmp_path):
 
 
 # ---- request bodies: streaming upload, disconnect ----------------------------------
+
+def test_many_small_chunks_in_one_packet_arrive_intact(srv):
+    """200 chunks of 7 bytes in one write: however receive() groups them,
+    the body is whole and in order, and only the last message ends it."""
+    body = b"".join(b"%06d\n" % i for i in range(200))
+    wire = b"".join(b"7\r\n" + body[i:i + 7] + b"\r\n" for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+    with Conn(srv) as c:
+        c.send(build_request("POST", "/upload", headers=[("Transfer-Encoding", "chunked")]) + wire)
+        j = c.response().json()
+    assert j["total"] == len(body) and j["sha256"] == hashlib.sha256(body).hexdigest(), j
+    assert 1 <= j["chunks"] <= 200, j
+
 
 def test_streaming_upload_20mib_chunked(srv):
     size = 20 * 1024 * 1024

@@ -162,3 +162,56 @@ def test_interface_detection_and_override(server, app, args, expect, log_line):
     if args:
         assert "(detected" not in err.split("interface:")[1].splitlines()[0], \
             "--interface given, yet the log says it was detected"
+
+
+# ---- shutdown troubles -------------------------------------------------------------
+
+@pytest.mark.parametrize("how,line", [
+    ("failed", "worker 0: ASGI lifespan shutdown failed: could not flush the cache"),
+    ("raise", "worker 0: ASGI lifespan shutdown failed: RuntimeError: boom in shutdown"),
+    ("bad", "worker 0: ASGI lifespan shutdown failed: ValueError: unexpected lifespan message type "
+            "'lifespan.shutdown.done'"),
+    ("return", None),
+])
+def test_shutdown_failure_is_logged_and_the_stop_goes_on(server, how, line):
+    """A lifespan shutdown that fails, raises or sends a wrong message is one
+    error line; the server still stops with exit 0. One that returns without
+    a word is no failure."""
+    s = server("asgi_app:shutdown_trouble", "--workers", "1", env={"ASGI_TEST_SHUTDOWN": how})
+    assert fetch(s, "/fixed").body == b"Hello, world!\n"
+    assert s.stop(signal.SIGTERM) == 0, s.describe()
+    errors = [x for x in s.stderr_text().splitlines() if "[ERROR]" in x]
+    assert errors == ([] if line is None else [errors[0]]) and (line is None or errors[0].endswith(line)), \
+        s.stderr_text()
+
+
+def test_startup_failed_without_a_message(tmp_path):
+    p = run_failing("asgi_app:startup_failed_silently")
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 3, "exit %s\n%s" % (p.returncode, err)
+    assert "ASGI lifespan startup failed: startup failed" in err, err
+
+
+@pytest.mark.parametrize("mode,code", [("auto", 0), ("on", 3)])
+def test_lifespan_that_returns_at_once(server, tmp_path, mode, code):
+    """An app whose lifespan returns without a message: with auto it is served
+    as one without lifespan; with --lifespan on that is a failed startup."""
+    if code == 0:
+        s = server("asgi_app:lifespan_returns", "--workers", "1", "--lifespan", mode)
+        assert fetch(s, "/fixed").body == b"Hello, world!\n"
+        assert s.stop(signal.SIGTERM) == 0
+        return
+    p = run_failing("asgi_app:lifespan_returns", "--lifespan", mode)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 3, "exit %s\n%s" % (p.returncode, err)
+    assert "ASGI lifespan startup failed: the application returned early" in err, err
+
+
+def test_tasks_left_running_are_cancelled_at_the_stop(server, tmp_path):
+    marker = tmp_path / "task"
+    s = server("asgi_app:app", "--workers", "1")
+    assert fetch(s, "/forever-task?marker=%s" % marker).body == b"started\n"
+    t0 = time.monotonic()
+    assert s.stop(signal.SIGTERM) == 0, s.describe()
+    assert time.monotonic() - t0 < scaled(10)
+    assert read_lines(marker) == ["cancelled"]

@@ -248,6 +248,46 @@ def test_reserved_bits_are_1002(srv):
         expect_close(c, 1002)
 
 
+BAD_FRAMES = {
+    "close-one-byte": (frame(CLOSE, b"\x03"), 1002),
+    "close-code-999": (frame(CLOSE, (999).to_bytes(2, "big")), 1002),
+    "close-code-1004": (frame(CLOSE, (1004).to_bytes(2, "big")), 1002),
+    "close-code-1005": (frame(CLOSE, (1005).to_bytes(2, "big")), 1002),
+    "close-code-5000": (frame(CLOSE, (5000).to_bytes(2, "big")), 1002),
+    "close-reason-not-utf8": (frame(CLOSE, (1000).to_bytes(2, "big") + b"\xc3"), 1007),
+    "continuation-without-a-start": (frame(CONT, "x"), 1002),
+    "new-message-inside-a-fragmented-one": (frame(TEXT, "a", fin=False) + frame(TEXT, "b"), 1002),
+    "fragmented-ping": (frame(PING, "p", fin=False), 1002),
+    "ping-over-125-bytes": (frame(PING, b"p" * 126), 1002),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FRAMES))
+def test_bad_client_frames_get_their_close_code(srv, case):
+    data, code = BAD_FRAMES[case]
+    with open_raw(srv) as c:
+        c.send(data)
+        expect_close(c, code)
+
+
+@pytest.mark.parametrize("sent,answer", [(b"", 1000), ((3000).to_bytes(2, "big") + b"ok", 3000),
+                                         ((1001).to_bytes(2, "big"), 1001)],
+                         ids=["no-code", "3000", "1001"])
+def test_client_close_is_answered_with_its_code(srv, sent, answer):
+    with open_raw(srv) as c:
+        c.send(frame(CLOSE, sent))
+        expect_close(c, answer)
+
+
+def test_app_close_reason_over_123_bytes_is_cut_on_a_character(srv):
+    """A close frame holds 123 bytes of reason: a longer one is cut, and never
+    inside a UTF-8 sequence (the client would have to fail it with 1007)."""
+    with open_raw(srv) as c:
+        c.send(frame(TEXT, "close-long"))
+        reason = expect_close(c, 4001)
+        assert reason == "\u00e9".encode() * 61, reason
+
+
 def test_messages_before_a_bad_frame_are_answered_then_the_close(srv):
     # One segment: two good messages, a frame with a reserved opcode, a ping.
     # The good ones are echoed, then 1002; the ping after the bad frame is

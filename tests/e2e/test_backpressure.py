@@ -191,3 +191,20 @@ def test_explicit_max_connections_beyond_the_limit_is_warned(server):
     srv = server("router:app", "--workers", "2", "--max-connections", str(hard))
     assert "is more than the open-file limit" in srv.stderr_text(), srv.stderr_text()
     assert fetch(srv, "/hello").status == 200
+
+
+@pytest.mark.parametrize("app,path", [("router:app", "/stream-tiny"), ("asgi_app:app", "/tiny")],
+                         ids=["wsgi", "asgi"])
+def test_many_small_pieces_to_a_client_that_is_behind(server, app, path):
+    """A big piece fills the socket, then thousands of 6-byte pieces come while
+    the client does not read: the output queue fills by count, not bytes; the
+    app waits, and every piece arrives once, in order."""
+    big, n = 8 << 20, 3000
+    srv = server(app, "--workers", "1")
+    with Conn(srv, timeout=60) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send(build_request("GET", "%s?big=%d&n=%d" % (path, big, n)))
+        time.sleep(0.5)  # not reading meanwhile
+        r = c.response()
+    assert r.status == 200 and r.chunked, r
+    assert r.body == b"b" * big + b"".join(b"%05d\n" % i for i in range(n))

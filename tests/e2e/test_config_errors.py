@@ -16,6 +16,7 @@ from conftest import run_gorgon
     ("--io-timeout", "inf"), ("--workers", "0"), ("--max-connections", "-2"),
     ("--processes", "-1"), ("--probe-timeout", "0"), ("--shared-max-bytes", "0"),
     ("--workers", "two"), ("--forwarded-allow-ips", "10.0.0.300"),
+    ("--max-requests", "-1"), ("--max-requests-jitter", "-1"),
 ])
 def test_bad_flag_value_is_refused(flag, value):
     r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", flag, value, timeout=20)
@@ -46,3 +47,14 @@ def test_bad_environment_value_that_parses_is_checked_as_the_flag():
     r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", env={"GORGON_IO_TIMEOUT": "-3"}, timeout=20)
     err = r.stderr.decode()
     assert r.returncode == 2 and "--io-timeout" in err and "Traceback" not in err, (r.returncode, err)
+
+
+@pytest.mark.parametrize("flag,value,says", [
+    ("--chdir", "/nonexistent/gorgon-dir", "gorgon: --chdir /nonexistent/gorgon-dir: No such file or directory"),
+    ("--pid", "/nonexistent/gorgon-dir/x.pid", "gorgon: --pid /nonexistent/gorgon-dir/x.pid: No such file or directory"),
+])
+def test_path_that_cannot_be_used_is_one_line(flag, value, says):
+    r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", flag, value, timeout=20)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and err.strip() == says, (r.returncode, err)
+

@@ -180,3 +180,47 @@ def port_free(port):
             return True
         except OSError:
             return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching group needs root")
+def test_group_alone_after_binding(server, tmp_path):
+    """--group without --user: the process keeps its user, takes the group (and
+    no supplementary groups), and hands unix socket files to that group."""
+    import grp
+    group = next((g for g in ("nogroup", "nobody", "daemon") if _has_group(g)), None)
+    if group is None:
+        pytest.skip("no nogroup, nobody or daemon group on this machine")
+    gid = grp.getgrnam(group).gr_gid
+    path = str(tmp_path / "grp.sock")
+    srv = server("hello:app", "--bind", "unix:" + path, "--group", group)
+    with open("/proc/%d/status" % srv.pid) as f:
+        ids = dict(line.split(":", 1) for line in f if line.startswith(("Uid", "Gid", "Groups")))
+    assert ids["Gid"].split()[:2] == [str(gid)] * 2, ids
+    assert ids["Uid"].split()[:2] == ["0", "0"], ids
+    assert ids["Groups"].split() == [str(gid)], ids
+    assert "running as uid 0, gid %d" % gid in srv.stderr_text()
+    assert os.stat(path).st_gid == gid
+    assert fetch(path, "/").status == 200
+    assert srv.stop() == 0
+
+
+def _has_group(name):
+    import grp
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the listen queue length")
+@pytest.mark.parametrize("backlog", [37, 2048])
+def test_backlog_sets_the_listen_queue_length(server, backlog):
+    """--backlog is the listen() queue length (ss shows it as a listening
+    socket's Send-Q); 2048 is the default."""
+    args = ("--backlog", str(backlog)) if backlog != 2048 else ()
+    srv = server("hello:app", *args)
+    out = subprocess.run(["ss", "-ltnH", "sport = :%d" % srv.port], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "LISTEN" and int(out[2]) == backlog, out
+    assert fetch(srv, "/").status == 200

@@ -105,3 +105,27 @@ def test_readline_on_a_body_spilled_to_a_file(server, tmp_path, framing):
         "no spill file under TMPDIR during the request: %r" % j["spill_files"]
     small = fetch(srv, "/inputs?mode=readline&spill=1", "POST", body=b"a\nb\n").json()
     assert small["pieces"] == ["a\n", "b\n", ""] and small["spill_files"] == []
+
+
+def test_spill_dir_that_does_not_exist_falls_back_to_tmp(server, tmp_path):
+    srv = server("router:app", "--workers", "1", env={"TMPDIR": str(tmp_path / "no-such-dir")})
+    body = os.urandom(2 << 20)
+    r = fetch(srv, "/echo", "POST", body=body, timeout=60)
+    assert r.status == 200 and r.json()["body_sha256"] == hashlib.sha256(body).hexdigest(), r
+
+
+def test_body_that_cannot_be_spilled_is_503(server, tmp_path):
+    """The spill file cannot grow (a file size limit on the server process,
+    as a full disk would do): that request gets 503 and its connection is
+    closed; smaller bodies, and the worker, go on."""
+    import resource
+    srv = server("router:app", "--workers", "1", env={"TMPDIR": str(tmp_path)})
+    resource.prlimit(srv.pid, resource.RLIMIT_FSIZE, (1536 * 1024, resource.RLIM_INFINITY))
+    with Conn(srv, timeout=60) as c:
+        c.send(build_request("POST", "/echo", body=os.urandom(3 << 20), host="x"))
+        r = c.response()
+        assert r.status == 503, r
+        assert c.wait_closed(10) == b""
+    body = os.urandom(1200 * 1024)  # spilled, under the limit
+    r = fetch(srv, "/echo", "POST", body=body, timeout=60)
+    assert r.status == 200 and r.json()["body_sha256"] == hashlib.sha256(body).hexdigest(), r

@@ -89,3 +89,10 @@ def test_app_without_attribute_means_application(server, tmp_path):
     from conftest import fetch
     srv = server("plainapp", "--chdir", str(tmp_path))
     assert fetch(srv, "/").body == b"default attribute\n"
+
+
+def test_every_readme_claim_names_a_test_that_exists():
+    """docs/testing.md maps every option, signal, mode, status and shared call the
+    README promises to tests that exist (scripts/check-claims)."""
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "check-claims")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

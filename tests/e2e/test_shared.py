@@ -291,9 +291,10 @@ def test_async_recv_timeout_does_not_block_the_loop(srv):
     assert r["ticks"] >= 2, r  # ~30 ticks of 10 ms if the loop ran; none if it was blocked
 
 
-def test_async_recv_wakes_on_send_from_other_worker(srv):
+@pytest.mark.parametrize("timeout", ["&t=30", ""], ids=["timeout", "no-timeout"])
+def test_async_recv_wakes_on_send_from_other_worker(srv, timeout):
     name = uid()
-    bg, waiter = start_marked(srv, "/channel/async_recv?name=%s&t=30" % name)
+    bg, waiter = start_marked(srv, "/channel/async_recv?name=%s%s" % (name, timeout))
     time.sleep(0.2)
     assert get_json(srv, "/channel/send?name=%s&value=42" % name)["worker"] != waiter
     r = bg.result()
@@ -309,6 +310,13 @@ def test_async_send_waits_for_room_from_other_worker(srv):
     assert r["value"] == 0 and r["worker"] != waiter
     out = bg.result()
     assert out["outcome"] == "got None" and out["ticks"] >= 10, out
+
+
+def test_async_send_timeout_on_full_channel(srv):
+    r = get_json(srv, "/channel/async_send?name=%s&capacity=2&t=0.3" % uid())
+    assert r["outcome"] == "full", r
+    assert 0.3 <= r["elapsed"] < 0.3 + scaled(5), r
+    assert r["ticks"] >= 2, r  # the loop ran while send_async waited
 
 
 def test_async_many_waiters_one_loop(srv):

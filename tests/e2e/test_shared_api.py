@@ -33,6 +33,11 @@ SCRIPT = textwrap.dedent('''
     # a missing key compares as None
     assert s.cas("missing", 0, 5) is False and "missing" not in s
     assert s.cas("missing", None, 5) is True and s.get("missing") == 5
+    # delete says whether the key was there
+    s.set("gone", 1)
+    assert s.delete("gone") is True and "gone" not in s and s.get("gone", "dflt") == "dflt"
+    assert s.delete("gone") is False and s.delete(b"never") is False
+
     assert len(s) == 6 and sorted(s.keys(), key=repr) == sorted(["b", "c", "f", "missing", "sd", b"sd"], key=repr)
 
     # channels: capacity, len, closed, repr; reopening

@@ -197,6 +197,35 @@ def test_file_wrapper_non_file_object(router):
     assert r.body == bytes(i % 251 for i in range(100000))
 
 
+def test_file_wrapper_sends_from_the_files_position(router, data_file):
+    data = data_file.read_bytes()
+    r = fetch(router, "/file-kind?kind=offset&path=%s&offset=1000" % data_file, timeout=30)
+    assert r.status == 200 and r.body == data[1000:]
+
+
+@pytest.mark.parametrize("kind", ["bytesio", "pipe", "readonly"])
+def test_file_wrapper_over_what_sendfile_cannot_send_is_read(router, kind):
+    """No fileno() (BytesIO), a descriptor that is no regular file (a pipe), no
+    close() at all: the wrapper is read in blocks like any iterable."""
+    r = fetch(router, "/file-kind?kind=%s&size=60000" % kind)
+    assert r.status == 200 and r.body == bytes(i % 251 for i in range(60000)), (r, len(r.body))
+
+
+def test_file_wrapper_read_failing_midway_cuts_and_closes(router, tmp_path):
+    log = tmp_path / "close.log"
+    with Conn(router) as c:
+        c.send(build_request("GET", "/file-kind?kind=flaky&size=20000&log=%s" % log))
+        r = c.response(allow_truncated=True)
+        assert r.status == 200 and r.truncated and r.body == b"x" * 20000, (r, len(r.body))
+        assert c.closed_within(scaled(3))
+    assert closed_count(log) == 1
+
+
+def test_file_wrapper_block_size_must_be_positive(router):
+    r = fetch(router, "/file-kind?kind=blksize0")
+    assert r.status == 500, r
+
+
 def test_file_wrapper_uses_sendfile(server, tmp_path):
     # Without sendfile, serving 64 MiB in 4 KiB blocks takes >= 8192 read()
     # calls in the server process; sendfile needs a few hundred calls at most.
