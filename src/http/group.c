@@ -117,7 +117,8 @@ int gn_group_watch(gn_group_t *g)
         for (unsigned j = 0; j < g->n; j++) {
             pthread_mutex_lock(&g->slots[j].mu);
             gn_loop_t *l = g->slots[j].loop;
-            int nudged = l && j != i && idle(l);
+            int nudged = l && j != i && idle(l) &&
+                         atomic_load_explicit(&l->n_conns_pub, memory_order_relaxed) < l->limits->max_connections;
             if (nudged && !atomic_exchange(&l->steal_wanted, 1))
                 gn_loop__wake(l);
             pthread_mutex_unlock(&g->slots[j].mu);
@@ -150,6 +151,10 @@ static int take(gn_loop_t *owner, gn_conn_t *c, int *fd, struct sockaddr_storage
 int gn_group__steal(gn_loop_t *loop)
 {
     gn_group_t *g = loop->group;
+    /* A full loop takes no connection: else the one it came from would
+     * have room for a new client, and the server more than its bound. */
+    if (loop->n_conns >= loop->limits->max_connections)
+        return 0;
     long long now_us = gn_loop__us(loop->now);
     for (unsigned k = 1; k < g->n; k++) {
         gn_group_slot_t *s = &g->slots[(loop->slot + k) % g->n];
