@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import scaled
+from conftest import wait_for
 
 from stopload import run_load_around
 
@@ -27,10 +27,9 @@ def test_growing_workers_are_replaced_without_a_failed_request(server, args):
     pattern = r"worker \d+ uses [\d.]+ MiB of (heap|resident memory), above --max-worker-memory"
 
     def replaced_and_serving():
-        deadline = time.monotonic() + scaled(30)
-        while not re.search(pattern, srv.stderr_text()):
-            assert time.monotonic() < deadline and srv.running(), srv.describe()
-            time.sleep(0.05)
+        wait_for(lambda: re.search(pattern, srv.stderr_text()) or not srv.running(), timeout=30,
+                 what="a replacement for memory")
+        assert srv.running(), srv.describe()
         time.sleep(0.5)
 
     tally = run_load_around(srv, replaced_and_serving, path=b"/", total=2000)

@@ -189,10 +189,9 @@ def test_max_requests_replaces_workers_under_load(server, tmp_path, mode):
     srv = start(server, tmp_path, mode, "--max-requests", "200", "--max-requests-jitter", "20")
 
     def replaced():
-        text = srv.stderr_text()
         if n_processes(mode) > 1:
-            return len(re.findall(r"worker process \d+: pid \d+ serves", text))
-        return len(re.findall(r"worker \d+ ready", text)) - 2
+            return reloads_done(srv, mode)  # a line per process replaced
+        return len(re.findall(r"worker \d+ ready", srv.stderr_text())) - 2
 
     # The load goes on until three replacements serve (a new interpreter or
     # process takes a while to import the app, longer on a busy machine),
