@@ -555,6 +555,10 @@ static int step_head(gn_conn_t *c)
     }
     if (n == 0) {
         gn_loop__watch(c->loop, c, EPOLLIN | EPOLLRDHUP);
+        /* Between requests with nothing read (a connection just taken from
+         * a sibling, or woken for nothing): free to move again. */
+        if (c->rlen == 0 && c->requests > 0)
+            mark_idle(c);
         return 0;
     }
     if (before == 0) /* the first byte of a request starts the head timer */

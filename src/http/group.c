@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "http/loop.h"
+#include "http/tls.h"
 
 /* A loop that has run application code for this long without looking at its
  * events is busy: requests waiting on its idle connections may move. Short
@@ -12,6 +14,29 @@
  * that ordinary fast requests never move connections around. */
 #define BUSY_AFTER_US 4000
 #define PEEK_EVENTS 32
+
+/* An idle connection on its way from a retiring loop to a sibling: what
+ * gn_loop__adopt() needs to serve it. */
+struct gn_handed {
+    gn_handed_t *next;
+    int fd;
+    struct sockaddr_storage peer;
+    socklen_t len;
+    unsigned requests;
+    struct ssl_st *tls;
+};
+
+static void close_handed(gn_handed_t *h)
+{
+    while (h) {
+        gn_handed_t *next = h->next;
+        if (h->tls)
+            gn_tls_discard(h->tls);
+        close(h->fd); /* a FIN, as the retiring loop would have sent */
+        free(h);
+        h = next;
+    }
+}
 
 int gn_group_init(gn_group_t *g, unsigned n)
 {
@@ -27,8 +52,10 @@ int gn_group_init(gn_group_t *g, unsigned n)
 
 void gn_group_destroy(gn_group_t *g)
 {
-    for (unsigned i = 0; i < g->n; i++)
+    for (unsigned i = 0; i < g->n; i++) {
+        close_handed(g->slots[i].handed);
         pthread_mutex_destroy(&g->slots[i].mu);
+    }
     free(g->slots);
     g->slots = NULL;
     g->n = 0;
@@ -50,7 +77,10 @@ void gn_group_leave(gn_loop_t *loop)
         return;
     pthread_mutex_lock(&g->slots[loop->slot].mu);
     g->slots[loop->slot].loop = NULL;
+    gn_handed_t *late = g->slots[loop->slot].handed; /* came after its last look */
+    g->slots[loop->slot].handed = NULL;
     pthread_mutex_unlock(&g->slots[loop->slot].mu);
+    close_handed(late);
 }
 
 void gn_group__lock(gn_loop_t *loop)
@@ -195,4 +225,88 @@ int gn_group__pass_accept(gn_loop_t *loop)
             return 1;
     }
     return 0;
+}
+
+/* A sibling that will go on serving, with room: it gets the connection. */
+static int serves_on(gn_loop_t *l)
+{
+    return l && !atomic_load_explicit(&l->stop_requested, memory_order_relaxed) &&
+           atomic_load_explicit(&l->n_conns_pub, memory_order_relaxed) < l->limits->max_connections;
+}
+
+/* Puts h in the inbox of a sibling that serves on, past slot `from`.
+ * Returns 0 if none can take it. With claim set, the connection is claimed
+ * from its owner first, under the sibling's lock: 0 also if the owner's
+ * sibling took it meanwhile (claim is then no longer idle). */
+static int give(gn_group_t *g, unsigned from, gn_handed_t *h, atomic_int *claim)
+{
+    for (unsigned k = 1; k < g->n; k++) {
+        gn_group_slot_t *s = &g->slots[(from + k) % g->n];
+        pthread_mutex_lock(&s->mu);
+        gn_loop_t *to = s->loop;
+        int expected = GN_CLAIM_IDLE;
+        int go = serves_on(to) &&
+                 (claim == NULL || atomic_compare_exchange_strong(claim, &expected, GN_CLAIM_MOVED));
+        if (go) {
+            h->next = s->handed;
+            s->handed = h;
+            atomic_store(&to->handed_wanted, 1);
+            gn_loop__wake(to);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (go)
+            return 1;
+        if (expected != GN_CLAIM_IDLE)
+            return 0;
+    }
+    return 0;
+}
+
+int gn_group__hand_over(gn_loop_t *loop, gn_conn_t *c)
+{
+    gn_group_t *g = loop->group;
+    if (g == NULL || atomic_load_explicit(&c->claim, memory_order_relaxed) != GN_CLAIM_IDLE)
+        return 0;
+    gn_handed_t *h = malloc(sizeof(*h));
+    if (h == NULL)
+        return 0;
+    /* Set once, before the connection was first marked idle; the owner's
+     * thread is the only one that writes c, and a thief only reads it. */
+    h->fd = c->fd;
+    h->len = c->peer_len;
+    memcpy(&h->peer, &c->peer, c->peer_len);
+    h->requests = c->requests;
+    h->tls = c->tls; /* the sibling's now, as when stolen */
+    /* Claimed as a thief claims: whichever flips the mark first has it. */
+    if (!give(g, loop->slot, h, &c->claim)) {
+        free(h);
+        return 0;
+    }
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    atomic_fetch_add(&loop->stolen, 1);
+    return 1;
+}
+
+void gn_group__adopt_handed(gn_loop_t *loop)
+{
+    gn_group_t *g = loop->group;
+    gn_group_slot_t *s = &g->slots[loop->slot];
+    pthread_mutex_lock(&s->mu);
+    gn_handed_t *h = s->handed;
+    s->handed = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (h) {
+        gn_handed_t *next = h->next;
+        if (!loop->stopping) {
+            gn_loop__adopt(loop, h->fd, (struct sockaddr *)&h->peer, h->len, h->requests, h->tls);
+            free(h);
+        } else if (!loop->retiring || !give(g, loop->slot, h, NULL)) {
+            /* Retired too since it was picked (a reload retires the old
+             * workers one after another): on to one that serves on, if
+             * any; else ended as this loop ends its own. */
+            h->next = NULL;
+            close_handed(h);
+        }
+        h = next;
+    }
 }

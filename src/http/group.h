@@ -28,10 +28,14 @@
 #include <pthread.h>
 
 typedef struct gn_loop gn_loop_t;
+typedef struct gn_conn gn_conn_t;
+
+typedef struct gn_handed gn_handed_t;
 
 typedef struct {
-    pthread_mutex_t mu; /* look into the loop's epoll set; free its connections */
-    gn_loop_t *loop;    /* NULL while the loop is not serving */
+    pthread_mutex_t mu;  /* look into the loop's epoll set; free its connections */
+    gn_loop_t *loop;     /* NULL while the loop is not serving */
+    gn_handed_t *handed; /* idle connections a retiring sibling gave it */
 } gn_group_slot_t;
 
 typedef struct gn_group {
@@ -58,6 +62,14 @@ int gn_group__steal(gn_loop_t *loop);
 /* This loop is full: wake a sibling with room to accept. Returns 1 if
  * one had room, 0 if every sibling is full too (or there is none). */
 int gn_group__pass_accept(gn_loop_t *loop);
+/* The loop retires (a reload, a replaced worker) while siblings go on
+ * serving: give c, idle between requests, to one of them instead of closing
+ * it, so that its client keeps its connection. Returns 1 if c went (its
+ * record is let go like a stolen one's), 0 if it stays (not idle any more,
+ * no sibling that serves on, or out of memory). */
+int gn_group__hand_over(gn_loop_t *loop, gn_conn_t *c);
+/* Start serving the connections retiring siblings handed to this loop. */
+void gn_group__adopt_handed(gn_loop_t *loop);
 void gn_group__lock(gn_loop_t *loop);
 void gn_group__unlock(gn_loop_t *loop);
 

@@ -108,6 +108,7 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     atomic_init(&loop->inflight, 0);
     atomic_init(&loop->stolen, 0);
     atomic_init(&loop->steal_wanted, 0);
+    atomic_init(&loop->handed_wanted, 0);
     atomic_init(&loop->accept_wanted, 0);
     atomic_init(&loop->n_conns_pub, 0);
     atomic_init(&loop->app_since_us, 0);
@@ -384,9 +385,13 @@ static void begin_stop(gn_loop_t *loop)
     loop->stop_deadline = loop->now + loop->graceful_timeout;
     if (atomic_load(&loop->retire_requested)) {
         begin_retire(loop);
+        /* Siblings serve on: an idle keep-alive connection goes to one of
+         * them rather than closing, so its client keeps it (a proxy's
+         * upstream pool survives a reload). */
         for (gn_conn_t *c = loop->conns, *next; c; c = next) {
             next = c->next;
-            gn_conn_shutdown(c);
+            if (!gn_group__hand_over(loop, c))
+                gn_conn_shutdown(c);
         }
         return;
     }
@@ -423,6 +428,8 @@ static void take_requests(gn_loop_t *loop)
         return;
     if (atomic_load_explicit(&loop->stolen, memory_order_relaxed) > 0)
         let_go_moved(loop);
+    if (atomic_load_explicit(&loop->handed_wanted, memory_order_relaxed) && atomic_exchange(&loop->handed_wanted, 0))
+        gn_group__adopt_handed(loop);
     if (atomic_load_explicit(&loop->accept_wanted, memory_order_relaxed) && atomic_exchange(&loop->accept_wanted, 0)) {
         for (unsigned i = 0; i < loop->n_listen && loop->accepting; i++)
             accept_one_batch(loop, i);

@@ -83,6 +83,7 @@ struct gn_loop {
     atomic_int stolen;          /* connections siblings took, not yet let go */
     atomic_int steal_wanted;    /* the watch asks this loop to take work */
     atomic_int accept_wanted;   /* a full sibling asks this loop to accept */
+    atomic_int handed_wanted;   /* a retiring sibling gave this loop connections */
     atomic_uint n_conns_pub;    /* n_conns, for siblings */
 };
 

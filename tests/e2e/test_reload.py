@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, fetch, in_threads, scaled
+from conftest import SANITIZED, Conn, fetch, in_threads, scaled
 from stopload import run_load_around
 
 APP = '''\
@@ -161,6 +161,34 @@ def test_asgi_sighup_under_load_switches_to_the_new_code(server, tmp_path):
         "startup old", "startup old"], lines
     assert srv.stop() == 0, srv.describe()
     assert log.read_text().count("shutdown new-version") == 2, (log.read_text(), srv.describe())
+
+
+@pytest.mark.tsan
+@pytest.mark.parametrize("template", [APP, ASGI_APP], ids=["wsgi", "asgi"])
+@pytest.mark.parametrize("mode", [INTERPRETERS, THREADS])
+def test_idle_keepalive_connections_outlive_a_reload(server, tmp_path, mode, template):
+    """In one process, a retiring worker hands its idle keep-alive
+    connections to the workers that serve on instead of closing them: a
+    client (a proxy's upstream pool) keeps its connections across a reload,
+    and its next requests on them get the new code. Without the hand-over
+    the old worker ends each one with a FIN and the next request on it
+    reads end of file."""
+    srv = start(server, tmp_path, mode, template=template)
+    conns = [Conn(srv) for _ in range(6)]
+    for c in conns:
+        r = c.request()
+        assert r.status == 200 and r.body.split()[0] == b"old", r
+    write_app(tmp_path, "new-version", template=template)
+    reload_and_wait(srv, mode)
+    for i, c in enumerate(conns):
+        # The old worker may answer once more, if a request reaches it
+        # before it took in its retirement; never more than that.
+        try:
+            versions = [c.request().body.split()[0] for _ in range(2)]
+        except AssertionError as e:  # the connection was closed under it
+            raise AssertionError("connection %d: %s\n%s" % (i, e, srv.describe())) from None
+        assert versions[-1] == b"new-version", (i, versions, srv.describe())
+    assert srv.stop() == 0, srv.describe()
 
 
 @pytest.mark.parametrize("mode", [INTERPRETERS, PROCS_X_INTERPS, THREADS])
