@@ -9,6 +9,7 @@ websockets, verifying the server against that CA.
 import hashlib
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -16,7 +17,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled
+from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="needs the openssl command (scripts/bootstrap installs it)")
@@ -230,6 +231,24 @@ def test_idle_tls_connections_move_to_an_idle_worker(server, certs):
         assert len({a["interp"] for a in answers}) == 2
         for c in conns:
             assert c.request("GET", "/hello").body == b"Hello, world!\n"
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_tls_keepalive_connections_outlive_a_reload(server, certs):
+    """A retiring worker hands its idle TLS connections, TLS state and all,
+    to a new worker: after SIGHUP the same connections are answered by the
+    new interpreters."""
+    srv = server("router:app", *tls_args(certs), "--workers", "2", "--mode", "interpreters")
+    conns = [TlsConn(srv, client_ctx(certs)) for _ in range(4)]
+    try:
+        old = {c.request("GET", "/cpu?ms=1").json()["interp"] for c in conns}
+        srv.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded in" in srv.stderr_text(), what="reload", timeout=scaled(30))
+        for c in conns:  # the old worker may answer once more, then hands it over
+            answers = [c.request("GET", "/cpu?ms=1").json()["interp"] for _ in range(2)]
+            assert answers[-1] not in old, (answers, old, srv.describe())
     finally:
         for c in conns:
             c.close()
