@@ -124,6 +124,43 @@ def test_redis_down_at_start():
     assert "worker" not in err.lower(), err
 
 
+def test_shared_wait_gives_up():
+    """--shared-wait: no Redis at start, one line saying it waits, retries,
+    then the clear error and exit 1 once the time is up (not at once)."""
+    port = free_port()
+    t0 = time.monotonic()
+    out = run_gorgon(APP, "--bind", "127.0.0.1:%d" % free_port(), "--shared-url",
+                     "redis://127.0.0.1:%d/0" % port, "--shared-timeout", "0.5", "--shared-wait", "1.5")
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 1, out
+    err = out.stderr.decode()
+    lines = [x for x in err.splitlines() if "--shared-url" in x]
+    assert len(lines) == 2, err
+    assert "cannot connect to Redis at 127.0.0.1:%d" % port in lines[0], err
+    assert "trying again for up to 1.5s (--shared-wait)" in lines[0], err
+    assert "gave up after 1.5s" in lines[1], err
+    assert elapsed >= 1.5, elapsed
+    assert "worker" not in err.lower(), err
+
+
+def test_shared_wait_until_redis_comes(server, own_redis):
+    """--shared-wait (here from GORGON_SHARED_WAIT): Redis started after
+    gorgon is found by a retry, and the server serves over it."""
+    own_redis.stop()
+    s = server(APP, *ARGS, "--shared-url", own_redis.url, "--shared-timeout", "0.5",
+               env={"GORGON_SHARED_WAIT": str(scaled(60))}, wait=None)
+    wait_for(lambda: "trying again for up to" in s.stderr_text(), timeout=scaled(20),
+             what="the line saying gorgon waits for Redis")
+    assert s.running()
+    own_redis.start()
+    s.wait_ready(timeout=scaled(30))
+    get_json(s, "/store/set?key=k1&value=3")
+    assert own_redis.command("EXISTS", b"gorgon:k:s\x02\x00\x00\x00k1") == b":1"
+    log = s.stderr_text()
+    assert log.count("trying again for up to") == 1, log
+    assert "answers after" in log, log
+
+
 def test_bad_url_is_refused():
     out = run_gorgon(APP, "--shared-url", "http://localhost:6379")
     assert out.returncode == 2 and b"--shared-url: expected redis://" in out.stderr, out
