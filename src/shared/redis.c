@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "server/log.h"
+#include "server/metrics.h"
 #include "shared/backend.h"
 #include "shared/channel.h"
 #include "shared/redis_proto.h"
@@ -145,6 +146,7 @@ static void drop(conn_t *c)
 static int outage_begin(conn_t *c, gn_store_err_t *err)
 {
     drop(c);
+    gn_metrics_redis(GN_REDIS_ERRORS, 1);
     c->backoff = c->backoff ? fmin(c->backoff * 2, BACKOFF_MAX) : BACKOFF_MIN;
     c->retry_at = mono() + c->backoff;
     int was = 0;
@@ -246,6 +248,8 @@ static conn_t *conn_get(gn_store_err_t *err)
     }
     if (hello(c) < 0) /* it said why in c->msg */
         return outage_begin(c, err), NULL;
+    if (c->backoff > 0)
+        gn_metrics_redis(GN_REDIS_RECONNECTS, 1);
     outage_end(c);
     return c;
 }
@@ -258,6 +262,7 @@ static int pipeline(conn_t *c, int n, cmd_t *cmds, redisReply **r, gn_store_err_
         r[i] = NULL;
     for (int i = 0; i < n; i++)
         redisAppendCommandArgv(c->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+    gn_metrics_redis(GN_REDIS_ROUND_TRIPS, 1);
     for (int i = 0; i < n; i++) {
         if (redisGetReply(c->ctx, (void **)&r[i]) != REDIS_OK) {
             io_error(c);
@@ -278,6 +283,7 @@ static redisReply *run(conn_t *c, cmd_t *cmd, gn_store_err_t *err)
 /* An error reply as a failure: ENOSPC for maxmemory, else EIO. */
 static int refused(conn_t *c, redisReply *r, gn_store_err_t *err)
 {
+    gn_metrics_redis(GN_REDIS_ERRORS, 1);
     if (strncmp(r->str, "OOM", 3) == 0) {
         err->code = ENOSPC;
         set_msg(c, "Redis at %s is full (its maxmemory): %s", cfg.where, r->str);
@@ -670,6 +676,7 @@ static long scan(gn_wbuf_t *out, int unlink, gn_store_err_t *err)
                     argv[i + 1] = keys->element[i]->str;
                     lens[i + 1] = keys->element[i]->len;
                 }
+                gn_metrics_redis(GN_REDIS_ROUND_TRIPS, 1);
                 u = redisCommandArgv(c->ctx, (int)keys->elements + 1, argv, lens);
                 if (u == NULL) {
                     io_error(c);
@@ -860,6 +867,7 @@ int gn_redis_ch_open(const char *name, size_t len, unsigned capacity, unsigned d
         *cap = (unsigned)strtoul(r[1]->str, NULL, 10);
         rc = capacity && *cap != capacity ? -2 : GN_RCH_OK;
     } else {
+        gn_metrics_redis(GN_REDIS_ERRORS, 1);
         set_msg(c, "Redis at %s: %s", cfg.where, r[1]->type == REDIS_REPLY_ERROR ? r[1]->str : "no capacity");
     }
     freeReplyObject(r[0]);
@@ -933,6 +941,7 @@ int gn_redis_ch_recv(const char *name, size_t len, double wait, uint8_t **out, s
             rc = GN_RCH_ERROR;
         }
     } else if (v->type == REDIS_REPLY_ERROR) {
+        gn_metrics_redis(GN_REDIS_ERRORS, 1);
         set_msg(c, "Redis at %s refused the call: %s", cfg.where, v->str);
         rc = GN_RCH_ERROR;
     } else {

@@ -9,7 +9,8 @@
  * attempt waits a backoff that doubles from 50 ms to 2 s, and calls made
  * meanwhile fail at once. Every connect and command is bounded by the
  * timeout given to gn_redis_configure. The first failure of an outage is
- * logged once per process, and so is the recovery.
+ * logged once per process, and so is the recovery. Round trips, failures
+ * and reconnections are counted for --metrics-bind (server/metrics.h).
  *
  * Keys: <prefix>k:<encoded key> for the store, <prefix>q:<name> (a list) and
  * <prefix>c:<name> (a hash: cap, closed) for each channel.

@@ -141,6 +141,8 @@ def test_shared_wait_gives_up():
     assert "gave up after 1.5s" in lines[1], err
     assert elapsed >= 1.5, elapsed
     assert "worker" not in err.lower(), err
+    out = run_gorgon(APP, "--shared-url", "redis://127.0.0.1:%d/0" % port, "--shared-wait", "-1")
+    assert out.returncode == 2 and b"--shared-wait must be a number of seconds, at least 0" in out.stderr, out
 
 
 def test_shared_wait_until_redis_comes(server, own_redis):
