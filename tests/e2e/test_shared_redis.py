@@ -44,6 +44,60 @@ def test_two_instances_share_counter_and_channels(server, redis_server):
     assert sorted(ra["received"]) == list(range(1000, 2000))  # b's messages, each once, in a
 
 
+def test_two_instances_behind_nginx(server, own_redis, nginx):
+    """Two instances sharing one Redis behind one nginx upstream (round-robin):
+    requests alternate between them and see one counter and one set of
+    channels; Redis killed mid-run: both answer with gorgon.Unavailable, no
+    worker dies, and both serve over Redis again once it is back."""
+    args = (*ARGS, "--shared-url", own_redis.url, "--shared-prefix", "lb-%s:" % uid(), "--shared-timeout", "0.5")
+    a, b = server(APP, *args), server(APP, *args)
+    ups = {"127.0.0.1:%d" % a.port: a, "127.0.0.1:%d" % b.port: b}
+    front = nginx(list(ups))
+
+    def call(target):
+        r = fetch(front, target, timeout=scaled(60))
+        assert r.status == 200, (target, r, r.body[:2000])
+        assert r.header("X-Upstream") in ups, r
+        return r.json(), r.header("X-Upstream")
+
+    key = "ctr-" + uid()
+    seen = []
+    for i in range(1, 11):  # one after another: every answer is the count so far
+        body, up = call("/store/try?key=" + key)
+        assert (body["outcome"], body["value"], body["pid"]) == ("ok", i, ups[up].pid), body
+        seen.append(up)
+    assert set(seen) == set(ups), seen  # both instances counted
+
+    key = "ctr-" + uid()
+    answers = in_threads(lambda: call("/store/incr?key=%s&n=125" % key), [()] * 8)
+    assert {up for _, up in answers} == set(ups)
+    assert stored(a, key) == stored(b, key) == 1000
+
+    name = uid()
+    _, sent_by = call("/channel/send?name=%s&value=42" % name)
+    body, got_by = call("/channel/recv?name=%s&t=10" % name)
+    assert body["value"] == 42 and got_by != sent_by  # round-robin: the other instance
+
+    own_redis.stop()
+    for _ in range(4):
+        body, up = call("/store/try?key=" + key)
+        assert body["outcome"].startswith("unavailable: "), body
+        seen.append(up)
+    assert a.running() and b.running()
+    own_redis.start()
+    back = set()
+
+    def both_back():
+        body, up = call("/store/try?key=" + key)
+        if body["outcome"] == "ok":
+            back.add(up)
+        return back == set(ups)
+    wait_for(both_back, timeout=scaled(15), what="both instances to use Redis again")
+    assert a.running() and b.running()
+    for s in (a, b):
+        assert "calls raise gorgon.Unavailable" in s.stderr_text() and "answers again" in s.stderr_text()
+
+
 def test_processes_mode_shares(server, redis_server):
     """In --mode processes every worker is a process: over Redis, a counter is
     exact across them and a channel connects them (without --shared-url,
