@@ -36,7 +36,8 @@ SHARED = [
      "maxmemory bounds the total)"),
     ("--shared-url", str, "",
      "keep gorgon.shared and channels in this Redis or Valkey instead of the process: "
-     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]; every process and every "
+     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], the same with rediss:// for TLS (query: "
+     "?ca=FILE&cert=FILE&key=FILE) or unix:///PATH[?db=N]; every process and every "
      "instance that names the same server and prefix shares one store"),
     ("--shared-prefix", str, "gorgon:", "with --shared-url: the prefix of every Redis key gorgon writes"),
     ("--shared-timeout", float, 2.0,
@@ -519,7 +520,8 @@ def main(argv=None):
     if not math.isfinite(args.shared_wait) or args.shared_wait < 0:
         build_parser().error("--shared-wait must be a number of seconds, at least 0")
     if args.shared_url and not args.shared_url.startswith(("redis://", "unix://", "rediss://")):
-        build_parser().error("--shared-url: expected redis://[user:password@]host:port/db or unix:///path")
+        build_parser().error("--shared-url: expected redis://[user:password@]host:port/db, rediss://... "
+                             "or unix:///path")
     if args.processes < 0:
         build_parser().error("--processes must be at least 0")
     if args.max_connections < 0:

@@ -532,7 +532,8 @@ int gn_shared_add_to_module(PyObject *module, gn_modstate_t *st)
     if (st->shared_type == NULL || st->channel_type == NULL || add_exceptions(module, st) < 0)
         return -1;
     PyObject *shared = PyType_GenericAlloc(st->shared_type, 0);
-    if (PyModule_Add(module, "shared", shared) < 0 || PyModule_AddFunctions(module, module_functions) < 0)
+    if (PyModule_Add(module, "shared", shared) < 0 || PyModule_AddFunctions(module, module_functions) < 0 ||
+        PyModule_Add(module, "_redis_tls", PyBool_FromLong(gn_redis_tls_built())) < 0)
         return -1;
     /* Until a worker (or serve()) says otherwise. */
     int main = PyInterpreterState_Get() == PyInterpreterState_Main();

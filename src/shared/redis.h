@@ -32,6 +32,8 @@ int gn_redis_configure(const char *url, const char *prefix, double timeout, char
 int gn_redis_check(char *err, size_t errlen);
 /* The server's address for messages ("host:port" or "unix:///path"). */
 const char *gn_redis_where(void);
+/* Whether this build speaks rediss:// (hiredis with libhiredis_ssl). */
+int gn_redis_tls_built(void);
 /* The calling thread's last error message ("" if none). */
 const char *gn_redis_error(void);
 

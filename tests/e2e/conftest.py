@@ -408,8 +408,9 @@ class RedisServer:
     socket, keeping nothing on disk; stop() and start() again (same port and
     socket) play an outage."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, extra=()):
         self.dir = Path(workdir)
+        self.extra = [str(a) for a in extra]  # more redis-server options
         self.port = free_port()
         # A short path: a unix socket's name must fit in 108 bytes.
         self.sock = os.path.join(tempfile.mkdtemp(prefix="gorgon-redis-"), "redis.sock")
@@ -420,7 +421,7 @@ class RedisServer:
     def start(self):
         cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.sock,
                "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-               "--daemonize", "no", "--protected-mode", "no"]
+               "--daemonize", "no", "--protected-mode", "no", *self.extra]
         with open(self.dir / "redis.log", "ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         _ALL_PROCS.append(self.proc)

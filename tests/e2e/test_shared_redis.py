@@ -8,14 +8,19 @@ test_shared_api.py (parametrized over both backends). Each test here starts
 redis-server itself (tests/e2e/conftest.py; scripts/bootstrap installs it).
 """
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
-from conftest import fetch, free_port, in_threads, run_gorgon, scaled, server_env, wait_for
+import pytest
+
+from conftest import (REDIS_SERVER, RedisServer, fetch, free_port, in_threads, run_gorgon, scaled, server_env,
+                      wait_for)
 from test_shared import APP, ARGS, get_json, run_pair, start_marked, stored, uid
+from test_tls import make_cert
 
 
 def redis_args(redis, prefix, *extra):
@@ -288,3 +293,69 @@ def test_keys_are_namespaced(redis_server, server):
     reply = redis_server.command("EXISTS", prefix.encode() + b"k:s\x02\x00\x00\x00k1")
     assert reply == b":1", reply
     assert get_json(s, "/store/get?key=k1")["value"] == 3
+
+
+def build_has_tls():
+    out = subprocess.run([sys.executable, "-c", "from gorgon import _gorgon; print(_gorgon._redis_tls)"],
+                         env=server_env(), capture_output=True, text=True, timeout=scaled(30))
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip() == "True"
+
+
+def test_rediss_refused_without_tls_support():
+    """A build whose hiredis has no TLS library refuses rediss:// at start,
+    saying why, with exit 1."""
+    if build_has_tls():
+        pytest.skip("this build has hiredis's TLS support (test_rediss covers rediss://)")
+    out = run_gorgon(APP, "--bind", "127.0.0.1:%d" % free_port(), "--shared-url",
+                     "rediss://127.0.0.1:%d/0" % free_port())
+    assert out.returncode == 1, out
+    assert b"--shared-url: rediss:// needs hiredis with TLS support" in out.stderr, out.stderr
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    """A redis-server with a TLS port that requires a client certificate,
+    certificates made with the openssl command; .tls_port, .certs."""
+    if REDIS_SERVER is None or shutil.which("openssl") is None:
+        pytest.skip("needs redis-server and the openssl command (scripts/bootstrap installs both)")
+    d = tmp_path / "certs"
+    d.mkdir()
+    make_cert(d, "ca", "gorgon test CA", None)
+    make_cert(d, "server", "localhost", "ca")  # for localhost and 127.0.0.1
+    make_cert(d, "client", "test client", "ca")
+    other = tmp_path / "other"
+    other.mkdir()
+    make_cert(other, "ca", "another CA", None)
+    port = free_port()
+    r = RedisServer(tmp_path, ["--tls-port", port, "--tls-cert-file", d / "server.pem", "--tls-key-file",
+                               d / "server.key", "--tls-ca-cert-file", d / "ca.pem"]).start()
+    r.tls_port, r.certs, r.other_ca = port, d, other / "ca.pem"
+    yield r
+    r.close()
+
+
+def test_rediss(server, tls_redis):
+    """rediss://: gorgon.shared and channels over TLS, the server checked
+    against ?ca= and a client certificate given with ?cert= and ?key=; a
+    server whose certificate another CA signed is refused at start."""
+    if not build_has_tls():
+        pytest.skip("this build's hiredis has no TLS support (libhiredis_ssl, hiredis 1.0 or later; "
+                    "Debian 13's has it: scripts/test-debian runs this test)")
+    c = tls_redis.certs
+    query = "?ca=%s&cert=%s&key=%s" % (c / "ca.pem", c / "client.pem", c / "client.key")
+    url = "rediss://127.0.0.1:%d/0%s" % (tls_redis.tls_port, query)
+    s = server(APP, *ARGS, "--shared-url", url)
+    assert "Redis at 127.0.0.1:%d" % tls_redis.tls_port in s.stderr_text()
+    get_json(s, "/store/set?key=k1&value=3")
+    assert tls_redis.command("EXISTS", b"gorgon:k:s\x02\x00\x00\x00k1") == b":1"
+    key = "ctr-" + uid()
+    assert [get_json(s, "/store/try?key=" + key)["value"] for _ in range(3)] == [1, 2, 3]
+    name = uid()
+    get_json(s, "/channel/send?name=%s&value=5" % name)
+    assert get_json(s, "/channel/recv?name=%s&t=5" % name)["value"] == 5
+
+    bad = "rediss://127.0.0.1:%d/0?ca=%s" % (tls_redis.tls_port, tls_redis.other_ca)
+    out = run_gorgon(APP, "--bind", "127.0.0.1:%d" % free_port(), "--shared-url", bad, "--shared-timeout", "2")
+    assert out.returncode == 1, out
+    assert b"TLS to Redis at 127.0.0.1:%d: the server's certificate: " % tls_redis.tls_port in out.stderr, out.stderr
