@@ -482,7 +482,7 @@ http {{
     access_log off;
     client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;
     uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
-    upstream app {{ {servers} keepalive 8; }}
+    upstream app {{ {servers} keepalive 8; keepalive_timeout 3s; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -501,7 +501,8 @@ def nginx(tmp_path):
     """Factory: nginx(upstreams, location="") starts Debian's nginx
     (scripts/bootstrap installs it) on a free loopback port, in front of the
     upstream servers ("HOST:PORT" or "unix:PATH"), round-robin, with kept-alive
-    upstream connections; location: more directives for `location /`. Each
+    upstream connections (closed by nginx after 3 s idle, before gorgon's
+    --keep-alive would, so none is retried on the next server); location: more directives for `location /`. Each
     response names the upstream that answered in X-Upstream. Returns nginx's
     (host, port)."""
     if NGINX is None:
