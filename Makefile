@@ -18,6 +18,14 @@ CSTD := -std=c11 -D_GNU_SOURCE
 OPT ?= -O2 -g
 CFLAGS_EXT := $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -I$(PY_INCLUDE) -Isrc $(EXTRA_CFLAGS)
 LDFLAGS_EXT := -shared -pthread -lz -lssl -lcrypto -lhiredis $(EXTRA_LDFLAGS)
+# rediss:// (--shared-url over TLS) when hiredis has its TLS library
+# (libhiredis_ssl, hiredis 1.0 or later); without it, rediss:// is refused
+# with that reason. HIREDIS_SSL=no builds without it on purpose.
+HIREDIS_SSL ?= $(shell printf '\043include <hiredis/hiredis_ssl.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
+ifeq ($(HIREDIS_SSL),yes)
+CFLAGS_EXT += -DGN_HIREDIS_SSL
+LDFLAGS_EXT += -lhiredis_ssl
+endif
 
 HTTP_SRC := $(wildcard src/http/*.c)
 PARSER_SRC := src/http/parser.c

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """gorgon.shared against multiprocessing.Manager().dict() and a local Redis:
 get / set / incr operations per second from 2 workers at once, in one run;
-and gorgon.shared over that Redis (--shared-url, loopback TCP and unix
-socket) against the same calls made with the `redis` client.
+and gorgon.shared and channels over that Redis (--shared-url, loopback TCP
+and unix socket) against the same calls made with the `redis` client: get,
+set, incr, cas and a channel round trip (send then receive).
 
-    make && bench/setup-venv && .venv-bench/bin/python bench/shared_bench.py [--quick]
+    make && bench/setup-venv && .venv-bench/bin/python bench/shared_bench.py [--quick] [--repeat N]
 
 Each system is driven the way an application would use it, one call per
 operation, from two workers running at the same time; each worker times its
-own loop, and the rate is the sum of the two workers' rates.
+own loop, and the rate is the sum of the two workers' rates. Each rate is
+measured REPEAT times (--repeat N, default 3) and the median is reported.
 
   gorgon   `python -m gorgon shared_bench:app --workers 2`: this file is also
            the app; a request runs the loop inside a worker interpreter.
@@ -25,8 +27,13 @@ own loop, and the rate is the sum of the two workers' rates.
            Compared with the `redis` client over TCP, and over the unix
            socket (its unix_socket_path), from two processes.
 
-Keys: a pool of 100 (k0..k99 for get/set, c0..c99 for incr); values: a
-16-character str. Results: a table of ratios on stdout, and
+Keys: a pool of 100 (k0..k99 for get/set/cas, c0..c99 for incr); values: a
+16-character str. cas is cas(key, value, value) on a key that holds value
+(it always succeeds: one compare-and-set, no retries); with the `redis`
+client, the same compare-and-set as a server-side script (EVALSHA, as
+gorgon does). chan is one send_nowait then one recv_nowait on a channel both
+workers use (with the `redis` client: LPUSH then RPOP on one list, which
+checks no capacity and no closed flag, so it does less than gorgon's send). Results: a table of ratios on stdout, and
 bench/results/shared-<timestamp>.json. Exit status 1 if a system could not
 be measured or a target (20x Manager, 5x Redis; over Redis, 1.5x the
 `redis` client on the same transport) is missed.
@@ -47,13 +54,17 @@ HOST = "127.0.0.1"
 KEYS = ["k%d" % i for i in range(100)]
 COUNTERS = ["c%d" % i for i in range(100)]
 VALUE = "v" * 16
-OPS = ("get", "set", "incr")
+OPS = ("get", "set", "incr")  # also measured with Manager and against the in-process Redis target
+REDIS_OPS = OPS + ("cas", "chan")  # gorgon over Redis against the redis client
+CHANNEL = "bench-chan"
+CAS_LUA = ("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end "
+           "return 0")
 TARGETS = {"manager": 20.0, "redis": 5.0}
 REDIS_TARGET = 1.5  # gorgon over Redis against the redis client, same transport
 
 
-def loop_ops(op, n, get, set_, incr):
-    """Runs n operations; returns the seconds they took."""
+def loop_ops(op, n, get, set_, incr, cas=None, chan=None):
+    """Runs n operations; returns the seconds they took. chan: (send, recv)."""
     keys, counters, value = KEYS, COUNTERS, VALUE
     t0 = time.perf_counter()
     if op == "get":
@@ -62,9 +73,17 @@ def loop_ops(op, n, get, set_, incr):
     elif op == "set":
         for i in range(n):
             set_(keys[i % 100], value)
-    else:
+    elif op == "incr":
         for i in range(n):
             incr(counters[i % 100])
+    elif op == "cas":
+        for i in range(n):
+            cas(keys[i % 100], value, value)
+    else:
+        send, recv = chan
+        for i in range(n):
+            send(value)
+            recv()
     return time.perf_counter() - t0
 
 
@@ -90,7 +109,11 @@ def app(environ, start_response):
             time.sleep(0.0002)
         alone = shared.get(q["rv"]) < 2
         n = int(q["n"])
-        secs = loop_ops(q["op"], n, shared.get, shared.set, shared.incr)
+        ch = gorgon.channel(CHANNEL)
+        if q["op"] == "cas" and not shared.cas(KEYS[0], VALUE, VALUE):
+            raise AssertionError("cas on a key holding the value failed")
+        secs = loop_ops(q["op"], n, shared.get, shared.set, shared.incr, shared.cas,
+                        (ch.send_nowait, ch.recv_nowait))
         body = {"worker": gorgon.worker_id, "n": n, "seconds": secs, "alone": alone}
     data = json.dumps(body).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -148,6 +171,16 @@ def stop(proc):
             proc.wait()
 
 
+REPEAT = 3
+
+
+def median_rate(measure):
+    """The median over REPEAT runs of measure() (a list of worker results)."""
+    import statistics
+
+    return statistics.median(rate(measure()) for _ in range(REPEAT))
+
+
 def rate(results):
     """Sum of the workers' own rates (they ran at the same time)."""
     return sum(r["n"] / r["seconds"] for r in results)
@@ -176,7 +209,7 @@ def gorgon_pair(port, op, n):
     return [a, b]
 
 
-def bench_gorgon(n, extra=()):
+def bench_gorgon(n, extra=(), ops=OPS):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, BENCH]), PYTHONDONTWRITEBYTECODE="1")
     cmd = [sys.executable, "-m", "gorgon", "shared_bench:app", "--workers", "2", "--no-reuse-port",
@@ -184,7 +217,7 @@ def bench_gorgon(n, extra=()):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
-        return {op: rate(gorgon_pair(port, op, n)) for op in OPS}
+        return {op: median_rate(lambda: gorgon_pair(port, op, n)) for op in ops}
     finally:
         stop(proc)
 
@@ -222,7 +255,7 @@ def bench_manager(n):
         d, lock = mgr.dict(), mgr.Lock()
         for k in KEYS:
             d[k] = VALUE
-        return {op: rate(run_two(manager_worker, (d, lock), n, op)) for op in OPS}
+        return {op: median_rate(lambda: run_two(manager_worker, (d, lock), n, op)) for op in OPS}
 
 
 # ---------------------------------------------------------------- Redis
@@ -233,8 +266,15 @@ def redis_worker(port, sock, barrier, op, n, out):
 
     r = redis.Redis(unix_socket_path=sock) if sock else redis.Redis(host=HOST, port=port)
     r.ping()
+    script = r.register_script(CAS_LUA)
+
+    def cas(key, expected, new):
+        return script(keys=[key], args=[expected, new])
+    if op == "cas" and cas(KEYS[0], VALUE, VALUE) != 1:
+        raise AssertionError("cas on a key holding the value failed")
+    chan = (lambda v: r.lpush(CHANNEL, v), lambda: r.rpop(CHANNEL))
     barrier.wait()
-    out.put({"n": n, "seconds": loop_ops(op, n, r.get, r.set, r.incr)})
+    out.put({"n": n, "seconds": loop_ops(op, n, r.get, r.set, r.incr, cas, chan)})
 
 
 def start_redis(tmp):
@@ -262,13 +302,16 @@ def bench_redis(n, n_gorgon):
         try:
             r = redis.Redis(host=HOST, port=port)
             r.mset({k: VALUE for k in KEYS})
-            res["redis"] = {op: rate(run_two(redis_worker, (port, None), n, op)) for op in OPS}
+            res["redis"] = {op: median_rate(lambda: run_two(redis_worker, (port, None), n, op))
+                            for op in REDIS_OPS}
             log("the redis client over the unix socket, 2 processes x %d ops" % n)
-            res["redis-unix"] = {op: rate(run_two(redis_worker, (None, sock), n, op)) for op in OPS}
+            res["redis-unix"] = {op: median_rate(lambda: run_two(redis_worker, (None, sock), n, op))
+                                 for op in REDIS_OPS}
             for name, url in (("gorgon-redis", "redis://%s:%d/0" % (HOST, port)),
                               ("gorgon-redis-unix", "unix://" + sock)):
                 log("gorgon.shared over %s, 2 workers x %d ops" % (url, n_gorgon))
-                res[name] = bench_gorgon(n_gorgon, ("--shared-url", url, "--shared-prefix", name + ":"))
+                res[name] = bench_gorgon(n_gorgon, ("--shared-url", url, "--shared-prefix", name + ":"),
+                                         REDIS_OPS)
         finally:
             stop(proc)
     return res
@@ -291,7 +334,7 @@ def report(res):
     lines += ["", "| op | gorgon over Redis, TCP | redis client, TCP | x | gorgon over Redis, unix | "
               "redis client, unix | x | in-process / over Redis (TCP) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for op in OPS:
+    for op in REDIS_OPS:
         gt, rt = res["gorgon-redis"][op], res["redis"][op]
         gu, ru = res["gorgon-redis-unix"][op], res["redis-unix"][op]
         lines.append("| %s | %s | %s | %.2fx | %s | %s | %.2fx | %.0fx |" % (
@@ -305,12 +348,15 @@ def report(res):
 
 
 def main(argv):
+    global REPEAT
     quick = "--quick" in argv
+    if "--repeat" in argv:
+        REPEAT = int(argv[argv.index("--repeat") + 1])
     n = {"gorgon": 100000 if quick else 400000, "manager": 2000 if quick else 6000,
          "redis": 5000 if quick else 20000}
     res = {}
     log("gorgon.shared, 2 workers x %d ops per op" % n["gorgon"])
-    res["gorgon"] = bench_gorgon(n["gorgon"])
+    res["gorgon"] = bench_gorgon(n["gorgon"], ops=REDIS_OPS)
     log("multiprocessing.Manager().dict(), 2 processes x %d ops" % n["manager"])
     res["manager"] = bench_manager(n["manager"])
     log("redis-server on loopback, the redis client, 2 processes x %d ops" % n["redis"])
@@ -321,7 +367,7 @@ def main(argv):
     os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
     path = os.path.join(BENCH, "results", "shared-%s.json" % stamp)
     with open(path, "w") as f:
-        json.dump({"ops_per_second": res, "ops_per_worker": n, "targets": TARGETS, "redis_target": REDIS_TARGET, "missed": failed,
+        json.dump({"ops_per_second": res, "ops_per_worker": n, "targets": TARGETS, "redis_target": REDIS_TARGET, "repeat": REPEAT, "missed": failed,
                    "python": sys.version, "cpus": os.cpu_count()}, f, indent=2)
     log("results: %s" % os.path.relpath(path, ROOT))
     for line in failed:

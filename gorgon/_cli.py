@@ -36,12 +36,16 @@ SHARED = [
      "maxmemory bounds the total)"),
     ("--shared-url", str, "",
      "keep gorgon.shared and channels in this Redis or Valkey instead of the process: "
-     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]; every process and every "
+     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], the same with rediss:// for TLS (query: "
+     "?ca=FILE&cert=FILE&key=FILE) or unix:///PATH[?db=N]; every process and every "
      "instance that names the same server and prefix shares one store"),
     ("--shared-prefix", str, "gorgon:", "with --shared-url: the prefix of every Redis key gorgon writes"),
     ("--shared-timeout", float, 2.0,
      "with --shared-url: seconds a connect or a call to Redis may take before it raises "
      "gorgon.Unavailable"),
+    ("--shared-wait", float, 0.0,
+     "with --shared-url: seconds to keep trying a Redis that does not answer at start (one log "
+     "line, then retries with backoff) before exiting with status 1; 0 exits at once"),
 ]
 
 TIMEOUTS = [
@@ -513,8 +517,11 @@ def main(argv=None):
         build_parser().error("--shared-max-bytes must be at least 1")
     if not math.isfinite(args.shared_timeout) or args.shared_timeout <= 0:
         build_parser().error("--shared-timeout must be more than 0 seconds")
+    if not math.isfinite(args.shared_wait) or args.shared_wait < 0:
+        build_parser().error("--shared-wait must be a number of seconds, at least 0")
     if args.shared_url and not args.shared_url.startswith(("redis://", "unix://", "rediss://")):
-        build_parser().error("--shared-url: expected redis://[user:password@]host:port/db or unix:///path")
+        build_parser().error("--shared-url: expected redis://[user:password@]host:port/db, rediss://... "
+                             "or unix:///path")
     if args.processes < 0:
         build_parser().error("--processes must be at least 0")
     if args.max_connections < 0:

@@ -211,6 +211,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "shared_max_bytes", &shared_max) || get_limits(&cfg->limits, dict) ||
         get_str(dict, "shared_url", &cfg->shared_url) || get_str(dict, "shared_prefix", &cfg->shared_prefix) ||
         get_double(dict, "shared_timeout", &cfg->shared_timeout) ||
+        get_double(dict, "shared_wait", &cfg->shared_wait) ||
         get_str(dict, "mode", &cfg->mode) || get_long(dict, "processes", &processes) ||
         get_long(dict, "pure_fallback", &pure) || get_double(dict, "probe_timeout", &cfg->probe_timeout) ||
         get_long(dict, "max_requests", &max_req) || get_double(dict, "timeout", &cfg->timeout) ||

@@ -36,6 +36,7 @@ typedef struct {
     char *shared_url;        /* --shared-url: "" = the in-process store */
     char *shared_prefix;     /* --shared-prefix: of every Redis key */
     double shared_timeout;   /* --shared-timeout: seconds per connect or call */
+    double shared_wait;      /* --shared-wait: seconds to wait for Redis at start */
     char *metrics_bind;   /* --metrics-bind: "" for none */
     long long uid, gid;   /* --user / --group: switched to once bound; -1 = stay */
     gn_limits_t limits;

@@ -12,6 +12,7 @@
 
 #include "server/log.h"
 #include "server/worker.h"
+#include "shared/backend.h"
 #include "shared/channel.h"
 #include "shared/store.h"
 
@@ -46,6 +47,7 @@ typedef struct {
     gn_stats_t retired; /* workers that ended (the gauges stay 0) */
     atomic_ullong retired_by_id[MAX_IDS];
     atomic_ullong restarts[GN_RESTART_REASONS];
+    atomic_ullong redis[GN_REDIS_COUNTS]; /* written with atomic adds, from any thread */
     proc_record_t procs[MAX_PROCS];
     int processes; /* workers run in forked processes */
     unsigned n_slots;
@@ -210,6 +212,12 @@ void gn_metrics_restarted(enum gn_restart_reason why, unsigned n)
 {
     if (region && n)
         atomic_fetch_add(&region->restarts[why], n);
+}
+
+void gn_metrics_redis(enum gn_redis_count what, unsigned long long n)
+{
+    if (region)
+        atomic_fetch_add_explicit(&region->redis[what], n, memory_order_relaxed);
 }
 
 /* ---- a consistent snapshot ------------------------------------------------ */
@@ -520,6 +528,19 @@ static void label_value(text_t *t, const char *s, size_t n)
 
 static void render_shared(text_t *t, snapshot_t *sn)
 {
+    if (strcmp(gn_backend()->name, "redis") == 0) {
+        family(t, "gorgon_shared_redis_round_trips_total", "counter",
+               "Round trips to Redis by gorgon.shared and channels (commands sent together count once).");
+        out(t, "gorgon_shared_redis_round_trips_total %llu\n", ld(&region->redis[GN_REDIS_ROUND_TRIPS]));
+        family(t, "gorgon_shared_redis_errors_total", "counter",
+               "Connects and round trips to Redis that failed (not reached, no answer within --shared-timeout, "
+               "connection lost) and error replies.");
+        out(t, "gorgon_shared_redis_errors_total %llu\n", ld(&region->redis[GN_REDIS_ERRORS]));
+        family(t, "gorgon_shared_redis_reconnects_total", "counter",
+               "Connections to Redis made again after a failure.");
+        out(t, "gorgon_shared_redis_reconnects_total %llu\n", ld(&region->redis[GN_REDIS_RECONNECTS]));
+        return; /* the store and the channels are in Redis: its own INFO tells their size */
+    }
     if (region->processes) {
         for (unsigned i = 0; i < MAX_PROCS; i++) {
             if (atomic_load(&region->procs[i].pid) == 0)

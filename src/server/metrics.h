@@ -72,6 +72,16 @@ void gn_metrics_reap_process(pid_t pid);
 void gn_metrics_publish_process(void);
 /* n workers were replaced for this reason. */
 void gn_metrics_restarted(enum gn_restart_reason why, unsigned n);
+/* gorgon.shared over Redis (--shared-url): what its connections did. */
+enum gn_redis_count {
+    GN_REDIS_ROUND_TRIPS, /* commands sent and answered together (a pipeline is one) */
+    GN_REDIS_ERRORS,      /* a connect or round trip that failed, or an error reply */
+    GN_REDIS_RECONNECTS,  /* connections made again after a failure */
+    GN_REDIS_COUNTS
+};
+/* Counts n of what (from any thread or worker process; nothing when metrics
+ * are off). */
+void gn_metrics_redis(enum gn_redis_count what, unsigned long long n);
 /* Whether metrics are on. */
 int gn_metrics_enabled(void);
 

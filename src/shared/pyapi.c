@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <time.h>
 
 #include "server/log.h"
 #include "shared/backend.h"
@@ -531,7 +532,8 @@ int gn_shared_add_to_module(PyObject *module, gn_modstate_t *st)
     if (st->shared_type == NULL || st->channel_type == NULL || add_exceptions(module, st) < 0)
         return -1;
     PyObject *shared = PyType_GenericAlloc(st->shared_type, 0);
-    if (PyModule_Add(module, "shared", shared) < 0 || PyModule_AddFunctions(module, module_functions) < 0)
+    if (PyModule_Add(module, "shared", shared) < 0 || PyModule_AddFunctions(module, module_functions) < 0 ||
+        PyModule_Add(module, "_redis_tls", PyBool_FromLong(gn_redis_tls_built())) < 0)
         return -1;
     /* Until a worker (or serve()) says otherwise. */
     int main = PyInterpreterState_Get() == PyInterpreterState_Main();
@@ -558,6 +560,52 @@ int gn_shared_set_worker_facts(int worker_id, unsigned worker_count, const char 
     return -1;
 }
 
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Redis did not answer at start (err says why): with --shared-wait, keep
+ * trying, backing off from 0.1 s to 2 s, until it answers or the time is
+ * up. One line when the wait begins, one when it ends either way. A signal
+ * (Ctrl-C) ends the wait. 0 once Redis answers, else -1 (logged). */
+static int wait_for_redis(double wait, char *err, size_t errlen)
+{
+    if (wait <= 0) {
+        gn_log(GN_LOG_ERROR, "--shared-url: %s", err);
+        return -1;
+    }
+    gn_log(GN_LOG_WARNING, "--shared-url: %s; trying again for up to %gs (--shared-wait)", err, wait);
+    double start = mono_now(), deadline = start + wait, backoff = 0.1;
+    for (;;) {
+        double pause = fmin(backoff, deadline - mono_now());
+        while (pause > 0) { /* in slices, so that a signal is seen soon */
+            double slice = fmin(pause, 0.05);
+            struct timespec ts = {0, (long)(slice * 1e9)};
+            nanosleep(&ts, NULL);
+            pause -= slice;
+            if (PyErr_CheckSignals() < 0) {
+                PyErr_Clear();
+                gn_log(GN_LOG_ERROR, "--shared-url: stopped by a signal while waiting for Redis at %s",
+                       gn_redis_where());
+                return -1;
+            }
+        }
+        if (gn_redis_check(err, errlen) == 0) {
+            gn_log(GN_LOG_INFO, "--shared-url: Redis at %s answers after %.1fs", gn_redis_where(),
+                   mono_now() - start);
+            return 0;
+        }
+        if (mono_now() >= deadline) {
+            gn_log(GN_LOG_ERROR, "--shared-url: %s (gave up after %gs, --shared-wait)", err, wait);
+            return -1;
+        }
+        backoff = fmin(backoff * 2, 2.0);
+    }
+}
+
 int gn_shared_serve_start(const gn_config_t *cfg)
 {
     gn_store_set_max_bytes(cfg->shared_max_bytes);
@@ -572,10 +620,8 @@ int gn_shared_serve_start(const gn_config_t *cfg)
         gn_log(GN_LOG_ERROR, "--shared-url: %s", err);
         return -1;
     }
-    if (gn_redis_check(err, sizeof(err)) < 0) {
-        gn_log(GN_LOG_ERROR, "--shared-url: %s", err);
+    if (gn_redis_check(err, sizeof(err)) < 0 && wait_for_redis(cfg->shared_wait, err, sizeof(err)) < 0)
         return -1;
-    }
     gn_backend_use(&gn_backend_redis);
     gn_log(GN_LOG_INFO, "gorgon.shared and channels: Redis at %s, keys under '%s'", gn_redis_where(),
            cfg->shared_prefix);

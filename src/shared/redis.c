@@ -13,8 +13,16 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#ifdef GN_HIREDIS_SSL
+#include <arpa/inet.h>
+#include <hiredis/hiredis_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#endif
 
 #include "server/log.h"
+#include "server/metrics.h"
 #include "shared/backend.h"
 #include "shared/channel.h"
 #include "shared/redis_proto.h"
@@ -30,6 +38,9 @@ static struct {
     char *prefix;
     size_t plen;
     double timeout;
+#ifdef GN_HIREDIS_SSL
+    SSL_CTX *tls; /* rediss:// */
+#endif
 } cfg;
 
 /* 1 from the failure that was logged until a connection succeeds again:
@@ -145,6 +156,7 @@ static void drop(conn_t *c)
 static int outage_begin(conn_t *c, gn_store_err_t *err)
 {
     drop(c);
+    gn_metrics_redis(GN_REDIS_ERRORS, 1);
     c->backoff = c->backoff ? fmin(c->backoff * 2, BACKOFF_MAX) : BACKOFF_MIN;
     c->retry_at = mono() + c->backoff;
     int was = 0;
@@ -175,6 +187,65 @@ static void io_error(conn_t *c)
     else
         set_msg(c, "Redis at %s: %s", cfg.where, ctx->errstr);
 }
+
+#ifdef GN_HIREDIS_SSL
+/* The client side of rediss://: the server's certificate is checked against
+ * the CAs (?ca= or the system's) and the URL's host name or address; a
+ * client certificate goes with ?cert= and ?key=. */
+static SSL_CTX *tls_context(const gn_redis_url_t *u, char *err, size_t errlen)
+{
+    redisInitOpenSSL();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    const char *what = "cannot make a TLS context";
+    if (ctx == NULL)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    what = u->ca ? "cannot read the CA file (?ca=)" : "cannot read the system's CA certificates";
+    if ((u->ca ? SSL_CTX_load_verify_locations(ctx, u->ca, NULL) : SSL_CTX_set_default_verify_paths(ctx)) != 1)
+        goto fail;
+    what = "cannot use the client certificate and key (?cert=, ?key=)";
+    if (u->cert && (SSL_CTX_use_certificate_chain_file(ctx, u->cert) != 1 ||
+                    SSL_CTX_use_PrivateKey_file(ctx, u->key, SSL_FILETYPE_PEM) != 1 ||
+                    SSL_CTX_check_private_key(ctx) != 1))
+        goto fail;
+    return ctx;
+fail:;
+    unsigned long e = ERR_peek_last_error();
+    snprintf(err, errlen, "rediss://: %s: %s", what, e ? ERR_reason_error_string(e) : "unknown error");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* The TLS handshake on c's fresh connection, bounded by its timeout. */
+static int tls_start(conn_t *c)
+{
+    const char *host = cfg.url.host;
+    SSL *ssl = SSL_new(cfg.tls);
+    if (ssl == NULL) {
+        set_msg(c, "TLS to Redis at %s: out of memory", cfg.where);
+        return -1;
+    }
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+    } else {
+        SSL_set_tlsext_host_name(ssl, host);
+        SSL_set1_host(ssl, host);
+    }
+    if (redisInitiateSSL(c->ctx, ssl) == REDIS_OK)
+        return 0; /* the context owns ssl now */
+    long v = SSL_get_verify_result(ssl);
+    if (v != X509_V_OK)
+        set_msg(c, "TLS to Redis at %s: the server's certificate: %s", cfg.where, X509_verify_cert_error_string(v));
+    else
+        set_msg(c, "TLS to Redis at %s: %s", cfg.where, c->ctx->errstr);
+    SSL_free(ssl);
+    ERR_clear_error();
+    return -1;
+}
+#endif
 
 /* AUTH, SELECT and SCRIPT LOAD, pipelined: one round trip. */
 static int hello(conn_t *c)
@@ -244,8 +315,14 @@ static conn_t *conn_get(gn_store_err_t *err)
         io_error(c);
         return outage_begin(c, err), NULL;
     }
+#ifdef GN_HIREDIS_SSL
+    if (cfg.url.tls && tls_start(c) < 0)
+        return outage_begin(c, err), NULL;
+#endif
     if (hello(c) < 0) /* it said why in c->msg */
         return outage_begin(c, err), NULL;
+    if (c->backoff > 0)
+        gn_metrics_redis(GN_REDIS_RECONNECTS, 1);
     outage_end(c);
     return c;
 }
@@ -258,6 +335,7 @@ static int pipeline(conn_t *c, int n, cmd_t *cmds, redisReply **r, gn_store_err_
         r[i] = NULL;
     for (int i = 0; i < n; i++)
         redisAppendCommandArgv(c->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+    gn_metrics_redis(GN_REDIS_ROUND_TRIPS, 1);
     for (int i = 0; i < n; i++) {
         if (redisGetReply(c->ctx, (void **)&r[i]) != REDIS_OK) {
             io_error(c);
@@ -278,6 +356,7 @@ static redisReply *run(conn_t *c, cmd_t *cmd, gn_store_err_t *err)
 /* An error reply as a failure: ENOSPC for maxmemory, else EIO. */
 static int refused(conn_t *c, redisReply *r, gn_store_err_t *err)
 {
+    gn_metrics_redis(GN_REDIS_ERRORS, 1);
     if (strncmp(r->str, "OOM", 3) == 0) {
         err->code = ENOSPC;
         set_msg(c, "Redis at %s is full (its maxmemory): %s", cfg.where, r->str);
@@ -670,6 +749,7 @@ static long scan(gn_wbuf_t *out, int unlink, gn_store_err_t *err)
                     argv[i + 1] = keys->element[i]->str;
                     lens[i + 1] = keys->element[i]->len;
                 }
+                gn_metrics_redis(GN_REDIS_ROUND_TRIPS, 1);
                 u = redisCommandArgv(c->ctx, (int)keys->elements + 1, argv, lens);
                 if (u == NULL) {
                     io_error(c);
@@ -757,12 +837,33 @@ int gn_redis_configure(const char *url, const char *prefix, double timeout, char
     gn_redis_url_t u;
     if (gn_redis_url_parse(url, &u, err, errlen) < 0)
         return -1;
+#ifdef GN_HIREDIS_SSL
+    SSL_CTX *tls = NULL;
+    if (u.tls && (tls = tls_context(&u, err, errlen)) == NULL) {
+        gn_redis_url_free(&u);
+        return -1;
+    }
+#else
+    if (u.tls) {
+        gn_redis_url_free(&u);
+        snprintf(err, errlen, "rediss:// needs hiredis with TLS support (libhiredis_ssl, hiredis 1.0 or later), "
+                              "which this build does not have: use redis:// or unix://");
+        return -1;
+    }
+#endif
     char *p = strdup(prefix ? prefix : "");
     if (p == NULL) {
         gn_redis_url_free(&u);
+#ifdef GN_HIREDIS_SSL
+        SSL_CTX_free(tls);
+#endif
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+#ifdef GN_HIREDIS_SSL
+    SSL_CTX_free(cfg.tls); /* connections made with it keep their own reference */
+    cfg.tls = tls;
+#endif
     gn_redis_url_free(&cfg.url);
     free(cfg.prefix);
     cfg.url = u;
@@ -802,6 +903,15 @@ int gn_redis_check(char *err, size_t errlen)
     }
     atomic_store(&checking, 0);
     return rc;
+}
+
+int gn_redis_tls_built(void)
+{
+#ifdef GN_HIREDIS_SSL
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 const char *gn_redis_where(void)
@@ -860,6 +970,7 @@ int gn_redis_ch_open(const char *name, size_t len, unsigned capacity, unsigned d
         *cap = (unsigned)strtoul(r[1]->str, NULL, 10);
         rc = capacity && *cap != capacity ? -2 : GN_RCH_OK;
     } else {
+        gn_metrics_redis(GN_REDIS_ERRORS, 1);
         set_msg(c, "Redis at %s: %s", cfg.where, r[1]->type == REDIS_REPLY_ERROR ? r[1]->str : "no capacity");
     }
     freeReplyObject(r[0]);
@@ -933,6 +1044,7 @@ int gn_redis_ch_recv(const char *name, size_t len, double wait, uint8_t **out, s
             rc = GN_RCH_ERROR;
         }
     } else if (v->type == REDIS_REPLY_ERROR) {
+        gn_metrics_redis(GN_REDIS_ERRORS, 1);
         set_msg(c, "Redis at %s refused the call: %s", cfg.where, v->str);
         rc = GN_RCH_ERROR;
     } else {

@@ -9,7 +9,8 @@
  * attempt waits a backoff that doubles from 50 ms to 2 s, and calls made
  * meanwhile fail at once. Every connect and command is bounded by the
  * timeout given to gn_redis_configure. The first failure of an outage is
- * logged once per process, and so is the recovery.
+ * logged once per process, and so is the recovery. Round trips, failures
+ * and reconnections are counted for --metrics-bind (server/metrics.h).
  *
  * Keys: <prefix>k:<encoded key> for the store, <prefix>q:<name> (a list) and
  * <prefix>c:<name> (a hash: cap, closed) for each channel.
@@ -31,6 +32,8 @@ int gn_redis_configure(const char *url, const char *prefix, double timeout, char
 int gn_redis_check(char *err, size_t errlen);
 /* The server's address for messages ("host:port" or "unix:///path"). */
 const char *gn_redis_where(void);
+/* Whether this build speaks rediss:// (hiredis with libhiredis_ssl). */
+int gn_redis_tls_built(void);
 /* The calling thread's last error message ("" if none). */
 const char *gn_redis_error(void);
 

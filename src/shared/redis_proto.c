@@ -121,6 +121,30 @@ static int parse_db(const char *s, size_t n, gn_redis_url_t *out, char *err, siz
     return 0;
 }
 
+/* rediss:// query: ca=, cert=, key= joined by '&'. */
+static int parse_tls_query(const char *q, gn_redis_url_t *out, char *err, size_t errlen)
+{
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        char **slot = NULL;
+        if (eq && eq - q == 2 && strncmp(q, "ca", 2) == 0)
+            slot = &out->ca;
+        else if (eq && eq - q == 4 && strncmp(q, "cert", 4) == 0)
+            slot = &out->cert;
+        else if (eq && eq - q == 3 && strncmp(q, "key", 3) == 0)
+            slot = &out->key;
+        if (slot == NULL || *slot != NULL)
+            return fail(err, errlen, "rediss:// takes the query ?ca=FILE&cert=FILE&key=FILE, each once");
+        if (eq + 1 == q + n || (*slot = unescape(eq + 1, (size_t)(q + n - eq - 1))) == NULL)
+            return fail(err, errlen, "rediss://: an empty file name or a bad %%-escape in the query");
+        q += n + (q[n] == '&');
+    }
+    if ((out->cert == NULL) != (out->key == NULL))
+        return fail(err, errlen, "rediss://: cert= and key= go together");
+    return 0;
+}
+
 static int parse_tcp(const char *rest, gn_redis_url_t *out, char *err, size_t errlen)
 {
     size_t auth_len = strcspn(rest, "/?#");
@@ -144,6 +168,8 @@ static int parse_tcp(const char *rest, gn_redis_url_t *out, char *err, size_t er
             return -1;
         tail += n;
     }
+    if (*tail == '?' && out->tls)
+        return parse_tls_query(tail + 1, out, err, errlen);
     if (*tail)
         return fail(err, errlen, "unexpected '%s' after the address", tail);
     return 0;
@@ -171,10 +197,12 @@ int gn_redis_url_parse(const char *url, gn_redis_url_t *out, char *err, size_t e
         rc = parse_tcp(url + 8, out, err, errlen);
     else if (strncmp(url, "unix://", 7) == 0)
         rc = parse_unix(url + 7, out, err, errlen);
-    else if (strncmp(url, "rediss://", 9) == 0)
-        rc = fail(err, errlen, "rediss:// (TLS) is not supported yet: use redis:// or unix://");
-    else
-        rc = fail(err, errlen, "expected redis://[user:password@]host:port/db or unix:///path");
+    else if (strncmp(url, "rediss://", 9) == 0) {
+        out->tls = 1;
+        rc = parse_tcp(url + 9, out, err, errlen);
+    } else {
+        rc = fail(err, errlen, "expected redis://[user:password@]host:port/db, rediss://... or unix:///path");
+    }
     if (rc < 0)
         gn_redis_url_free(out);
     return rc;
@@ -186,6 +214,9 @@ void gn_redis_url_free(gn_redis_url_t *u)
     free(u->path);
     free(u->user);
     free(u->password);
+    free(u->ca);
+    free(u->cert);
+    free(u->key);
     memset(u, 0, sizeof(*u));
 }
 

@@ -26,12 +26,18 @@ typedef struct {
     char *user; /* NULL: AUTH with the password alone (or no AUTH) */
     char *password;
     int db;
+    int tls;    /* rediss:// */
+    char *ca;   /* rediss:// ?ca=FILE: the CAs to verify the server with (NULL: the system's) */
+    char *cert; /* ?cert=FILE&key=FILE: a client certificate (both or neither) */
+    char *key;
 } gn_redis_url_t;
 
 /*
- * Parses redis://[[user]:password@]host[:port][/db] (host may be [v6]) and
- * unix:///path[?db=N]; %XX escapes are decoded in user and password.
- * Returns 0, or -1 with a one-line reason in err.
+ * Parses redis://[[user]:password@]host[:port][/db] (host may be [v6]),
+ * the same with rediss:// (TLS) and an optional query of ca=, cert= and
+ * key= (files; %XX decoded), and unix:///path[?db=N]; %XX escapes are
+ * decoded in user and password. Returns 0, or -1 with a one-line reason in
+ * err.
  */
 int gn_redis_url_parse(const char *url, gn_redis_url_t *out, char *err, size_t errlen);
 void gn_redis_url_free(gn_redis_url_t *u);

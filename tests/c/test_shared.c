@@ -806,6 +806,20 @@ static void url_bad(const char *url, const char *why)
     }
 }
 
+static void url_tls(const char *url, const char *ca, const char *cert, const char *key)
+{
+    gn_redis_url_t u;
+    char err[200] = "";
+    if (gn_redis_url_parse(url, &u, err, sizeof(err)) < 0) {
+        TEST_FAIL_("%s: refused: %s", url, err);
+        return;
+    }
+    if (!u.tls || !str_is(u.host, "h") || !str_is(u.ca, ca) || !str_is(u.cert, cert) || !str_is(u.key, key))
+        TEST_FAIL_("%s: tls %d host %s ca %s cert %s key %s", url, u.tls, u.host ? u.host : "-", u.ca ? u.ca : "-",
+                   u.cert ? u.cert : "-", u.key ? u.key : "-");
+    gn_redis_url_free(&u);
+}
+
 static void test_redis_url(void)
 {
     url_ok("redis://localhost", "localhost", 6379, NULL, NULL, NULL, 0);
@@ -818,7 +832,14 @@ static void test_redis_url(void)
     url_ok("unix:///run/redis.sock", NULL, 0, "/run/redis.sock", NULL, NULL, 0);
     url_ok("unix:///tmp/r.sock?db=5", NULL, 0, "/tmp/r.sock", NULL, NULL, 5);
     url_bad("http://h", "expected redis://");
-    url_bad("rediss://h", "TLS");
+    url_bad("rediss://h?x=1", "?ca=FILE");
+    url_bad("rediss://h?ca=a&ca=b", "each once");
+    url_bad("rediss://h?ca=", "empty");
+    url_bad("rediss://h?cert=c", "together");
+    url_bad("redis://h?ca=a", "unexpected");
+    url_tls("rediss://h", NULL, NULL, NULL);
+    url_tls("rediss://u:p@h:7/2?ca=/etc/c%20a.pem", "/etc/c a.pem", NULL, NULL);
+    url_tls("rediss://h/?cert=/c.pem&key=/k.pem&ca=/ca.pem", "/ca.pem", "/c.pem", "/k.pem");
     url_bad("redis://", "no host");
     url_bad("redis://h:0", "port");
     url_bad("redis://h:65536", "port");

@@ -408,8 +408,9 @@ class RedisServer:
     socket, keeping nothing on disk; stop() and start() again (same port and
     socket) play an outage."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, extra=()):
         self.dir = Path(workdir)
+        self.extra = [str(a) for a in extra]  # more redis-server options
         self.port = free_port()
         # A short path: a unix socket's name must fit in 108 bytes.
         self.sock = os.path.join(tempfile.mkdtemp(prefix="gorgon-redis-"), "redis.sock")
@@ -420,7 +421,7 @@ class RedisServer:
     def start(self):
         cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.sock,
                "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-               "--daemonize", "no", "--protected-mode", "no"]
+               "--daemonize", "no", "--protected-mode", "no", *self.extra]
         with open(self.dir / "redis.log", "ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         _ALL_PROCS.append(self.proc)
@@ -466,6 +467,73 @@ def redis_server(tmp_path_factory):
     r = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield r
     r.close()
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+def _nginx_conf(d, port, upstreams, location):
+    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
+    servers = " ".join("server %s;" % u for u in upstreams)
+    return f"""{user}
+worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;
+    uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
+    upstream app {{ {servers} keepalive 8; keepalive_timeout 3s; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_set_header Host $host; proxy_read_timeout 120s;
+            add_header X-Upstream $upstream_addr always;
+            {location}
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """Factory: nginx(upstreams, location="") starts Debian's nginx
+    (scripts/bootstrap installs it) on a free loopback port, in front of the
+    upstream servers ("HOST:PORT" or "unix:PATH"), round-robin, with kept-alive
+    upstream connections (closed by nginx after 3 s idle, before gorgon's
+    --keep-alive would, so none is retried on the next server); location: more directives for `location /`. Each
+    response names the upstream that answered in X-Upstream. Returns nginx's
+    (host, port)."""
+    if NGINX is None:
+        pytest.skip("nginx is not installed (Debian's nginx package; scripts/bootstrap installs it)")
+    procs = []
+
+    def start(upstreams, location=""):
+        d = tempfile.mkdtemp(prefix="gorgon-nginx-", dir=str(tmp_path))
+        port = free_port()
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(_nginx_conf(d, port, upstreams, location))
+        p = subprocess.Popen([NGINX, "-p", d, "-e", d + "/error.log", "-c", d + "/nginx.conf"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        _ALL_PROCS.append(p)
+
+        def up():
+            if p.poll() is not None:
+                raise AssertionError("nginx exited: " + Path(d, "error.log").read_text()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, scaled(10), what="nginx listening")
+        return ("127.0.0.1", port)
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(scaled(10))
 
 
 @pytest.fixture

@@ -329,3 +329,41 @@ def test_shared_store_and_channel_figures(server, mode):
     else:
         assert value(m, "gorgon_channel_depth", name='we"ird\\name') == 4
         assert value(m, "gorgon_channel_depth", name="other") == 1
+
+
+@pytest.mark.parametrize("mode", [INTERPRETERS, PROCESSES])
+def test_redis_figures(server, own_redis, mode):
+    """With --shared-url: round trips to Redis counted exactly, the failures
+    of an outage as errors, the connections made again after it as
+    reconnects; no local store figures (the store is in Redis)."""
+    srv = start(server, *mode, "--shared-url", own_redis.url, "--shared-timeout", "0.5", app="shared_app:app")
+
+    def get(target):
+        resp = raw(srv.addr, build_request("GET", target, [("Connection", "close")], host="x"))
+        assert resp.startswith(b"HTTP/1.1 200 "), (resp[:300], srv.stderr_text()[-3000:])
+        return resp
+
+    before = scrape(srv.maddr)
+    assert ("gorgon_shared_redis_round_trips_total", ()) in before
+    assert value(before, "gorgon_shared_redis_errors_total") == 0
+    assert value(before, "gorgon_shared_redis_reconnects_total") == 0
+    assert not any(n in ("gorgon_shared_bytes", "gorgon_shared_keys") for n, _ in before)
+    for i in range(5):
+        get("/store/set?key=metrics-redis-%d&value=%d" % (i, i))  # one SET each
+    m = scrape(srv.maddr)
+    assert value(m, "gorgon_shared_redis_round_trips_total") == \
+        value(before, "gorgon_shared_redis_round_trips_total") + 5
+    assert value(m, "gorgon_shared_redis_errors_total") == 0
+
+    own_redis.stop()
+    for _ in range(3):
+        assert b"unavailable: " in get("/store/try?key=metrics-redis-ctr")
+    m = scrape(srv.maddr)
+    assert value(m, "gorgon_shared_redis_errors_total") >= 1
+    assert value(m, "gorgon_shared_redis_reconnects_total") == 0
+    own_redis.start()
+    wait_for(lambda: b'"outcome": "ok"' in get("/store/try?key=metrics-redis-ctr"), timeout=scaled(10),
+             what="calls to succeed once Redis is back")
+    after = scrape(srv.maddr)
+    assert value(after, "gorgon_shared_redis_reconnects_total") >= 1
+    assert_not_lower(counters(m), counters(after))

@@ -8,14 +8,19 @@ test_shared_api.py (parametrized over both backends). Each test here starts
 redis-server itself (tests/e2e/conftest.py; scripts/bootstrap installs it).
 """
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
-from conftest import fetch, free_port, in_threads, run_gorgon, scaled, server_env, wait_for
+import pytest
+
+from conftest import (REDIS_SERVER, RedisServer, fetch, free_port, in_threads, run_gorgon, scaled, server_env,
+                      wait_for)
 from test_shared import APP, ARGS, get_json, run_pair, start_marked, stored, uid
+from test_tls import make_cert
 
 
 def redis_args(redis, prefix, *extra):
@@ -42,6 +47,60 @@ def test_two_instances_share_counter_and_channels(server, redis_server):
     assert ra["errors"] == [] and rb["errors"] == [], (ra["errors"], rb["errors"])
     assert sorted(rb["received"]) == list(range(1000))  # a's messages, each once, in b
     assert sorted(ra["received"]) == list(range(1000, 2000))  # b's messages, each once, in a
+
+
+def test_two_instances_behind_nginx(server, own_redis, nginx):
+    """Two instances sharing one Redis behind one nginx upstream (round-robin):
+    requests alternate between them and see one counter and one set of
+    channels; Redis killed mid-run: both answer with gorgon.Unavailable, no
+    worker dies, and both serve over Redis again once it is back."""
+    args = (*ARGS, "--shared-url", own_redis.url, "--shared-prefix", "lb-%s:" % uid(), "--shared-timeout", "0.5")
+    a, b = server(APP, *args), server(APP, *args)
+    ups = {"127.0.0.1:%d" % a.port: a, "127.0.0.1:%d" % b.port: b}
+    front = nginx(list(ups))
+
+    def call(target):
+        r = fetch(front, target, timeout=scaled(60))
+        assert r.status == 200, (target, r, r.body[:2000])
+        assert r.header("X-Upstream") in ups, r
+        return r.json(), r.header("X-Upstream")
+
+    key = "ctr-" + uid()
+    seen = []
+    for i in range(1, 11):  # one after another: every answer is the count so far
+        body, up = call("/store/try?key=" + key)
+        assert (body["outcome"], body["value"], body["pid"]) == ("ok", i, ups[up].pid), body
+        seen.append(up)
+    assert set(seen) == set(ups), seen  # both instances counted
+
+    key = "ctr-" + uid()
+    answers = in_threads(lambda: call("/store/incr?key=%s&n=125" % key), [()] * 8)
+    assert {up for _, up in answers} == set(ups)
+    assert stored(a, key) == stored(b, key) == 1000
+
+    name = uid()
+    _, sent_by = call("/channel/send?name=%s&value=42" % name)
+    body, got_by = call("/channel/recv?name=%s&t=10" % name)
+    assert body["value"] == 42 and got_by != sent_by  # round-robin: the other instance
+
+    own_redis.stop()
+    for _ in range(4):
+        body, up = call("/store/try?key=" + key)
+        assert body["outcome"].startswith("unavailable: "), body
+        seen.append(up)
+    assert a.running() and b.running()
+    own_redis.start()
+    back = set()
+
+    def both_back():
+        body, up = call("/store/try?key=" + key)
+        if body["outcome"] == "ok":
+            back.add(up)
+        return back == set(ups)
+    wait_for(both_back, timeout=scaled(15), what="both instances to use Redis again")
+    assert a.running() and b.running()
+    for s in (a, b):
+        assert "calls raise gorgon.Unavailable" in s.stderr_text() and "answers again" in s.stderr_text()
 
 
 def test_processes_mode_shares(server, redis_server):
@@ -124,6 +183,45 @@ def test_redis_down_at_start():
     assert "worker" not in err.lower(), err
 
 
+def test_shared_wait_gives_up():
+    """--shared-wait: no Redis at start, one line saying it waits, retries,
+    then the clear error and exit 1 once the time is up (not at once)."""
+    port = free_port()
+    t0 = time.monotonic()
+    out = run_gorgon(APP, "--bind", "127.0.0.1:%d" % free_port(), "--shared-url",
+                     "redis://127.0.0.1:%d/0" % port, "--shared-timeout", "0.5", "--shared-wait", "1.5")
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 1, out
+    err = out.stderr.decode()
+    lines = [x for x in err.splitlines() if "--shared-url" in x]
+    assert len(lines) == 2, err
+    assert "cannot connect to Redis at 127.0.0.1:%d" % port in lines[0], err
+    assert "trying again for up to 1.5s (--shared-wait)" in lines[0], err
+    assert "gave up after 1.5s" in lines[1], err
+    assert elapsed >= 1.5, elapsed
+    assert "worker" not in err.lower(), err
+    out = run_gorgon(APP, "--shared-url", "redis://127.0.0.1:%d/0" % port, "--shared-wait", "-1")
+    assert out.returncode == 2 and b"--shared-wait must be a number of seconds, at least 0" in out.stderr, out
+
+
+def test_shared_wait_until_redis_comes(server, own_redis):
+    """--shared-wait (here from GORGON_SHARED_WAIT): Redis started after
+    gorgon is found by a retry, and the server serves over it."""
+    own_redis.stop()
+    s = server(APP, *ARGS, "--shared-url", own_redis.url, "--shared-timeout", "0.5",
+               env={"GORGON_SHARED_WAIT": str(scaled(60))}, wait=None)
+    wait_for(lambda: "trying again for up to" in s.stderr_text(), timeout=scaled(20),
+             what="the line saying gorgon waits for Redis")
+    assert s.running()
+    own_redis.start()
+    s.wait_ready(timeout=scaled(30))
+    get_json(s, "/store/set?key=k1&value=3")
+    assert own_redis.command("EXISTS", b"gorgon:k:s\x02\x00\x00\x00k1") == b":1"
+    log = s.stderr_text()
+    assert log.count("trying again for up to") == 1, log
+    assert "answers after" in log, log
+
+
 def test_bad_url_is_refused():
     out = run_gorgon(APP, "--shared-url", "http://localhost:6379")
     assert out.returncode == 2 and b"--shared-url: expected redis://" in out.stderr, out
@@ -195,3 +293,69 @@ def test_keys_are_namespaced(redis_server, server):
     reply = redis_server.command("EXISTS", prefix.encode() + b"k:s\x02\x00\x00\x00k1")
     assert reply == b":1", reply
     assert get_json(s, "/store/get?key=k1")["value"] == 3
+
+
+def build_has_tls():
+    out = subprocess.run([sys.executable, "-c", "from gorgon import _gorgon; print(_gorgon._redis_tls)"],
+                         env=server_env(), capture_output=True, text=True, timeout=scaled(30))
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip() == "True"
+
+
+def test_rediss_refused_without_tls_support():
+    """A build whose hiredis has no TLS library refuses rediss:// at start,
+    saying why, with exit 1."""
+    if build_has_tls():
+        pytest.skip("this build has hiredis's TLS support (test_rediss covers rediss://)")
+    out = run_gorgon(APP, "--bind", "127.0.0.1:%d" % free_port(), "--shared-url",
+                     "rediss://127.0.0.1:%d/0" % free_port())
+    assert out.returncode == 1, out
+    assert b"--shared-url: rediss:// needs hiredis with TLS support" in out.stderr, out.stderr
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    """A redis-server with a TLS port that requires a client certificate,
+    certificates made with the openssl command; .tls_port, .certs."""
+    if REDIS_SERVER is None or shutil.which("openssl") is None:
+        pytest.skip("needs redis-server and the openssl command (scripts/bootstrap installs both)")
+    d = tmp_path / "certs"
+    d.mkdir()
+    make_cert(d, "ca", "gorgon test CA", None)
+    make_cert(d, "server", "localhost", "ca")  # for localhost and 127.0.0.1
+    make_cert(d, "client", "test client", "ca")
+    other = tmp_path / "other"
+    other.mkdir()
+    make_cert(other, "ca", "another CA", None)
+    port = free_port()
+    r = RedisServer(tmp_path, ["--tls-port", port, "--tls-cert-file", d / "server.pem", "--tls-key-file",
+                               d / "server.key", "--tls-ca-cert-file", d / "ca.pem"]).start()
+    r.tls_port, r.certs, r.other_ca = port, d, other / "ca.pem"
+    yield r
+    r.close()
+
+
+def test_rediss(server, tls_redis):
+    """rediss://: gorgon.shared and channels over TLS, the server checked
+    against ?ca= and a client certificate given with ?cert= and ?key=; a
+    server whose certificate another CA signed is refused at start."""
+    if not build_has_tls():
+        pytest.skip("this build's hiredis has no TLS support (libhiredis_ssl, hiredis 1.0 or later; "
+                    "Debian 13's has it: scripts/test-debian runs this test)")
+    c = tls_redis.certs
+    query = "?ca=%s&cert=%s&key=%s" % (c / "ca.pem", c / "client.pem", c / "client.key")
+    url = "rediss://127.0.0.1:%d/0%s" % (tls_redis.tls_port, query)
+    s = server(APP, *ARGS, "--shared-url", url)
+    assert "Redis at 127.0.0.1:%d" % tls_redis.tls_port in s.stderr_text()
+    get_json(s, "/store/set?key=k1&value=3")
+    assert tls_redis.command("EXISTS", b"gorgon:k:s\x02\x00\x00\x00k1") == b":1"
+    key = "ctr-" + uid()
+    assert [get_json(s, "/store/try?key=" + key)["value"] for _ in range(3)] == [1, 2, 3]
+    name = uid()
+    get_json(s, "/channel/send?name=%s&value=5" % name)
+    assert get_json(s, "/channel/recv?name=%s&t=5" % name)["value"] == 5
+
+    bad = "rediss://127.0.0.1:%d/0?ca=%s" % (tls_redis.tls_port, tls_redis.other_ca)
+    out = run_gorgon(APP, "--bind", "127.0.0.1:%d" % free_port(), "--shared-url", bad, "--shared-timeout", "2")
+    assert out.returncode == 1, out
+    assert b"TLS to Redis at 127.0.0.1:%d: the server's certificate: " % tls_redis.tls_port in out.stderr, out.stderr
