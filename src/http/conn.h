@@ -43,7 +43,7 @@ typedef struct {
     const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h),
                                            and to send proxy headers */
     int proxy_headers;        /* believe Forwarded / X-Forwarded-* from those peers */
-    struct ssl_ctx_st *tls_ctx; /* TCP listeners serve TLS (http/tls.h); NULL: plain */
+    struct gn_tls_server *tls; /* TCP listeners serve TLS (http/tls.h); NULL: plain */
 } gn_limits_t;
 
 /* How a bridge is driven. All callbacks run on the loop's thread. */

@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -199,11 +200,78 @@ void gn_tls_ctx_free(gn_tls_ctx_t *ctx)
     SSL_CTX_free(ctx);
 }
 
+/* ---- the context of new connections, and its reload ------------------------ */
+
+gn_tls_server_t *gn_tls_server_new(const gn_tls_opts_t *o, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = gn_tls_ctx_new(o, err, errlen);
+    if (ctx == NULL)
+        return NULL;
+    gn_tls_server_t *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        SSL_CTX_free(ctx);
+        snprintf(err, errlen, "TLS: out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&srv->mu, NULL);
+    srv->ctx = ctx;
+    atomic_init(&srv->gen, 1); /* a view starts at 0: it takes the context at once */
+    return srv;
+}
+
+int gn_tls_server_reload(gn_tls_server_t *srv, const gn_tls_opts_t *o, char *err, size_t errlen)
+{
+    SSL_CTX *fresh = gn_tls_ctx_new(o, err, errlen);
+    if (fresh == NULL)
+        return -1;
+    pthread_mutex_lock(&srv->mu);
+    SSL_CTX *old = srv->ctx;
+    srv->ctx = fresh;
+    atomic_fetch_add(&srv->gen, 1);
+    pthread_mutex_unlock(&srv->mu);
+    /* The loops and the connections that still use it hold references of
+     * their own: it goes when the last of them lets go. */
+    SSL_CTX_free(old);
+    return 0;
+}
+
+void gn_tls_server_free(gn_tls_server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    SSL_CTX_free(srv->ctx);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+}
+
+/* The loop's context for a new connection: its own reference, renewed when
+ * a reload made a newer one (the test is one relaxed load; a stale answer
+ * only means the next connection sees the new certificate). */
+static SSL_CTX *view_ctx(gn_tls_server_t *srv, gn_tls_view_t *v)
+{
+    if (v->ctx != NULL && atomic_load_explicit(&srv->gen, memory_order_relaxed) == v->gen)
+        return v->ctx;
+    pthread_mutex_lock(&srv->mu);
+    SSL_CTX_up_ref(srv->ctx);
+    SSL_CTX_free(v->ctx);
+    v->ctx = srv->ctx;
+    v->gen = atomic_load_explicit(&srv->gen, memory_order_relaxed);
+    pthread_mutex_unlock(&srv->mu);
+    return v->ctx;
+}
+
+void gn_tls_view_release(gn_tls_view_t *v)
+{
+    SSL_CTX_free(v->ctx);
+    v->ctx = NULL;
+    v->gen = 0;
+}
+
 /* ---- a connection --------------------------------------------------------- */
 
-int gn_tls_attach(gn_conn_t *c, gn_tls_ctx_t *ctx)
+int gn_tls_attach(gn_conn_t *c, gn_tls_server_t *srv, gn_tls_view_t *v)
 {
-    SSL *s = SSL_new(ctx);
+    SSL *s = SSL_new(view_ctx(srv, v));
     if (s == NULL || SSL_set_fd(s, c->fd) != 1) {
         SSL_free(s);
         ERR_clear_error();

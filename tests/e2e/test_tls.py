@@ -8,7 +8,9 @@ websockets, verifying the server against that CA.
 """
 import hashlib
 import json
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -16,7 +18,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled
+from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="needs the openssl command (scripts/bootstrap installs it)")
@@ -36,8 +38,8 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_cert(d, name, cn, signer):
-    (d / (name + ".ext")).write_text(EXT[name])
+def make_cert(d, name, cn, signer, kind=None):
+    (d / (name + ".ext")).write_text(EXT[kind or name])
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
     sign = ["-signkey", name + ".key"] if signer is None else ["-CA", "ca.pem", "-CAkey", "ca.key",
@@ -52,6 +54,7 @@ def certs(tmp_path_factory):
     make_cert(d, "ca", "gorgon test CA", None)
     make_cert(d, "server", "localhost", "ca")
     make_cert(d, "client", "test client", "ca")
+    make_cert(d, "server2", "localhost", "ca", kind="server")  # what a reload brings
     # The certificate followed by its chain, in one file.
     (d / "fullchain.pem").write_text((d / "server.pem").read_text() + (d / "ca.pem").read_text())
     openssl("pkey", "-in", "server.key", "-aes256", "-passout", "pass:s3cret", "-out", "server-enc.key", cwd=d)
@@ -298,3 +301,97 @@ def test_config_errors(certs, tmp_path):
     assert "--keyfile needs --certfile" in err
     err = bad_config(certs, *tls_args(certs, "--ssl-ciphers", "NO-SUCH-CIPHER"))
     assert "--ssl-ciphers" in err
+
+
+def served_cert(srv, ctx):
+    """The certificate a new connection is served (DER)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            return t.getpeercert(binary_form=True)
+
+
+def der(path):
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def reloads_finished(srv, mode):
+    """Reloads done, from the log: a line per reload in one process, a line
+    per process replaced with worker processes."""
+    text = srv.stderr_text()
+    if "--processes" in mode:
+        return len(re.findall(r"worker process \d+: pid \d+ serves", text))
+    return len(re.findall(r"reloaded in \d+ ms", text))
+
+
+@pytest.mark.parametrize("mode", [("--mode", "interpreters"), ("--mode", "interpreters", "--processes", "2")],
+                         ids=["interpreters", "processes-x-interpreters"])
+def test_sighup_reloads_the_certificate(server, certs, tmp_path, mode):
+    """SIGHUP reads --certfile/--keyfile again: new connections get the new
+    certificate, a connection opened before keeps its own (its request in
+    flight is answered); files that do not load leave the certificate in use,
+    with one log line."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(certs / "fullchain.pem", cert)
+    shutil.copy(certs / "server.key", key)
+    srv = server("router:app", "--certfile", cert, "--keyfile", key, "--workers", "2", *mode)
+    ctx = client_ctx(certs)
+    first, second = der(certs / "server.pem"), der(certs / "server2.pem")
+    assert first != second
+    assert served_cert(srv, ctx) == first
+    procs = 2 if "--processes" in mode else 1
+
+    def reload(what):
+        before = reloads_finished(srv, mode)
+        srv.send_signal(signal.SIGHUP)
+        wait_for(lambda: what in srv.stderr_text(), timeout=30, what=what)
+        wait_for(lambda: reloads_finished(srv, mode) >= before + procs, timeout=60, what="the reload")
+
+    marker = tmp_path / "started"
+    with TlsConn(srv, ctx) as old:
+        assert old.request("GET", "/hello").status == 200  # a keep-alive connection, before
+        old.request("GET", "/slow?s=%g&marker=%s" % (scaled(1), marker), read=False)
+        wait_for(marker.exists, timeout=30, what="the slow request to start")
+        shutil.copy(certs / "server2.pem", cert)
+        shutil.copy(certs / "server2.key", key)
+        reload("TLS certificate reloaded from %s" % cert)
+        assert old.response().status == 200  # answered over the connection's own TLS session
+        assert old.sock.getpeercert(binary_form=True) == first
+    for _ in range(4):  # on every worker the kernel picks
+        assert served_cert(srv, ctx) == second
+    with httpx.Client(verify=ctx) as client:
+        assert client.get(url(srv, "/hello")).text == "Hello, world!\n"
+
+    cert.write_text("not a certificate\n")
+    reload("TLS certificate not reloaded, the one in use stays: --certfile %s: not a PEM certificate" % cert)
+    for _ in range(4):
+        assert served_cert(srv, ctx) == second
+    assert srv.running()
+
+
+@pytest.mark.tsan
+def test_old_workers_take_the_new_certificate_when_the_application_reload_fails(server, certs, tmp_path):
+    """The reload of the application fails (its new code does not import), so
+    the workers already serving go on: they too hand the new certificate to
+    new connections, and their open connections keep working."""
+    app = tmp_path / "tlsapp.py"
+    app.write_text("def app(environ, start_response):\n"
+                   "    start_response('200 OK', [('Content-Length', '2')])\n"
+                   "    return [b'ok']\n")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(certs / "fullchain.pem", cert)
+    shutil.copy(certs / "server.key", key)
+    srv = server("tlsapp:app", "--pythonpath", tmp_path, "--certfile", cert, "--keyfile", key, "--workers", "2")
+    ctx = client_ctx(certs)
+    with TlsConn(srv, ctx) as old:
+        assert old.request("GET", "/").body == b"ok"
+        app.write_text("def app(environ, start_response:\n")
+        shutil.copy(certs / "server2.pem", cert)
+        shutil.copy(certs / "server2.key", key)
+        srv.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed, the old workers go on serving" in srv.stderr_text(), timeout=60,
+                 what="the failed reload")
+        assert "TLS certificate reloaded from" in srv.stderr_text()
+        for _ in range(6):
+            assert served_cert(srv, ctx) == der(certs / "server2.pem")
+        assert old.request("GET", "/").body == b"ok"  # idle through it all, still served
+        assert old.sock.getpeercert(binary_form=True) == der(certs / "server.pem")
