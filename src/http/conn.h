@@ -218,6 +218,10 @@ void gn_conn_let_go(gn_conn_t *c);
  * Returns 1 once it is consumed (the addresses are the client's now), 0 to
  * wait for more bytes, -1 after refusing and closing the connection. */
 int gn_conn__proxy_header(gn_conn_t *c);
+/* Internal (conn.c): reads into rbuf the PROXY header of a TLS connection,
+ * and not one byte past it (what follows is the TLS handshake, OpenSSL's to
+ * read from the socket). As read(): > 0, 0 for "would block", -1. */
+ssize_t gn_conn__proxy_read(gn_conn_t *c);
 /* The header timeout struck before a PROXY header came: log and close. */
 void gn_conn__proxy_timeout(gn_conn_t *c);
 /* Internal (conn.c, ws_conn.c): every change of c->state. */

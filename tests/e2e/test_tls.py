@@ -18,7 +18,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled, wait_for
+from conftest import PATTERN, Conn, free_port, in_threads, run_gorgon, scaled, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="needs the openssl command (scripts/bootstrap installs it)")
@@ -395,3 +395,134 @@ def test_old_workers_take_the_new_certificate_when_the_application_reload_fails(
             assert served_cert(srv, ctx) == der(certs / "server2.pem")
         assert old.request("GET", "/").body == b"ok"  # idle through it all, still served
         assert old.sock.getpeercert(binary_form=True) == der(certs / "server.pem")
+
+
+# ---- the PROXY protocol in front of TLS -------------------------------------------
+
+PROXY_V1 = b"PROXY TCP4 203.0.113.7 198.51.100.2 40001 443\r\n"
+PROXY_V2 = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + (12).to_bytes(2, "big") +
+            socket.inet_aton("203.0.113.9") + socket.inet_aton("198.51.100.2") +
+            (40002).to_bytes(2, "big") + (443).to_bytes(2, "big"))
+
+
+def echo_over(tls_sock):
+    """GET /echo on a TLS socket (an ssl.SSLSocket or a MemoryBIO pair)."""
+    tls_sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        got = tls_sock.recv(65536)
+        if not got:
+            break
+        data += got
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return json.loads(body)["environ"]
+
+
+class BioSocket:
+    """TLS over a socket through ssl.MemoryBIO: the test decides what goes
+    into each write, so the PROXY header and the ClientHello can share one."""
+
+    def __init__(self, sock, ctx, first=b""):
+        self.sock, self.inc, self.out = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname="localhost")
+        self.first = first
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+
+    def _flush(self):
+        data = self.first + self.out.read()
+        self.first = b""
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if data:
+            self.inc.write(data)
+        else:
+            self.inc.write_eof()
+
+    def sendall(self, data):
+        self.obj.write(data)
+        self._flush()
+
+    def recv(self, n):
+        while True:
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                self._fill()
+            except ssl.SSLZeroReturnError:
+                return b""
+
+
+def test_proxy_protocol_before_the_handshake(server, certs):
+    """A PROXY header (v1 or v2) in the clear, then the TLS handshake: sent
+    apart, or in one write with the ClientHello; the app sees the header's
+    client, and the connection is HTTPS."""
+    srv = server("router:app", *tls_args(certs), "--proxy-protocol", "--workers", "1")
+    ctx = client_ctx(certs)
+    for header, client in ((PROXY_V1, ("203.0.113.7", "40001")), (PROXY_V2, ("203.0.113.9", "40002"))):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+            s.sendall(header)
+            time.sleep(0.05)  # the header alone in the server's first read
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                env = echo_over(t)
+        assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == client
+        assert env["wsgi.url_scheme"] == "https"
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+            env = echo_over(BioSocket(s, ctx, first=header))  # header + ClientHello in one write
+        assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == client
+        # Byte by byte: the header is read whole before the handshake starts.
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+            for i in range(len(header)):
+                s.sendall(header[i:i + 1])
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                assert echo_over(t)["REMOTE_ADDR"] == client[0]
+
+
+def test_proxy_protocol_with_tls_refuses_what_it_refuses_without(server, certs):
+    """No header (a TLS client straight to the port) is refused as in the
+    clear, with one line and no answer; an HTTPS bind without the flag still
+    takes clients directly."""
+    srv = server("router:app", *tls_args(certs), "--proxy-protocol", "--workers", "1")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+        with pytest.raises((ssl.SSLError, OSError)):
+            client_ctx(certs).wrap_socket(s, server_hostname="localhost")
+    wait_for(lambda: "PROXY protocol: closing the connection" in srv.stderr_text(), timeout=10,
+             what="the log line")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+        s.sendall(PROXY_V1)
+        with client_ctx(certs).wrap_socket(s, server_hostname="localhost") as t:
+            assert echo_over(t)["REMOTE_ADDR"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize("send", ["send-proxy", "send-proxy-v2"])
+def test_tls_passed_through_haproxy_with_a_proxy_header(server, certs, tmp_path, send):
+    """HAProxy in TCP mode in front (TLS passed through, a PROXY header sent
+    before it): the client's TLS ends in gorgon, and the app sees the
+    client's own address."""
+    from test_proxy_protocol import haproxy
+    srv = server("router:app", *tls_args(certs), "--proxy-protocol")
+    port = free_port()
+    with haproxy(tmp_path, srv.port, [("tls", "127.0.0.1:%d" % port, send)]) as proc:
+        deadline = time.monotonic() + scaled(10)
+        while True:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "haproxy did not start"
+                time.sleep(0.05)
+        with client_ctx(certs).wrap_socket(s, server_hostname="localhost") as t:
+            env = echo_over(t)
+            client_port = t.getsockname()[1]
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("127.0.0.1", str(client_port))
+    assert env["wsgi.url_scheme"] == "https"
