@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http/conn.h"
@@ -326,17 +327,6 @@ static int failed(gn_conn_t *c, int r, int handshake, int writing)
         return 0;
     case SSL_ERROR_ZERO_RETURN:
         return -1; /* the client's close_notify, or its end of stream */
-    case SSL_ERROR_SSL: {
-        unsigned long e = ERR_peek_error();
-        if (handshake && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST) {
-            answer_plain_http(c);
-            log_failure(c, handshake);
-            c->tls_ready = 0;
-            return -2; /* the rest of the request is still to be drained */
-        }
-        log_failure(c, handshake);
-        break;
-    }
     default:
         log_failure(c, handshake);
         break;
@@ -348,11 +338,37 @@ static int failed(gn_conn_t *c, int r, int handshake, int writing)
     return -1;
 }
 
+/*
+ * Whether the client's first byte, not read yet, starts a plain HTTP request:
+ * a TLS record starts with its type (0x16 for a handshake) and an SSLv2
+ * ClientHello with the high bit set, a request with its method's first
+ * letter. Looked at before OpenSSL reads anything, as nginx does, so every
+ * method gets the same answer (OpenSSL itself recognises only a few).
+ */
+static int plain_http_first(gn_conn_t *c)
+{
+    unsigned char b;
+    if (BIO_number_read(SSL_get_rbio(c->tls)) != 0 || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
+        return 0;
+    return b >= 'A' && b <= 'Z';
+}
+
 ssize_t gn_tls_read(gn_conn_t *c, char *p, size_t n)
 {
     SSL *s = c->tls;
     c->tls_want = 0;
     if (!c->tls_ready) {
+        if (plain_http_first(c)) {
+            answer_plain_http(c);
+            if (gn_log_enabled(GN_LOG_DEBUG)) {
+                char host[64];
+                int port = 0;
+                gn_conn_peer(c, host, sizeof(host), &port);
+                gn_log(GN_LOG_DEBUG, "TLS handshake with %s port %d failed: a plain HTTP request, answered 400",
+                       host, port);
+            }
+            return -2; /* the rest of the request is still to be drained */
+        }
         int r = SSL_do_handshake(s);
         if (r != 1)
             return failed(c, r, 1, 0);

@@ -190,10 +190,18 @@ def test_plain_http_on_tls_port(server, certs):
         assert r.status == 400 and b"HTTPS" in r.body
         c.wait_closed()
         assert not c.reset
+    # Every method gets the 400, not only those OpenSSL itself recognises.
+    for method in ("DELETE", "OPTIONS", "PATCH", "CONNECT"):
+        with Conn(srv) as c:
+            c.send(method.encode() + b" /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = c.response()
+            assert r.status == 400 and b"HTTPS" in r.body, method
+            c.wait_closed()
     # Garbage that is not HTTP either: closed, nothing else affected.
-    with Conn(srv) as c:
-        c.send(b"\x16\x03\x01\x00\x05hello-not-tls")
-        c.wait_closed()
+    for garbage in (b"\x16\x03\x01\x00\x05hello-not-tls", b"\x00\x01binary", b"hello\r\n"):
+        with Conn(srv) as c:
+            c.send(garbage)
+            assert not c.wait_closed().startswith(b"HTTP/"), garbage  # at most a TLS alert
     with httpx.Client(verify=client_ctx(certs)) as client:
         assert client.get(url(srv, "/hello")).text == "Hello, world!\n"
     log = srv.stderr_text()
@@ -203,8 +211,16 @@ def test_plain_http_on_tls_port(server, certs):
 
 def test_stalled_handshake_is_dropped_and_blocks_nobody(server, certs):
     srv = server("router:app", *tls_args(certs), "--header-timeout", "1", workers=1)
-    stalled = [Conn(srv) for _ in range(3)]
+    stalled = [Conn(srv) for _ in range(4)]
     stalled[0].send(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+    # A whole ClientHello: the server answers it and waits for the client's
+    # Finished, which never comes.
+    out = ssl.MemoryBIO()
+    hello = client_ctx(certs).wrap_bio(ssl.MemoryBIO(), out, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        hello.do_handshake()
+    stalled[1].send(out.read())
+    assert stalled[1]._fill(time.monotonic() + scaled(10), "the ServerHello")
     try:
         start = time.monotonic()
         with httpx.Client(verify=client_ctx(certs)) as client:
