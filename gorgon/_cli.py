@@ -356,7 +356,7 @@ def add_tls_options(p):
 
 
 def check_tls(args):
-    """The TLS options that need --certfile, or that cannot go together."""
+    """The TLS options that need --certfile, and --cert-reqs that needs --ca-certs."""
     if not args.certfile:
         given = [f for f, v in (("--keyfile", args.keyfile), ("--keyfile-password", args.keyfile_password),
                                 ("--ca-certs", args.ca_certs), ("--ssl-ciphers", args.ssl_ciphers)) if v]
@@ -366,9 +366,6 @@ def check_tls(args):
     if args.cert_reqs != "none" and not args.ca_certs:
         build_parser().error("--cert-reqs %s needs --ca-certs (the CAs that sign client certificates)"
                              % args.cert_reqs)
-    if args.proxy_protocol or args.proxy_protocol_bind:
-        build_parser().error("the PROXY protocol and TLS on the same listener are not supported: "
-                             "terminate TLS in the proxy, or drop --proxy-protocol")
 
 
 def split_list(values, env_flag):

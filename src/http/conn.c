@@ -319,6 +319,8 @@ static ssize_t read_more(gn_conn_t *c)
     if (c->rlen == c->rcap && grow_rbuf(c) < 0)
         return -1;
     if (c->tls) {
+        if (c->proxy_wait)
+            return gn_conn__proxy_read(c);
         ssize_t n = gn_tls_read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n > 0)
             c->rlen += (size_t)n;

@@ -43,7 +43,7 @@ typedef struct {
     const struct gn_trust *proxy_trust; /* peers allowed to send one (http/proxy.h),
                                            and to send proxy headers */
     int proxy_headers;        /* believe Forwarded / X-Forwarded-* from those peers */
-    struct ssl_ctx_st *tls_ctx; /* TCP listeners serve TLS (http/tls.h); NULL: plain */
+    struct gn_tls_server *tls; /* TCP listeners serve TLS (http/tls.h); NULL: plain */
 } gn_limits_t;
 
 /* How a bridge is driven. All callbacks run on the loop's thread. */
@@ -218,6 +218,10 @@ void gn_conn_let_go(gn_conn_t *c);
  * Returns 1 once it is consumed (the addresses are the client's now), 0 to
  * wait for more bytes, -1 after refusing and closing the connection. */
 int gn_conn__proxy_header(gn_conn_t *c);
+/* Internal (conn.c): reads into rbuf the PROXY header of a TLS connection,
+ * and not one byte past it (what follows is the TLS handshake, OpenSSL's to
+ * read from the socket). As read(): > 0, 0 for "would block", -1. */
+ssize_t gn_conn__proxy_read(gn_conn_t *c);
 /* The header timeout struck before a PROXY header came: log and close. */
 void gn_conn__proxy_timeout(gn_conn_t *c);
 /* Internal (conn.c, ws_conn.c): every change of c->state. */

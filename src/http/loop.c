@@ -170,8 +170,8 @@ static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
                        int proxy, struct ssl_st *tls)
 {
     gn_conn_t *c = gn_conn_new(loop, fd, peer, len);
-    if (c == NULL || (tls == NULL && peer->sa_family != AF_UNIX && loop->limits->tls_ctx != NULL &&
-                      gn_tls_attach(c, loop->limits->tls_ctx) < 0)) {
+    if (c == NULL || (tls == NULL && peer->sa_family != AF_UNIX && loop->limits->tls != NULL &&
+                      gn_tls_attach(c, loop->limits->tls, &loop->tls_view) < 0)) {
         gn_log(GN_LOG_ERROR, "worker %d: out of memory for a connection", loop->worker_id);
         if (c) {
             gn_conn_close(c);
@@ -581,5 +581,6 @@ void gn_loop_destroy(gn_loop_t *loop)
     if (loop->epfd >= 0)
         close(loop->epfd);
     loop->wake_fd = loop->epfd = -1;
+    gn_tls_view_release(&loop->tls_view);
     pthread_mutex_destroy(&loop->app_mu);
 }

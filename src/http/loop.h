@@ -12,6 +12,7 @@
 
 #include "http/conn.h"
 #include "http/stats.h"
+#include "http/tls.h"
 
 /* Monotonic clock in seconds. */
 double gn_now(void);
@@ -35,6 +36,7 @@ struct gn_loop {
 
     const gn_limits_t *limits;
     const gn_handler_t *handler;
+    gn_tls_view_t tls_view; /* this loop's reference to the TLS context (http/tls.h) */
     double now;       /* monotonic seconds, refreshed once per iteration */
     double next_scan;
 

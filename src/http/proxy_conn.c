@@ -5,7 +5,9 @@
  * bridges and the logs; anything else closes the connection with one log
  * line, without an HTTP answer (the peer is a proxy, not an HTTP client).
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "http/conn.h"
 #include "http/loop.h"
@@ -58,4 +60,36 @@ void gn_conn__proxy_timeout(gn_conn_t *c)
 {
     refuse(c, c->rlen ? "incomplete PROXY header at the header timeout"
                       : "no PROXY header within the header timeout");
+}
+
+/*
+ * Over TLS the header comes in the clear and the handshake right after it,
+ * so the header is read without reading past it: the waiting bytes are
+ * peeked at, and only those that belong to the header are taken. While the
+ * header is incomplete every byte that came is part of it (a v1 line up to
+ * its LF, a v2 block up to the length its first 16 bytes give), so each
+ * round takes all it peeked and a level-triggered event never fires again
+ * for bytes left in the socket.
+ */
+ssize_t gn_conn__proxy_read(gn_conn_t *c)
+{
+    size_t room = c->rcap - c->rlen;
+    ssize_t n;
+    do
+        n = recv(c->fd, c->rbuf + c->rlen, room, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN)
+        return 0;
+    if (n <= 0)
+        return -1;
+    gn_proxy_header_t h;
+    int whole = gn_proxy_parse(c->rbuf, c->rlen + (size_t)n, &h);
+    size_t take = whole > 0 ? (size_t)whole - c->rlen : (size_t)n; /* an invalid one is refused on it */
+    do
+        n = recv(c->fd, c->rbuf + c->rlen, take, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return -1; /* the bytes just peeked are there: only an error ends here */
+    c->rlen += (size_t)n;
+    return n;
 }

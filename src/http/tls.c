@@ -5,8 +5,10 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http/conn.h"
@@ -199,11 +201,78 @@ void gn_tls_ctx_free(gn_tls_ctx_t *ctx)
     SSL_CTX_free(ctx);
 }
 
+/* ---- the context of new connections, and its reload ------------------------ */
+
+gn_tls_server_t *gn_tls_server_new(const gn_tls_opts_t *o, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = gn_tls_ctx_new(o, err, errlen);
+    if (ctx == NULL)
+        return NULL;
+    gn_tls_server_t *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        SSL_CTX_free(ctx);
+        snprintf(err, errlen, "TLS: out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&srv->mu, NULL);
+    srv->ctx = ctx;
+    atomic_init(&srv->gen, 1); /* a view starts at 0: it takes the context at once */
+    return srv;
+}
+
+int gn_tls_server_reload(gn_tls_server_t *srv, const gn_tls_opts_t *o, char *err, size_t errlen)
+{
+    SSL_CTX *fresh = gn_tls_ctx_new(o, err, errlen);
+    if (fresh == NULL)
+        return -1;
+    pthread_mutex_lock(&srv->mu);
+    SSL_CTX *old = srv->ctx;
+    srv->ctx = fresh;
+    atomic_fetch_add(&srv->gen, 1);
+    pthread_mutex_unlock(&srv->mu);
+    /* The loops and the connections that still use it hold references of
+     * their own: it goes when the last of them lets go. */
+    SSL_CTX_free(old);
+    return 0;
+}
+
+void gn_tls_server_free(gn_tls_server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    SSL_CTX_free(srv->ctx);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+}
+
+/* The loop's context for a new connection: its own reference, renewed when
+ * a reload made a newer one (the test is one relaxed load; a stale answer
+ * only means the next connection sees the new certificate). */
+static SSL_CTX *view_ctx(gn_tls_server_t *srv, gn_tls_view_t *v)
+{
+    if (v->ctx != NULL && atomic_load_explicit(&srv->gen, memory_order_relaxed) == v->gen)
+        return v->ctx;
+    pthread_mutex_lock(&srv->mu);
+    SSL_CTX_up_ref(srv->ctx);
+    SSL_CTX_free(v->ctx);
+    v->ctx = srv->ctx;
+    v->gen = atomic_load_explicit(&srv->gen, memory_order_relaxed);
+    pthread_mutex_unlock(&srv->mu);
+    return v->ctx;
+}
+
+void gn_tls_view_release(gn_tls_view_t *v)
+{
+    SSL_CTX_free(v->ctx);
+    v->ctx = NULL;
+    v->gen = 0;
+}
+
 /* ---- a connection --------------------------------------------------------- */
 
-int gn_tls_attach(gn_conn_t *c, gn_tls_ctx_t *ctx)
+int gn_tls_attach(gn_conn_t *c, gn_tls_server_t *srv, gn_tls_view_t *v)
 {
-    SSL *s = SSL_new(ctx);
+    SSL *s = SSL_new(view_ctx(srv, v));
     if (s == NULL || SSL_set_fd(s, c->fd) != 1) {
         SSL_free(s);
         ERR_clear_error();
@@ -258,17 +327,6 @@ static int failed(gn_conn_t *c, int r, int handshake, int writing)
         return 0;
     case SSL_ERROR_ZERO_RETURN:
         return -1; /* the client's close_notify, or its end of stream */
-    case SSL_ERROR_SSL: {
-        unsigned long e = ERR_peek_error();
-        if (handshake && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST) {
-            answer_plain_http(c);
-            log_failure(c, handshake);
-            c->tls_ready = 0;
-            return -2; /* the rest of the request is still to be drained */
-        }
-        log_failure(c, handshake);
-        break;
-    }
     default:
         log_failure(c, handshake);
         break;
@@ -280,11 +338,37 @@ static int failed(gn_conn_t *c, int r, int handshake, int writing)
     return -1;
 }
 
+/*
+ * Whether the client's first byte, not read yet, starts a plain HTTP request:
+ * a TLS record starts with its type (0x16 for a handshake) and an SSLv2
+ * ClientHello with the high bit set, a request with its method's first
+ * letter. Looked at before OpenSSL reads anything, as nginx does, so every
+ * method gets the same answer (OpenSSL itself recognises only a few).
+ */
+static int plain_http_first(gn_conn_t *c)
+{
+    unsigned char b;
+    if (BIO_number_read(SSL_get_rbio(c->tls)) != 0 || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
+        return 0;
+    return b >= 'A' && b <= 'Z';
+}
+
 ssize_t gn_tls_read(gn_conn_t *c, char *p, size_t n)
 {
     SSL *s = c->tls;
     c->tls_want = 0;
     if (!c->tls_ready) {
+        if (plain_http_first(c)) {
+            answer_plain_http(c);
+            if (gn_log_enabled(GN_LOG_DEBUG)) {
+                char host[64];
+                int port = 0;
+                gn_conn_peer(c, host, sizeof(host), &port);
+                gn_log(GN_LOG_DEBUG, "TLS handshake with %s port %d failed: a plain HTTP request, answered 400",
+                       host, port);
+            }
+            return -2; /* the rest of the request is still to be drained */
+        }
         int r = SSL_do_handshake(s);
         if (r != 1)
             return failed(c, r, 1, 0);

@@ -1,8 +1,9 @@
 /*
- * TLS on a connection, with OpenSSL. One SSL_CTX per server, made once by
- * the supervisor and shared read-only by every worker (OpenSSL allows that
- * across threads); one SSL per connection, driven without blocking from the
- * worker's event loop. The connection code reads through gn_tls_read() and
+ * TLS on a connection, with OpenSSL. One SSL_CTX per server, made by the
+ * supervisor and shared read-only by every worker (OpenSSL allows that
+ * across threads), replaced as a whole when SIGHUP reloads the certificate
+ * (gn_tls_server_t); one SSL per connection, driven without blocking from
+ * the worker's event loop. The connection code reads through gn_tls_read() and
  * its output queue is sent through gn_tls_write() when c->tls is set; the
  * plaintext path never reaches this file.
  *
@@ -13,6 +14,8 @@
 #ifndef GN_HTTP_TLS_H
 #define GN_HTTP_TLS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -39,8 +42,41 @@ typedef struct {
 gn_tls_ctx_t *gn_tls_ctx_new(const gn_tls_opts_t *o, char *err, size_t errlen);
 void gn_tls_ctx_free(gn_tls_ctx_t *ctx);
 
-/* A new server-side SSL on c->fd (c->tls); -1 when out of memory. */
-int gn_tls_attach(gn_conn_t *c, gn_tls_ctx_t *ctx);
+/*
+ * The server's context, which a reload replaces while connections are
+ * served. New connections get the newest; a connection keeps the context it
+ * started with to its end (its SSL holds a reference), so a reload cuts
+ * nothing. Each loop holds its own reference too (gn_tls_view_t) and looks
+ * for a newer context with one atomic load per accepted connection; the
+ * mutex is taken only when there is one.
+ */
+typedef struct gn_tls_server {
+    pthread_mutex_t mu;
+    gn_tls_ctx_t *ctx;   /* the newest; changed under mu */
+    atomic_uint gen;     /* bumped under mu with each new ctx */
+} gn_tls_server_t;
+
+/* A loop's reference to the context it hands to new connections. */
+typedef struct {
+    gn_tls_ctx_t *ctx; /* NULL until the first connection */
+    unsigned gen;
+} gn_tls_view_t;
+
+/* The server from the files in o; NULL with one line in err (as gn_tls_ctx_new). */
+gn_tls_server_t *gn_tls_server_new(const gn_tls_opts_t *o, char *err, size_t errlen);
+/*
+ * Reads the files in o again and makes the result the context of new
+ * connections. 0; -1 with one line in err, and the old context kept, when
+ * the new files are not usable.
+ */
+int gn_tls_server_reload(gn_tls_server_t *srv, const gn_tls_opts_t *o, char *err, size_t errlen);
+void gn_tls_server_free(gn_tls_server_t *srv);
+/* Lets go of a loop's reference (when the loop ends). */
+void gn_tls_view_release(gn_tls_view_t *v);
+
+/* A new server-side SSL on c->fd (c->tls) from srv's newest context, as
+ * seen through the loop's view v; -1 when out of memory. */
+int gn_tls_attach(gn_conn_t *c, gn_tls_server_t *srv, gn_tls_view_t *v);
 /*
  * Handshake, then decrypted bytes into p. Returns > 0 bytes, 0 for "would
  * block" (c->tls_want says which way), -1 for end of stream or an error.

@@ -280,7 +280,7 @@ void gn_config_free(gn_config_t *cfg)
     char *strs[] = {o->certfile, o->keyfile, o->password, o->ca_certs, o->cert_reqs, o->ciphers, o->min_version};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(strs[i]);
-    gn_tls_ctx_free(cfg->limits.tls_ctx);
+    gn_tls_server_free(cfg->limits.tls);
     if (cfg->limits.proxy_trust) {
         gn_trust_t *t = (gn_trust_t *)cfg->limits.proxy_trust;
         gn_trust_free(t);

@@ -251,8 +251,10 @@ static void handle_signal(pool_t *p, int sig)
     case SIGHUP:
         if (p->hooks) /* from the supervisor: a new process replaces this one */
             retire_all(p);
-        else if (!p->stopping)
+        else if (!p->stopping) {
+            gn_plan_reload_tls(p->plan);
             p->reload_wanted = 1;
+        }
         return;
     case SIGUSR1:
         gn_log(GN_LOG_INFO, "SIGUSR1 received: the logs go to stderr and stdout, there is no log file to reopen");

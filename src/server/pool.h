@@ -26,6 +26,14 @@ typedef struct {
                          * blocked, taken synchronously */
 } gn_plan_t;
 
+/*
+ * SIGHUP, before the workers are replaced: --certfile, --keyfile and
+ * --ca-certs are read again, and new connections get the new context (open
+ * ones keep theirs). Files that are not usable leave the old context in use,
+ * with one log line. Nothing without TLS. Defined in supervisor.c.
+ */
+void gn_plan_reload_tls(gn_plan_t *plan);
+
 /* How a pool in a forked child tells the supervisor about its start. */
 typedef struct {
     void (*ready)(void *arg);                                /* every worker serves */

@@ -222,6 +222,9 @@ static void on_signal(procs_t *ps, int sig)
         if (ps->stopping || !ps->running)
             return;
         gn_log(GN_LOG_INFO, "SIGHUP received: reloading the application, one worker process at a time");
+        /* Children forked from now on inherit the new context; the old
+         * ones serve with theirs until they are replaced. */
+        gn_plan_reload_tls(ps->plan);
         memset(ps->roll_wanted, 1 + GN_RESTART_RELOAD, ps->n);
         return;
     }

@@ -218,16 +218,30 @@ static int setup_tls(gn_plan_t *plan)
     if (o->certfile == NULL)
         return 0;
     char err[1024];
-    gn_tls_ctx_t *ctx = gn_tls_ctx_new(o, err, sizeof(err));
-    if (ctx == NULL) {
+    gn_tls_server_t *tls = gn_tls_server_new(o, err, sizeof(err));
+    if (tls == NULL) {
         gn_log(GN_LOG_CRITICAL, "%s", err);
         return -1;
     }
-    plan->cfg.limits.tls_ctx = ctx;
+    plan->cfg.limits.tls = tls;
     gn_log(GN_LOG_INFO, "TLS on TCP binds: %s, TLS %s or newer, client certificates %s", o->certfile,
            o->min_version && o->min_version[0] ? o->min_version : "1.2",
            o->cert_reqs && o->cert_reqs[0] ? o->cert_reqs : "none");
     return 0;
+}
+
+void gn_plan_reload_tls(gn_plan_t *plan)
+{
+    const gn_tls_opts_t *o = &plan->cfg.tls;
+    if (plan->cfg.limits.tls == NULL)
+        return;
+    char err[1024];
+    if (gn_tls_server_reload(plan->cfg.limits.tls, o, err, sizeof(err)) < 0) {
+        gn_log(GN_LOG_ERROR, "TLS certificate not reloaded, the one in use stays: %s", err);
+        return;
+    }
+    gn_log(GN_LOG_INFO, "TLS certificate reloaded from %s: new connections get it, open ones keep theirs",
+           o->certfile);
 }
 
 static int run(gn_plan_t *plan)

@@ -8,6 +8,7 @@ websockets, verifying the server against that CA.
 """
 import hashlib
 import json
+import re
 import shutil
 import signal
 import socket
@@ -17,7 +18,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PATTERN, Conn, in_threads, run_gorgon, scaled, wait_for
+from conftest import PATTERN, Conn, free_port, in_threads, run_gorgon, scaled, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="needs the openssl command (scripts/bootstrap installs it)")
@@ -37,8 +38,8 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_cert(d, name, cn, signer):
-    (d / (name + ".ext")).write_text(EXT[name])
+def make_cert(d, name, cn, signer, kind=None):
+    (d / (name + ".ext")).write_text(EXT[kind or name])
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
     sign = ["-signkey", name + ".key"] if signer is None else ["-CA", "ca.pem", "-CAkey", "ca.key",
@@ -53,6 +54,7 @@ def certs(tmp_path_factory):
     make_cert(d, "ca", "gorgon test CA", None)
     make_cert(d, "server", "localhost", "ca")
     make_cert(d, "client", "test client", "ca")
+    make_cert(d, "server2", "localhost", "ca", kind="server")  # what a reload brings
     # The certificate followed by its chain, in one file.
     (d / "fullchain.pem").write_text((d / "server.pem").read_text() + (d / "ca.pem").read_text())
     openssl("pkey", "-in", "server.key", "-aes256", "-passout", "pass:s3cret", "-out", "server-enc.key", cwd=d)
@@ -188,10 +190,18 @@ def test_plain_http_on_tls_port(server, certs):
         assert r.status == 400 and b"HTTPS" in r.body
         c.wait_closed()
         assert not c.reset
+    # Every method gets the 400, not only those OpenSSL itself recognises.
+    for method in ("DELETE", "OPTIONS", "PATCH", "CONNECT"):
+        with Conn(srv) as c:
+            c.send(method.encode() + b" /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = c.response()
+            assert r.status == 400 and b"HTTPS" in r.body, method
+            c.wait_closed()
     # Garbage that is not HTTP either: closed, nothing else affected.
-    with Conn(srv) as c:
-        c.send(b"\x16\x03\x01\x00\x05hello-not-tls")
-        c.wait_closed()
+    for garbage in (b"\x16\x03\x01\x00\x05hello-not-tls", b"\x00\x01binary", b"hello\r\n"):
+        with Conn(srv) as c:
+            c.send(garbage)
+            assert not c.wait_closed().startswith(b"HTTP/"), garbage  # at most a TLS alert
     with httpx.Client(verify=client_ctx(certs)) as client:
         assert client.get(url(srv, "/hello")).text == "Hello, world!\n"
     log = srv.stderr_text()
@@ -201,8 +211,16 @@ def test_plain_http_on_tls_port(server, certs):
 
 def test_stalled_handshake_is_dropped_and_blocks_nobody(server, certs):
     srv = server("router:app", *tls_args(certs), "--header-timeout", "1", workers=1)
-    stalled = [Conn(srv) for _ in range(3)]
+    stalled = [Conn(srv) for _ in range(4)]
     stalled[0].send(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+    # A whole ClientHello: the server answers it and waits for the client's
+    # Finished, which never comes.
+    out = ssl.MemoryBIO()
+    hello = client_ctx(certs).wrap_bio(ssl.MemoryBIO(), out, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        hello.do_handshake()
+    stalled[1].send(out.read())
+    assert stalled[1]._fill(time.monotonic() + scaled(10), "the ServerHello")
     try:
         start = time.monotonic()
         with httpx.Client(verify=client_ctx(certs)) as client:
@@ -317,3 +335,228 @@ def test_config_errors(certs, tmp_path):
     assert "--keyfile needs --certfile" in err
     err = bad_config(certs, *tls_args(certs, "--ssl-ciphers", "NO-SUCH-CIPHER"))
     assert "--ssl-ciphers" in err
+
+
+def served_cert(srv, ctx):
+    """The certificate a new connection is served (DER)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            return t.getpeercert(binary_form=True)
+
+
+def der(path):
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def reloads_finished(srv, mode):
+    """Reloads done, from the log: a line per reload in one process, a line
+    per process replaced with worker processes."""
+    text = srv.stderr_text()
+    if "--processes" in mode:
+        return len(re.findall(r"worker process \d+: pid \d+ serves", text))
+    return len(re.findall(r"reloaded in \d+ ms", text))
+
+
+@pytest.mark.parametrize("mode", [("--mode", "interpreters"), ("--mode", "interpreters", "--processes", "2")],
+                         ids=["interpreters", "processes-x-interpreters"])
+def test_sighup_reloads_the_certificate(server, certs, tmp_path, mode):
+    """SIGHUP reads --certfile/--keyfile again: new connections get the new
+    certificate, a connection opened before keeps its own (its request in
+    flight is answered); files that do not load leave the certificate in use,
+    with one log line."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(certs / "fullchain.pem", cert)
+    shutil.copy(certs / "server.key", key)
+    srv = server("router:app", "--certfile", cert, "--keyfile", key, "--workers", "2", *mode)
+    ctx = client_ctx(certs)
+    first, second = der(certs / "server.pem"), der(certs / "server2.pem")
+    assert first != second
+    assert served_cert(srv, ctx) == first
+    procs = 2 if "--processes" in mode else 1
+
+    def reload(what):
+        before = reloads_finished(srv, mode)
+        srv.send_signal(signal.SIGHUP)
+        wait_for(lambda: what in srv.stderr_text(), timeout=30, what=what)
+        wait_for(lambda: reloads_finished(srv, mode) >= before + procs, timeout=60, what="the reload")
+
+    marker = tmp_path / "started"
+    with TlsConn(srv, ctx) as old:
+        assert old.request("GET", "/hello").status == 200  # a keep-alive connection, before
+        old.request("GET", "/slow?s=%g&marker=%s" % (scaled(1), marker), read=False)
+        wait_for(marker.exists, timeout=30, what="the slow request to start")
+        shutil.copy(certs / "server2.pem", cert)
+        shutil.copy(certs / "server2.key", key)
+        reload("TLS certificate reloaded from %s" % cert)
+        assert old.response().status == 200  # answered over the connection's own TLS session
+        assert old.sock.getpeercert(binary_form=True) == first
+    for _ in range(4):  # on every worker the kernel picks
+        assert served_cert(srv, ctx) == second
+    with httpx.Client(verify=ctx) as client:
+        assert client.get(url(srv, "/hello")).text == "Hello, world!\n"
+
+    cert.write_text("not a certificate\n")
+    reload("TLS certificate not reloaded, the one in use stays: --certfile %s: not a PEM certificate" % cert)
+    for _ in range(4):
+        assert served_cert(srv, ctx) == second
+    assert srv.running()
+
+
+@pytest.mark.tsan
+def test_old_workers_take_the_new_certificate_when_the_application_reload_fails(server, certs, tmp_path):
+    """The reload of the application fails (its new code does not import), so
+    the workers already serving go on: they too hand the new certificate to
+    new connections, and their open connections keep working."""
+    app = tmp_path / "tlsapp.py"
+    app.write_text("def app(environ, start_response):\n"
+                   "    start_response('200 OK', [('Content-Length', '2')])\n"
+                   "    return [b'ok']\n")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(certs / "fullchain.pem", cert)
+    shutil.copy(certs / "server.key", key)
+    srv = server("tlsapp:app", "--pythonpath", tmp_path, "--certfile", cert, "--keyfile", key, "--workers", "2")
+    ctx = client_ctx(certs)
+    with TlsConn(srv, ctx) as old:
+        assert old.request("GET", "/").body == b"ok"
+        app.write_text("def app(environ, start_response:\n")
+        shutil.copy(certs / "server2.pem", cert)
+        shutil.copy(certs / "server2.key", key)
+        srv.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed, the old workers go on serving" in srv.stderr_text(), timeout=60,
+                 what="the failed reload")
+        assert "TLS certificate reloaded from" in srv.stderr_text()
+        for _ in range(6):
+            assert served_cert(srv, ctx) == der(certs / "server2.pem")
+        assert old.request("GET", "/").body == b"ok"  # idle through it all, still served
+        assert old.sock.getpeercert(binary_form=True) == der(certs / "server.pem")
+
+
+# ---- the PROXY protocol in front of TLS -------------------------------------------
+
+PROXY_V1 = b"PROXY TCP4 203.0.113.7 198.51.100.2 40001 443\r\n"
+PROXY_V2 = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + (12).to_bytes(2, "big") +
+            socket.inet_aton("203.0.113.9") + socket.inet_aton("198.51.100.2") +
+            (40002).to_bytes(2, "big") + (443).to_bytes(2, "big"))
+
+
+def echo_over(tls_sock):
+    """GET /echo on a TLS socket (an ssl.SSLSocket or a MemoryBIO pair)."""
+    tls_sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        got = tls_sock.recv(65536)
+        if not got:
+            break
+        data += got
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return json.loads(body)["environ"]
+
+
+class BioSocket:
+    """TLS over a socket through ssl.MemoryBIO: the test decides what goes
+    into each write, so the PROXY header and the ClientHello can share one."""
+
+    def __init__(self, sock, ctx, first=b""):
+        self.sock, self.inc, self.out = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname="localhost")
+        self.first = first
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+
+    def _flush(self):
+        data = self.first + self.out.read()
+        self.first = b""
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if data:
+            self.inc.write(data)
+        else:
+            self.inc.write_eof()
+
+    def sendall(self, data):
+        self.obj.write(data)
+        self._flush()
+
+    def recv(self, n):
+        while True:
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                self._fill()
+            except ssl.SSLZeroReturnError:
+                return b""
+
+
+def test_proxy_protocol_before_the_handshake(server, certs):
+    """A PROXY header (v1 or v2) in the clear, then the TLS handshake: sent
+    apart, or in one write with the ClientHello; the app sees the header's
+    client, and the connection is HTTPS."""
+    srv = server("router:app", *tls_args(certs), "--proxy-protocol", "--workers", "1")
+    ctx = client_ctx(certs)
+    for header, client in ((PROXY_V1, ("203.0.113.7", "40001")), (PROXY_V2, ("203.0.113.9", "40002"))):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+            s.sendall(header)
+            time.sleep(0.05)  # the header alone in the server's first read
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                env = echo_over(t)
+        assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == client
+        assert env["wsgi.url_scheme"] == "https"
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+            env = echo_over(BioSocket(s, ctx, first=header))  # header + ClientHello in one write
+        assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == client
+        # Byte by byte: the header is read whole before the handshake starts.
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+            for i in range(len(header)):
+                s.sendall(header[i:i + 1])
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                assert echo_over(t)["REMOTE_ADDR"] == client[0]
+
+
+def test_proxy_protocol_with_tls_refuses_what_it_refuses_without(server, certs):
+    """No header (a TLS client straight to the port) is refused as in the
+    clear, with one line and no answer; an HTTPS bind without the flag still
+    takes clients directly."""
+    srv = server("router:app", *tls_args(certs), "--proxy-protocol", "--workers", "1")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+        with pytest.raises((ssl.SSLError, OSError)):
+            client_ctx(certs).wrap_socket(s, server_hostname="localhost")
+    wait_for(lambda: "PROXY protocol: closing the connection" in srv.stderr_text(), timeout=10,
+             what="the log line")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=scaled(10)) as s:
+        s.sendall(PROXY_V1)
+        with client_ctx(certs).wrap_socket(s, server_hostname="localhost") as t:
+            assert echo_over(t)["REMOTE_ADDR"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize("send", ["send-proxy", "send-proxy-v2"])
+def test_tls_passed_through_haproxy_with_a_proxy_header(server, certs, tmp_path, send):
+    """HAProxy in TCP mode in front (TLS passed through, a PROXY header sent
+    before it): the client's TLS ends in gorgon, and the app sees the
+    client's own address."""
+    from test_proxy_protocol import haproxy
+    srv = server("router:app", *tls_args(certs), "--proxy-protocol")
+    port = free_port()
+    with haproxy(tmp_path, srv.port, [("tls", "127.0.0.1:%d" % port, send)]) as proc:
+        deadline = time.monotonic() + scaled(10)
+        while True:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "haproxy did not start"
+                time.sleep(0.05)
+        with client_ctx(certs).wrap_socket(s, server_hostname="localhost") as t:
+            env = echo_over(t)
+            client_port = t.getsockname()[1]
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("127.0.0.1", str(client_port))
+    assert env["wsgi.url_scheme"] == "https"
