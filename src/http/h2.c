@@ -364,6 +364,7 @@ static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
         gn_stat_request(c->loop->stats, gn_stat_method(sc->req.method.base, sc->req.method.len), sc->status,
                         c->loop->now - sc->buf->started);
         c->loop->served++;
+        c->requests++;
     }
     if (!st->closed && h->s)
         nghttp2_session_set_stream_user_data(h->s, st->id, NULL);
@@ -693,7 +694,15 @@ int gn_h2__step(gn_conn_t *c)
         gn_conn_close(c);
         return 0;
     }
-    c->deadline = h->n_streams ? 0 : loop->now + (c->requests || loop->served ? loop->limits->keepalive_timeout : loop->limits->header_timeout);
+    /* Idle: the keep-alive timeout (the head timeout before a first
+     * request). Streams open: none, as for an HTTP/1.1 request being
+     * answered, unless output waits for a client that does not read. */
+    if (h->n_streams == 0)
+        c->deadline = loop->now + (c->requests ? loop->limits->keepalive_timeout : loop->limits->header_timeout);
+    else if (c->out_count == 0)
+        c->deadline = 0;
+    else if (c->deadline == 0 || got > 0 || h->moved)
+        c->deadline = loop->now + loop->limits->io_timeout;
     uint32_t ev = c->out_count ? EPOLLOUT : 0;
     if (!h->failed && c->out_bytes < hw)
         ev |= EPOLLIN | EPOLLRDHUP;
@@ -704,7 +713,7 @@ int gn_h2__step(gn_conn_t *c)
 void gn_h2__timeout(gn_conn_t *c)
 {
     gn_h2_t *h = c->h2;
-    if (h && h->n_streams) {
+    if (h && h->n_streams && c->out_count == 0) {
         c->deadline = 0;
         return;
     }

@@ -372,6 +372,11 @@ def test_curl_prior_knowledge(server):
     out = subprocess.run([curl, "-s", "http://127.0.0.1:%d/proto" % srv.port], capture_output=True,
                          text=True, timeout=scaled(20))
     assert out.stdout == "HTTP/1.1"
+    # Upgrade: h2c is not taken up: the answer is HTTP/1.1's.
+    out = subprocess.run([curl, "-s", "--http2", "-w", "\n%{http_version}",
+                          "http://127.0.0.1:%d/proto" % srv.port], capture_output=True, text=True,
+                         timeout=scaled(20))
+    assert out.stdout == "HTTP/1.1\n1.1"
 
 
 # ---- conformance (RFC 9113, RFC 7541): exact error codes ----------------
