@@ -379,7 +379,11 @@ static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
     free(st->path);
     free(st->authority);
     free(st->pend);
-    free(st);
+    /* Freed with the loop's closed connections, after the current batch:
+     * the bridge call that ended the stream may still be on the stack. */
+    sc->prev = NULL;
+    sc->next = c->loop->dead;
+    c->loop->dead = sc;
 }
 
 static void dispatch(gn_h2_stream_t *st)

@@ -6,6 +6,7 @@ httpx with its http2 extra over TLS, and curl --http2-prior-knowledge. The
 conformance cases (RFC 9113, RFC 7541) assert the exact GOAWAY or RST_STREAM
 error code the server sends.
 """
+import os
 import shutil
 import signal
 import socket
@@ -274,7 +275,7 @@ def test_goaway_on_sigterm_finishes_streams(server, kind):
     srv.send_signal(signal.SIGTERM)
     c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=30)
     got = [(c.responses[s]["headers"], bytes(c.responses[s]["data"])) for s in sids]
-    assert all(d == b"slow done" for _h, d in got), got
+    assert all(d == b"slow done" for _h, d in got), (got, srv.describe())
     assert c.wait_goaway() is not None and c.goaway[0] == NO_ERROR
     assert c.goaway[1] >= max(sids)
     assert srv.wait_exit(20) == 0
@@ -357,25 +358,28 @@ def test_http_2_only(server, certs):
     assert got in (None, "refused")
 
 
+def curl_run(args):
+    # Not under the sanitizer tiers' LD_PRELOAD, which is the server's.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    return subprocess.run(args, capture_output=True, text=True, timeout=scaled(20), env=env)
+
+
 def test_curl_prior_knowledge(server):
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("needs curl (scripts/bootstrap installs it)")
-    if "HTTP2" not in subprocess.run([curl, "--version"], capture_output=True, text=True).stdout:
+    if "HTTP2" not in curl_run([curl, "--version"]).stdout:
         pytest.skip("this curl has no HTTP/2 (no nghttp2)")
     srv = server(APPS["wsgi"])
-    out = subprocess.run([curl, "-s", "--http2-prior-knowledge", "-w", "\n%{http_version}",
-                          "http://127.0.0.1:%d/proto" % srv.port], capture_output=True, text=True,
-                         timeout=scaled(20))
+    out = curl_run([curl, "-s", "--http2-prior-knowledge", "-w", "\n%{http_version}",
+                    "http://127.0.0.1:%d/proto" % srv.port])
     assert out.stdout == "HTTP/2\n2"
     # HTTP/1.1 on the same port.
-    out = subprocess.run([curl, "-s", "http://127.0.0.1:%d/proto" % srv.port], capture_output=True,
-                         text=True, timeout=scaled(20))
+    out = curl_run([curl, "-s", "http://127.0.0.1:%d/proto" % srv.port])
     assert out.stdout == "HTTP/1.1"
     # Upgrade: h2c is not taken up: the answer is HTTP/1.1's.
-    out = subprocess.run([curl, "-s", "--http2", "-w", "\n%{http_version}",
-                          "http://127.0.0.1:%d/proto" % srv.port], capture_output=True, text=True,
-                         timeout=scaled(20))
+    out = curl_run([curl, "-s", "--http2", "-w", "\n%{http_version}",
+                    "http://127.0.0.1:%d/proto" % srv.port])
     assert out.stdout == "HTTP/1.1\n1.1"
 
 
