@@ -17,7 +17,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-missing-field-initialize
 CSTD := -std=c11 -D_GNU_SOURCE
 OPT ?= -O2 -g
 CFLAGS_EXT := $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -I$(PY_INCLUDE) -Isrc $(EXTRA_CFLAGS)
-LDFLAGS_EXT := -shared -pthread -lz -lssl -lcrypto -lhiredis $(EXTRA_LDFLAGS)
+LDFLAGS_EXT := -shared -pthread -lz -lssl -lcrypto -lnghttp2 -lhiredis $(EXTRA_LDFLAGS)
 # rediss:// (--shared-url over TLS) when hiredis has its TLS library
 # (libhiredis_ssl, hiredis 1.0 or later); without it, rediss:// is refused
 # with that reason. HIREDIS_SSL=no builds without it on purpose.

@@ -19,9 +19,10 @@ setup(
             sources=sources,
             include_dirs=["src"],
             define_macros=[("_GNU_SOURCE", None)],
-            # zlib: WebSocket permessage-deflate; OpenSSL: TLS; hiredis:
-            # --shared-url (Debian: zlib1g-dev, libssl-dev, libhiredis-dev)
-            libraries=["z", "ssl", "crypto", "hiredis"],
+            # zlib: WebSocket permessage-deflate; OpenSSL: TLS; nghttp2:
+            # HTTP/2; hiredis: --shared-url (Debian: zlib1g-dev, libssl-dev,
+            # libnghttp2-dev, libhiredis-dev)
+            libraries=["z", "ssl", "crypto", "nghttp2", "hiredis"],
             extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden"],
         )
     ]

@@ -222,6 +222,9 @@ def build_parser():
     p.add_argument("--interface", choices=["auto", "wsgi", "asgi"], default=env_default("--interface", "auto"),
                    help="application interface; auto: ASGI if the app is a coroutine function or "
                    "has an async __call__, else WSGI")
+    p.add_argument("--http", choices=["auto", "1", "2"], default=env_default("--http", "auto"),
+                   help="HTTP versions served: auto (HTTP/1.1, and HTTP/2 by ALPN h2 on TLS or by its "
+                   "preface in the clear, h2c), 1 (HTTP/1.1 only), 2 (HTTP/2 only)")
     p.add_argument("--lifespan", choices=["auto", "on", "off"], default=env_default("--lifespan", "auto"),
                    help="ASGI lifespan events: auto runs them if the app supports them")
     p.add_argument("--root-path", default=env_default("--root-path", ""), metavar="PATH",
@@ -431,6 +434,7 @@ def make_config(args):
         "workers": args.workers,
         "interface": args.interface,
         "lifespan": args.lifespan,
+        "http": {"auto": 0, "1": 1, "2": 2}[args.http],
         "root_path": args.root_path,
         "sys_path": sys_path,
         "log_level": args.log_level,

@@ -11,6 +11,7 @@
 
 #include "bridges/asgi_internal.h"
 #include "bridges/common.h"
+#include "http/h2.h"
 #include "server/log.h"
 
 #define TICK_SECONDS 0.25
@@ -200,11 +201,12 @@ static int intern_scope_keys(gn_asgi_t *a)
     a->v_http = PyUnicode_InternFromString("http");
     a->v_http11 = PyUnicode_InternFromString("1.1");
     a->v_http10 = PyUnicode_InternFromString("1.0");
+    a->v_http2 = PyUnicode_InternFromString("2");
     a->s_receive = PyUnicode_InternFromString("receive");
     a->s_send = PyUnicode_InternFromString("send");
     a->s_done_cb = PyUnicode_InternFromString("_done");
     a->s_done = PyUnicode_InternFromString("done");
-    return a->v_http && a->v_http11 && a->v_http10 && a->s_receive && a->s_send && a->s_done_cb && a->s_done
+    return a->v_http && a->v_http11 && a->v_http10 && a->v_http2 && a->s_receive && a->s_send && a->s_done_cb && a->s_done
                ? 0
                : -1;
 }
@@ -228,7 +230,7 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
     PyObject *state = a->state ? PyDict_Copy(a->state) : PyDict_New();
     int i = 0;
     if (set_key(a, s, i++, Py_NewRef(a->v_http)) || set_key(a, s, i++, Py_NewRef(a->asgi_info)) ||
-        set_key(a, s, i++, Py_NewRef(r->minor_version ? a->v_http11 : a->v_http10)) ||
+        set_key(a, s, i++, Py_NewRef(r->minor_version == GN_HTTP2_VERSION ? a->v_http2 : r->minor_version ? a->v_http11 : a->v_http10)) ||
         set_key(a, s, i++, PyUnicode_DecodeLatin1(r->method.base, (Py_ssize_t)r->method.len, NULL)) ||
         set_key(a, s, i++, gn_conn_https(c) ? PyUnicode_FromString("https") : Py_NewRef(a->v_http)) ||
         set_key(a, s, i++, gn_bridge_decode_path(r->path.base, r->path.len, 1)) ||
@@ -629,6 +631,7 @@ void gn_asgi_free(gn_asgi_t *a)
     Py_CLEAR(a->v_http);
     Py_CLEAR(a->v_http11);
     Py_CLEAR(a->v_http10);
+    Py_CLEAR(a->v_http2);
     Py_CLEAR(a->s_receive);
     Py_CLEAR(a->s_send);
     Py_CLEAR(a->s_done_cb);

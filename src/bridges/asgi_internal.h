@@ -29,7 +29,7 @@ struct gn_asgi {
     PyObject *sha1, *b64encode; /* for Sec-WebSocket-Accept, loaded lazily */
     PyObject *ready_none;       /* an awaitable already done with None */
     PyObject *scope_keys[GN_ASGI_SCOPE_KEYS]; /* interned, see asgi.c */
-    PyObject *v_http, *v_http11, *v_http10;
+    PyObject *v_http, *v_http11, *v_http10, *v_http2;
     PyObject *s_receive, *s_send, *s_done_cb, *s_done; /* names looked up per request */
     PyObject *ws_extensions;    /* {"websocket.http.response": {}} */
     /* interned keys */

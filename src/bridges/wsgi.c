@@ -15,6 +15,7 @@
 #include "bridges/wsgi_internal.h"
 #include "http/loop.h"
 #include "http/response.h"
+#include "http/h2.h"
 #include "server/log.h"
 
 static const char *const common_headers[GN_WSGI_COMMON_HEADERS] = {
@@ -41,7 +42,7 @@ static int make_keys(gn_wsgi_t *w)
         intern(&w->k_content_length, "CONTENT_LENGTH") || intern(&w->k_input, "wsgi.input") ||
         intern(&w->k_url_scheme, "wsgi.url_scheme") ||
         intern(&w->v_get, "GET") || intern(&w->v_post, "POST") || intern(&w->v_head, "HEAD") ||
-        intern(&w->v_http10, "HTTP/1.0") || intern(&w->v_http11, "HTTP/1.1") || intern(&w->s_write, "write"))
+        intern(&w->v_http10, "HTTP/1.0") || intern(&w->v_http11, "HTTP/1.1") || intern(&w->v_http2, "HTTP/2") || intern(&w->s_write, "write"))
         return -1;
     for (int i = 0; i < GN_WSGI_COMMON_HEADERS; i++) {
         char key[64] = "HTTP_";
@@ -136,7 +137,7 @@ void gn_wsgi_free(gn_wsgi_t *w)
                          &w->k_method, &w->k_path, &w->k_query, &w->k_raw_uri, &w->k_protocol,
                          &w->k_server_name, &w->k_server_port, &w->k_remote_addr,
                          &w->k_remote_port, &w->k_content_type, &w->k_content_length,
-                         &w->k_input, &w->k_url_scheme, &w->v_get, &w->v_post, &w->v_head, &w->v_http10, &w->v_http11};
+                         &w->k_input, &w->k_url_scheme, &w->v_get, &w->v_post, &w->v_head, &w->v_http10, &w->v_http11, &w->v_http2};
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)
         Py_CLEAR(*objs[i]);
     for (int i = 0; i < GN_WSGI_COMMON_HEADERS; i++)
@@ -286,12 +287,12 @@ static PyObject *build_environ(gn_wsgi_t *w, gn_wsgi_req_t *req)
     char host[64];
     int port;
     gn_conn_peer(c, host, sizeof(host), &port);
-    int has_body = r->content_length >= 0 || (r->flags & GN_REQ_CHUNKED);
+    int has_body = r->content_length >= 0 || (r->flags & GN_REQ_CHUNKED) || c->body.len > 0; /* HTTP/2: END_STREAM ends it */
     if (set_item(env, w->k_method, method_str(w, r->method)) < 0 ||
         set_item(env, w->k_path, gn_bridge_decode_path(r->path.base, r->path.len, 0)) < 0 ||
         set_item(env, w->k_query, latin1_str(r->query.base, r->query.len)) < 0 ||
         set_item(env, w->k_raw_uri, latin1_str(r->target.base, r->target.len)) < 0 ||
-        PyDict_SetItem(env, w->k_protocol, r->minor_version ? w->v_http11 : w->v_http10) < 0 ||
+        PyDict_SetItem(env, w->k_protocol, r->minor_version == GN_HTTP2_VERSION ? w->v_http2 : r->minor_version ? w->v_http11 : w->v_http10) < 0 ||
         set_item(env, w->k_remote_addr, PyUnicode_FromString(host)) < 0 ||
         set_item(env, w->k_remote_port, port_str(port)) < 0 || add_server(w, env, c) < 0 ||
         add_headers(w, env, c) < 0 ||

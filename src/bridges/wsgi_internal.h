@@ -24,7 +24,7 @@ struct gn_wsgi {
     PyObject *k_method, *k_path, *k_query, *k_raw_uri, *k_protocol, *k_server_name,
         *k_server_port, *k_remote_addr, *k_remote_port, *k_content_type, *k_content_length,
         *k_input;
-    PyObject *v_get, *v_post, *v_head, *v_http10, *v_http11;
+    PyObject *v_get, *v_post, *v_head, *v_http10, *v_http11, *v_http2;
     gn_wsgi_hkey_t common[GN_WSGI_COMMON_HEADERS];
     unsigned worker_id;
     struct gn_wsgi_req *free_reqs;

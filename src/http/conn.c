@@ -6,6 +6,7 @@
  */
 #include "http/conn.h"
 #include "http/forwarded.h"
+#include "http/h2.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,7 +40,7 @@ static void begin_linger(gn_conn_t *c);
 static const unsigned char gauge_of_state[] = {
     [GN_CONN_READ_HEAD] = GN_CG_IDLE,      [GN_CONN_READ_BODY] = GN_CG_READING,
     [GN_CONN_RESPOND] = GN_CG_RESPONDING,  [GN_CONN_DRAIN] = GN_CG_SENDING,
-    [GN_CONN_WEBSOCKET] = GN_CG_WEBSOCKET, [GN_CONN_LINGER] = GN_CG_CLOSING,
+    [GN_CONN_WEBSOCKET] = GN_CG_WEBSOCKET, [GN_CONN_H2] = GN_CG_IDLE, [GN_CONN_LINGER] = GN_CG_CLOSING,
     [GN_CONN_CLOSED] = GN_CG_NONE,
 };
 
@@ -195,7 +196,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     memcpy(&c->peer, peer, len);
     c->peer_len = len;
     gn_body_init(&c->body);
-    set_state(c, GN_CONN_READ_HEAD);
+    set_state(c, loop->limits->http == GN_HTTP_ONLY2 ? GN_CONN_H2 : GN_CONN_READ_HEAD);
     /* A new client is expected to send a request: the head timer runs. */
     c->deadline = loop->now + loop->limits->header_timeout;
     c->next = loop->conns;
@@ -225,6 +226,8 @@ void gn_conn_close(gn_conn_t *c)
         c->loop->handler->on_abort(c, c->loop->handler->ctx);
     gn_conn__ws_free(c); /* reports a lost WebSocket to its bridge */
     set_state(c, GN_CONN_CLOSED);
+    if (c->h2)
+        gn_h2__free(c); /* after CLOSED: a stream's bridge may call back */
     gn_conn__out_release_all(c);
     gn_loop__watch(c->loop, c, 0);
     if (c->tls)
@@ -429,6 +432,14 @@ static void try_parse_head(gn_conn_t *c)
         return;
     }
     if (r != GN_PARSE_INCOMPLETE) {
+        /* Not HTTP/1.1: the HTTP/2 preface, on a connection's first bytes? */
+        int h2 = c->requests == 0 && c->loop->limits->http != GN_HTTP_ONLY1 ? gn_h2_preface(c->rbuf, c->rlen) : -1;
+        if (h2 == 0)
+            return; /* a part of it: wait for the rest */
+        if (h2 > 0) {
+            set_state(c, GN_CONN_H2);
+            return;
+        }
         send_error(c, -r);
         return;
     }
@@ -570,8 +581,6 @@ static int step_head(gn_conn_t *c)
 
 /* ---- after a response ------------------------------------------------- */
 
-static void access_log(gn_conn_t *c);
-
 static void begin_linger(gn_conn_t *c)
 {
     /* Closing with unread input makes the kernel send RST, which can destroy
@@ -587,7 +596,7 @@ static void begin_linger(gn_conn_t *c)
 static void next_request(gn_conn_t *c)
 {
     if (c->status > 0 && c->loop->limits->access_log)
-        access_log(c);
+        gn_conn__access_log(c);
     /* A request refused before its head was whole has no method of its
      * own (the slice is not this request's) and took no time to answer. */
     int parsed = c->head_len > 0;
@@ -793,6 +802,7 @@ static void drive(gn_conn_t *c)
                 next_request(c);
             break;
         case GN_CONN_WEBSOCKET: go = gn_conn__ws_step(c); break;
+        case GN_CONN_H2: go = gn_h2__step(c); break;
         case GN_CONN_LINGER: go = step_linger(c); break;
         case GN_CONN_CLOSED: go = 0; c->redrive = 0; break;
         }
@@ -830,6 +840,10 @@ void gn_conn_on_timeout(gn_conn_t *c)
         return;
     if (c->state == GN_CONN_WEBSOCKET) {
         gn_conn__ws_timeout(c);
+        return;
+    }
+    if (c->state == GN_CONN_H2) {
+        gn_h2__timeout(c);
         return;
     }
     if (c->proxy_wait) {
@@ -889,6 +903,10 @@ void gn_conn_shutdown(gn_conn_t *c)
         gn_conn__ws_shutdown(c);
         return;
     }
+    if (c->state == GN_CONN_H2) {
+        drive(c); /* GOAWAY; the streams begun are finished */
+        return;
+    }
     c->keepalive = 0;
     if (c->state == GN_CONN_READ_HEAD && c->rlen == 0) {
         c->yield = 0;
@@ -911,13 +929,19 @@ int gn_conn_stopping(const gn_conn_t *c)
 void gn_conn_want_body(gn_conn_t *c)
 {
     c->want_body = 1;
-    drive(c);
+    if (c->h2s)
+        gn_h2__kick(c);
+    else
+        drive(c);
 }
 
 void gn_conn_want_writable(gn_conn_t *c)
 {
     c->out_blocked = 1; /* on_writable once the queue has drained */
-    drive(c);
+    if (c->h2s)
+        gn_h2__kick(c);
+    else
+        drive(c);
 }
 
 void gn_conn__linger(gn_conn_t *c)
@@ -932,17 +956,28 @@ void gn_conn_watch_hangup(gn_conn_t *c)
 
 void gn_conn_resume(gn_conn_t *c)
 {
-    drive(c);
+    if (c->h2s)
+        gn_h2__kick(c);
+    else
+        drive(c);
 }
 
 void gn_conn_response_done(gn_conn_t *c)
 {
+    if (c->h2s) {
+        gn_h2__done(c, 0);
+        return;
+    }
     c->bridge = NULL;
     set_state(c, GN_CONN_DRAIN);
 }
 
 void gn_conn_response_abort(gn_conn_t *c)
 {
+    if (c->h2s) {
+        gn_h2__done(c, 1);
+        return;
+    }
     c->bridge = NULL;
     c->keepalive = 0;
     set_state(c, GN_CONN_DRAIN);
@@ -1013,16 +1048,16 @@ static gn_slice_t header_value(const gn_conn_t *c, const char *name)
 }
 
 /* Combined log format, like nginx's and gunicorn's default. */
-static void access_log(gn_conn_t *c)
+void gn_conn__access_log(gn_conn_t *c)
 {
     char host[64], when[64], line[4096];
     log_peer(c, host, sizeof(host));
     gn_http_log_time(when, sizeof(when));
     gn_slice_t ref = header_value(c, "referer"), ua = header_value(c, "user-agent");
-    int n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\"\n",
+    int n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/%s\" %d %llu \"%.*s\" \"%.*s\"\n",
                      host, when, (int)c->req.method.len, c->req.method.base,
                      (int)(c->req.target.len > 2000 ? 2000 : c->req.target.len), c->req.target.base,
-                     c->req.minor_version, c->status, (unsigned long long)c->sent_body,
+                     c->req.minor_version == GN_HTTP2_VERSION ? "2.0" : c->req.minor_version ? "1.1" : "1.0", c->status, (unsigned long long)c->sent_body,
                      (int)(ref.len > 500 ? 500 : ref.len), ref.base, (int)(ua.len > 500 ? 500 : ua.len),
                      ua.base);
     if (n > 0)

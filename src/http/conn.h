@@ -44,6 +44,7 @@ typedef struct {
                                            and to send proxy headers */
     int proxy_headers;        /* believe Forwarded / X-Forwarded-* from those peers */
     struct gn_tls_server *tls; /* TCP listeners serve TLS (http/tls.h); NULL: plain */
+    int http;                 /* --http: GN_HTTP_AUTO, _ONLY1 or _ONLY2 (http/h2.h) */
 } gn_limits_t;
 
 /* How a bridge is driven. All callbacks run on the loop's thread. */
@@ -99,6 +100,7 @@ enum gn_conn_state {
     GN_CONN_RESPOND,   /* the bridge is producing the response */
     GN_CONN_DRAIN,     /* response complete, output still queued */
     GN_CONN_WEBSOCKET, /* upgraded: frames both ways (http/ws_conn.c) */
+    GN_CONN_H2,        /* HTTP/2: streams are requests (http/h2.c) */
     GN_CONN_LINGER,    /* write side shut, discarding input before close */
     GN_CONN_CLOSED,
 };
@@ -201,6 +203,11 @@ struct gn_conn {
     unsigned char tls_want;  /* EPOLLIN / EPOLLOUT the SSL waits for, besides
                                 what the state machine watches */
     unsigned tls_pend;       /* a write to repeat with this many bytes */
+
+    /* HTTP/2 (http/h2.h): h2 is a connection's session once it is one;
+     * h2s is set on the gn_conn_t of a stream, which has no socket. */
+    struct gn_h2 *h2;
+    struct gn_h2_stream *h2s;
 };
 
 /* ---- for the loop ---- */
@@ -224,7 +231,13 @@ int gn_conn__proxy_header(gn_conn_t *c);
 ssize_t gn_conn__proxy_read(gn_conn_t *c);
 /* The header timeout struck before a PROXY header came: log and close. */
 void gn_conn__proxy_timeout(gn_conn_t *c);
-/* Internal (conn.c, ws_conn.c): every change of c->state. */
+/* Internal (output.c, h2.c): copy up to n queued bytes from the front of
+ * the queue (file ranges read); then drop n bytes from it. */
+ssize_t gn_conn__gather(gn_conn_t *c, char *dst, size_t n);
+void gn_conn__advance(gn_conn_t *c, size_t n);
+/* Internal (h2.c): the access-log line of c's request. */
+void gn_conn__access_log(gn_conn_t *c);
+/* Internal (conn.c, ws_conn.c, h2.c): every change of c->state. */
 void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state);
 /* Runs the connection's state machine after an event; may free it. */
 void gn_conn_on_event(gn_conn_t *c, uint32_t events);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "http/conn.h"
+#include "http/h2.h"
 #include "http/loop.h"
 #include "http/tls.h"
 
@@ -275,6 +276,8 @@ static int flush_tls(gn_conn_t *c)
 
 int gn_conn_flush(gn_conn_t *c)
 {
+    if (c->h2s) /* an HTTP/2 stream: its connection sends */
+        return gn_h2__flush(c);
     if (c->tls)
         return flush_tls(c);
     while (c->out_count) {
@@ -311,6 +314,10 @@ int gn_conn_flush(gn_conn_t *c)
 
 int gn_conn_flush_blocking(gn_conn_t *c, size_t keep)
 {
+    /* XXX An HTTP/2 stream does not wait here (the connection's other
+     * streams would wait with it): WSGI's write() callable queues. */
+    if (c->h2s)
+        return gn_h2__flush(c);
     gn_loop_t *loop = c->loop;
     double deadline = gn_now() + loop->limits->io_timeout;
     for (;;) {
@@ -337,6 +344,16 @@ int gn_conn_flush_blocking(gn_conn_t *c, size_t keep)
             return -1;
         }
     }
+}
+
+ssize_t gn_conn__gather(gn_conn_t *c, char *dst, size_t n)
+{
+    return gather(c, dst, n);
+}
+
+void gn_conn__advance(gn_conn_t *c, size_t n)
+{
+    advance(c, n);
 }
 
 void gn_conn__out_release_all(gn_conn_t *c)

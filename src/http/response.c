@@ -100,10 +100,11 @@ void gn_http_framing(gn_framing_t *f, int status, int is_head, int minor_version
         f->length = known_length;
         f->add_length = 1;
     } else if (!f->no_body) {
-        if (minor_version >= 1)
+        if (minor_version == 1)
             f->chunked = 1;
-        else
+        else if (minor_version == 0)
             f->close = 1;
+        /* else HTTP/2 (http/h2.h): the stream's end ends the body */
     }
 }
 

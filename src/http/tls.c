@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http/h2.h"
 #include "http/conn.h"
 #include "server/log.h"
 
@@ -47,16 +48,16 @@ static int password_cb(char *buf, int size, int rwflag, void *arg)
     return (int)n;
 }
 
-/* ALPN: http/1.1 when the client offers it. An h2 server would prefer "h2"
- * here and look at gn_tls_alpn() once the handshake is done. */
+/* ALPN: the protocols of --http, h2 first (arg: their wire list). The
+ * connection turns to HTTP/2 when the client's preface comes. */
 static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                        unsigned int inlen, void *arg)
 {
     (void)s;
-    (void)arg;
-    static const unsigned char ours[] = "\x08http/1.1";
+    const unsigned char *ours = arg;
     unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, ours, (unsigned)strlen((const char *)ours), in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK; /* go on without ALPN */
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -185,7 +186,9 @@ gn_tls_ctx_t *gn_tls_ctx_new(const gn_tls_opts_t *o, char *err, size_t errlen)
      * OpenSSL's 20,480, each holding a KB or two. */
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_sess_set_cache_size(ctx, 1024);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    static const char both[] = "\x02h2\x08http/1.1", h1[] = "\x08http/1.1", h2[] = "\x02h2";
+    const char *alpn = o->http == GN_HTTP_ONLY1 ? h1 : o->http == GN_HTTP_ONLY2 ? h2 : both;
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)alpn);
     if (set_versions(ctx, o, err, errlen) < 0 || load_pair(ctx, o, err, errlen) < 0 ||
         set_verify(ctx, o, err, errlen) < 0) {
         SSL_CTX_free(ctx);

@@ -7,9 +7,9 @@
  * its output queue is sent through gn_tls_write() when c->tls is set; the
  * plaintext path never reaches this file.
  *
- * The negotiated protocol (ALPN) is read with gn_tls_alpn(): today only
- * http/1.1 is offered, and a second protocol (h2) would be chosen there
- * once the handshake completes, before the first request is parsed.
+ * ALPN offers h2 and http/1.1 (as --http says); the connection becomes
+ * HTTP/2 when the client's preface arrives (http/h2.h), and
+ * gn_tls_alpn() says what was chosen.
  */
 #ifndef GN_HTTP_TLS_H
 #define GN_HTTP_TLS_H
@@ -32,6 +32,7 @@ typedef struct {
     char *cert_reqs;   /* "none", "optional" or "required" */
     char *ciphers;     /* OpenSSL cipher list for TLS 1.2 */
     char *min_version; /* "1.2" or "1.3" */
+    int http;          /* --http (http/h2.h): the protocols ALPN offers */
 } gn_tls_opts_t;
 
 /*

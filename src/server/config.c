@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/h2.h"
 #include "http/proxy.h"
 #include "server/log.h"
 
@@ -40,8 +41,9 @@ static int get_opt_str(PyObject *dict, const char *key, char **out)
     return *out ? 0 : (PyErr_NoMemory(), -1);
 }
 
-static int get_tls(gn_tls_opts_t *t, PyObject *dict)
+static int get_tls(gn_tls_opts_t *t, PyObject *dict, int http)
 {
+    t->http = http;
     return get_opt_str(dict, "certfile", &t->certfile) || get_opt_str(dict, "keyfile", &t->keyfile) ||
                    get_opt_str(dict, "keyfile_password", &t->password) ||
                    get_opt_str(dict, "ca_certs", &t->ca_certs) || get_opt_str(dict, "cert_reqs", &t->cert_reqs) ||
@@ -141,6 +143,14 @@ static int get_limits(gn_limits_t *lim, PyObject *dict)
     if (PyDict_GetItemString(dict, "ws_per_message_deflate") && get_long(dict, "ws_per_message_deflate", &deflate))
         return -1;
     lim->ws_deflate = deflate != 0;
+    long long http = GN_HTTP_AUTO;
+    if (PyDict_GetItemString(dict, "http") && get_long(dict, "http", &http))
+        return -1;
+    if (http != GN_HTTP_AUTO && http != GN_HTTP_ONLY1 && http != GN_HTTP_ONLY2) {
+        PyErr_SetString(PyExc_ValueError, "gorgon config: http must be 0 (auto), 1 or 2");
+        return -1;
+    }
+    lim->http = (int)http;
     if (get_double(dict, "ws_ping_interval", &lim->ws_ping_interval) ||
         get_double(dict, "header_timeout", &lim->header_timeout) ||
         get_double(dict, "keep_alive", &lim->keepalive_timeout) ||
@@ -217,7 +227,7 @@ int gn_config_from_dict(gn_config_t *cfg, PyObject *dict)
         get_long(dict, "max_requests", &max_req) || get_double(dict, "timeout", &cfg->timeout) ||
         get_long(dict, "max_worker_memory", &max_mem) || get_long(dict, "max_requests_jitter", &jitter) ||
         get_proxy(&cfg->limits, dict, cfg->n_binds) || get_long_or(dict, "uid", -1, &cfg->uid) ||
-        get_long_or(dict, "gid", -1, &cfg->gid) || get_tls(&cfg->tls, dict) ||
+        get_long_or(dict, "gid", -1, &cfg->gid) || get_tls(&cfg->tls, dict, cfg->limits.http) ||
         get_str(dict, "metrics_bind", &cfg->metrics_bind))
         goto error;
     if (positive(max_req + 1, "max_requests + 1") || positive(jitter + 1, "max_requests_jitter + 1"))

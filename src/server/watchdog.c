@@ -151,7 +151,7 @@ static void answer(gn_worker_t *w, gn_conn_t *c, double timeout)
     const gn_request_t *r = &c->req;
     int method_len = (int)(r->method.len > 16 ? 16 : r->method.len);
     int target_len = (int)(r->target.len > 200 ? 200 : r->target.len);
-    if (c->status != 0 || c->out_count > 0) {
+    if (c->status != 0 || c->out_count > 0 || c->h2s) { /* an HTTP/2 stream: its connection */
         shutdown(c->fd, SHUT_RDWR);
         gn_log(GN_LOG_ERROR, "worker %u: %.*s %.*s ran past --timeout (%gs) after its response began: connection closed",
                w->id, method_len, r->method.base, target_len, r->target.base, timeout);

@@ -1,0 +1,755 @@
+/*
+ * HTTP/2 connections and streams over nghttp2 (see h2.h for the shape).
+ *
+ * Everything runs on the connection's loop. nghttp2's callbacks only record
+ * what happened (a head, body bytes, a stream's end); the bridges are
+ * called afterwards, from serve(), never from inside nghttp2, because a
+ * bridge may queue output and nghttp2 must not be asked to send while it
+ * is reading. Streams of one connection are served on its loop: WSGI runs
+ * one stream's application at a time, ASGI runs them as concurrent tasks.
+ */
+#include "http/h2.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+
+#include "http/conn.h"
+#include "http/loop.h"
+#include "http/response.h"
+#include "http/stats.h"
+#include "server/log.h"
+
+ssize_t gn_conn__read_more(gn_conn_t *c);
+ssize_t gn_conn__gather(gn_conn_t *c, char *dst, size_t n);
+void gn_conn__advance(gn_conn_t *c, size_t n);
+void gn_conn__out_release_all(gn_conn_t *c);
+void gn_conn__access_log(gn_conn_t *c);
+
+#define MAX_STREAMS 100      /* SETTINGS_MAX_CONCURRENT_STREAMS */
+#define HEAD_MAX 65536       /* a response head the bridge wrote, at most */
+#define RESET_BURST 1000     /* rapid reset (CVE-2023-44487): RST_STREAMs in a burst */
+#define RESET_RATE 33        /* ... and per second after it */
+#define MAX_CONTINUATIONS 8  /* CONTINUATION flood (2024): frames per header block */
+
+static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+typedef struct gn_h2_stream {
+    gn_conn_t conn; /* what the bridge sees; first, so the two convert */
+    gn_conn_t *parent;
+    struct gn_h2_stream *prev, *next;
+    int32_t id;
+    char *hdrs;     /* regular header fields as "name: value\r\n" */
+    size_t hdrs_len, hdrs_cap;
+    char *cookie;   /* cookie fields joined with "; " (RFC 9113 8.2.3) */
+    size_t cookie_len, cookie_cap;
+    char *method, *path, *authority;
+    size_t list_size;   /* header list size as SETTINGS counts it */
+    char *pend;         /* streamed body bytes the bridge has not taken */
+    size_t pend_len, pend_cap;
+    uint64_t body_seen;
+    int error;          /* a status to answer instead of the application */
+    unsigned head_ready : 1, remote_done : 1, dispatched : 1, submitted : 1, done : 1, aborted : 1,
+        deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1;
+} gn_h2_stream_t;
+
+typedef struct gn_h2 {
+    nghttp2_session *s;
+    gn_h2_stream_t *streams;
+    unsigned n_streams;
+    int goaway;  /* GOAWAY submitted (stopping) */
+    int failed;  /* a connection error: send what is queued, then close */
+    int moved;   /* a stream's queue got room this round */
+} gn_h2_t;
+
+int gn_h2_preface(const char *p, size_t n)
+{
+    size_t k = n < sizeof(PREFACE) - 1 ? n : sizeof(PREFACE) - 1;
+    if (memcmp(p, PREFACE, k) != 0)
+        return -1;
+    return k == sizeof(PREFACE) - 1 ? 1 : 0;
+}
+
+static gn_h2_stream_t *stream_of(gn_conn_t *sc)
+{
+    return (gn_h2_stream_t *)sc;
+}
+
+static int streaming(const gn_conn_t *c)
+{
+    return c->loop->handler->on_body != NULL;
+}
+
+static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
+{
+    if (*len + n > *cap) {
+        size_t want = *cap ? *cap : 256;
+        while (want < *len + n)
+            want *= 2;
+        char *b = realloc(*buf, want);
+        if (b == NULL)
+            return -1;
+        *buf = b;
+        *cap = want;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    return 0;
+}
+
+static char *dup_n(const uint8_t *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+/* ---- nghttp2's callbacks: record, never call a bridge ----------------- */
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    gn_conn_t *c = user;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    gn_h2_stream_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    gn_conn_t *sc = &st->conn;
+    sc->fd = c->fd; /* for getsockname only: a stream never reads or writes it */
+    sc->loop = c->loop;
+    sc->peer = c->peer;
+    sc->peer_len = c->peer_len;
+    sc->peer_trust = c->peer_trust;
+    sc->tls = c->tls; /* read for the scheme and the TLS details, never freed here */
+    sc->h2s = st;
+    gn_body_init(&sc->body);
+    st->parent = c;
+    st->id = f->hd.stream_id;
+    gn_h2_t *h = c->h2;
+    st->next = h->streams;
+    if (h->streams)
+        h->streams->prev = st;
+    h->streams = st;
+    h->n_streams++;
+    nghttp2_session_set_stream_user_data(s, st->id, st);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user)
+{
+    (void)flags;
+    gn_conn_t *c = user;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* trailers: RFC 9110 lets a server drop them */
+    gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st == NULL || st->error)
+        return 0;
+    st->list_size += namelen + valuelen + 32;
+    if (st->list_size > c->loop->limits->max_head_size) {
+        st->error = 431;
+        return 0;
+    }
+    char **pseudo = NULL;
+    if (namelen == 7 && memcmp(name, ":method", 7) == 0)
+        pseudo = &st->method;
+    else if (namelen == 5 && memcmp(name, ":path", 5) == 0)
+        pseudo = &st->path;
+    else if (namelen == 10 && memcmp(name, ":authority", 10) == 0)
+        pseudo = &st->authority;
+    else if (namelen > 0 && name[0] == ':')
+        return 0; /* :scheme (nghttp2 checked it) */
+    if (pseudo) {
+        free(*pseudo);
+        *pseudo = dup_n(value, valuelen);
+        return *pseudo ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    int r;
+    if (namelen == 6 && memcmp(name, "cookie", 6) == 0) {
+        r = (st->cookie_len && append(&st->cookie, &st->cookie_len, &st->cookie_cap, "; ", 2)) ||
+            append(&st->cookie, &st->cookie_len, &st->cookie_cap, (const char *)value, valuelen);
+    } else {
+        if (namelen == 4 && memcmp(name, "host", 4) == 0)
+            st->has_host = 1;
+        r = append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, (const char *)name, namelen) ||
+            append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, ": ", 2) ||
+            append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, (const char *)value, valuelen) ||
+            append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, "\r\n", 2);
+    }
+    return r ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+/* The stream's header block as an HTTP/1.1 head in its own buffer, parsed
+ * by the HTTP/1.1 parser: one set of rules for what a request may hold. */
+static void build_head(gn_h2_stream_t *st)
+{
+    gn_conn_t *sc = &st->conn;
+    if (gn_conn__take_buf(sc) < 0) {
+        st->error = 503;
+        return;
+    }
+    const char *target = st->path ? st->path : st->authority ? st->authority : "";
+    size_t need = strlen(st->method ? st->method : "") + strlen(target) + 16 + st->hdrs_len + st->cookie_len + 12 +
+                  (st->authority ? strlen(st->authority) + 8 : 0);
+    if (need > sc->rcap) {
+        char *p = malloc(need);
+        if (p == NULL) {
+            st->error = 503;
+            return;
+        }
+        sc->rbuf = p;
+        sc->rcap = need;
+    }
+    char *p = sc->rbuf;
+    int n = snprintf(p, need, "%s %s HTTP/1.1\r\n", st->method ? st->method : "", target);
+    if (!st->has_host && st->authority)
+        n += snprintf(p + n, need - (size_t)n, "host: %s\r\n", st->authority);
+    if (st->hdrs_len)
+        memcpy(p + n, st->hdrs, st->hdrs_len);
+    n += (int)st->hdrs_len;
+    if (st->cookie_len) {
+        memcpy(p + n, "cookie: ", 8);
+        memcpy(p + n + 8, st->cookie, st->cookie_len);
+        n += 8 + (int)st->cookie_len;
+        memcpy(p + n, "\r\n", 2);
+        n += 2;
+    }
+    memcpy(p + n, "\r\n", 2);
+    n += 2;
+    sc->rlen = (size_t)n;
+    size_t max = sc->loop->limits->max_fields;
+    int r = gn_parse_request(p, (size_t)n, 0, &sc->req, sc->headers, max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
+    if (r <= 0) {
+        st->error = r == GN_PARSE_INCOMPLETE ? 400 : -r;
+        return;
+    }
+    sc->head_len = (size_t)r;
+    sc->req.minor_version = GN_HTTP2_VERSION;
+    uint64_t max_body = sc->loop->limits->max_body;
+    if (max_body && sc->req.content_length > 0 && (uint64_t)sc->req.content_length > max_body)
+        st->error = 413;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    (void)user;
+    gn_h2_stream_t *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id) : NULL;
+    if (st == NULL)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !st->head_ready) {
+        st->head_ready = 1;
+        if (!st->error)
+            build_head(st);
+    }
+    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        st->remote_done = 1;
+    return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
+{
+    (void)flags;
+    gn_conn_t *c = user;
+    gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
+    uint64_t max = c->loop->limits->max_body;
+    if (st == NULL || st->error || st->too_big || st->done) {
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    st->body_seen += len;
+    if (max && st->body_seen > max) {
+        st->too_big = 1;
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    if (streaming(c)) {
+        /* Taken (and its window given back) when the bridge asks: the
+         * stream's window bounds what waits here. */
+        if (append(&st->pend, &st->pend_len, &st->pend_cap, (const char *)data, len) < 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return 0;
+    }
+    if (gn_body_append(&st->conn.body, (const char *)data, len) < 0) {
+        st->error = 503;
+    }
+    nghttp2_session_consume(s, id, len);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    (void)user;
+    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+        if (st)
+            st->local_done = 1;
+    }
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *user)
+{
+    (void)code;
+    (void)user;
+    gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
+    if (st == NULL)
+        return 0;
+    st->closed = 1;
+    if (st->pend_len) /* the connection's window gets back what was never taken */
+        nghttp2_session_consume_connection(s, st->pend_len);
+    st->pend_len = 0;
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    return 0;
+}
+
+static int on_error(nghttp2_session *s, int code, const char *msg, size_t len, void *user)
+{
+    (void)s;
+    (void)code;
+    gn_conn_t *c = user;
+    char host[64];
+    int port;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    gn_log(GN_LOG_DEBUG, "HTTP/2 from %s: %.*s", host, (int)len, msg);
+    return 0;
+}
+
+static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                         nghttp2_data_source *src, void *user)
+{
+    (void)s;
+    (void)id;
+    gn_h2_stream_t *st = src->ptr;
+    gn_conn_t *sc = &st->conn;
+    gn_h2_t *h = ((gn_conn_t *)user)->h2;
+    size_t n = sc->out_bytes < length ? sc->out_bytes : length;
+    if (n == 0 && !st->done) {
+        st->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    ssize_t got = n ? gn_conn__gather(sc, (char *)buf, n) : 0;
+    if (got < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* a file shorter than promised: reset */
+    gn_conn__advance(sc, (size_t)got);
+    sc->sent_body += (uint64_t)got;
+    if (st->done && sc->out_bytes == 0)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    h->moved = 1;
+    return got;
+}
+
+/* ---- streams ---------------------------------------------------------- */
+
+static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    gn_h2_t *h = c->h2;
+    gn_conn_t *sc = &st->conn;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        h->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    h->n_streams--;
+    if (sc->status > 0) {
+        if (c->loop->limits->access_log)
+            gn_conn__access_log(sc);
+        gn_stat_request(c->loop->stats, gn_stat_method(sc->req.method.base, sc->req.method.len), sc->status,
+                        c->loop->now - sc->buf->started);
+        c->loop->served++;
+        c->requests++;
+    }
+    if (!st->closed && h->s)
+        nghttp2_session_set_stream_user_data(h->s, st->id, NULL);
+    gn_conn__out_release_all(sc);
+    gn_body_reset(&sc->body);
+    sc->rlen = 0;
+    gn_conn__idle_buf(sc);
+    gn_conn__set_state(sc, GN_CONN_CLOSED);
+    free(st->hdrs);
+    free(st->cookie);
+    free(st->method);
+    free(st->path);
+    free(st->authority);
+    free(st->pend);
+    /* Freed with the loop's closed connections, after the current batch:
+     * the bridge call that ended the stream may still be on the stack. */
+    sc->prev = NULL;
+    sc->next = c->loop->dead;
+    c->loop->dead = sc;
+}
+
+static void dispatch(gn_h2_stream_t *st)
+{
+    gn_conn_t *sc = &st->conn;
+    st->dispatched = 1;
+    gn_conn__set_state(sc, GN_CONN_RESPOND);
+    sc->keepalive = 1;
+    sc->streaming = streaming(sc);
+    sc->buf->started = sc->loop->now;
+    sc->loop->handler->on_request(sc, sc->loop->handler->ctx);
+    sc->loop->now = gn_now();
+}
+
+/* The server's own answer (4xx, 503) instead of the application's. */
+static void answer(gn_h2_stream_t *st, int status)
+{
+    gn_conn_t *sc = &st->conn;
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%s\n", gn_http_reason(status));
+    char host[64];
+    int port;
+    gn_conn_peer(st->parent, host, sizeof(host), &port);
+    gn_log(GN_LOG_INFO, "%d %s from %s (HTTP/2 stream %d)", status, gn_http_reason(status), host, (int)st->id);
+    if (sc->buf == NULL && gn_conn__take_buf(sc) < 0) {
+        st->aborted = st->done = 1;
+        return;
+    }
+    st->dispatched = 1;
+    gn_conn_write_simple(sc, status, body, (size_t)n, 0);
+    if (sc->buf->started == 0)
+        sc->buf->started = sc->loop->now;
+    st->done = 1;
+}
+
+static int lower_eq(const char *a, size_t n, const char *b)
+{
+    return strlen(b) == n && strncasecmp(a, b, n) == 0;
+}
+
+/* The head the bridge queued ("HTTP/1.1 200 OK\r\n...\r\n\r\n") becomes
+ * the stream's HEADERS. Returns 0 (submitted, or wait), -1 to reset. */
+static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    gn_conn_t *sc = &st->conn;
+    size_t n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
+    char *buf = malloc(n + 1);
+    if (buf == NULL)
+        return -1;
+    ssize_t got = gn_conn__gather(sc, buf, n);
+    char *end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
+    if (end == NULL) {
+        free(buf);
+        return st->done || n == HEAD_MAX ? -1 : 0;
+    }
+    size_t head_len = (size_t)(end - buf) + 4;
+    nghttp2_nv nv[GN_MAX_HEADERS_CAP + 1];
+    size_t nvlen = 1;
+    char *line = memchr(buf, '\n', head_len);
+    if (head_len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || line == NULL) {
+        free(buf);
+        return -1;
+    }
+    int status = atoi(buf + 9);
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)buf + 9, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (char *p = line + 1; p < end && nvlen < GN_MAX_HEADERS_CAP + 1;) {
+        char *eol = memchr(p, '\r', (size_t)(end + 2 - p));
+        char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon == NULL)
+            break;
+        size_t nlen = (size_t)(colon - p);
+        char *v = colon + 1;
+        while (v < eol && (*v == ' ' || *v == '\t'))
+            v++;
+        /* Connection-specific fields have no place in HTTP/2 (RFC 9113 8.2.2). */
+        if (!lower_eq(p, nlen, "connection") && !lower_eq(p, nlen, "keep-alive") &&
+            !lower_eq(p, nlen, "transfer-encoding") && !lower_eq(p, nlen, "upgrade") &&
+            !lower_eq(p, nlen, "proxy-connection")) {
+            for (size_t i = 0; i < nlen; i++)
+                p[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+            nv[nvlen++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, (size_t)(eol - v), NGHTTP2_NV_FLAG_NONE};
+        }
+        p = eol + 2;
+    }
+    gn_conn__advance(sc, head_len);
+    sc->status = status;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
+    int no_body = st->done && sc->out_bytes == 0;
+    int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
+    free(buf); /* nghttp2 copied the fields */
+    st->submitted = 1;
+    return r == 0 ? 0 : -1;
+}
+
+static void reset(gn_conn_t *c, gn_h2_stream_t *st, uint32_t code)
+{
+    if (st->reset_sent || st->closed)
+        return;
+    st->reset_sent = 1;
+    nghttp2_submit_rst_stream(c->h2->s, NGHTTP2_FLAG_NONE, st->id, code);
+}
+
+/* Calls the bridge for what the stream is owed; frees it once closed. */
+static void serve(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    gn_conn_t *sc = &st->conn;
+    const gn_handler_t *hd = c->loop->handler;
+    int answering = sc->state == GN_CONN_RESPOND && sc->bridge != NULL;
+    if (st->closed) {
+        if (answering)
+            hd->on_abort(sc, hd->ctx); /* RST_STREAM: ASGI's http.disconnect */
+        free_stream(c, st);
+        return;
+    }
+    if (!st->dispatched && st->head_ready) {
+        if (st->error)
+            answer(st, st->error);
+        else if (st->too_big)
+            answer(st, 413);
+        else if (streaming(sc) || st->remote_done)
+            dispatch(st);
+    }
+    if (st->too_big && !st->done) {
+        /* A streamed body past the limit: as over HTTP/1.1, the
+         * application hears a disconnect, the client a 413 if it can. */
+        if (answering)
+            hd->on_abort(sc, hd->ctx);
+        sc->bridge = NULL;
+        if (!st->submitted) {
+            gn_conn__out_release_all(sc);
+            answer(st, 413);
+        } else {
+            st->done = 1;
+            reset(c, st, NGHTTP2_CANCEL);
+        }
+    }
+    answering = sc->state == GN_CONN_RESPOND && sc->bridge != NULL;
+    if (answering && sc->want_body && !st->body_done && (st->pend_len > 0 || st->remote_done)) {
+        size_t n = st->pend_len;
+        sc->want_body = 0;
+        st->pend_len = 0;
+        st->body_done = st->remote_done;
+        hd->on_body(sc, st->pend, n, st->remote_done, hd->ctx);
+        if (n && !st->closed)
+            nghttp2_session_consume(c->h2->s, st->id, n);
+    }
+    answering = sc->state == GN_CONN_RESPOND && sc->bridge != NULL;
+    if (answering && !st->done && !gn_conn_out_full(sc) && (!sc->streaming || sc->out_blocked)) {
+        /* WSGI produces whenever there is room; ASGI only hears that a
+         * queue it waited on has drained. */
+        sc->out_blocked = 0;
+        hd->on_writable(sc, hd->ctx);
+        c->loop->now = gn_now();
+    }
+    if (st->aborted) {
+        reset(c, st, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    if (!st->submitted && (sc->out_bytes > 0 || st->done) && submit_head(c, st) < 0) {
+        st->aborted = 1;
+        reset(c, st, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    if (st->submitted && st->deferred && (sc->out_bytes > 0 || st->done)) {
+        st->deferred = 0;
+        nghttp2_session_resume_data(c->h2->s, st->id);
+    }
+    /* Answered before the request's end (a 413, an early response): the
+     * rest of the body is not wanted (RFC 9113 8.1). */
+    if (st->local_done && !st->remote_done)
+        reset(c, st, NGHTTP2_NO_ERROR);
+}
+
+/* ---- the connection --------------------------------------------------- */
+
+static int start(gn_conn_t *c)
+{
+    gn_h2_t *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return -1;
+    c->h2 = h;
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb) != 0)
+        return -1;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cb);
+        return -1;
+    }
+    /* Body bytes are acknowledged when the application takes them, so a
+     * slow reader of its request body holds the client back. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BURST, RESET_RATE);
+    nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
+    int r = nghttp2_session_server_new2(&h->s, cb, c, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    if (r != 0)
+        return -1;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)c->loop->limits->max_head_size},
+    };
+    return nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) == 0 ? 0 : -1;
+}
+
+void gn_h2__free(gn_conn_t *c)
+{
+    gn_h2_t *h = c->h2;
+    if (h == NULL)
+        return;
+    const gn_handler_t *hd = c->loop->handler;
+    while (h->streams) {
+        gn_h2_stream_t *st = h->streams;
+        if (st->conn.state == GN_CONN_RESPOND && st->conn.bridge != NULL)
+            hd->on_abort(&st->conn, hd->ctx);
+        st->closed = 1;
+        free_stream(c, st);
+    }
+    if (h->s)
+        nghttp2_session_del(h->s);
+    free(h);
+    c->h2 = NULL;
+}
+
+static void send_pending(gn_conn_t *c)
+{
+    gn_h2_t *h = c->h2;
+    size_t hw = c->loop->limits->write_high_water;
+    while (c->out_bytes < hw && nghttp2_session_want_write(h->s)) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(h->s, &d);
+        if (n < 0) {
+            h->failed = 2; /* nothing more can be sent */
+            return;
+        }
+        if (n == 0)
+            return;
+        if (gn_conn_write(c, (const char *)d, (size_t)n) < 0) {
+            h->failed = 1;
+            return;
+        }
+    }
+}
+
+int gn_h2__step(gn_conn_t *c)
+{
+    gn_loop_t *loop = c->loop;
+    if (c->h2 == NULL && start(c) < 0) {
+        gn_log(GN_LOG_ERROR, "HTTP/2: out of memory for a session");
+        gn_conn_close(c);
+        return 0;
+    }
+    gn_h2_t *h = c->h2;
+    size_t hw = loop->limits->write_high_water;
+    ssize_t got = 0;
+    /* Not read while the client does not read what we send. */
+    if (!h->failed && c->out_bytes < hw && c->rlen == 0) {
+        got = gn_conn__read_more(c);
+        if (got < 0 || c->state != GN_CONN_H2) {
+            if (c->state == GN_CONN_H2)
+                gn_conn_close(c);
+            return 0;
+        }
+    }
+    if (c->rlen > 0 && !h->failed) {
+        ssize_t r = nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen);
+        c->rlen = 0;
+        if (r < 0) {
+            char host[64];
+            int port;
+            gn_conn_peer(c, host, sizeof(host), &port);
+            gn_log(GN_LOG_DEBUG, "HTTP/2 from %s: %s: connection closed", host, nghttp2_strerror((int)r));
+            /* nghttp2 queued the GOAWAY the error calls for (and then this
+             * does nothing); a preface that is not one, or a flood, gets
+             * one here (RFC 9113 3.4). */
+            nghttp2_session_terminate_session(h->s, r == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                  : NGHTTP2_PROTOCOL_ERROR);
+            h->failed = 1;
+        }
+    }
+    if (loop->stopping && !h->goaway && !h->failed) {
+        /* Graceful stop: streams begun are served, later ones refused. */
+        nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        h->goaway = 1;
+    }
+    h->moved = 0;
+    for (gn_h2_stream_t *st = h->streams, *next; st && c->state == GN_CONN_H2; st = next) {
+        next = st->next;
+        serve(c, st);
+    }
+    if (c->state != GN_CONN_H2)
+        return 0;
+    send_pending(c);
+    if (gn_conn_flush(c) < 0) {
+        gn_conn_close(c);
+        return 0;
+    }
+    if (h->failed && c->out_count == 0) {
+        gn_conn_close(c);
+        return 0;
+    }
+    if (!h->failed && !nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s) && c->out_count == 0) {
+        gn_conn_close(c);
+        return 0;
+    }
+    /* Idle: the keep-alive timeout (the head timeout before a first
+     * request). Streams open: none, as for an HTTP/1.1 request being
+     * answered, unless output waits for a client that does not read. */
+    if (h->n_streams == 0)
+        c->deadline = loop->now + (c->requests ? loop->limits->keepalive_timeout : loop->limits->header_timeout);
+    else if (c->out_count == 0)
+        c->deadline = 0;
+    else if (c->deadline == 0 || got > 0 || h->moved)
+        c->deadline = loop->now + loop->limits->io_timeout;
+    uint32_t ev = c->out_count ? EPOLLOUT : 0;
+    if (!h->failed && c->out_bytes < hw)
+        ev |= EPOLLIN | EPOLLRDHUP;
+    gn_loop__watch(loop, c, ev);
+    return got > 0 || (h->moved && c->out_bytes < hw);
+}
+
+void gn_h2__timeout(gn_conn_t *c)
+{
+    gn_h2_t *h = c->h2;
+    if (h && h->n_streams && c->out_count == 0) {
+        c->deadline = 0;
+        return;
+    }
+    if (h && h->s && !h->failed) {
+        nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
+        send_pending(c);
+        gn_conn_flush(c);
+    }
+    gn_conn_close(c);
+}
+
+/* ---- a stream's side -------------------------------------------------- */
+
+void gn_h2__kick(gn_conn_t *sc)
+{
+    gn_conn_t *c = stream_of(sc)->parent;
+    if (c->state == GN_CONN_H2)
+        gn_conn_resume(c);
+}
+
+int gn_h2__flush(gn_conn_t *sc)
+{
+    gn_h2__kick(sc);
+    return 0;
+}
+
+void gn_h2__done(gn_conn_t *sc, int aborted)
+{
+    gn_h2_stream_t *st = stream_of(sc);
+    sc->bridge = NULL;
+    st->done = 1;
+    st->aborted |= aborted;
+    gn_conn__set_state(sc, GN_CONN_DRAIN);
+    gn_h2__kick(sc);
+}

@@ -1,0 +1,51 @@
+/*
+ * HTTP/2 (RFC 9113) on a connection, with nghttp2 for framing, HPACK, flow
+ * control and the protocol's own checks. A connection becomes HTTP/2 when
+ * it starts with the client preface (h2 over TLS after ALPN, or h2c by
+ * prior knowledge), and from then on its state is GN_CONN_H2.
+ *
+ * Each stream is a request for the bridges as it is over HTTP/1.1: a
+ * gn_conn_t of its own (c->h2s set, no socket) whose head is the stream's
+ * header block as HTTP/1.1 text, parsed by the HTTP/1.1 parser, and whose
+ * output queue the bridge fills with the gn_conn_* functions. The head the
+ * bridge writes becomes a HEADERS frame, the bytes after it DATA frames,
+ * sent as the peer's flow-control windows allow; a queue past the
+ * high-water mark makes the bridge wait (on_writable), as a slow socket
+ * does. The request's version is GN_HTTP2_VERSION in req.minor_version.
+ */
+#ifndef GN_HTTP_H2_H
+#define GN_HTTP_H2_H
+
+#include <stddef.h>
+
+typedef struct gn_conn gn_conn_t;
+
+/* --http: which protocols a listener speaks (gn_limits_t.http). */
+enum { GN_HTTP_AUTO, GN_HTTP_ONLY1, GN_HTTP_ONLY2 };
+
+/* req.minor_version of a request that came as an HTTP/2 stream. */
+#define GN_HTTP2_VERSION 2
+
+/* Whether p[0..n) is the HTTP/2 client preface: 1 (all of it), 0 (a
+ * prefix of it: wait for more), -1 (not). */
+int gn_h2_preface(const char *p, size_t n);
+
+/* ---- for the connection (conn.c) ---- */
+/* One round of an HTTP/2 connection: read, hand frames to nghttp2, serve
+ * the streams, send. Returns 1 to go round again, 0 to wait for events. */
+int gn_h2__step(gn_conn_t *c);
+/* The connection's deadline passed. */
+void gn_h2__timeout(gn_conn_t *c);
+/* Frees the session and every stream (bridges still answering hear
+ * on_abort); from gn_conn_close. */
+void gn_h2__free(gn_conn_t *c);
+
+/* ---- for a stream's gn_conn_t (the bridge's gn_conn_* calls) ---- */
+/* Queued output is sent as the windows allow: never blocks. */
+int gn_h2__flush(gn_conn_t *sc);
+/* Something changed (output queued, body wanted, a wait for room). */
+void gn_h2__kick(gn_conn_t *sc);
+/* The response is complete (aborted: it cannot be, the stream is reset). */
+void gn_h2__done(gn_conn_t *sc, int aborted);
+
+#endif

@@ -1,0 +1,106 @@
+"""The HTTP/2 tests' apps, WSGI (`app`) and ASGI (`asgi`), with the same
+routes: /proto (the protocol the server reports), /echo (the body back, with
+its length), /big?n=N (N bytes), /slow?s=S (answers after S seconds),
+/who (the worker's interpreter id, to see streams spread)."""
+import asyncio
+import threading
+import time
+from urllib.parse import parse_qs
+
+
+def _n(query, key, default):
+    try:
+        return type(default)(parse_qs(query)[key][0])
+    except (KeyError, ValueError):
+        return default
+
+
+def _who():
+    try:
+        import _interpreters
+        return str(_interpreters.get_current()[0])
+    except Exception:
+        return str(threading.get_ident())
+
+
+def _pattern(n):
+    block = bytes(range(256))
+    return (block * (n // 256 + 1))[:n]
+
+
+def app(environ, start_response):
+    path, query = environ["PATH_INFO"], environ.get("QUERY_STRING", "")
+    if path == "/proto":
+        body = environ["SERVER_PROTOCOL"].encode()
+    elif path == "/echo":
+        length = environ.get("CONTENT_LENGTH")
+        data = environ["wsgi.input"].read(int(length)) if length else environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("X-Length", str(len(data)))])
+        return [data]
+    elif path == "/big":
+        n = _n(query, "n", 1 << 20)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        data = _pattern(n)
+        return (data[i:i + 65536] for i in range(0, n, 65536))
+    elif path == "/slow":
+        time.sleep(_n(query, "s", 0.5))
+        body = b"slow done"
+    elif path == "/who":
+        body = _who().encode()
+    else:
+        body = b"hello h2"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                              ("Connection", "keep-alive")])
+    return [body]
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path, query = scope["path"], scope["query_string"].decode()
+    headers = [(b"content-type", b"text/plain")]
+    if path == "/proto":
+        body = scope["http_version"].encode()
+    elif path == "/echo":
+        data = b""
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            data += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"x-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+        return
+    elif path == "/big":
+        n = _n(query, "n", 1 << 20)
+        data = _pattern(n)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i in range(0, n, 65536):
+            await send({"type": "http.response.body", "body": data[i:i + 65536], "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    elif path == "/disconnect":
+        # Waits for the client to go away; the log line proves it was heard.
+        msg = await receive()
+        while msg["type"] != "http.disconnect":
+            msg = await receive()
+        print("h2app: disconnect heard", flush=True)
+        return
+    elif path == "/slow":
+        await asyncio.sleep(_n(query, "s", 0.5))
+        body = b"slow done"
+    elif path == "/who":
+        body = _who().encode()
+    else:
+        body = b"hello h2"
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,585 @@
+"""HTTP/2: h2c by prior knowledge and h2 over TLS (ALPN), for WSGI and ASGI.
+
+Independent clients: python-hyper's `h2` state machine driven over a plain
+socket by the test (raw frames, so the server's exact error codes are seen),
+httpx with its http2 extra over TLS, and curl --http2-prior-knowledge. The
+conformance cases (RFC 9113, RFC 7541) assert the exact GOAWAY or RST_STREAM
+error code the server sends.
+"""
+import os
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+from conftest import scaled
+
+h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
+import h2.exceptions  # noqa: E402
+import h2.settings  # noqa: E402
+from h2.connection import ConnectionState  # noqa: E402
+
+APPS = {"wsgi": "h2app:app", "asgi": "h2app:asgi"}
+MB = 1 << 20
+
+# RFC 9113 section 7.
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0, 1, 2, 3
+FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 6, 7, 8, 9
+
+
+def pattern(n):
+    block = bytes(range(256))
+    return (block * (n // 256 + 1))[:n]
+
+
+class H2:
+    """A raw HTTP/2 client: the h2 state machine over a socket."""
+
+    def __init__(self, addr, validate=True, sock=None, preface=True):
+        self.sock = sock or socket.create_connection(addr, timeout=scaled(10))
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                        validate_outbound_headers=validate,
+                                        normalize_outbound_headers=validate,
+                                        validate_inbound_headers=True)
+        self.conn = h2.connection.H2Connection(config=cfg)
+        self.addr = addr
+        self.responses = {}   # stream id -> {"headers":, "data":, "ended":, "reset":}
+        self.goaway = None    # (error code, last stream id)
+        self.closed = False
+        self.inbuf = b""
+        if preface:
+            self.conn.initiate_connection()
+            self.flush()
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def raw(self, data):
+        self.sock.sendall(data)
+
+    def request(self, path, method="GET", body=None, headers=(), end=True):
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = [(":method", method), (":path", path), (":scheme", "http"),
+                (":authority", "127.0.0.1:%d" % self.addr[1]), *headers]
+        self.conn.send_headers(sid, hdrs, end_stream=end and body is None)
+        self.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        if body is not None:
+            self.send_body(sid, body, end=end)
+        self.flush()
+        return sid
+
+    def send_body(self, sid, body, end=True):
+        """Sends as much as the windows allow, reading events while waiting."""
+        view = memoryview(body)
+        while view:
+            room = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if room <= 0:
+                self.flush()
+                self.pump()
+                continue
+            chunk, view = view[:room], view[room:]
+            self.conn.send_data(sid, bytes(chunk))
+            self.flush()
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
+
+    def pump(self):
+        """Reads one socket read's worth of events; False once closed."""
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.inbuf += data
+        # Frame by frame: h2 takes a GOAWAY as the end of everything, but
+        # the streams it lets finish (RFC 9113 6.8) still send frames.
+        while len(self.inbuf) >= 9 and len(self.inbuf) >= 9 + int.from_bytes(self.inbuf[:3], "big"):
+            n = 9 + int.from_bytes(self.inbuf[:3], "big")
+            one, self.inbuf = self.inbuf[:n], self.inbuf[n:]
+            try:
+                events = self.conn.receive_data(one)
+            except h2.exceptions.ProtocolError:
+                events = []
+            self.handle(events)
+        self.flush()
+        return True
+
+    def handle(self, events):
+        for ev in events:
+            r = self.responses.get(getattr(ev, "stream_id", None))
+            if isinstance(ev, h2.events.ResponseReceived):
+                r["headers"] = dict(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                r["data"] += ev.data
+                if ev.flow_controlled_length and self.conn.state_machine.state != ConnectionState.CLOSED:
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                r["ended"] = True
+            elif isinstance(ev, h2.events.StreamReset):
+                if r is not None:
+                    r["reset"] = ev.error_code
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.goaway = (ev.error_code, ev.last_stream_id)
+                if ev.error_code == NO_ERROR:
+                    self.conn.state_machine.state = ConnectionState.CLIENT_OPEN
+
+    def wait(self, pred, timeout=20):
+        deadline = time.monotonic() + scaled(timeout)
+        while not pred():
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out; responses %r goaway %r" % (
+                    {k: (v["headers"], len(v["data"]), v["ended"], v["reset"]) for k, v in self.responses.items()},
+                    self.goaway))
+            if not self.pump():
+                break
+        return pred()
+
+    def get(self, path, **kw):
+        sid = self.request(path, **kw)
+        self.wait(lambda: self.responses[sid]["ended"] or self.responses[sid]["reset"] is not None)
+        return self.responses[sid]
+
+    def wait_goaway(self, timeout=10):
+        self.wait(lambda: self.goaway is not None or self.closed, timeout)
+        return self.goaway
+
+    def close(self):
+        self.sock.close()
+
+
+def frame(ftype, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+
+# ---- basics --------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_get_post_and_protocol(server, kind):
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    r = c.get("/proto")
+    assert r["headers"][":status"] == "200"
+    assert bytes(r["data"]) == (b"HTTP/2" if kind == "wsgi" else b"2")
+    r = c.get("/echo", method="POST", body=b"hello there")
+    assert bytes(r["data"]) == b"hello there" and r["headers"]["x-length"] == "11"
+    # Connection-specific fields of the app's response are not sent (RFC 9113 8.2.2).
+    r = c.get("/")
+    assert "connection" not in r["headers"] and bytes(r["data"]) == b"hello h2"
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_one_megabyte_each_way(server, kind):
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    body = pattern(MB)
+    r = c.get("/echo", method="POST", body=body, headers=[("content-length", str(MB))])
+    assert r["headers"][":status"] == "200" and bytes(r["data"]) == body
+    r = c.get("/big?n=%d" % MB)
+    assert bytes(r["data"]) == body
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_hundred_concurrent_streams(server, kind):
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    sids = [c.request("/big?n=20000") for _ in range(100)]
+    c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=60)
+    assert all(bytes(c.responses[s]["data"]) == pattern(20000) for s in sids)
+    # The 101st at once is refused by the client's own view of the limit;
+    # the server advertised it, and all 100 were answered on one connection.
+    c.close()
+
+
+def test_slow_reader_is_not_buffered_without_bound(server):
+    """A client that never opens its window gets 64 KiB and no more: the
+    rest waits in the application, not in the server."""
+    srv = server(APPS["wsgi"])
+    c = H2(srv.addr)
+    sid = c.request("/big?n=%d" % (8 * MB))
+    # Read without acknowledging: the window stays shut.
+    got = 0
+    deadline = time.monotonic() + scaled(3)
+    c.sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            data = c.sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not data:
+            break
+        for ev in c.conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                got += len(ev.data)
+    assert 0 < got <= 65535
+    c.close()
+    # The server serves others meanwhile.
+    c2 = H2(srv.addr)
+    assert c2.get("/")["headers"][":status"] == "200"
+    c2.close()
+    del sid
+
+
+# ---- cancellation and stopping ------------------------------------------
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_rst_stream_mid_upload(server, kind):
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    sid = c.request("/echo", method="POST", body=pattern(30000), end=False)
+    c.conn.reset_stream(sid, error_code=CANCEL)
+    c.flush()
+    # The connection goes on; the next stream is answered.
+    r = c.get("/proto")
+    assert r["headers"][":status"] == "200"
+    c.close()
+
+
+def test_rst_stream_is_asgi_disconnect(server):
+    srv = server(APPS["asgi"])
+    c = H2(srv.addr)
+    sid = c.request("/disconnect", method="POST", body=b"x", end=False)
+    time.sleep(scaled(0.3))
+    c.conn.reset_stream(sid, error_code=CANCEL)
+    c.flush()
+    assert c.get("/")["headers"][":status"] == "200"
+    deadline = time.monotonic() + scaled(10)
+    while "disconnect heard" not in srv.stdout_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "disconnect heard" in srv.stdout_text()
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_goaway_on_sigterm_finishes_streams(server, kind):
+    srv = server(APPS[kind], workers=1)
+    c = H2(srv.addr)
+    c.get("/")
+    sids = [c.request("/slow?s=0.5") for _ in range(3 if kind == "wsgi" else 10)]
+    time.sleep(scaled(0.2))
+    srv.send_signal(signal.SIGTERM)
+    c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=30)
+    got = [(c.responses[s]["headers"], bytes(c.responses[s]["data"])) for s in sids]
+    assert all(d == b"slow done" for _h, d in got), (got, srv.describe())
+    assert c.wait_goaway() is not None and c.goaway[0] == NO_ERROR
+    assert c.goaway[1] >= max(sids)
+    assert srv.wait_exit(20) == 0
+
+
+# ---- TLS (ALPN), httpx, curl ---------------------------------------------
+
+def make_certs(d):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
+                    "-subj", "/CN=localhost", "-days", "2",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return d / "cert.pem", d / "key.pem"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command (scripts/bootstrap installs it)")
+    return make_certs(tmp_path_factory.mktemp("h2tls"))
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_httpx_http2_over_tls(server, certs, kind):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("h2")
+    cert, key = certs
+    srv = server(APPS[kind], "--certfile", cert, "--keyfile", key)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(http2=True, verify=ctx) as cl:
+        r = cl.get("https://localhost:%d/proto" % srv.port)
+        assert r.http_version == "HTTP/2" and r.text == ("HTTP/2" if kind == "wsgi" else "2")
+        body = pattern(MB)
+        r = cl.post("https://localhost:%d/echo" % srv.port, content=body)
+        assert r.http_version == "HTTP/2" and r.content == body
+    # HTTP/1.1 clients are served on the same port.
+    with httpx.Client(http2=False, verify=ctx) as cl:
+        r = cl.get("https://localhost:%d/proto" % srv.port)
+        assert r.http_version == "HTTP/1.1" and r.text in ("HTTP/1.1", "1.1")
+
+
+def test_http_1_offers_no_h2(server, certs):
+    httpx = pytest.importorskip("httpx")
+    cert, key = certs
+    srv = server(APPS["wsgi"], "--certfile", cert, "--keyfile", key, "--http", "1")
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(srv.addr) as s, ctx.wrap_socket(s, server_hostname="localhost") as t:
+        assert t.selected_alpn_protocol() == "http/1.1"
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(cert))) as cl:
+        assert cl.get("https://localhost:%d/proto" % srv.port).http_version == "HTTP/1.1"
+    # And the h2c preface is not HTTP/1.1: an error, no HTTP/2.
+    with socket.create_connection(srv.addr) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        pass
+
+
+def test_http_2_only(server, certs):
+    cert, key = certs
+    srv = server(APPS["wsgi"], "--http", "2")
+    # An HTTP/1.1 request is not the preface: GOAWAY PROTOCOL_ERROR.
+    c = H2(srv.addr, preface=False)
+    c.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.wait_goaway() == (PROTOCOL_ERROR, 0)
+    c.close()
+    c = H2(srv.addr)
+    assert c.get("/proto")["data"] == b"HTTP/2"
+    c.close()
+    tls = server(APPS["wsgi"], "--http", "2", "--certfile", cert, "--keyfile", key)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection(tls.addr) as s:
+        try:
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                got = t.selected_alpn_protocol()
+        except ssl.SSLError:
+            got = "refused"
+    assert got in (None, "refused")
+
+
+def curl_run(args):
+    # Not under the sanitizer tiers' LD_PRELOAD, which is the server's.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    return subprocess.run(args, capture_output=True, text=True, timeout=scaled(20), env=env)
+
+
+def test_curl_prior_knowledge(server):
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("needs curl (scripts/bootstrap installs it)")
+    if "HTTP2" not in curl_run([curl, "--version"]).stdout:
+        pytest.skip("this curl has no HTTP/2 (no nghttp2)")
+    srv = server(APPS["wsgi"])
+    out = curl_run([curl, "-s", "--http2-prior-knowledge", "-w", "\n%{http_version}",
+                    "http://127.0.0.1:%d/proto" % srv.port])
+    assert out.stdout == "HTTP/2\n2"
+    # HTTP/1.1 on the same port.
+    out = curl_run([curl, "-s", "http://127.0.0.1:%d/proto" % srv.port])
+    assert out.stdout == "HTTP/1.1"
+    # Upgrade: h2c is not taken up: the answer is HTTP/1.1's.
+    out = curl_run([curl, "-s", "--http2", "-w", "\n%{http_version}",
+                    "http://127.0.0.1:%d/proto" % srv.port])
+    assert out.stdout == "HTTP/1.1\n1.1"
+
+
+# ---- conformance (RFC 9113, RFC 7541): exact error codes ----------------
+
+@pytest.fixture
+def h2srv(server):
+    return server(APPS["wsgi"])
+
+
+def test_connection_specific_header_is_protocol_error(h2srv):
+    c = H2(h2srv.addr, validate=False)
+    r = c.get("/", headers=[("connection", "keep-alive")])
+    assert r["reset"] == PROTOCOL_ERROR and r["headers"] is None
+    r = c.get("/", headers=[("transfer-encoding", "chunked")])
+    assert r["reset"] == PROTOCOL_ERROR
+    r = c.get("/", headers=[("te", "gzip")])
+    assert r["reset"] == PROTOCOL_ERROR
+    # te: trailers is allowed, and the connection is still good.
+    assert c.get("/", headers=[("te", "trailers")])["headers"][":status"] == "200"
+    c.close()
+
+
+@pytest.mark.parametrize("headers", [
+    [(":method", "GET"), (":scheme", "http"), (":authority", "x")],                  # no :path
+    [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":bogus", "1")],      # unknown pseudo
+    [(":method", "GET"), (":path", "/"), (":scheme", "http"), ("Upper", "1")],       # uppercase name
+    [(":method", "GET"), ("x", "1"), (":path", "/"), (":scheme", "http")],           # pseudo after regular
+    [(":method", "GET"), (":method", "GET"), (":path", "/"), (":scheme", "http")],   # repeated pseudo
+])
+def test_malformed_request_is_protocol_error(h2srv, headers):
+    c = H2(h2srv.addr, validate=False)
+    sid = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid, headers, end_stream=True)
+    c.flush()
+    c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.wait(lambda: c.responses[sid]["reset"] is not None or c.goaway is not None)
+    assert c.responses[sid]["reset"] == PROTOCOL_ERROR
+    c.close()
+
+
+def raw_client(addr):
+    """A socket past the preface and SETTINGS, for hand-made frames."""
+    c = H2(addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    return c
+
+
+@pytest.mark.parametrize("data,code", [
+    (frame(0x0, 0x1, 0, b"x"), PROTOCOL_ERROR),                  # DATA on stream 0
+    (frame(0x4, 0x0, 0, b"\x00\x03\x00"), FRAME_SIZE_ERROR),     # SETTINGS not a multiple of 6
+    (frame(0x4, 0x1, 0, b"\x00\x03\x00\x00\x00\x01"), FRAME_SIZE_ERROR),  # SETTINGS ack with payload
+    (frame(0x4, 0x0, 0, b"\x00\x04\x80\x00\x00\x00"), FLOW_CONTROL_ERROR),  # window > 2^31-1
+    (frame(0x4, 0x0, 0, b"\x00\x05\x00\x00\x00\x10"), PROTOCOL_ERROR),  # max frame size < 16384
+    (frame(0x6, 0x0, 0, b"12345"), FRAME_SIZE_ERROR),            # PING of 5 bytes
+    (frame(0x8, 0x0, 0, b"\x00\x00\x00\x00"), PROTOCOL_ERROR),   # WINDOW_UPDATE 0 on the connection
+    (frame(0x1, 0x5, 2, b"\x82"), PROTOCOL_ERROR),               # HEADERS on an even (server) stream id
+    (frame(0x1, 0x5, 1, b"\xff\xff\xff\xff\x0f"), COMPRESSION_ERROR),  # HPACK index out of range (7541)
+    (frame(0x9, 0x4, 1, b"\x82"), PROTOCOL_ERROR),               # CONTINUATION without HEADERS
+    (frame(0x0, 0x0, 0, b"x" * 16385)[:9] + b"x" * 16385, FRAME_SIZE_ERROR),  # frame over 16384
+])
+def test_connection_errors(h2srv, data, code):
+    c = raw_client(h2srv.addr)
+    c.raw(data)
+    assert c.wait_goaway() is not None and c.goaway[0] == code
+    c.close()
+    # Nobody else noticed.
+    other = H2(h2srv.addr)
+    assert other.get("/")["headers"][":status"] == "200"
+    other.close()
+
+
+def test_stream_window_update_zero_is_protocol_error(h2srv):
+    """A stream error by RFC 9113 6.9, which nghttp2 raises to a connection
+    error (5.4 allows it): the code is PROTOCOL_ERROR either way."""
+    c = raw_client(h2srv.addr)
+    sid = c.request("/slow?s=0.3")
+    c.raw(frame(0x8, 0x0, sid, b"\x00\x00\x00\x00"))
+    c.wait(lambda: c.responses[sid]["reset"] is not None or c.goaway is not None)
+    assert c.responses[sid]["reset"] == PROTOCOL_ERROR or c.goaway[0] == PROTOCOL_ERROR
+    c.close()
+
+
+def test_settings_are_acknowledged_and_advertised(h2srv):
+    c = H2(h2srv.addr)
+    c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100000})
+    c.flush()
+    acked = []
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    orig = c.conn.receive_data
+
+    def spy(data):
+        evs = orig(data)
+        acked.extend(e for e in evs if isinstance(e, h2.events.SettingsAcknowledged))
+        return evs
+    c.conn.receive_data = spy
+    c.wait(lambda: acked)
+    assert c.conn.remote_settings.max_header_list_size == 65536
+    c.close()
+
+
+def test_header_list_over_the_limit_is_431(server):
+    srv = server(APPS["wsgi"], "--limit-request-header-size", "4096")
+    c = H2(srv.addr)
+    r = c.get("/", headers=[("x-big", "a" * 5000)])
+    assert r["headers"][":status"] == "431"
+    assert c.get("/")["headers"][":status"] == "200"
+    c.close()
+
+
+def test_body_over_the_limit_is_413(server):
+    srv = server(APPS["wsgi"], "--limit-request-body", "1000")
+    c = H2(srv.addr)
+    r = c.get("/echo", method="POST", body=b"x" * 2000)
+    assert r["headers"][":status"] == "413"
+    r = c.get("/echo", method="POST", body=b"x" * 5000, headers=[("content-length", "5000")])
+    assert r["headers"][":status"] == "413"
+    assert c.get("/")["headers"][":status"] == "200"
+    c.close()
+
+
+# ---- abuse: closed, and nobody else pays ---------------------------------
+
+def test_rapid_reset_is_closed(h2srv):
+    """CVE-2023-44487: streams opened and reset at once, thousands of times.
+    nghttp2's limit ends the session with INTERNAL_ERROR."""
+    c = raw_client(h2srv.addr)
+    hdr = c.conn.encoder.encode([(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                                 (":authority", "x")])
+    burst = b"".join(frame(0x1, 0x5, sid, hdr) + frame(0x3, 0, sid, struct.pack(">I", CANCEL))
+                     for sid in range(1, 6001, 2))
+    try:
+        c.raw(burst)
+    except OSError:
+        pass
+    c.sock.settimeout(scaled(10))
+    code = None
+    buf = b""
+    while True:
+        try:
+            d = c.sock.recv(65536)
+        except (OSError, socket.timeout):
+            break
+        if not d:
+            break
+        buf += d
+    # Find the GOAWAY among the frames the server sent.
+    i = 0
+    while i + 9 <= len(buf):
+        ln = int.from_bytes(buf[i:i + 3], "big")
+        if buf[i + 3] == 0x7 and i + 9 + 8 <= len(buf):
+            code = int.from_bytes(buf[i + 13:i + 17], "big")
+        i += 9 + ln
+    assert code == INTERNAL_ERROR
+    other = H2(h2srv.addr)
+    assert other.get("/")["headers"][":status"] == "200"
+    other.close()
+
+
+def test_continuation_flood_is_closed(h2srv):
+    """The 2024 CONTINUATION flood: a header block that never ends."""
+    c = raw_client(h2srv.addr)
+    first = c.conn.encoder.encode([(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                                   (":authority", "x")])
+    c.raw(frame(0x1, 0x0, 1, first))
+    try:
+        for _ in range(200):
+            c.raw(frame(0x9, 0x0, 1, b"\x40\x01a\x01b"))
+    except OSError:
+        pass
+    c.sock.settimeout(scaled(10))
+    closed = False
+    try:
+        while c.sock.recv(65536):
+            pass
+        closed = True
+    except ConnectionResetError:
+        closed = True
+    except socket.timeout:
+        closed = False
+    assert closed
+    other = H2(h2srv.addr)
+    assert other.get("/")["headers"][":status"] == "200"
+    other.close()
+
+
+def test_others_unaffected_by_an_abuser(h2srv):
+    results = []
+
+    def good():
+        c = H2(h2srv.addr)
+        for _ in range(20):
+            results.append(c.get("/")["headers"][":status"])
+        c.close()
+    t = threading.Thread(target=good)
+    t.start()
+    for _ in range(5):
+        bad = raw_client(h2srv.addr)
+        bad.raw(frame(0x0, 0x1, 0, b"x"))
+        bad.wait_goaway()
+        bad.close()
+    t.join(scaled(30))
+    assert results == ["200"] * 20
