@@ -252,6 +252,10 @@ def build_parser():
                    help="open connections per worker; beyond it the worker stops accepting and hands new "
                    "clients to a worker with room (0: an equal share of the open-file limit, whose soft "
                    "value is raised to the hard one at start)")
+    p.add_argument("--max-connections-total", type=int, default=env_default("--max-connections-total", 0, int),
+                   metavar="N", help="open connections in the whole server (with several processes, an equal "
+                   "share each); a client beyond it is answered 503 with Connection: close (0: no bound "
+                   "beyond --max-connections per worker)")
     p.add_argument("--write-high-water", type=int, default=env_default("--write-high-water", 1 << 20, int), metavar="BYTES",
                    help="queued response bytes per connection above which the worker stops "
                    "producing until the client reads")
@@ -441,6 +445,7 @@ def make_config(args):
         "access_log": bool(args.access_log),
         "backlog": args.backlog,
         "max_connections": args.max_connections,
+        "max_connections_total": args.max_connections_total,
         "write_high_water": args.write_high_water,
         "reuse_port": bool(args.reuse_port),
         "ws_per_message_deflate": bool(args.ws_per_message_deflate),
@@ -527,6 +532,8 @@ def main(argv=None):
         build_parser().error("--processes must be at least 0")
     if args.max_connections < 0:
         build_parser().error("--max-connections must be at least 0 (0: sized from the open-file limit)")
+    if args.max_connections_total < 0:
+        build_parser().error("--max-connections-total must be at least 0 (0: no server-wide bound)")
     if args.processes and args.mode == "processes":
         build_parser().error("--processes goes with --mode interpreters or threads; "
                              "with --mode processes, --workers is the number of processes")

@@ -79,7 +79,8 @@ void gn_conn__set_state(gn_conn_t *c, enum gn_conn_state state)
 /* Between requests with nothing buffered: a sibling loop may take it. */
 static void mark_idle(gn_conn_t *c)
 {
-    if (c->loop->group)
+    /* A refused connection stays: it is not in the count a sibling's would be. */
+    if (c->loop->group && !c->refused)
         atomic_store_explicit(&c->claim, GN_CLAIM_IDLE, memory_order_release);
 }
 
@@ -234,6 +235,8 @@ void gn_conn_close(gn_conn_t *c)
         gn_tls_free(c);
     close(c->fd);
     c->fd = -1;
+    if (c->loop->limits->conns_total && !c->refused)
+        atomic_fetch_sub_explicit(c->loop->limits->conns_total, 1, memory_order_relaxed);
     give_back_buf(c);
     gn_body_reset(&c->body);
     gn_loop__retire(c->loop, c);
@@ -250,6 +253,7 @@ static const char *error_detail(int status)
     case 414: return "request line longer than the limit";
     case 431: return "request header fields too many or too large";
     case 501: return "not implemented";
+    case 503: return "the server holds --max-connections-total connections";
     case 505: return "HTTP version not supported";
     default: return "error";
     }
@@ -411,8 +415,8 @@ static void head_complete(gn_conn_t *c, int parsed)
 {
     c->head_len = (size_t)parsed;
     int err = check_head_limits(c, 1);
-    if (err) {
-        send_error(c, err);
+    if (err || c->refused) {
+        send_error(c, err ? err : 503);
         return;
     }
     int v11 = c->req.minor_version == 1;

@@ -32,6 +32,11 @@ typedef struct {
     double io_timeout;        /* seconds without progress on a body or a write */
     size_t write_high_water;  /* stop producing above this many queued bytes */
     unsigned max_connections; /* per worker; stop accepting beyond */
+    /* Connections open in this process (counted once per accept and close,
+     * by every loop), and its bound: a client beyond it is answered 503 and
+     * closed. NULL: no such bound. */
+    atomic_uint *conns_total;
+    unsigned max_connections_total;
     int access_log;
     uint64_t ws_max_size;     /* largest WebSocket message; close 1009 beyond */
     double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */
@@ -145,6 +150,7 @@ struct gn_conn {
     enum gn_conn_state state;
     atomic_int claim;            /* enum gn_conn_claim */
     unsigned char gauge;         /* enum gn_conn_gauge: where the loop's stats count it */
+    unsigned char refused;       /* over max_connections_total: answered 503, not counted */
     gn_loop_t *loop;
     struct gn_conn *prev, *next; /* the loop's list of connections */
     uint32_t events;             /* epoll events registered */

@@ -167,9 +167,11 @@ gn_conn_t *gn_loop__conn_of(void *ptr)
 /* A connection, new or taken from a sibling, starts here: its request is
  * usually already in (TCP_DEFER_ACCEPT, or the reason it was taken). */
 static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests,
-                       int proxy, struct ssl_st *tls)
+                       int proxy, struct ssl_st *tls, int refused)
 {
     gn_conn_t *c = gn_conn_new(loop, fd, peer, len);
+    if (c)
+        c->refused = (unsigned char)refused;
     if (c == NULL || (tls == NULL && peer->sa_family != AF_UNIX && loop->limits->tls != NULL &&
                       gn_tls_attach(c, loop->limits->tls, &loop->tls_view) < 0)) {
         gn_log(GN_LOG_ERROR, "worker %d: out of memory for a connection", loop->worker_id);
@@ -180,6 +182,8 @@ static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
         if (tls)
             gn_tls_discard(tls);
         close(fd);
+        if (loop->limits->conns_total && !refused)
+            atomic_fetch_sub_explicit(loop->limits->conns_total, 1, memory_order_relaxed);
         return;
     }
     if (tls) { /* a TLS connection taken from a sibling, between requests */
@@ -194,7 +198,7 @@ static void serve_conn(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
 void gn_loop__adopt(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len, unsigned requests,
                     struct ssl_st *tls)
 {
-    serve_conn(loop, fd, peer, len, requests, 0, tls); /* past any PROXY header */
+    serve_conn(loop, fd, peer, len, requests, 0, tls, 0); /* past any PROXY header */
 }
 
 void gn_loop_hurry(gn_loop_t *loop)
@@ -303,6 +307,20 @@ static unsigned make_room(gn_loop_t *loop)
     return n;
 }
 
+/*
+ * --max-connections-total: counts a new connection in the process's total,
+ * or, at the bound, says it is refused (answered 503 and closed, uncounted).
+ * One atomic add per connection, none per request.
+ */
+static int over_total(gn_loop_t *loop)
+{
+    atomic_uint *total = loop->limits->conns_total;
+    if (total == NULL || atomic_fetch_add_explicit(total, 1, memory_order_relaxed) < loop->limits->max_connections_total)
+        return 0;
+    atomic_fetch_sub_explicit(total, 1, memory_order_relaxed);
+    return 1;
+}
+
 /* Accepts from the loop's listening socket number i (the i-th --bind). */
 static void accept_one_batch(gn_loop_t *loop, unsigned i)
 {
@@ -338,7 +356,7 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0, proxy, NULL);
+        serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0, proxy, NULL, over_total(loop));
     }
 }
 

@@ -2,6 +2,7 @@
 
 #include "server/config.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,10 @@ static int get_limits(gn_limits_t *lim, PyObject *dict)
     lim->max_head_size = (size_t)head;
     lim->max_body = (uint64_t)body;
     lim->max_connections = (unsigned)conns;
+    long long total = 0;
+    if (get_long_or(dict, "max_connections_total", 0, &total) || positive(total + 1, "max_connections_total + 1"))
+        return -1;
+    lim->max_connections_total = total > UINT_MAX ? UINT_MAX : (unsigned)total;
     lim->write_high_water = (size_t)hw;
     lim->access_log = alog != 0;
     long long ws_max;
@@ -282,6 +287,8 @@ void gn_config_free(gn_config_t *cfg)
     free(cfg->shared_url);
     free(cfg->shared_prefix);
     free(cfg->metrics_bind);
+    free(cfg->limits.conns_total);
+    cfg->limits.conns_total = NULL;
     free_list(cfg->binds, cfg->n_binds);
     free_list(cfg->sys_path, cfg->n_sys_path);
     gn_tls_opts_t *o = &cfg->tls;

@@ -136,6 +136,32 @@ static void log_mode(const gn_plan_t *plan, const char *why)
 #define FD_RESERVE 256
 
 /*
+ * --max-connections-total: one counter for the loops of a process. Made
+ * before any child is forked, so each worker process starts from its own
+ * copy at 0 (the supervisor serves nothing) and holds an equal share.
+ */
+static void bound_total(gn_plan_t *plan)
+{
+    gn_limits_t *lim = &plan->cfg.limits;
+    if (lim->max_connections_total == 0)
+        return;
+    unsigned procs = plan->n_procs ? plan->n_procs : 1;
+    lim->max_connections_total = (lim->max_connections_total + procs - 1) / procs;
+    lim->conns_total = calloc(1, sizeof(*lim->conns_total));
+    if (lim->conns_total == NULL) {
+        gn_log(GN_LOG_CRITICAL, "out of memory");
+        abort();
+    }
+    atomic_init(lim->conns_total, 0);
+    if (plan->n_procs)
+        gn_log(GN_LOG_INFO, "connections: up to %u per process (--max-connections-total over %u processes), "
+               "503 beyond", lim->max_connections_total, procs);
+    else
+        gn_log(GN_LOG_INFO, "connections: up to %u in all (--max-connections-total), 503 beyond",
+               lim->max_connections_total);
+}
+
+/*
  * The open-file limit bounds the connections a process can hold. Its soft
  * limit is raised to the hard one (before any child is forked, so children
  * inherit it), and without --max-connections each worker of a process may
@@ -163,6 +189,7 @@ static void size_connections(gn_plan_t *plan)
         gn_log(GN_LOG_WARNING, "--max-connections %u x %u workers is more than the open-file limit (%llu per "
                "process) leaves room for: accepting fails beyond it", lim->max_connections, plan->per_proc, files);
     }
+    bound_total(plan);
 }
 
 /*

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import Conn, build_request, fetch, proc_rss_kib, scaled
+from conftest import Conn, build_request, fetch, proc_rss_kib, run_gorgon, scaled
 
 
 @pytest.fixture
@@ -208,3 +208,65 @@ def test_many_small_pieces_to_a_client_that_is_behind(server, app, path):
         r = c.response()
     assert r.status == 200 and r.chunked, r
     assert r.body == b"b" * big + b"".join(b"%05d\n" % i for i in range(n))
+
+
+def test_max_connections_total_answers_503_beyond(server):
+    """--max-connections-total 10 with 2 workers of 100 each: 10 keep-alive
+    connections are served and held; the 11th client gets a 503 with
+    Connection: close and the connection ends; once one of the 10 closes, a
+    new client is served, and the held ones were never closed for room."""
+    srv = server("router:app", "--workers", "2", "--max-connections", "100",
+                 "--max-connections-total", "10", "--keep-alive", "60")
+    assert "up to 10 in all (--max-connections-total)" in srv.stderr_text()
+    held = []
+    try:
+        for i in range(10):
+            c = Conn(srv, timeout=5)
+            held.append(c)
+            assert c.request("GET", "/hello").status == 200, "connection %d" % (i + 1)
+        for _ in range(3):
+            with Conn(srv, timeout=5) as late:
+                r = late.request("GET", "/hello")
+                assert r.status == 503, r
+                assert (r.header("Connection") or "").lower() == "close", r.headers
+                late.wait_closed()
+        held.pop(0).close()
+        # The server counts the close when it reads the end of stream: a new
+        # client may still meet the bound until then, never after.
+        deadline = time.monotonic() + scaled(5)
+        while True:
+            with Conn(srv, timeout=5) as c:
+                status = c.request("GET", "/hello").status
+            assert status in (200, 503)
+            if status == 200 or time.monotonic() > deadline:
+                break
+        assert status == 200, "the bound was not freed by a close"
+        for i, c in enumerate(held):
+            assert c.request("GET", "/hello").status == 200, "held connection %d" % i
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_max_connections_total_is_shared_out_over_processes(server):
+    """With 2 worker processes, --max-connections-total 6 is 3 per process:
+    of 8 connections held open, at most 6 are served and the rest get 503."""
+    srv = server("router:app", "--mode", "processes", "--workers", "2",
+                 "--max-connections-total", "6", "--keep-alive", "60")
+    assert "up to 3 per process (--max-connections-total over 2 processes)" in srv.stderr_text()
+    held, statuses = [], []
+    try:
+        for _ in range(8):
+            c = Conn(srv, timeout=5)
+            held.append(c)
+            statuses.append(c.request("GET", "/hello").status)
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses.count(200) <= 6 and statuses.count(503) >= 2, statuses
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_max_connections_total_must_not_be_negative():
+    r = run_gorgon("router:app", "--max-connections-total", "-1")
+    assert r.returncode == 2 and b"--max-connections-total must be at least 0" in r.stderr
