@@ -80,10 +80,12 @@ SHOWN_DEFAULTS = {"bind": DEFAULT_BIND, "workers": "the number of CPU cores",
 ENV_ONLY = [
     ("GORGON_NO_DATETIME_WORKAROUND",
      "1: the main interpreter does not import _datetime before the workers start (without it, "
-     "workers importing datetime or sqlite3 crashed when their interpreters ended)"),
+     "workers importing datetime or sqlite3 crashed when their interpreters ended); 3.13 only: "
+     "on 3.14 and newer the import is not made"),
     ("GORGON_NO_END_ORDER_WORKAROUND",
      "1: each worker's interpreter ends as soon as the worker does, instead of newest first "
-     "(without it, interpreters that imported datetime and sqlite3 aborted at exit)"),
+     "(without it, interpreters that imported datetime and sqlite3 aborted at exit); 3.13 only: "
+     "on 3.14 and newer each ends as soon as its worker does"),
 ]
 
 

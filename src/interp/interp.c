@@ -12,6 +12,8 @@
 
 int gn_interp_prepare_main(const gn_config_t *cfg)
 {
+    if (!GN_DATETIME_HAZARD)
+        return 0;
     if (!cfg->datetime_workaround) {
         gn_log(GN_LOG_WARNING, "datetime workaround disabled: workers may crash when they end");
         return 0;
@@ -301,11 +303,12 @@ static void pass_turn(gn_end_order_t *order, int index)
 }
 
 /* GORGON_NO_END_ORDER_WORKAROUND=1 lets each worker end as soon as it has
- * stopped, for the stress test that shows why the order matters. */
+ * stopped, for the stress test that shows why the order matters; where the
+ * hazard is gone, each ends so anyway. */
 static int end_order_enabled(void)
 {
     const char *v = getenv("GORGON_NO_END_ORDER_WORKAROUND");
-    return v == NULL || strcmp(v, "1") != 0;
+    return GN_DATETIME_HAZARD && (v == NULL || strcmp(v, "1") != 0);
 }
 
 /* Workaround 5 (interp.h): threading.current_thread() on a thread that

@@ -11,13 +11,19 @@
  *     (gn_interp_end_ordered). At a stop they end newest-first; a worker
  *     replaced while the server runs ends as soon as it has stopped, which
  *     workaround 1 alone made safe (test_lifecycle.py: either suffices).
+ *     1 and 2 apply only where the crash was measured, 3.13
+ *     (GN_DATETIME_HAZARD): with both off, 20 start/stop cycles of 2 workers
+ *     importing datetime and sqlite3 all ended cleanly on 3.14.10 and 3.15.2
+ *     (test_lifecycle.py::test_no_datetime_hazard_since_3_14).
  *  3. After a failed import of a module that refuses sub-interpreters,
  *     Py_FinalizeEx hit "double free or corruption" (10/10, 3.13.5): a
  *     server whose application cannot load leaves with _exit() instead of
  *     finalizing (gn_interp_abandon_process).
  *  4. Creating and ending an interpreter leaks 1.7-6.3 MB a cycle (4.0-4.1
  *     MB over 50 cycles, 3.13.0): workers are re-created in-process only
- *     when asked (a reload, --max-requests), and the server says so.
+ *     when asked (a reload, --max-requests), and on 3.13 the server says so
+ *     (GN_INTERP_END_LEAKS). A reload's cost per interpreter on 3.14.10: 0.5
+ *     MB; on 3.15.2: none (test_reload.py::test_what_a_reload_costs_in_memory_on_this_python).
  *  5. A worker thread that called threading.current_thread() (Django does)
  *     holds a _DummyThread whose clean-up ran after threading's teardown when
  *     its interpreter ended: "Exception ignored in _DeleteDummyThreadOnDel"
@@ -32,6 +38,11 @@
 #include <sys/types.h>
 
 #include "server/config.h"
+
+/* Whether this CPython has the datetime hazard of workarounds 1 and 2. */
+#define GN_DATETIME_HAZARD (PY_VERSION_HEX < 0x030E0000)
+/* Whether it keeps megabytes of each interpreter ended (workaround 4). */
+#define GN_INTERP_END_LEAKS (PY_VERSION_HEX < 0x030E0000)
 
 typedef struct {
     PyThreadState *main_ts; /* this thread's state in the main interpreter */

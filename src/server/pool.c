@@ -621,7 +621,8 @@ static int serve_unlocked(pool_t *p)
     } else {
         gn_log(GN_LOG_INFO, "%u workers ready in %.0f ms", n, (gn_now() - t0) * 1000);
         const gn_config_t *cfg = &p->plan->cfg;
-        if ((cfg->max_requests || cfg->max_worker_memory) && p->plan->kind == GN_INTERP_SUB) /* workaround 4 */
+        if (GN_INTERP_END_LEAKS && (cfg->max_requests || cfg->max_worker_memory) &&
+            p->plan->kind == GN_INTERP_SUB) /* workaround 4 */
             gn_log(GN_LOG_INFO, "%s re-creates sub-interpreters in this process, and CPython does not "
                    "give back all of their memory (about 4 MB each on 3.13); --processes P replaces whole "
                    "processes instead", cfg->max_requests ? "--max-requests" : "--max-worker-memory");

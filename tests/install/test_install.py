@@ -1,7 +1,8 @@
 """Install gorgon as a user would and run the `gorgon` command.
 
 A fresh virtual environment made with the CPython that scripts/find-python
-picks, `pip install CHECKOUT` into it, then the console script serves a WSGI
+picks (or INSTALL_PYTHON=/path/to/python3.N, as the Debian unstable tier
+does for each of its Pythons), `pip install CHECKOUT` into it, then the console script serves a WSGI
 and an ASGI app from tests/apps and stops on SIGTERM with exit 0. Then
 `python -m build` makes the sdist and the wheel (from the sdist, so a file
 missing from the sdist fails here), whose metadata and content are checked.
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def find_python():
+    if os.environ.get("INSTALL_PYTHON"):
+        return os.environ["INSTALL_PYTHON"]
     r = subprocess.run([str(REPO / "scripts" / "find-python")], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip("no CPython 3.13: " + r.stderr.strip())
@@ -126,14 +129,22 @@ def test_version_of_the_installed_command(venv, tmp_path):
     assert re.match(r"gorgon \d+\.\d+\.\d+\S* \(%s\)\nPython: CPython 3\.1[3-9]" % DIST, r.stdout), r.stdout
 
 
-def test_build_makes_an_sdist_and_a_wheel(tmp_path):
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    """The sdist and the wheel `python -m build` makes with this Python."""
     pytest.importorskip("build", reason="`build` is not installed (requirements-dev.txt has it)")
-    out = tmp_path / "dist"
+    work = tmp_path_factory.mktemp("build")
+    out = work / "dist"
     r = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
-                       cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=300)
+                       cwd=work, env=clean_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (sdist,) = out.glob("gorgon_server-*.tar.gz")
     (wheel,) = out.glob("gorgon_server-*-cp3*-linux_*.whl")
+    return sdist, wheel
+
+
+def test_build_makes_an_sdist_and_a_wheel(dist):
+    sdist, wheel = dist
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
     assert {"setup.py", "pyproject.toml", "src/module.c", "src/server/config.h"} <= names, sorted(names)
@@ -147,5 +158,31 @@ def test_build_makes_an_sdist_and_a_wheel(tmp_path):
     assert "Name: %s\n" % DIST in metadata
     assert "Requires-Python: >=3.13\n" in metadata
     assert "Classifier: Programming Language :: Python :: 3.13\n" in metadata
+    # The Python this tier tests is one the package says it supports.
+    assert "Classifier: Programming Language :: Python :: %d.%d\n" % sys.version_info[:2] in metadata
     assert "Classifier: Operating System :: POSIX :: Linux\n" in metadata
     assert "gorgon = gorgon.__main__:main" in entry_points, entry_points
+
+
+def test_the_built_wheel_installs_into_a_fresh_venv(dist, tmp_path):
+    """The wheel `python -m build` makes for this Python, installed alone
+    (no index) into a fresh venv of the same Python: its command runs and
+    its extension loads there."""
+    wheel = dist[1]
+    py = find_python()
+    tag = subprocess.run([py, "-c", "import sys; print('cp%d%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert tag == "cp%d%d" % sys.version_info[:2], "pytest runs on %s, the venv would be %s" % (sys.version, tag)
+    assert "-%s-" % tag in wheel.name, wheel.name
+    venv = tmp_path / "wheel-venv"
+    subprocess.run([py, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", str(wheel)],
+                       cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([str(venv / "bin" / "gorgon"), "--version"], cwd=tmp_path, env=clean_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Python: CPython %d.%d." % sys.version_info[:2] in r.stdout, r.stdout
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", "import gorgon._gorgon"], cwd=tmp_path,
+                       env=clean_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
