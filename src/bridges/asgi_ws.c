@@ -4,6 +4,7 @@
  * and the close handshake are the connection layer's (http/ws_conn.c).
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -208,14 +209,20 @@ void gn_asgi_ws_on_close(gn_conn_t *c, int code, void *ctx)
 
 static PyObject *accept_key(gn_asgi_t *a, const gn_header_t *key)
 {
-    if (a->sha1 == NULL) {
-        PyObject *hashlib = PyImport_ImportModule("hashlib"), *base64 = PyImport_ImportModule("base64");
-        a->sha1 = hashlib ? PyObject_GetAttrString(hashlib, "sha1") : NULL;
-        a->b64encode = base64 ? PyObject_GetAttrString(base64, "b64encode") : NULL;
+    if (a->sha1 == NULL || a->b64encode == NULL) {
+        /* Both or neither: the next handshake tries again after a failure. */
+        PyObject *hashlib = PyImport_ImportModule("hashlib");
+        PyObject *sha1 = hashlib ? PyObject_GetAttrString(hashlib, "sha1") : NULL;
+        PyObject *base64 = sha1 ? PyImport_ImportModule("base64") : NULL;
+        PyObject *b64encode = base64 ? PyObject_GetAttrString(base64, "b64encode") : NULL;
         Py_XDECREF(hashlib);
         Py_XDECREF(base64);
-        if (a->sha1 == NULL || a->b64encode == NULL)
+        if (b64encode == NULL) {
+            Py_XDECREF(sha1);
             return NULL;
+        }
+        Py_XSETREF(a->sha1, sha1);
+        Py_XSETREF(a->b64encode, b64encode);
     }
     char buf[64];
     int n = snprintf(buf, sizeof(buf), "%.*s%s", (int)key->value.len, key->value.base, WS_GUID);
