@@ -122,6 +122,14 @@ def test_pid_file(server, tmp_path):
     assert not pid_file.exists()
 
 
+def test_pid_file_removed_by_someone_else_is_no_error_at_stop(server, tmp_path):
+    pid_file = tmp_path / "gorgon.pid"
+    srv = server("hello:app", "--pid", str(pid_file))
+    pid_file.unlink()
+    assert srv.stop() == 0
+    assert "Traceback" not in srv.stderr_text(), srv.describe()
+
+
 def test_umask_applies_to_unix_socket_files(server, tmp_path):
     path = str(tmp_path / "masked.sock")
     srv = server("hello:app", "--bind", "unix:" + path, "--umask", "077")
