@@ -6,6 +6,8 @@ bodies the test checks."""
 from gorgon import _gorgon
 
 fault = getattr(_gorgon, "_fault", None)
+with open(__file__, "rb") as f:
+    SENT = f.read()
 
 
 def arm(query):
@@ -34,9 +36,15 @@ def app(environ, start_response):
             return [b"no fault injection in this build\n"]
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [body]
-    data = environ["wsgi.input"].readline() + environ["wsgi.input"].read()
+    inp = environ["wsgi.input"]
+    if path == "/lines":
+        data = b"".join(inp.readlines())
+    elif path == "/iter":
+        data = b"".join(inp)
+    else:
+        data = inp.read(3) + inp.readline() + inp.read()
     headers = [("Content-Type", "text/plain"), ("X-Path", path)]
-    if path == "/list":
+    if path in ("/list", "/lines", "/iter"):
         start_response("200 OK", headers)
         return [b"list:", data]
     if path == "/gen":
@@ -54,6 +62,17 @@ def app(environ, start_response):
         import io
         start_response("200 OK", headers)
         return environ["wsgi.file_wrapper"](io.BytesIO(b"file:" + data), 4)
+    if path == "/sendfile":
+        start_response("200 OK", headers + [("Content-Length", str(len(SENT)))])
+        return environ["wsgi.file_wrapper"](open(__file__, "rb"))
+    if path == "/exc-info":
+        start_response("500 Oops", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("replaced")
+        except KeyError:
+            import sys
+            start_response("200 OK", headers, sys.exc_info())
+        return [b"exc-info:", data]
     start_response("404 Not Found", headers)
     return [b"unknown path\n"]
 
@@ -71,6 +90,12 @@ async def asgi(scope, receive, send):
         msg = await receive()
         await send({"type": "websocket.send", "text": "ws:" + (msg.get("text") or "")})
         await send({"type": "websocket.send", "bytes": b"ws:" + (msg.get("bytes") or b"")})
+        if scope["path"] == "/ws-client-closes":
+            msg = await receive()
+            await send({"type": "websocket.send", "text": "got:" + msg.get("text", "")})
+            msg = await receive()
+            assert msg["type"] == "websocket.disconnect", msg
+            return
         await send({"type": "websocket.close", "code": 1000, "reason": "done"})
         return
     path = scope["path"]
@@ -87,8 +112,12 @@ async def asgi(scope, receive, send):
         if not msg.get("more_body"):
             break
     headers = [(b"content-type", b"text/plain"), (b"x-path", path.encode())]
+    if path == "/pathsend":
+        headers.append((b"content-length", str(len(SENT)).encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    if path == "/stream":
+    if path == "/pathsend":
+        await send({"type": "http.response.pathsend", "path": __file__})
+    elif path == "/stream":
         await send({"type": "http.response.body", "body": b"stream:", "more_body": True})
         await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b""})

@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from conftest import Conn, build_request, chunked, fetch, host_header, log_since, scaled, wait_for
+from conftest import REPO, Conn, build_request, chunked, fetch, host_header, log_since, scaled, wait_for
 
 BODY = b"first line\nsecond part"
+SENT = (REPO / "tests" / "apps" / "faults.py").read_bytes()
 BIG = b"x" * 100 + b"\n" + os.urandom(1100 * 1024).hex().encode()[:1100 * 1024]  # over the spill threshold
 MAX_CALLS = 400  # far more than any request here makes: the sweep must end before
 
@@ -31,11 +32,11 @@ def fired(srv, n):
     return int(r.body)
 
 
-def http(method, path, body, expected, headers=()):
+def http(method, path, body, expected, headers=(), version="HTTP/1.1"):
     """An exchange: one request on a fresh connection; its outcome."""
     def exchange(srv):
         with Conn(srv) as c:
-            c.send(build_request(method, path, headers, body=body, host=host_header(c.addr)))
+            c.send(build_request(method, path, headers, body=body, version=version, host=host_header(c.addr)))
             try:
                 r = c.response(method, allow_truncated=True)
             except AssertionError as e:
@@ -61,12 +62,18 @@ def ws_frame(c, deadline):
     return head[0] & 0x0f, c._read_exact(n, deadline, "a payload")
 
 
-def websocket(srv):
-    """An exchange: the handshake, one text message, the app's answers."""
+def masked(opcode, payload):
+    key = b"\x01\x02\x03\x04"
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def websocket(srv, path="/ws"):
+    """An exchange: the handshake, one text message, the app's answers (on
+    /ws-client-closes a second message, then the client closes)."""
     with Conn(srv) as c:
         headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
-        c.send(build_request("GET", "/ws", headers, host=host_header(c.addr)))
+        c.send(build_request("GET", path, headers, host=host_header(c.addr)))
         try:
             r = c.read_head()
         except AssertionError as e:
@@ -76,8 +83,7 @@ def websocket(srv):
         if r.status in (403, 500):
             return str(r.status)  # before the accept: 403, as an app raising there gets
         assert r.status == 101, r
-        key = b"\x01\x02\x03\x04"
-        c.send(bytes([0x81, 0x82]) + key + bytes(b ^ key[i] for i, b in enumerate(b"hi")))
+        c.send(masked(1, b"hi"))
         deadline = time.monotonic() + scaled(10)
         frames = []
         while True:
@@ -87,6 +93,13 @@ def websocket(srv):
             frames.append(f)
             if f[0] == 8:
                 break
+            if path == "/ws-client-closes" and len(frames) == 2:
+                c.send(masked(1, b"again"))
+            if path == "/ws-client-closes" and len(frames) == 3:
+                c.send(masked(8, (1001).to_bytes(2, "big") + b"bye"))
+        if path == "/ws-client-closes" and frames == [(1, b"ws:hi"), (2, b"ws:"), (1, b"got:again"),
+                                                      (8, (1001).to_bytes(2, "big"))]:
+            return "whole"
         code = int.from_bytes(frames[-1][1][:2], "big")
         if frames == [(1, b"ws:hi"), (2, b"ws:"), (8, (1000).to_bytes(2, "big") + b"done")]:
             return "whole"
@@ -132,6 +145,11 @@ WSGI = {
     "chunked": http("POST", "/list", chunked(BODY), b"list:" + BODY, [("Transfer-Encoding", "chunked")]),
     "spilled": http("POST", "/gen", BIG, b"gen:" + BIG),
     "head": http("HEAD", "/list", b"", b""),
+    "lines": http("POST", "/lines", BODY, b"list:" + BODY),
+    "iter": http("POST", "/iter", BODY, b"list:" + BODY),
+    "sendfile": http("GET", "/sendfile", b"", SENT),
+    "exc-info": http("POST", "/exc-info", BODY, b"exc-info:" + BODY),
+    "http10": http("POST", "/gen", BODY, b"gen:" + BODY, version="HTTP/1.0"),
 }
 
 
@@ -149,6 +167,9 @@ ASGI = {
     "chunked": http("POST", "/stream", chunked(BODY), b"stream:" + BODY, [("Transfer-Encoding", "chunked")]),
     "head": http("HEAD", "/one", b"", b""),
     "websocket": websocket,
+    "websocket-client-closes": lambda srv: websocket(srv, "/ws-client-closes"),
+    "pathsend": http("GET", "/pathsend", b"", SENT),
+    "http10": http("POST", "/stream", BODY, b"stream:" + BODY, version="HTTP/1.0"),
 }
 
 
