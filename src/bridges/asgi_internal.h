@@ -69,6 +69,10 @@ enum { GN_WS_CONNECTING, GN_WS_ACCEPTED, GN_WS_CLOSED };
 /* asgi_receive.c */
 PyObject *gn_asgi_receive(gn_asgi_req_t *r);
 void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void *ctx);
+/* A body chunk or WebSocket message could not be handed over (exception
+ * set): the app's receive() raises the exception (now, or once what came
+ * before it is received), and the request fails as when the app raises. */
+void gn_asgi_input_failed(gn_asgi_req_t *r);
 /* Resolves a pending receive() with http.disconnect (client gone, or the
  * response is over). */
 void gn_asgi_wake_disconnect(gn_asgi_req_t *r);

@@ -168,6 +168,8 @@ void gn_asgi_wake_disconnect(gn_asgi_req_t *r)
     PyObject *m = message(r->a, r->a->v_http_disconnect);
     if (m)
         gn_asgi_resolve(&r->recv_waiter, m);
+    else
+        gn_asgi_input_failed(r);
     Py_XDECREF(m);
     PyErr_Clear();
 }
@@ -204,10 +206,7 @@ PyObject *gn_asgi_receive(gn_asgi_req_t *r)
     return fut;
 }
 
-/* The body could not be handed over (exception set): the app's receive()
- * raises the exception (now, or at its next call), and the request fails as
- * when the app raises. */
-static void body_failed(gn_asgi_req_t *r)
+void gn_asgi_input_failed(gn_asgi_req_t *r)
 {
     if (!PyErr_Occurred())
         PyErr_NoMemory();
@@ -232,7 +231,7 @@ void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void 
     PyObject *b = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     if (b == NULL || PyList_Append(r->chunks, b) < 0) {
         Py_XDECREF(b);
-        body_failed(r);
+        gn_asgi_input_failed(r);
         return;
     }
     Py_DECREF(b);
@@ -241,7 +240,7 @@ void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void 
         return;
     PyObject *m = take_body(r);
     if (m == NULL) {
-        body_failed(r);
+        gn_asgi_input_failed(r);
         return;
     }
     gn_asgi_resolve(&r->recv_waiter, m);
