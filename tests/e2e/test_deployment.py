@@ -2,6 +2,7 @@
 sockets (fd://N), --pid, --umask, and --user/--group after binding."""
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -83,6 +84,21 @@ def test_systemd_socket_activation_unix(activate, tmp_path):
         assert s.stop() == 0, s.text()
         # The socket file is systemd's, not ours: left in place.
         assert os.path.exists(path)
+    finally:
+        s.kill()
+
+
+def test_listen_fds_that_is_not_a_number_passes_no_socket(tmp_path):
+    """LISTEN_PID names the server but LISTEN_FDS is not a number: no socket
+    was passed, and the server listens on its --bind as without them."""
+    port = free_port()
+    argv = " ".join(shlex.quote(a) for a in gorgon_argv("--bind", "127.0.0.1:%d" % port))
+    s = Launched(["sh", "-c", "LISTEN_PID=$$ LISTEN_FDS=three exec " + argv], tmp_path)
+    try:
+        s.wait_listening()
+        assert "Listening at: http://127.0.0.1:%d" % port in s.text(), s.text()
+        assert fetch(("127.0.0.1", port), "/").status == 200
+        assert s.stop() == 0, s.text()
     finally:
         s.kill()
 
