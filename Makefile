@@ -121,14 +121,14 @@ test-install: $(STAMP)
 # free everything at exit. The build also counts coverage (gcc --coverage,
 # as `make coverage` below, at -O1 with the sanitizers), the C unit tests run
 # against it too, and coverage.py follows the package: the tier fails when a
-# figure drops below its ASAN_FLOOR_* (set from this tier's own figures,
-# which leave out the tests marked nosan).
+# figure drops below its ASAN_FLOOR_* (its own: -O1, the tests marked nosan
+# left out, and UBSan's checks counted as branches; docs/testing.md).
 ASAN_DIR := $(CURDIR)/build/asan
 ASAN_RT := $(shell gcc -print-file-name=libasan.so)
 UBSAN_RT := $(shell gcc -print-file-name=libubsan.so)
-ASAN_FLOOR_LINES ?= 90
-ASAN_FLOOR_BRANCHES ?= 75
-ASAN_FLOOR_PY ?= 93
+ASAN_FLOOR_LINES ?= 85
+ASAN_FLOOR_BRANCHES ?= 60
+ASAN_FLOOR_PY ?= 90
 ASAN_TESTS ?= tests/e2e
 test-asan: SHELL := /bin/bash
 test-asan: $(STAMP)
@@ -163,8 +163,8 @@ test-tsan: $(STAMP)
 COV_DIR := $(CURDIR)/build/coverage
 COV_CFLAGS := --coverage -fprofile-update=atomic -DGN_COVERAGE -DGN_FAULT
 COV_FLOOR_LINES ?= 90
-COV_FLOOR_BRANCHES ?= 75
-COV_FLOOR_PY ?= 93
+COV_FLOOR_BRANCHES ?= 76
+COV_FLOOR_PY ?= 95
 # $(call cov_unit_tests,DIR,FLAGS): the C unit tests built with gcc
 # --coverage and FLAGS into DIR, and run there.
 define cov_unit_tests
