@@ -144,7 +144,7 @@ def env_default(flag, default, conv=str):
         return default
     try:
         return conv(raw)
-    except ValueError:
+    except (ValueError, argparse.ArgumentTypeError):
         raise SystemExit(f"gorgon: {env_name(flag)}={raw!r} is not a valid value")
 
 

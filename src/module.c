@@ -7,6 +7,7 @@
 #include "module.h"
 
 #include "bridges/asgi.h"
+#include "bridges/fault.h"
 #include "bridges/wsgi.h"
 #include "server/supervisor.h"
 #include "shared/shared.h"
@@ -26,6 +27,9 @@ static PyObject *serve(PyObject *module, PyObject *config)
 
 static PyMethodDef methods[] = {
     {"serve", serve, METH_O, "serve(config) -> exit code. Runs the server until it stops."},
+#ifdef GN_FAULT
+    {"_fault", gn_fault_arm, METH_O, "_fault(n) -> faults fired so far (test builds only, bridges/fault.h)."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

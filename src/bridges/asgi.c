@@ -4,6 +4,7 @@
  * and the asyncio loop that drives the worker's epoll loop.
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,7 @@ static int req_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(r->recv_waiter);
     Py_VISIT(r->send_waiter);
     Py_VISIT(r->chunks);
+    Py_VISIT(r->body_error);
     Py_VISIT(r->headers);
     Py_VISIT(r->task);
     Py_VISIT(r->ws_queue);
@@ -101,6 +103,7 @@ static int req_clear(PyObject *self)
     Py_CLEAR(r->recv_waiter);
     Py_CLEAR(r->send_waiter);
     Py_CLEAR(r->chunks);
+    Py_CLEAR(r->body_error);
     Py_CLEAR(r->headers);
     Py_CLEAR(r->task);
     Py_CLEAR(r->ws_queue);
@@ -305,10 +308,15 @@ static int start_task(gn_asgi_t *a, gn_asgi_req_t *r, PyObject *scope)
 static void on_request(gn_conn_t *c, void *ctx)
 {
     gn_asgi_t *a = ctx;
+    GN_FAULT_REQUEST_START();
     gn_asgi_req_t *r = req_new(a, c);
     if (r == NULL) {
-        PyErr_Clear();
-        gn_conn_response_abort(c);
+        static const char body[] = "Internal Server Error\n";
+        PyObject *exc = PyErr_GetRaisedException();
+        gn_asgi_log_exception(a, "Exception starting the ASGI application", exc);
+        Py_XDECREF(exc);
+        gn_conn_write_simple(c, 500, body, sizeof(body) - 1, 0);
+        gn_conn_response_done(c);
         return;
     }
     c->bridge = r; /* the connection's reference */

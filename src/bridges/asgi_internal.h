@@ -44,6 +44,7 @@ typedef struct {
     PyObject *recv_waiter; /* a Future a receive() waits on */
     PyObject *send_waiter; /* a Future a send() waits on (backpressure) */
     PyObject *chunks;     /* body bytes received, not yet given to the app */
+    PyObject *body_error; /* the body could not be handed over: receive() raises it */
     int body_done;        /* the connection delivered the last body bytes */
     int body_given;       /* the app saw more_body=False */
     int disconnected;
@@ -68,6 +69,10 @@ enum { GN_WS_CONNECTING, GN_WS_ACCEPTED, GN_WS_CLOSED };
 /* asgi_receive.c */
 PyObject *gn_asgi_receive(gn_asgi_req_t *r);
 void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void *ctx);
+/* A body chunk or WebSocket message could not be handed over (exception
+ * set): the app's receive() raises the exception (now, or once what came
+ * before it is received), and the request fails as when the app raises. */
+void gn_asgi_input_failed(gn_asgi_req_t *r);
 /* Resolves a pending receive() with http.disconnect (client gone, or the
  * response is over). */
 void gn_asgi_wake_disconnect(gn_asgi_req_t *r);
@@ -75,6 +80,8 @@ void gn_asgi_wake_disconnect(gn_asgi_req_t *r);
 PyObject *gn_asgi_done_future(gn_asgi_t *a, PyObject *result);
 PyTypeObject *gn_asgi_ready_type_new(PyObject *module);
 void gn_asgi_resolve(PyObject **waiter, PyObject *result);
+/* Fails fut with exc (or cancels it, logged, when even that fails). */
+void gn_asgi_reject(PyObject *fut, PyObject *exc);
 
 /* asgi_response.c */
 PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *message);

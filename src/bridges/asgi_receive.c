@@ -4,8 +4,10 @@
  * slow application slows its client down (TCP backpressure).
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include "bridges/asgi_internal.h"
+#include "server/log.h"
 
 /*
  * An awaitable that is already complete: `await` gets its value without an
@@ -94,13 +96,34 @@ void gn_asgi_resolve(PyObject **waiter, PyObject *result)
         return;
     *waiter = NULL;
     PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    int ok = done != NULL;
     if (done == Py_False) {
         PyObject *r = PyObject_CallMethod(fut, "set_result", "O", result);
+        ok = r != NULL;
         Py_XDECREF(r);
     }
     Py_XDECREF(done);
+    if (!ok) {
+        /* Else the application would wait for ever: the await raises. */
+        PyObject *exc = PyErr_GetRaisedException();
+        gn_asgi_reject(fut, exc);
+        Py_XDECREF(exc);
+    }
     PyErr_Clear();
     Py_DECREF(fut);
+}
+
+void gn_asgi_reject(PyObject *fut, PyObject *exc)
+{
+    PyObject *set = exc ? PyObject_CallMethod(fut, "set_exception", "O", exc) : NULL;
+    if (set == NULL) {
+        PyErr_Clear();
+        gn_log(GN_LOG_ERROR, "%s completing an await of the ASGI application: the await is cancelled",
+               exc ? Py_TYPE(exc)->tp_name : "an error");
+        set = PyObject_CallMethod(fut, "cancel", NULL);
+    }
+    Py_XDECREF(set);
+    PyErr_Clear();
 }
 
 static PyObject *message(gn_asgi_t *a, PyObject *type)
@@ -145,6 +168,8 @@ void gn_asgi_wake_disconnect(gn_asgi_req_t *r)
     PyObject *m = message(r->a, r->a->v_http_disconnect);
     if (m)
         gn_asgi_resolve(&r->recv_waiter, m);
+    else
+        gn_asgi_input_failed(r);
     Py_XDECREF(m);
     PyErr_Clear();
 }
@@ -158,6 +183,10 @@ PyObject *gn_asgi_receive(gn_asgi_req_t *r)
     }
     if (r->ws)
         return gn_asgi_ws_receive(r);
+    if (r->body_error != NULL) {
+        PyErr_SetRaisedException(Py_NewRef(r->body_error));
+        return NULL;
+    }
     if (PyList_GET_SIZE(r->chunks) > 0 || (r->body_done && !r->body_given)) {
         PyObject *m = take_body(r);
         PyObject *fut = m ? gn_asgi_done_future(a, m) : NULL;
@@ -177,14 +206,32 @@ PyObject *gn_asgi_receive(gn_asgi_req_t *r)
     return fut;
 }
 
+void gn_asgi_input_failed(gn_asgi_req_t *r)
+{
+    if (!PyErr_Occurred())
+        PyErr_NoMemory();
+    PyObject *exc = PyErr_GetRaisedException();
+    if (r->body_error == NULL)
+        r->body_error = Py_NewRef(exc);
+    if (r->recv_waiter != NULL) {
+        PyObject *fut = r->recv_waiter;
+        r->recv_waiter = NULL;
+        gn_asgi_reject(fut, exc);
+        Py_DECREF(fut);
+    }
+    Py_DECREF(exc);
+}
+
 void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void *ctx)
 {
     (void)ctx;
     gn_asgi_req_t *r = c->bridge;
+    if (r->body_error != NULL)
+        return;
     PyObject *b = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     if (b == NULL || PyList_Append(r->chunks, b) < 0) {
         Py_XDECREF(b);
-        PyErr_Clear();
+        gn_asgi_input_failed(r);
         return;
     }
     Py_DECREF(b);
@@ -192,8 +239,10 @@ void gn_asgi_on_body(gn_conn_t *c, const char *data, size_t len, int done, void 
     if (r->recv_waiter == NULL)
         return;
     PyObject *m = take_body(r);
-    if (m)
-        gn_asgi_resolve(&r->recv_waiter, m);
-    Py_XDECREF(m);
-    PyErr_Clear();
+    if (m == NULL) {
+        gn_asgi_input_failed(r);
+        return;
+    }
+    gn_asgi_resolve(&r->recv_waiter, m);
+    Py_DECREF(m);
 }

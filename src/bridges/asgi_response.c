@@ -3,6 +3,7 @@
  * more_body), http.response.pathsend (sendfile); framing as for WSGI.
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -158,9 +159,11 @@ static int send_head(gn_asgi_req_t *r, int64_t known_length)
     char line[64], tail[256];
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", r->status, gn_http_reason(r->status));
     size_t tlen = gn_http_head_tail(tail, sizeof(tail), &f, !r->has_date, !r->has_server, c->req.minor_version);
-    if (put(r, line, (size_t)n) || put_headers(r) || put(r, tail, tlen))
+    if (put(r, line, (size_t)n))
         return -1;
-    r->head_sent = 1;
+    r->head_sent = 1; /* part of it is out: from here a failure cuts the response */
+    if (put_headers(r) || put(r, tail, tlen))
+        return -1;
     c->status = r->status;
     return 0;
 }

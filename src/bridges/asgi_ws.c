@@ -4,6 +4,7 @@
  * and the close handshake are the connection layer's (http/ws_conn.c).
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -128,6 +129,8 @@ PyObject *gn_asgi_ws_receive(gn_asgi_req_t *r)
             gn_conn_ws_pause(r->conn, 0);
             gn_conn_resume(r->conn);
         }
+    } else if (r->body_error != NULL) {
+        PyErr_SetRaisedException(Py_NewRef(r->body_error));
     } else if (r->ws_state == GN_WS_CLOSED) {
         m = disconnect_message(r);
     }
@@ -145,31 +148,34 @@ PyObject *gn_asgi_ws_receive(gn_asgi_req_t *r)
     return fut;
 }
 
-static void deliver(gn_asgi_req_t *r, PyObject *m)
+static int deliver(gn_asgi_req_t *r, PyObject *m)
 {
     if (r->recv_waiter) {
         gn_asgi_resolve(&r->recv_waiter, m);
-        return;
+        return 0;
     }
     if (r->ws_queue == NULL && (r->ws_queue = PyList_New(0)) == NULL)
-        return;
-    PyList_Append(r->ws_queue, m);
+        return -1;
+    if (PyList_Append(r->ws_queue, m) < 0)
+        return -1;
     if (r->conn && PyList_GET_SIZE(r->ws_queue) >= QUEUE_HIGH)
         gn_conn_ws_pause(r->conn, 1); /* the app is behind: stop reading */
+    return 0;
 }
 
 void gn_asgi_ws_on_message(gn_conn_t *c, int opcode, const char *data, size_t len, void *ctx)
 {
     (void)ctx;
     gn_asgi_req_t *r = c->bridge;
+    if (r->body_error != NULL)
+        return; /* the app hears of the failure first */
     PyObject *v = opcode == GN_WS_TEXT ? PyUnicode_DecodeUTF8(data, (Py_ssize_t)len, NULL)
                                        : PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
-    PyObject *m = ws_message("websocket.receive", opcode == GN_WS_TEXT ? "text" : "bytes", v);
+    PyObject *m = v ? ws_message("websocket.receive", opcode == GN_WS_TEXT ? "text" : "bytes", v) : NULL;
     Py_XDECREF(v);
-    if (m)
-        deliver(r, m);
+    if (m == NULL || deliver(r, m) < 0)
+        gn_asgi_input_failed(r);
     Py_XDECREF(m);
-    PyErr_Clear();
 }
 
 /* The connection no longer carries this WebSocket. */
@@ -198,6 +204,8 @@ void gn_asgi_ws_on_close(gn_conn_t *c, int code, void *ctx)
         PyObject *m = disconnect_message(r);
         if (m)
             gn_asgi_resolve(&r->recv_waiter, m);
+        else
+            gn_asgi_input_failed(r);
         Py_XDECREF(m);
         PyErr_Clear();
     }
@@ -208,14 +216,20 @@ void gn_asgi_ws_on_close(gn_conn_t *c, int code, void *ctx)
 
 static PyObject *accept_key(gn_asgi_t *a, const gn_header_t *key)
 {
-    if (a->sha1 == NULL) {
-        PyObject *hashlib = PyImport_ImportModule("hashlib"), *base64 = PyImport_ImportModule("base64");
-        a->sha1 = hashlib ? PyObject_GetAttrString(hashlib, "sha1") : NULL;
-        a->b64encode = base64 ? PyObject_GetAttrString(base64, "b64encode") : NULL;
+    if (a->sha1 == NULL || a->b64encode == NULL) {
+        /* Both or neither: the next handshake tries again after a failure. */
+        PyObject *hashlib = PyImport_ImportModule("hashlib");
+        PyObject *sha1 = hashlib ? PyObject_GetAttrString(hashlib, "sha1") : NULL;
+        PyObject *base64 = sha1 ? PyImport_ImportModule("base64") : NULL;
+        PyObject *b64encode = base64 ? PyObject_GetAttrString(base64, "b64encode") : NULL;
         Py_XDECREF(hashlib);
         Py_XDECREF(base64);
-        if (a->sha1 == NULL || a->b64encode == NULL)
+        if (b64encode == NULL) {
+            Py_XDECREF(sha1);
             return NULL;
+        }
+        Py_XSETREF(a->sha1, sha1);
+        Py_XSETREF(a->b64encode, b64encode);
     }
     char buf[64];
     int n = snprintf(buf, sizeof(buf), "%.*s%s", (int)key->value.len, key->value.base, WS_GUID);

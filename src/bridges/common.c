@@ -1,5 +1,6 @@
 #include "bridges/common.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "http/conn.h"
@@ -90,3 +91,33 @@ void gn_bridge_clear_interrupt(void)
 {
     PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
 }
+
+#ifdef GN_FAULT
+static _Thread_local long fault_armed, fault_countdown, fault_fired;
+
+int gn_fault_hit(const char *file, int line)
+{
+    if (fault_countdown <= 0 || --fault_countdown > 0)
+        return 0;
+    fault_fired++;
+    fprintf(stderr, "fault injected: MemoryError at %s:%d\n", file, line);
+    return 1;
+}
+
+void gn_fault_request_start(void)
+{
+    fault_countdown = fault_armed;
+    fault_armed = 0;
+}
+
+PyObject *gn_fault_arm(PyObject *module, PyObject *n)
+{
+    (void)module;
+    long at = PyLong_AsLong(n);
+    if (at == -1 && PyErr_Occurred())
+        return NULL;
+    fault_armed = at;
+    fault_countdown = 0;
+    return PyLong_FromLong(fault_fired);
+}
+#endif

@@ -4,6 +4,8 @@
 
 #include <Python.h>
 
+#include "bridges/fault.h"
+
 /*
  * Writes exc's traceback to the error log as one block, after the caller's
  * gn_log line. *cache keeps traceback.format_exception for the interpreter.

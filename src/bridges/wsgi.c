@@ -5,6 +5,7 @@
  * one client never holds the worker while others wait.
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -552,6 +553,7 @@ static int try_sendfile(gn_wsgi_req_t *req)
 static void on_request(gn_conn_t *c, void *ctx)
 {
     gn_wsgi_t *w = ctx;
+    GN_FAULT_REQUEST_START();
     gn_wsgi_req_t *req = req_new(w, c);
     if (req == NULL) {
         send_500(c);

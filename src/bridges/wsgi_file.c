@@ -4,6 +4,7 @@
  * and sends a regular file with sendfile instead, without reading it.
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -3,6 +3,7 @@
  * connection layer has already received (in memory or in a spill file).
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include "bridges/wsgi.h"
 

@@ -2,6 +2,7 @@
  * start_response, write(), and the response head and body framing.
  */
 #include <Python.h>
+#include "bridges/fault.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -330,6 +330,7 @@ async def r_pathsend(scope, receive, send):
 
 async def r_cpu(scope, receive, send):
     ms = float(query(scope).get("ms", "100"))
+    record(query(scope).get("marker"), "started")
     start = time.time()
     spin_cpu(ms)
     end = time.time()

@@ -1,6 +1,6 @@
 """Busy loop for ?ms=N milliseconds of this thread's CPU time (default 100).
 
-Answers JSON: start/end (time.time()), cpu (thread CPU seconds used), interp
+?marker=PATH gets a "started" line before the loop. Answers JSON: start/end (time.time()), cpu (thread CPU seconds used), interp
 (interpreter id), tid (OS thread id), pid. CPU time, not wall time, is what the
 loop counts, so with a GIL shared between workers two requests would take twice
 as long on the wall clock, while with own-GIL interpreters they run in parallel.
@@ -9,11 +9,14 @@ import _interpreters
 import os
 import time
 
-from _wsgicheck import checked, interp_id, json_response, meet, native_tid, query, spin_cpu
+from _wsgicheck import append_line, checked, interp_id, json_response, meet, native_tid, query, spin_cpu
 
 
 def _cpu(environ, start_response):
-    ms = float(query(environ).get("ms", "100"))
+    q = query(environ)
+    ms = float(q.get("ms", "100"))
+    if q.get("marker"):
+        append_line(q["marker"], "started")
     start = time.time()
     x, cpu = spin_cpu(ms)
     end = time.time()

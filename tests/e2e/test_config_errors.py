@@ -34,7 +34,8 @@ def test_zero_where_zero_means_something_is_accepted(server, flag, value):
 
 
 @pytest.mark.parametrize("var,value", [("GORGON_WORKERS", "many"), ("GORGON_IO_TIMEOUT", "soon"),
-                                       ("GORGON_LIMIT_REQUEST_BODY", "1e3"), ("GORGON_KEEP_ALIVE", "x")])
+                                       ("GORGON_LIMIT_REQUEST_BODY", "1e3"), ("GORGON_KEEP_ALIVE", "x"),
+                                       ("GORGON_CERT_REQS", "maybe")])
 def test_bad_environment_value_is_refused(var, value):
     r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", env={var: value}, timeout=20)
     err = r.stderr.decode()
@@ -58,3 +59,26 @@ def test_path_that_cannot_be_used_is_one_line(flag, value, says):
     err = r.stderr.decode()
     assert r.returncode == 1 and err.strip() == says, (r.returncode, err)
 
+
+
+BINDS_64 = ",".join("127.0.0.1:%d" % (20000 + i) for i in range(64))
+
+
+@pytest.mark.parametrize("args,says", [
+    (("--cert-reqs", "maybe"), "--cert-reqs/--ssl-cert-reqs: not none, optional or required (or 0, 1, 2)"),
+    (("--certfile", "cert.pem", "--proxy-protocol"), "the PROXY protocol and TLS on the same listener"),
+    (("--reload", "--reload-dir", "/nonexistent/gorgon-dir"), "--reload-dir: not a directory: /nonexistent/gorgon-dir"),
+    (("--shared-timeout", "0"), "--shared-timeout must be more than 0 seconds"),
+    (("--shared-url", "http://127.0.0.1:6379"), "--shared-url: expected redis://"),
+    (("--max-worker-memory", "-1"), "--max-worker-memory must be a number of mebibytes"),
+    (("--timeout", "-1"), "--timeout must be a number of seconds, at least 0"),
+    (("--bind", BINDS_64, "--proxy-protocol-bind", "127.0.0.1:20064"),
+     "the PROXY protocol is available on the first 64 binds only"),
+], ids=["cert-reqs", "tls-and-proxy", "reload-dir", "shared-timeout", "shared-url", "max-worker-memory",
+        "timeout", "proxy-bind-65"])
+def test_bad_setting_is_a_usage_message(args, says):
+    bind = () if "--bind" in args else ("--bind", "127.0.0.1:0")
+    r = run_gorgon("hello:app", *bind, *args, timeout=20)
+    err = r.stderr.decode()
+    assert r.returncode == 2, (r.returncode, err)
+    assert "Traceback (most recent call last)" not in err and says in err, err

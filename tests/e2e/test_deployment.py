@@ -2,6 +2,7 @@
 sockets (fd://N), --pid, --umask, and --user/--group after binding."""
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -87,6 +88,21 @@ def test_systemd_socket_activation_unix(activate, tmp_path):
         s.kill()
 
 
+def test_listen_fds_that_is_not_a_number_passes_no_socket(tmp_path):
+    """LISTEN_PID names the server but LISTEN_FDS is not a number: no socket
+    was passed, and the server listens on its --bind as without them."""
+    port = free_port()
+    argv = " ".join(shlex.quote(a) for a in gorgon_argv("--bind", "127.0.0.1:%d" % port))
+    s = Launched(["sh", "-c", "LISTEN_PID=$$ LISTEN_FDS=three exec " + argv], tmp_path)
+    try:
+        s.wait_listening()
+        assert "Listening at: http://127.0.0.1:%d" % port in s.text(), s.text()
+        assert fetch(("127.0.0.1", port), "/").status == 200
+        assert s.stop() == 0, s.text()
+    finally:
+        s.kill()
+
+
 def test_bind_an_inherited_socket(tmp_path):
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
@@ -120,6 +136,14 @@ def test_pid_file(server, tmp_path):
     assert pid_file.read_text() == "%d\n" % srv.pid
     assert srv.stop() == 0
     assert not pid_file.exists()
+
+
+def test_pid_file_removed_by_someone_else_is_no_error_at_stop(server, tmp_path):
+    pid_file = tmp_path / "gorgon.pid"
+    srv = server("hello:app", "--pid", str(pid_file))
+    pid_file.unlink()
+    assert srv.stop() == 0
+    assert "Traceback" not in srv.stderr_text(), srv.describe()
 
 
 def test_umask_applies_to_unix_socket_files(server, tmp_path):

@@ -2,11 +2,13 @@
 SIGHUP does, so the next requests see the change; the include and exclude
 patterns decide what is watched; off by default. Each wait is bounded."""
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import fetch, scaled
+from conftest import REPO, fetch, scaled, server_env
 
 APP = '''\
 def app(environ, start_response):
@@ -83,3 +85,36 @@ def test_off_by_default(server, tmp_path):
         time.sleep(0.05)
     assert "--reload" not in srv.stderr_text(), srv.describe()
     assert srv.stop() == 0, srv.describe()
+
+
+def test_without_watchfiles_it_polls(server, tmp_path):
+    """Without the watchfiles package the watcher polls (twice a second) and
+    says so; an edit is still served, a file in an excluded directory is not
+    a change."""
+    hide = tmp_path / "hide"
+    (hide / "watchfiles").mkdir(parents=True)
+    (hide / "watchfiles" / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    env = {"PYTHONPATH": str(hide) + ":" + server_env()["PYTHONPATH"]}
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    write_app(app_dir, "one")
+    srv = server("reloadable:app", "--workers", "1", "--pythonpath", str(app_dir), "--reload",
+                 "--reload-dir", str(app_dir), "--reload-exclude", "skipped", env=env, workers=1)
+    wait_until(lambda: "--reload: watching" in srv.stderr_text(), "the watcher", srv)
+    assert "(polling every 0.5s (pip install watchfiles for inotify))" in srv.stderr_text(), srv.describe()
+    assert body(srv) == b"one"
+    (app_dir / "skipped").mkdir()
+    (app_dir / "skipped" / "inside.py").write_text("x = 1\n")
+    write_app(app_dir, "two")
+    wait_until(lambda: body(srv) == b"two", "new code in the answers", srv)
+    changed = " ".join(re.findall(r"--reload: (.*) changed: reloading", srv.stderr_text()))
+    assert "reloadable.py" in changed and "inside" not in changed, changed
+    assert srv.stop() == 0, srv.describe()
+
+
+def test_watcher_whose_server_is_not_its_parent_ends_at_once(tmp_path):
+    """The watcher only ever signals the process that started it."""
+    r = subprocess.run([sys.executable, "-m", "gorgon._watch", "--server", "1", "--dir", str(tmp_path),
+                        "--include", "*.py"], cwd=str(REPO), env=server_env(), capture_output=True,
+                       timeout=scaled(30))
+    assert r.returncode == 0 and r.stderr == b"", r

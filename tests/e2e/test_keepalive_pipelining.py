@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import Conn, build_request, chunked, in_threads, proc_rss_kib, scaled
+from conftest import Conn, build_request, chunked, in_threads, proc_rss_kib, read_lines, scaled, wait_for
 
 
 def test_keep_alive_sequential_requests(router):
@@ -143,18 +143,21 @@ def test_slow_streaming_response_outlives_keep_alive(ka1):
 
 @pytest.mark.parametrize("app", [("router:app", "/hello"), ("asgi_app:app", "/fixed")],
                          ids=["wsgi", "asgi"])
-def test_request_waiting_on_a_busy_worker_outlives_keep_alive(server, app):
+def test_request_waiting_on_a_busy_worker_outlives_keep_alive(server, app, tmp_path):
     """A keep-alive connection's request that arrives while the only worker
     runs application code is answered, even when the worker gets back to it
     after --keep-alive has passed: the worker was late, not the client."""
     srv = server(app[0], "--keep-alive", "1", "--workers", "1")
     with Conn(srv) as idle, Conn(srv) as busy:
         assert idle.request("GET", app[1]).status == 200
-        busy.send("GET /cpu?ms=%d HTTP/1.1\r\nHost: x\r\n\r\n" % int(scaled(2.5) * 1000))
-        time.sleep(0.3)  # the worker is now in the application
+        marker = tmp_path / "started"
+        # 2 s of CPU time: at least as long on the wall clock, past --keep-alive
+        # however busy the machine is (the answers may take much longer then).
+        busy.send("GET /cpu?ms=2000&marker=%s HTTP/1.1\r\nHost: x\r\n\r\n" % marker)
+        wait_for(lambda: read_lines(marker), 10, what="the worker in the application")
         idle.send("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % app[1])
-        assert busy.response().status == 200
-        assert idle.response().status == 200
+        assert busy.response(timeout=60).status == 200
+        assert idle.response(timeout=60).status == 200
 
 
 @pytest.mark.tsan

@@ -50,7 +50,7 @@ def test_backlog_after_sigterm_is_answered_and_closed(server, tmp_path):
     t, result = slow_request_in_thread(srv, 2, tmp_path / "started")
     queued = Conn(srv)  # accepted by the kernel, not yet by the busy worker
     srv.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_for(lambda: "SIGTERM received" in srv.stderr_text(), 10, what="the stop to begin")
     r = queued.request("GET", "/hello")
     assert r.status == 200 and r.has_token("connection", "close"), r
     assert queued.closed_within(scaled(5))
@@ -120,7 +120,7 @@ def test_second_sigint_exits_at_once(server, tmp_path, sig, mode):
     srv = server("router:app", "--workers", "1", "--graceful-timeout", "30", "--mode", mode)
     slow_request_in_thread(srv, 20, tmp_path / "started")
     srv.send_signal(sig)
-    time.sleep(0.5)
+    wait_for(lambda: "%s received" % sig.name in srv.stderr_text(), 10, what="the first %s" % sig.name)
     assert srv.running(), "first %s did not wait for the in-flight request" % sig.name
     t0 = time.monotonic()
     srv.send_signal(sig)

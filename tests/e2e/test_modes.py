@@ -260,15 +260,18 @@ def test_threads_times_processes(server):
 
 @pytest.fixture
 def purepkg(tmp_path):
-    """purepkg/_testsinglephase.<so> (refuses sub-interpreters) + its .py."""
+    """purepkg/_testsinglephase.<so> (refuses sub-interpreters) + its .py;
+    purepkg/_bisect.<so> (loads anywhere) + a .py that must not be taken."""
+    import _bisect
     import _testsinglephase
     pkg = tmp_path / "purepkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    so = _testsinglephase.__file__
-    shutil.copy(so, pkg / os.path.basename(so))
-    (pkg / "_testsinglephase.py").write_text("FROM_SOURCE = True\n")
-    assert os.path.basename(so).endswith(sysconfig.get_config_var("EXT_SUFFIX")), so
+    for mod in (_testsinglephase, _bisect):
+        so = mod.__file__
+        shutil.copy(so, pkg / os.path.basename(so))
+        (pkg / (mod.__name__ + ".py")).write_text("FROM_SOURCE = True\n")
+        assert os.path.basename(so).endswith(sysconfig.get_config_var("EXT_SUFFIX")), so
     return tmp_path
 
 
@@ -280,6 +283,8 @@ def test_pure_fallback_loads_the_source_in_sub_interpreters(server, purepkg):
     assert len(fallback) == 1 and "purepkg._testsinglephase" in fallback[0], text
     j = who(srv)
     assert j["source"] is True and j["file"].endswith("_testsinglephase.py") and j["interp"] != 0, j
+    # A compiled module that loads in a sub-interpreter stays compiled.
+    assert j["ok_source"] is False and j["ok_file"].endswith(".so"), j
 
 
 def test_no_pure_fallback_means_processes(server, purepkg):

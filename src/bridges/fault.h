@@ -1,0 +1,61 @@
+/*
+ * Fault injection for the bridges' error paths, in test builds only (make
+ * coverage and make test-asan define GN_FAULT; a release build has none of
+ * it). _gorgon._fault(n) arms the calling worker thread: in the next request
+ * it serves, the n-th of the CPython calls below that can fail (counted from
+ * the start of the request, 1-based) fails with MemoryError instead of
+ * running. One fault per arming; a request starting disarms what is left.
+ */
+#ifndef GN_BRIDGES_FAULT_H
+#define GN_BRIDGES_FAULT_H
+
+#include <Python.h>
+
+#ifdef GN_FAULT
+
+/* 1 when this call is the armed one: counts it as fired and writes where it
+ * is (file:line) to stderr. */
+int gn_fault_hit(const char *file, int line);
+/* At the start of each request: the armed countdown (or none) starts. */
+void gn_fault_request_start(void);
+/* _gorgon._fault(n): arms the next request; returns the faults fired so far
+ * on this thread. */
+PyObject *gn_fault_arm(PyObject *module, PyObject *n);
+
+#define GN_FAULT_PTR(call) (gn_fault_hit(__FILE__, __LINE__) ? PyErr_NoMemory() : (call))
+#define GN_FAULT_INT(call) (gn_fault_hit(__FILE__, __LINE__) ? (PyErr_NoMemory(), -1) : (call))
+
+#define PyBytes_FromStringAndSize(...) GN_FAULT_PTR(PyBytes_FromStringAndSize(__VA_ARGS__))
+#define PyDict_Copy(...) GN_FAULT_PTR(PyDict_Copy(__VA_ARGS__))
+#define PyDict_New(...) GN_FAULT_PTR(PyDict_New(__VA_ARGS__))
+#define PyImport_ImportModule(...) GN_FAULT_PTR(PyImport_ImportModule(__VA_ARGS__))
+#define PyList_New(...) GN_FAULT_PTR(PyList_New(__VA_ARGS__))
+#define PyLong_FromUnsignedLong(...) GN_FAULT_PTR(PyLong_FromUnsignedLong(__VA_ARGS__))
+#define PyObject_Call(...) GN_FAULT_PTR(PyObject_Call(__VA_ARGS__))
+#define PyObject_CallFunction(...) GN_FAULT_PTR(PyObject_CallFunction(__VA_ARGS__))
+#define PyObject_CallFunctionObjArgs(...) GN_FAULT_PTR(PyObject_CallFunctionObjArgs(__VA_ARGS__))
+#define PyObject_CallMethod(...) GN_FAULT_PTR(PyObject_CallMethod(__VA_ARGS__))
+#define PyObject_CallNoArgs(...) GN_FAULT_PTR(PyObject_CallNoArgs(__VA_ARGS__))
+#define PyObject_CallOneArg(...) GN_FAULT_PTR(PyObject_CallOneArg(__VA_ARGS__))
+#define PyObject_GetAttr(...) GN_FAULT_PTR(PyObject_GetAttr(__VA_ARGS__))
+#define PyObject_GetAttrString(...) GN_FAULT_PTR(PyObject_GetAttrString(__VA_ARGS__))
+#define PyObject_GetIter(...) GN_FAULT_PTR(PyObject_GetIter(__VA_ARGS__))
+#define PyObject_Vectorcall(...) GN_FAULT_PTR(PyObject_Vectorcall(__VA_ARGS__))
+#define PySequence_Fast(...) GN_FAULT_PTR(PySequence_Fast(__VA_ARGS__))
+#define PySequence_List(...) GN_FAULT_PTR(PySequence_List(__VA_ARGS__))
+#define PyTuple_Pack(...) GN_FAULT_PTR(PyTuple_Pack(__VA_ARGS__))
+#define PyUnicode_DecodeASCII(...) GN_FAULT_PTR(PyUnicode_DecodeASCII(__VA_ARGS__))
+#define PyUnicode_FromFormat(...) GN_FAULT_PTR(PyUnicode_FromFormat(__VA_ARGS__))
+#define PyUnicode_FromString(...) GN_FAULT_PTR(PyUnicode_FromString(__VA_ARGS__))
+#define PyUnicode_FromStringAndSize(...) GN_FAULT_PTR(PyUnicode_FromStringAndSize(__VA_ARGS__))
+#define PyUnicode_Join(...) GN_FAULT_PTR(PyUnicode_Join(__VA_ARGS__))
+#define PyDict_SetItem(...) GN_FAULT_INT(PyDict_SetItem(__VA_ARGS__))
+#define PyDict_SetItemString(...) GN_FAULT_INT(PyDict_SetItemString(__VA_ARGS__))
+#define PyList_Append(...) GN_FAULT_INT(PyList_Append(__VA_ARGS__))
+
+#define GN_FAULT_REQUEST_START() gn_fault_request_start()
+#else
+#define GN_FAULT_REQUEST_START() ((void)0)
+#endif
+
+#endif

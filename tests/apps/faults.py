@@ -1,0 +1,125 @@
+"""Targets for the fault-injection sweep (test_faults.py), WSGI `app` and
+ASGI `asgi`. GET /arm?N calls _gorgon._fault(N) (test builds only: 404
+without it) and answers how many faults fired so far on this worker; the
+other paths each go through a different part of the bridge, and answer
+bodies the test checks."""
+from gorgon import _gorgon
+
+fault = getattr(_gorgon, "_fault", None)
+with open(__file__, "rb") as f:
+    SENT = f.read()
+
+
+def arm(query):
+    if fault is None:
+        return None
+    return str(fault(int(query or "0"))).encode()
+
+
+class Closing:
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def close(self):
+        pass
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/arm":
+        body = arm(environ["QUERY_STRING"])
+        if body is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"no fault injection in this build\n"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+    inp = environ["wsgi.input"]
+    if path == "/lines":
+        data = b"".join(inp.readlines())
+    elif path == "/iter":
+        data = b"".join(inp)
+    else:
+        data = inp.read(3) + inp.readline() + inp.read()
+    headers = [("Content-Type", "text/plain"), ("X-Path", path)]
+    if path in ("/list", "/lines", "/iter"):
+        start_response("200 OK", headers)
+        return [b"list:", data]
+    if path == "/gen":
+        start_response("200 OK", headers)
+        return (part for part in (b"gen:", data))
+    if path == "/closing":
+        start_response("200 OK", headers)
+        return Closing([b"closing:", data])
+    if path == "/write":
+        write = start_response("200 OK", headers)
+        write(b"write:")
+        write(data)
+        return []
+    if path == "/file":
+        import io
+        start_response("200 OK", headers)
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"file:" + data), 4)
+    if path == "/sendfile":
+        start_response("200 OK", headers + [("Content-Length", str(len(SENT)))])
+        return environ["wsgi.file_wrapper"](open(__file__, "rb"))
+    if path == "/exc-info":
+        start_response("500 Oops", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("replaced")
+        except KeyError:
+            import sys
+            start_response("200 OK", headers, sys.exc_info())
+        return [b"exc-info:", data]
+    start_response("404 Not Found", headers)
+    return [b"unknown path\n"]
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            await send({"type": msg["type"] + ".complete"})
+            if msg["type"] == "lifespan.shutdown":
+                return
+    if scope["type"] == "websocket":
+        await receive()  # connect
+        await send({"type": "websocket.accept", "subprotocol": None, "headers": [(b"x-ws", b"1")]})
+        msg = await receive()
+        await send({"type": "websocket.send", "text": "ws:" + (msg.get("text") or "")})
+        await send({"type": "websocket.send", "bytes": b"ws:" + (msg.get("bytes") or b"")})
+        if scope["path"] == "/ws-client-closes":
+            msg = await receive()
+            await send({"type": "websocket.send", "text": "got:" + msg.get("text", "")})
+            msg = await receive()
+            assert msg["type"] == "websocket.disconnect", msg
+            return
+        await send({"type": "websocket.close", "code": 1000, "reason": "done"})
+        return
+    path = scope["path"]
+    if path == "/arm":
+        body = arm(scope["query_string"].decode())
+        status = 200 if body is not None else 404
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body or b"no fault injection in this build\n"})
+        return
+    data = b""
+    while True:
+        msg = await receive()
+        data += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    headers = [(b"content-type", b"text/plain"), (b"x-path", path.encode())]
+    if path == "/pathsend":
+        headers.append((b"content-length", str(len(SENT)).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if path == "/pathsend":
+        await send({"type": "http.response.pathsend", "path": __file__})
+    elif path == "/stream":
+        await send({"type": "http.response.body", "body": b"stream:", "more_body": True})
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await send({"type": "http.response.body", "body": b"one:" + data})

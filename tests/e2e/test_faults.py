@@ -1,0 +1,183 @@
+"""The bridges' error paths, driven by fault injection (src/bridges/fault.h,
+built into `make coverage` and `make test-asan` only): for each request
+shape, the n-th CPython call that can fail in the request's path fails with
+MemoryError, for n = 1, 2, ... until the request makes fewer calls than n.
+Whichever call fails, the client gets a clear answer: the whole response
+(the failure was in code that can do without), a 500, a WebSocket closed
+with 1011, or once part of the response is out, the connection cut; every
+outcome but the whole response has the MemoryError in the log, and the
+worker serves on (the next arming request). In a build without fault
+injection (the plain end-to-end tier's is the release build) the tests skip
+and say so."""
+import os
+import time
+
+import pytest
+
+from conftest import REPO, Conn, build_request, chunked, fetch, host_header, log_since, scaled, wait_for
+
+BODY = b"first line\nsecond part"
+SENT = (REPO / "tests" / "apps" / "faults.py").read_bytes()
+BIG = b"x" * 100 + b"\n" + os.urandom(1100 * 1024).hex().encode()[:1100 * 1024]  # over the spill threshold
+MAX_CALLS = 400  # far more than any request here makes: the sweep must end before
+
+
+def fired(srv, n):
+    """Arms the worker's next request to fail its n-th call (0: none);
+    answers the faults fired so far."""
+    r = fetch(srv, "/arm?%d" % n)
+    if r.status == 404:
+        pytest.skip("needs a build with fault injection (GN_FAULT: make coverage, make test-asan)")
+    assert r.status == 200, r
+    return int(r.body)
+
+
+def http(method, path, body, expected, headers=(), version="HTTP/1.1"):
+    """An exchange: one request on a fresh connection; its outcome."""
+    def exchange(srv):
+        with Conn(srv) as c:
+            c.send(build_request(method, path, headers, body=body, version=version, host=host_header(c.addr)))
+            try:
+                r = c.response(method, allow_truncated=True)
+            except AssertionError as e:
+                if "connection closed" not in str(e):
+                    raise
+                return "cut"  # part of the head was out
+            if r.status == 200 and not r.truncated and r.body == expected:
+                return "whole"
+            if r.status == 500 and r.body == (b"" if method == "HEAD" else b"Internal Server Error\n"):
+                return "500"
+            if r.status == 200 and r.truncated:
+                return "cut"
+            raise AssertionError("unexpected response %r %r" % (r, r.body[:200]))
+    return exchange
+
+
+def ws_frame(c, deadline):
+    head = c._read_exact(2, deadline, "a frame header")
+    if len(head) < 2:
+        return None
+    n = head[1] & 0x7f
+    assert n < 126, head
+    return head[0] & 0x0f, c._read_exact(n, deadline, "a payload")
+
+
+def masked(opcode, payload):
+    key = b"\x01\x02\x03\x04"
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def websocket(srv, path="/ws"):
+    """An exchange: the handshake, one text message, the app's answers (on
+    /ws-client-closes a second message, then the client closes)."""
+    with Conn(srv) as c:
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+        c.send(build_request("GET", path, headers, host=host_header(c.addr)))
+        try:
+            r = c.read_head()
+        except AssertionError as e:
+            if "connection closed" not in str(e):
+                raise
+            return "cut"
+        if r.status in (403, 500):
+            return str(r.status)  # before the accept: 403, as an app raising there gets
+        assert r.status == 101, r
+        c.send(masked(1, b"hi"))
+        deadline = time.monotonic() + scaled(10)
+        frames = []
+        while True:
+            f = ws_frame(c, deadline)
+            if f is None:
+                return "cut"
+            if f[0] in (9, 10):
+                continue  # a ping (the server's --ws-ping-interval on a slow machine)
+            frames.append(f)
+            if f[0] == 8:
+                break
+            if path == "/ws-client-closes" and len(frames) == 2:
+                c.send(masked(1, b"again"))
+            if path == "/ws-client-closes" and len(frames) == 3:
+                c.send(masked(8, (1001).to_bytes(2, "big") + b"bye"))
+        if path == "/ws-client-closes" and frames == [(1, b"ws:hi"), (2, b"ws:"), (1, b"got:again"),
+                                                      (8, (1001).to_bytes(2, "big"))]:
+            return "whole"
+        code = int.from_bytes(frames[-1][1][:2], "big")
+        if frames == [(1, b"ws:hi"), (2, b"ws:"), (8, (1000).to_bytes(2, "big") + b"done")]:
+            return "whole"
+        if code == 1011:
+            return "1011"
+        raise AssertionError("unexpected frames %r" % frames)
+
+
+def sweep(srv, exchange):
+    """Runs the exchange with its n-th call failing, for every n it reaches;
+    checks each outcome; returns {outcome: count}."""
+    outcomes = {}
+    before = fired(srv, 0)
+    for n in range(1, MAX_CALLS):
+        offset = len(srv.stderr_bytes())
+        assert fired(srv, n) == before
+        try:
+            outcome = exchange(srv)
+        except AssertionError as e:
+            raise AssertionError("call %d failing: %s\n%s" % (n, e, log_since(srv, offset)))
+        after = fired(srv, 0)
+        if after == before:
+            # Fewer calls than n: nothing failed, the response is whole.
+            assert outcome == "whole", (n, outcome, log_since(srv, offset))
+            assert n > 3, "the request made only %d calls: the sweep is not armed" % (n - 1)
+            return outcomes
+        assert after == before + 1, (n, before, after)
+        before = after
+        if outcome != "whole":
+            log = wait_for(lambda: "MemoryError" in log_since(srv, offset) and log_since(srv, offset),
+                           5, what="the MemoryError of call %d (%s) in the log" % (n, outcome))
+            assert "Fatal" not in log and "Segmentation" not in log and "AddressSanitizer" not in log, log
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    raise AssertionError("still failing after %d calls" % MAX_CALLS)
+
+
+WSGI = {
+    "list": http("POST", "/list", BODY, b"list:" + BODY),
+    "gen": http("POST", "/gen", BODY, b"gen:" + BODY),
+    "closing": http("POST", "/closing", BODY, b"closing:" + BODY),
+    "write": http("POST", "/write", BODY, b"write:" + BODY),
+    "file": http("POST", "/file", BODY, b"file:" + BODY),
+    "chunked": http("POST", "/list", chunked(BODY), b"list:" + BODY, [("Transfer-Encoding", "chunked")]),
+    "spilled": http("POST", "/gen", BIG, b"gen:" + BIG),
+    "head": http("HEAD", "/list", b"", b""),
+    "lines": http("POST", "/lines", BODY, b"list:" + BODY),
+    "iter": http("POST", "/iter", BODY, b"list:" + BODY),
+    "sendfile": http("GET", "/sendfile", b"", SENT),
+    "exc-info": http("POST", "/exc-info", BODY, b"exc-info:" + BODY),
+    "http10": http("POST", "/gen", BODY, b"gen:" + BODY, version="HTTP/1.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WSGI))
+def test_wsgi_every_failing_call_is_answered(shared_server, case):
+    srv = shared_server("faults:app", "--workers", "1")
+    outcomes = sweep(srv, WSGI[case])
+    assert outcomes.get("500"), outcomes  # the environ and the app's call can fail before the head
+    assert WSGI[case](srv) == "whole"
+
+
+ASGI = {
+    "one": http("POST", "/one", BODY, b"one:" + BODY),
+    "stream": http("POST", "/stream", BODY, b"stream:" + BODY),
+    "chunked": http("POST", "/stream", chunked(BODY), b"stream:" + BODY, [("Transfer-Encoding", "chunked")]),
+    "head": http("HEAD", "/one", b"", b""),
+    "websocket": websocket,
+    "websocket-client-closes": lambda srv: websocket(srv, "/ws-client-closes"),
+    "pathsend": http("GET", "/pathsend", b"", SENT),
+    "http10": http("POST", "/stream", BODY, b"stream:" + BODY, version="HTTP/1.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ASGI))
+def test_asgi_every_failing_call_is_answered(shared_server, case):
+    srv = shared_server("faults:asgi", "--workers", "1")
+    outcomes = sweep(srv, ASGI[case])
+    assert outcomes.get("500") or outcomes.get("403"), outcomes
+    assert ASGI[case](srv) == "whole"
