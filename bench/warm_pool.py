@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The warm-pool pattern: N keep-alive connections opened and used once while
 the server is idle (as a proxy's upstream pool or a client session does), then
-one CPU-bound request on every one of them at once. Wall time of that burst,
-median of R rounds, for 1 and 2 workers: a server whose work follows idle
-workers is ~2x faster with 2; one that keeps work where the connection
-landed is not. Also through Debian's nginx with `keepalive 4` upstream.
+one CPU-bound request on every one of them at once. Wall time of that burst
+for 1 and 2 workers, both servers up side by side and their bursts taken in
+turn, R rounds; the speed-up is the median of the R pairs' ratios. A
+server whose work follows idle workers is ~2x faster with 2; one that keeps
+work where the connection landed is not. Also through Debian's nginx with `keepalive 4` upstream.
 
     .venv/bin/python bench/warm_pool.py [--rounds 5] [--conns 8] [--digits 2500]
 
@@ -170,20 +171,34 @@ def servers(have_peers):
                                            "--port", str(port), "cpu:app"]
 
 
-def measure(build, workers, rounds, conns, digits, front):
+def serve(build, workers, front):
+    """A server (and its nginx front): (processes to stop, port to use)."""
     port = free_port()
-    p = start(build(workers, port), port)
-    fp = None
+    procs = [start(build(workers, port), port)]
+    if front:
+        fp, port = nginx_front(port)
+        procs.append(fp)
+    return procs, port
+
+
+def measure(build, rounds, conns, digits, front):
+    """1 and 2 workers side by side, their bursts in turn, so that a drift of
+    the machine's speed (a shared host) falls on both alike: lists of the
+    1-worker times, the 2-worker times and each pair's ratio."""
+    one_procs, one_port = serve(build, 1, front)
+    two_procs, two_port = [], None
     try:
-        target = port
-        if front:
-            fp, target = nginx_front(port)
-        burst(target, conns, 10)  # warm-up: imports, first allocations
-        return [burst(target, conns, digits) for _ in range(rounds)]
+        two_procs, two_port = serve(build, 2, front)
+        for port in (one_port, two_port):
+            burst(port, conns, 10)  # warm-up: imports, first allocations
+        ones, twos = [], []
+        for _ in range(rounds):
+            ones.append(burst(one_port, conns, digits))
+            twos.append(burst(two_port, conns, digits))
+        return ones, twos, [a / b for a, b in zip(ones, twos)]
     finally:
-        if fp:
-            stop(fp)
-        stop(p)
+        for p in reversed(one_procs + two_procs):
+            stop(p)
 
 
 def main():
@@ -201,13 +216,15 @@ def main():
                 continue
             label = name + (" behind nginx (keepalive 4)" if front else "")
             try:
-                one = statistics.median(measure(build, 1, args.rounds, args.conns, args.digits, front))
-                two = statistics.median(measure(build, 2, args.rounds, args.conns, args.digits, front))
+                ones, twos, ratios = measure(build, args.rounds, args.conns, args.digits, front)
             except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
                 print("%-48s failed: %s" % (label, e), flush=True)
                 continue
-            rows.append({"server": label, "one_worker_s": one, "two_workers_s": two, "speedup": one / two})
-            print("%-48s 1 worker %6.2f s   2 workers %6.2f s   x%.2f" % (label, one, two, one / two), flush=True)
+            one, two, speedup = statistics.median(ones), statistics.median(twos), statistics.median(ratios)
+            rows.append({"server": label, "one_worker_s": one, "two_workers_s": two, "speedup": speedup,
+                         "speedup_min": min(ratios), "speedup_max": max(ratios)})
+            print("%-48s 1 worker %6.2f s   2 workers %6.2f s   x%.2f (pairs x%.2f-x%.2f)"
+                  % (label, one, two, speedup, min(ratios), max(ratios)), flush=True)
     out = os.path.join(REPO, "docs", "results", "warm_pool.json")
     with open(out, "w") as f:
         json.dump({"conns": args.conns, "digits": args.digits, "rounds": args.rounds,
