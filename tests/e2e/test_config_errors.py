@@ -66,7 +66,6 @@ BINDS_64 = ",".join("127.0.0.1:%d" % (20000 + i) for i in range(64))
 
 @pytest.mark.parametrize("args,says", [
     (("--cert-reqs", "maybe"), "--cert-reqs/--ssl-cert-reqs: not none, optional or required (or 0, 1, 2)"),
-    (("--certfile", "cert.pem", "--proxy-protocol"), "the PROXY protocol and TLS on the same listener"),
     (("--reload", "--reload-dir", "/nonexistent/gorgon-dir"), "--reload-dir: not a directory: /nonexistent/gorgon-dir"),
     (("--shared-timeout", "0"), "--shared-timeout must be more than 0 seconds"),
     (("--shared-url", "http://127.0.0.1:6379"), "--shared-url: expected redis://"),
@@ -74,7 +73,7 @@ BINDS_64 = ",".join("127.0.0.1:%d" % (20000 + i) for i in range(64))
     (("--timeout", "-1"), "--timeout must be a number of seconds, at least 0"),
     (("--bind", BINDS_64, "--proxy-protocol-bind", "127.0.0.1:20064"),
      "the PROXY protocol is available on the first 64 binds only"),
-], ids=["cert-reqs", "tls-and-proxy", "reload-dir", "shared-timeout", "shared-url", "max-worker-memory",
+], ids=["cert-reqs", "reload-dir", "shared-timeout", "shared-url", "max-worker-memory",
         "timeout", "proxy-bind-65"])
 def test_bad_setting_is_a_usage_message(args, says):
     bind = () if "--bind" in args else ("--bind", "127.0.0.1:0")
