@@ -21,6 +21,10 @@
 #define BACKOFF_MAX 10.0
 #define QUICK_DEATH 10.0   /* a child that served less than this died "quickly" */
 #define KILL_MARGIN 5.0    /* past the graceful timeout, children are SIGKILLed */
+/* After a second SIGINT, children still there are SIGKILLed: the signal
+ * passed on may have merged with the first one, still pending in a child
+ * (signals of one kind do not queue), which then only stops gracefully. */
+#define HURRY_KILL_AFTER 1.0
 #define MAX_CHILDREN 256   /* the poll set's bound */
 
 typedef struct {
@@ -53,7 +57,7 @@ typedef struct {
     int sfd;              /* signalfd for plan->sigs + SIGCHLD */
     int running;          /* every child was ready once: deaths are restarted */
     int stopping;
-    double stop_started;
+    double kill_at;       /* stopping: children still alive then are SIGKILLed */
     int exit_code;
 } procs_t;
 
@@ -196,7 +200,7 @@ static void begin_stop(procs_t *ps, int sig)
 {
     if (!ps->stopping) {
         ps->stopping = 1;
-        ps->stop_started = gn_now();
+        ps->kill_at = gn_now() + ps->plan->cfg.graceful_timeout + KILL_MARGIN;
         /* New connections are refused at once; each child takes what its
          * workers' queues hold before it closes its own copies. */
         gn_listen_refuse(&ps->plan->listeners);
@@ -243,6 +247,8 @@ static void on_signal(procs_t *ps, int sig)
         gn_log(GN_LOG_WARNING, "second %s: stopping the worker processes at once", sigabbrev_np(sig));
         ps->exit_code = 130;
         signal_children(ps, sig, 1);
+        if (ps->kill_at > gn_now() + HURRY_KILL_AFTER)
+            ps->kill_at = gn_now() + HURRY_KILL_AFTER;
         return;
     }
     if (!ps->stopping)
@@ -581,9 +587,9 @@ static void step(procs_t *ps, double timeout)
     reap(ps);
     restart_due(ps);
     roll_next(ps);
-    if (ps->stopping && gn_now() > ps->stop_started + ps->plan->cfg.graceful_timeout + KILL_MARGIN) {
+    if (ps->stopping && gn_now() > ps->kill_at) {
         signal_children(ps, SIGKILL, 1);
-        ps->stop_started = gn_now(); /* once more at most, after a while */
+        ps->kill_at = gn_now() + ps->plan->cfg.graceful_timeout + KILL_MARGIN; /* once more at most, after a while */
     }
 }
 
