@@ -1,10 +1,10 @@
 """Imports purepkg._testsinglephase: a compiled module that refuses
 sub-interpreters, with its pure-Python source beside it (the test builds the
-package); and purepkg._bisect, a compiled module that loads in any
+package); and purepkg._zoneinfo, a compiled module that loads in any
 interpreter, with a source beside it too. Answers which ones were loaded."""
 import importlib
 
-import purepkg._bisect as ok
+import purepkg._zoneinfo as ok
 import purepkg._testsinglephase as mod
 
 importlib.invalidate_caches()  # goes through the fallback's finder too

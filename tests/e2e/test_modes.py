@@ -261,13 +261,13 @@ def test_threads_times_processes(server):
 @pytest.fixture
 def purepkg(tmp_path):
     """purepkg/_testsinglephase.<so> (refuses sub-interpreters) + its .py;
-    purepkg/_bisect.<so> (loads anywhere) + a .py that must not be taken."""
-    import _bisect
+    purepkg/_zoneinfo.<so> (loads anywhere) + a .py that must not be taken."""
+    import _zoneinfo  # a shared library in pyenv's builds and in Debian's (_bisect is built in there)
     import _testsinglephase
     pkg = tmp_path / "purepkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    for mod in (_testsinglephase, _bisect):
+    for mod in (_testsinglephase, _zoneinfo):
         so = mod.__file__
         shutil.copy(so, pkg / os.path.basename(so))
         (pkg / (mod.__name__ + ".py")).write_text("FROM_SOURCE = True\n")
