@@ -159,22 +159,40 @@ int gn_group_watch(gn_group_t *g)
     return n_busy;
 }
 
-/* With the owner's slot lock held: claim c for thief, take it out of the
- * owner's epoll set, and note what the new connection needs. */
-static int take(gn_loop_t *owner, gn_conn_t *c, int *fd, struct sockaddr_storage *peer, socklen_t *len,
-                unsigned *requests, struct ssl_st **tls)
+/* What a connection that moves carries to its new loop. Set once, before
+ * the connection was first marked idle: its owner's thread is the only one
+ * that writes these, and whoever moves it only reads them. */
+static void fill(gn_handed_t *h, const gn_conn_t *c)
+{
+    h->fd = c->fd;
+    h->len = c->peer_len;
+    memcpy(&h->peer, &c->peer, c->peer_len);
+    h->requests = c->requests;
+    h->tls = c->tls; /* the new loop's now: the old record never frees it */
+}
+
+/* c, claimed MOVED, leaves its owner's epoll set; the owner lets the old
+ * record go on its next look. */
+static void moved_out(gn_loop_t *owner, const gn_conn_t *c)
+{
+    epoll_ctl(owner->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    atomic_fetch_add(&owner->stolen, 1);
+}
+
+static void adopt(gn_loop_t *loop, gn_handed_t *h)
+{
+    gn_loop__adopt(loop, h->fd, (struct sockaddr *)&h->peer, h->len, h->requests, h->tls);
+}
+
+/* With the owner's slot lock held: claim c for a thief, and note in h what
+ * the thief's new connection needs. */
+static int take(gn_loop_t *owner, gn_conn_t *c, gn_handed_t *h)
 {
     int expected = GN_CLAIM_IDLE;
     if (!atomic_compare_exchange_strong(&c->claim, &expected, GN_CLAIM_MOVED))
         return 0; /* its owner came back to it first */
-    /* Set once, before the connection was first marked idle. */
-    *fd = c->fd;
-    *len = c->peer_len;
-    memcpy(peer, &c->peer, c->peer_len);
-    *requests = c->requests;
-    *tls = c->tls; /* the thief's now: its old connection never frees it */
-    epoll_ctl(owner->epfd, EPOLL_CTL_DEL, *fd, NULL);
-    atomic_fetch_add(&owner->stolen, 1);
+    fill(h, c);
+    moved_out(owner, c);
     return 1;
 }
 
@@ -188,20 +206,17 @@ int gn_group__steal(gn_loop_t *loop)
     long long now_us = gn_loop__us(loop->now);
     for (unsigned k = 1; k < g->n; k++) {
         gn_group_slot_t *s = &g->slots[(loop->slot + k) % g->n];
-        int fd = -1, got = 0;
-        struct sockaddr_storage peer;
-        socklen_t len = 0;
-        unsigned requests = 0;
-        struct ssl_st *tls = NULL;
+        gn_handed_t h;
+        int got = 0;
         pthread_mutex_lock(&s->mu);
         gn_loop_t *owner = s->loop;
         if (owner && busy(owner, now_us)) {
             gn_conn_t *c = waiting_conn(owner);
-            got = c && take(owner, c, &fd, &peer, &len, &requests, &tls);
+            got = c && take(owner, c, &h);
         }
         pthread_mutex_unlock(&s->mu);
         if (got) {
-            gn_loop__adopt(loop, fd, (struct sockaddr *)&peer, len, requests, tls);
+            adopt(loop, &h);
             return 1;
         }
     }
@@ -270,20 +285,13 @@ int gn_group__hand_over(gn_loop_t *loop, gn_conn_t *c)
     gn_handed_t *h = malloc(sizeof(*h));
     if (h == NULL)
         return 0;
-    /* Set once, before the connection was first marked idle; the owner's
-     * thread is the only one that writes c, and a thief only reads it. */
-    h->fd = c->fd;
-    h->len = c->peer_len;
-    memcpy(&h->peer, &c->peer, c->peer_len);
-    h->requests = c->requests;
-    h->tls = c->tls; /* the sibling's now, as when stolen */
+    fill(h, c);
     /* Claimed as a thief claims: whichever flips the mark first has it. */
     if (!give(g, loop->slot, h, &c->claim)) {
         free(h);
         return 0;
     }
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    atomic_fetch_add(&loop->stolen, 1);
+    moved_out(loop, c);
     return 1;
 }
 
@@ -298,7 +306,7 @@ void gn_group__adopt_handed(gn_loop_t *loop)
     while (h) {
         gn_handed_t *next = h->next;
         if (!loop->stopping) {
-            gn_loop__adopt(loop, h->fd, (struct sockaddr *)&h->peer, h->len, h->requests, h->tls);
+            adopt(loop, h);
             free(h);
         } else if (!loop->retiring || !give(g, loop->slot, h, NULL)) {
             /* Retired too since it was picked (a reload retires the old
