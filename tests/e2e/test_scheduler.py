@@ -17,8 +17,10 @@ PORTS = [pytest.param((), id="shared-socket"), pytest.param(("--reuse-port",), i
 
 def warm_pool(srv, n, first):
     """n keep-alive connections opened and used once while the server is idle,
-    as a proxy's upstream pool or a client session does."""
-    conns = [Conn(srv) for _ in range(n)]
+    as a proxy's upstream pool or a client session does. The bound on each
+    answer is generous: on a loaded machine 8 CPU-bound requests on 2 workers
+    can take long, and the point is which worker answers, not when."""
+    conns = [Conn(srv, timeout=60) for _ in range(n)]
     for c in conns:
         assert c.request("GET", first).status == 200
     time.sleep(0.3)
