@@ -38,6 +38,9 @@ import sys
 import sysconfig
 import time
 
+from idle_conns import tree_pids
+from warm_pool import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APPS = os.path.join(ROOT, "bench", "apps")
 
@@ -50,12 +53,6 @@ def median(xs):
     xs = sorted(xs)
     n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_status(port, path):
@@ -89,28 +86,15 @@ class Server:
 
     def pss_kb(self):
         """PSS of the server and every process below it, summed."""
-        parents = {}
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open("/proc/%s/stat" % name) as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                parents.setdefault(ppid, []).append(int(name))
-        total, todo, seen = 0, [self.proc.pid], set()
-        while todo:
-            pid = todo.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            todo.extend(parents.get(pid, []))
+        pids = tree_pids(self.proc.pid)
+        total = 0
+        for pid in pids:
             try:
                 with open("/proc/%d/smaps_rollup" % pid) as f:
                     total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
             except OSError:
                 pass
-        return total, len(seen)
+        return total, len(pids)
 
     def stop(self):
         if self.proc.poll() is None:
