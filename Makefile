@@ -103,7 +103,8 @@ test-shared-c: build/test_shared
 	build/test_shared
 
 test-e2e: ext $(STAMP)
-	$(VPY) -m pytest -q tests/e2e
+	scripts/python-line "$$($(VPY) -c 'import platform; print(platform.python_version())')" "tests/e2e, here" \
+		$(VPY) -m pytest -q tests/e2e
 
 # The Autobahn WebSocket conformance suite, every case OK, compression
 # included (scripts/test-autobahn; a Python 2.7 tool in .venv-autobahn, made

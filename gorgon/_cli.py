@@ -86,6 +86,12 @@ ENV_ONLY = [
      "1: each worker's interpreter ends as soon as the worker does, instead of newest first "
      "(without it, interpreters that imported datetime and sqlite3 aborted at exit); 3.13 only: "
      "on 3.14 and newer each ends as soon as its worker does"),
+    ("GORGON_NO_FAILED_IMPORT_WORKAROUND",
+     "1: an interpreter that failed to import the application is ended and Python finalizes as usual, "
+     "instead of keeping it and leaving with _exit(); 3.13 only: on 3.14 and newer it is so already"),
+    ("GORGON_NO_DUMMY_THREAD_WORKAROUND",
+     "1: a worker thread's threading._DummyThread is not dropped before its interpreter ends; "
+     "3.13 only: on 3.14 and newer it is not dropped"),
 ]
 
 

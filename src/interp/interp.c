@@ -311,6 +311,12 @@ static int end_order_enabled(void)
     return GN_DATETIME_HAZARD && (v == NULL || strcmp(v, "1") != 0);
 }
 
+int gn_interp_keep_failed(void)
+{
+    const char *v = getenv("GORGON_NO_FAILED_IMPORT_WORKAROUND");
+    return GN_FAILED_IMPORT_HAZARD && (v == NULL || strcmp(v, "1") != 0);
+}
+
 /* Workaround 5 (interp.h): threading.current_thread() on a thread that
  * Python did not start makes a _DummyThread, whose clean-up object sits in a
  * thread-local; dropped only when the interpreter ends, its __del__ runs after
@@ -318,6 +324,9 @@ static int end_order_enabled(void)
  * it now, while threading is whole. */
 static void drop_dummy_thread(void)
 {
+    const char *v = getenv("GORGON_NO_DUMMY_THREAD_WORKAROUND");
+    if (!GN_DUMMY_THREAD_HAZARD || (v != NULL && strcmp(v, "1") == 0))
+        return;
     PyObject *threading = PyDict_GetItemString(PyImport_GetModuleDict(), "threading"); /* borrowed */
     PyObject *info = threading ? PyObject_GetAttrString(threading, "_thread_local_info") : NULL;
     if (info && PyObject_HasAttrStringWithError(info, "_track_dummy_thread_ref") == 1)

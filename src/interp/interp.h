@@ -16,9 +16,16 @@
  *     importing datetime and sqlite3 all ended cleanly on 3.14.10 and 3.15.2
  *     (test_lifecycle.py::test_no_datetime_hazard_since_3_14).
  *  3. After a failed import of a module that refuses sub-interpreters,
- *     Py_FinalizeEx hit "double free or corruption" (10/10, 3.13.5): a
- *     server whose application cannot load leaves with _exit() instead of
- *     finalizing (gn_interp_abandon_process).
+ *     Py_FinalizeEx hit "double free or corruption" (10/10, 3.13.5, in an
+ *     early version of the server): the interpreter that failed is kept, and
+ *     a server whose application cannot load leaves with _exit() instead of
+ *     finalizing (gn_interp_abandon_process). On 3.13 only
+ *     (GN_FAILED_IMPORT_HAZARD; GORGON_NO_FAILED_IMPORT_WORKAROUND=1 turns
+ *     it off): ending it and finalizing, single-phase and PyO3 modules, at
+ *     start and at a reload, crashed in none of the runs of
+ *     test_lifecycle.py::test_failed_import_without_the_workaround and
+ *     test_failed_reload_of_a_refusing_module_then_stop on 3.13.0, 3.13.5,
+ *     3.14.10 or 3.15.2.
  *  4. Creating and ending an interpreter leaks 1.7-6.3 MB a cycle (4.0-4.1
  *     MB over 50 cycles, 3.13.0): workers are re-created in-process only
  *     when asked (a reload, --max-requests), and on 3.13 the server says so
@@ -28,7 +35,10 @@
  *     holds a _DummyThread whose clean-up ran after threading's teardown when
  *     its interpreter ended: "Exception ignored in _DeleteDummyThreadOnDel"
  *     with a TypeError traceback (3.13.0 and 3.13.5). It is dropped just
- *     before the interpreter ends (gn_interp_end_ordered).
+ *     before the interpreter ends (gn_interp_end_ordered). On 3.13 only
+ *     (GN_DUMMY_THREAD_HAZARD; GORGON_NO_DUMMY_THREAD_WORKAROUND=1 turns it
+ *     off): without it, the stop printed nothing on 3.13.0, 3.13.5, 3.14.10
+ *     or 3.15.2 (test_lifecycle.py::test_dummy_thread_ends_quietly).
  */
 #ifndef GN_INTERP_INTERP_H
 #define GN_INTERP_INTERP_H
@@ -43,6 +53,11 @@
 #define GN_DATETIME_HAZARD (PY_VERSION_HEX < 0x030E0000)
 /* Whether it keeps megabytes of each interpreter ended (workaround 4). */
 #define GN_INTERP_END_LEAKS (PY_VERSION_HEX < 0x030E0000)
+/* Whether an interpreter that failed to import the application is kept and
+ * the process leaves without finalizing (workaround 3). */
+#define GN_FAILED_IMPORT_HAZARD (PY_VERSION_HEX < 0x030E0000)
+/* Whether a worker's _DummyThread is dropped before its end (workaround 5). */
+#define GN_DUMMY_THREAD_HAZARD (PY_VERSION_HEX < 0x030E0000)
 
 typedef struct {
     PyThreadState *main_ts; /* this thread's state in the main interpreter */
@@ -129,6 +144,11 @@ void gn_interp_end_ordered(gn_interp_t *it, gn_end_order_t *order, int index);
  * interpreter's blocks (3.13).
  */
 long long gn_interp_heap_bytes(void);
+
+/* Whether an interpreter that failed to load the application is kept and
+ * the process leaves without finalizing (workaround 3): where the hazard was
+ * measured, unless GORGON_NO_FAILED_IMPORT_WORKAROUND=1. */
+int gn_interp_keep_failed(void);
 
 /* Leaves the process without finalizing Python (workaround 3). */
 _Noreturn void gn_interp_abandon_process(int code);

@@ -314,16 +314,20 @@ static gn_worker_t *first_failed(pool_t *p)
     return first;
 }
 
-/* Workaround 3 lives in interp/: report the failure and leave. */
-static void fail_startup(pool_t *p, gn_worker_t *w)
+/* Reports a worker that could not load the application; returns the exit
+ * code. Workaround 3 lives in interp/: where it applies, leaves at once. */
+static int fail_startup(pool_t *p, gn_worker_t *w)
 {
     int code = w->exit_code ? w->exit_code : EXIT_APP_LOAD;
     if (p->hooks && p->hooks->failed)
         p->hooks->failed(p->hooks->arg, w->error, code); /* the supervisor logs it */
     else
         gn_log(GN_LOG_CRITICAL, "worker %u: %s", w->id, w->error);
-    gn_listen_close(&p->plan->listeners);
-    gn_interp_abandon_process(code);
+    if (gn_interp_keep_failed()) {
+        gn_listen_close(&p->plan->listeners);
+        gn_interp_abandon_process(code);
+    }
+    return code;
 }
 
 /* Replacements that could not start: they retire, and are reaped. A worker
@@ -331,7 +335,7 @@ static void fail_startup(pool_t *p, gn_worker_t *w)
 static void drop_replacements(pool_t *p, gn_worker_t **fresh, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        if (atomic_load(&fresh[i]->state) == GN_WORKER_FAILED && fresh[i]->fatal)
+        if (atomic_load(&fresh[i]->state) == GN_WORKER_FAILED && fresh[i]->fatal && gn_interp_keep_failed())
             p->abandoned = 1;
         gn_worker_retire(fresh[i]);
     }
@@ -601,20 +605,21 @@ static int serve_unlocked(pool_t *p)
         log_listening(p);
     if (failed || start_workers(p, 1, n) < 0) {
         gn_worker_t *w = first_failed(p);
+        int code = 0;
         FOR_EACH_WORKER(p, i, x)
         {
-            if (x->fatal)
-                fail_startup(p, x);
+            if (x->fatal && code == 0)
+                code = fail_startup(p, x); /* returns only without workaround 3 */
         }
-        if (w && p->hooks && p->hooks->failed)
+        if (code == 0 && w && p->hooks && p->hooks->failed)
             p->hooks->failed(p->hooks->arg, w->error, 1);
-        else if (w)
+        else if (code == 0 && w)
             gn_log(GN_LOG_ERROR, "worker %u: %s", w->id, w->error);
         p->stopping = 1;
         request_stop_all(p);
         run_until_stopped(p);
         end_workers(p);
-        return 1;
+        return code ? code : 1;
     }
     if (p->hooks && p->hooks->ready) {
         p->hooks->ready(p->hooks->arg);

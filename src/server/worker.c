@@ -228,7 +228,7 @@ static void *worker_main(void *arg)
 failed:
     if (w->loop_ready)
         gn_loop_destroy(&w->loop);
-    if (w->fatal) {
+    if (w->fatal && gn_interp_keep_failed()) {
         /* Workaround 3 (interp.h): an interpreter that failed to load the
          * application is never ended; the supervisor leaves with _exit(). */
         if (w->interp.ts)

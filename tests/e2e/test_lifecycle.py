@@ -1,4 +1,5 @@
-"""Start-up failures, graceful stop on SIGTERM/SIGINT, the datetime hazard."""
+"""Start-up failures, graceful stop on SIGTERM/SIGINT, the CPython hazards behind
+the workarounds (src/interp/interp.h) on the Python that runs the suite."""
 import signal
 import sys
 import threading
@@ -131,8 +132,8 @@ def test_second_sigint_exits_at_once(server, tmp_path, sig, mode):
 
 # -- start-up failures -------------------------------------------------------
 
-def failed_start(server, app, *args):
-    srv = server(app, *args, wait=None)
+def failed_start(server, app, *args, env=None):
+    srv = server(app, *args, env=env, wait=None)
     rc = srv.wait_exit(30)
     return rc, srv.stderr_text()
 
@@ -244,3 +245,71 @@ def test_no_datetime_hazard_since_3_14(server):
 def test_either_workaround_alone_suffices(server, off):
     codes = start_stop_cycles(server, 20, env={off: "1"})
     assert codes == [0] * 20, codes
+
+
+# -- the other workarounds, switched off ----------------------------------------
+# Workaround 3 (src/interp/interp.h): an interpreter that failed to import the
+# application is kept, and the process leaves with _exit() instead of
+# finalizing. Workaround 5: a worker thread's _DummyThread is dropped before its
+# interpreter ends. Both apply on 3.13 only (GN_FAILED_IMPORT_HAZARD,
+# GN_DUMMY_THREAD_HAZARD), where they were measured; these tests switch them
+# off and show, on the Python that runs the suite, whether the hazard is there.
+FAILED_IMPORT_OFF = {"GORGON_NO_FAILED_IMPORT_WORKAROUND": "1"}
+CRASH_TEXT = ("double free", "corruption", "Segmentation", "Fatal Python error", "core dumped", "Aborted")
+
+
+@pytest.mark.parametrize("app, module", [("singlephase:app", "_testsinglephase"),
+                                         ("refuses_pyo3:app", "watchfiles._rust_notify")])
+def test_failed_import_without_the_workaround(server, app, module):
+    """A module that refuses sub-interpreters (single-phase init; PyO3), the
+    failed interpreter ended and Python finalized: 5 starts, each exits 1
+    with the one-line reason and no crash (3.13.0, 3.13.5, 3.14.10, 3.15.2)."""
+    for _ in range(5):
+        rc, text = failed_start(server, app, "--workers", "2", "--mode", "interpreters", env=FAILED_IMPORT_OFF)
+        assert rc == 1, "exit code %s (expected 1, no crash)\n%s" % (rc, text)
+        assert module in text and "does not support loading in subinterpreters" in text, text
+        assert not [w for w in CRASH_TEXT if w in text], text
+        assert_short_error(text)
+
+
+REFUSES_AFTER_RELOAD = '''\
+import os
+if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "refuse")):
+    import _testsinglephase  # noqa: F401
+from dummy_thread import app  # noqa: F401
+'''
+
+
+@pytest.mark.parametrize("env", [None, FAILED_IMPORT_OFF], ids=["workaround", "off"])
+def test_failed_reload_of_a_refusing_module_then_stop(server, tmp_path, env):
+    """A reload whose new code refuses sub-interpreters: the old workers go on
+    serving, and the stop that follows exits 0 with no crash, whether the
+    failed interpreter was kept (and the process left without finalizing) or
+    ended at once."""
+    (tmp_path / "turns.py").write_text(REFUSES_AFTER_RELOAD)
+    srv = server("turns:app", "--workers", "2", "--mode", "interpreters", "--pythonpath", str(tmp_path), env=env)
+    assert fetch(srv, "/").body == b"_DummyThread"
+    (tmp_path / "refuse").write_text("")
+    srv.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload failed" in srv.stderr_text(), scaled(30), what="'reload failed'")
+    for _ in range(4):
+        assert fetch(srv, "/").status == 200
+    rc = srv.stop(signal.SIGTERM, timeout=20)
+    text = srv.stderr_text()
+    assert rc == 0, "exit code %s\n%s" % (rc, text)
+    assert "_testsinglephase" in text and not [w for w in CRASH_TEXT if w in text], text
+
+
+@pytest.mark.parametrize("mode", ["interpreters", "threads"])
+@pytest.mark.parametrize("env", [None, {"GORGON_NO_DUMMY_THREAD_WORKAROUND": "1"}], ids=["workaround", "off"])
+def test_dummy_thread_ends_quietly(server, mode, env):
+    """Workers that called threading.current_thread() (a _DummyThread each):
+    the stop exits 0 and prints nothing from _DeleteDummyThreadOnDel, with
+    the workaround and without it (3.13.0, 3.13.5, 3.14.10, 3.15.2)."""
+    srv = server("dummy_thread:app", "--workers", "2", "--mode", mode, env=env)
+    for _ in range(2):  # concurrent requests, so that both workers make one
+        assert [r.body for r in in_threads(lambda: fetch(srv, "/"), [()] * 4)] == [b"_DummyThread"] * 4
+    rc = srv.stop(signal.SIGTERM, timeout=20)
+    text = srv.stderr_text()
+    assert rc == 0, "exit code %s\n%s" % (rc, text)
+    assert "Exception ignored" not in text and "DummyThread" not in text, text
