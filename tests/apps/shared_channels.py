@@ -102,16 +102,20 @@ def recv_forever(environ, start_response):
     return json_response(start_response, {"value": ch.recv()})
 
 
-async def _ticking(coro):
+async def _ticking(coro, q=None):
     """Runs coro while a ticker counts 10 ms sleeps: a blocked loop would
-    not tick."""
+    not tick. With a mark in q, the 10th tick stores mark:ticked, so a test
+    can wait for it instead of sleeping."""
     ticks = 0
+    ticked = q["mark"] + ":ticked" if q and "mark" in q else None
 
     async def tick():
         nonlocal ticks
         while True:
             await asyncio.sleep(0.01)
             ticks += 1
+            if ticks == 10 and ticked:
+                gorgon.shared.set(ticked, gorgon.worker_id)
 
     ticker = asyncio.create_task(tick())
     t0 = time.monotonic()
@@ -132,7 +136,7 @@ def async_recv(environ, start_response):
     ch = gorgon.channel(q["name"])
     _arrive(q)
     t = float(q["t"]) if "t" in q else None
-    return json_response(start_response, asyncio.run(_ticking(ch.recv_async(timeout=t))))
+    return json_response(start_response, asyncio.run(_ticking(ch.recv_async(timeout=t), q)))
 
 
 def async_send(environ, start_response):
@@ -146,7 +150,7 @@ def async_send(environ, start_response):
             break
     _arrive(q)
     t = float(q["t"]) if "t" in q else None
-    return json_response(start_response, asyncio.run(_ticking(ch.send_async(99, timeout=t))))
+    return json_response(start_response, asyncio.run(_ticking(ch.send_async(99, timeout=t), q)))
 
 
 def async_many(environ, start_response):

@@ -92,12 +92,15 @@ def wait_stored(server, key, what):
     return box[0]
 
 
-def start_marked(server, target, timeout=60):
+def start_marked(server, target, timeout=60, ticked=False):
     """Starts target (which stores its worker id under `mark` on arrival) and
-    waits until it is running; returns (Background, worker id)."""
+    waits until it is running (ticked: until its loop has ticked 10 times
+    while it waits); returns (Background, worker id)."""
     mark = "mark-" + uid()
     bg = Background(server, target + "&mark=" + mark, timeout)
     worker = wait_stored(server, mark, "the first request to arrive")
+    if ticked:
+        wait_stored(server, mark + ":ticked", "the waiting loop to tick")
     return bg, worker
 
 
@@ -294,8 +297,7 @@ def test_async_recv_timeout_does_not_block_the_loop(srv):
 @pytest.mark.parametrize("timeout", ["&t=30", ""], ids=["timeout", "no-timeout"])
 def test_async_recv_wakes_on_send_from_other_worker(srv, timeout):
     name = uid()
-    bg, waiter = start_marked(srv, "/channel/async_recv?name=%s%s" % (name, timeout))
-    time.sleep(0.2)
+    bg, waiter = start_marked(srv, "/channel/async_recv?name=%s%s" % (name, timeout), ticked=True)
     assert get_json(srv, "/channel/send?name=%s&value=42" % name)["worker"] != waiter
     r = bg.result()
     assert r["outcome"] == "got 42", r
@@ -304,8 +306,7 @@ def test_async_recv_wakes_on_send_from_other_worker(srv, timeout):
 
 def test_async_send_waits_for_room_from_other_worker(srv):
     name = uid()
-    bg, waiter = start_marked(srv, "/channel/async_send?name=%s&capacity=3&t=30" % name)
-    time.sleep(0.2)
+    bg, waiter = start_marked(srv, "/channel/async_send?name=%s&capacity=3&t=30" % name, ticked=True)
     r = get_json(srv, "/channel/recv?name=%s&t=5" % name)
     assert r["value"] == 0 and r["worker"] != waiter
     out = bg.result()
