@@ -3,7 +3,8 @@
 body past its Content-Length of 5), /shorter (a body short of its
 Content-Length of 10), /close (ASGI: a Connection: close field of the
 application's), /pathsend-device and /pathsend-short (ASGI: pathsend of
-/dev/null, not a regular file; of this file with a Content-Length of 10)."""
+/dev/null, not a regular file; of this file with a Content-Length of 10),
+/status?N (ASGI: an empty response with status N)."""
 import os
 
 from _wsgicheck import checked
@@ -52,6 +53,9 @@ async def asgi(scope, receive, send):
     elif path == "/close":
         await start([("content-length", "2"), ("connection", "close")])
         await send({"type": "http.response.body", "body": b"ok"})
+    elif path == "/status":
+        await start([("content-length", "0")], status=int(scope["query_string"]))
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/pathsend-device":
         await start([])
         await send({"type": "http.response.pathsend", "path": os.devnull})

@@ -74,6 +74,39 @@ def test_pathsend_stops_at_content_length(shared_server):
         assert c.request("GET", "/").body == b"ok"
 
 
+REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    409: "Conflict", 411: "Length Required", 413: "Content Too Large", 414: "URI Too Long",
+    415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    505: "HTTP Version Not Supported", 299: "Unknown",
+}
+
+
+def test_asgi_status_lines_carry_the_reason_phrase(shared_server):
+    """ASGI gives a status code only: the status line's reason phrase is
+    RFC 9110's for it ("Unknown" for a code it does not name)."""
+    srv = shared_server(APPS["asgi"], "--workers", "1")
+    with Conn(srv) as c:
+        for code, reason in REASONS.items():
+            r = c.request("GET", "/status?%d" % code)
+            assert (r.status, r.reason) == (code, reason)
+
+
+def test_spill_file_falls_back_to_tmp_when_tmpdir_is_unusable(server):
+    """A body past the 1 MiB kept in memory goes to a temporary file in
+    TMPDIR; a TMPDIR that cannot hold one does not fail the upload."""
+    srv = server("h2app:app", env={"TMPDIR": "/nonexistent/gorgon-test"}, workers=1)
+    body = bytes(range(256)) * 6000
+    with Conn(srv) as c:
+        r = c.request("POST", "/echo", body=body)
+        assert r.status == 200 and r.body == body
+
+
 # ---- WebSocket handshakes ------------------------------------------------
 
 WS_APP = "asgi_app:app"
