@@ -35,6 +35,25 @@ def finished(c, sid):
     return lambda: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None
 
 
+def test_preface_in_two_parts(server):
+    """A connection's first bytes that are part of the HTTP/2 preface: the
+    server waits for the rest, then speaks HTTP/2."""
+    srv = server(APPS["wsgi"])
+    sock = socket.create_connection(srv.addr, timeout=scaled(10))
+    # A whole HTTP/1.x head as far as the parser goes (version 2.0: not
+    # one it takes), and a prefix of the preface.
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\n")
+    time.sleep(0.2)
+    sock.sendall(b"SM\r\n\r\n")
+    c = H2(srv.addr, sock=sock, preface=False)
+    c.conn.initiate_connection()
+    c.conn.data_to_send()  # the preface: sent already
+    c.conn.update_settings({})
+    c.flush()
+    assert c.get("/proto")["data"] == b"HTTP/2"
+    c.close()
+
+
 # ---- the request the application sees ------------------------------------
 
 @KINDS

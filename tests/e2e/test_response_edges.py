@@ -7,7 +7,7 @@ import json
 import pytest
 from test_asgi_websocket import TEXT, frame, handshake, read_frame
 
-from conftest import Conn, build_request, host_header
+from conftest import Conn, build_request, host_header, log_since, wait_for
 
 APPS = {"wsgi": "respedges:app", "asgi": "respedges:asgi"}
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
@@ -105,6 +105,24 @@ def test_spill_file_falls_back_to_tmp_when_tmpdir_is_unusable(server):
     with Conn(srv) as c:
         r = c.request("POST", "/echo", body=body)
         assert r.status == 200 and r.body == body
+
+
+def test_bad_chunk_after_the_response_began_closes_with_a_log_line(shared_server):
+    """ASGI streams the body: a malformed chunk once the application has
+    begun its response can no longer be a 400; the connection is closed
+    and the log says why."""
+    srv = shared_server("h2edges:asgi", "--workers", "1")
+    offset = len(srv.stderr_bytes())
+    with Conn(srv) as c:
+        c.send(build_request("POST", "/start-then-read", [("Transfer-Encoding", "chunked")],
+                             host=host_header(c.addr)) + b"5\r\nhello\r\n")
+        r = c.read_head()
+        assert r.status == 200, r
+        c.send(b"zz\r\n")
+        c.wait_closed()
+    log = wait_for(lambda: "while streaming a body" in log_since(srv, offset) and log_since(srv, offset), 10,
+                   what="the log line")
+    assert "400 from 127.0.0.1 while streaming a body: malformed or ambiguous request" in log, log
 
 
 # ---- WebSocket handshakes ------------------------------------------------
