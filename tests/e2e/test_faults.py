@@ -225,3 +225,14 @@ def test_worker_setup_failing_call_ends_the_server_cleanly(server, shared_server
             assert log.count(line) == 1 and "Traceback" not in log, (n, log)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     raise AssertionError("the set-up still fails after 60 calls")
+
+
+def test_worker_process_setup_failure_ends_the_server_cleanly(server, shared_server):
+    """--mode processes: a worker process whose bridge cannot be set up
+    is reported by the supervisor in one line, and the server exits 1."""
+    fired(shared_server("faults:app", "--workers", "1"), 0)  # skips without fault injection
+    srv = server("faults:app", "--mode", "processes", env={"GN_FAULT_START": "1"}, wait=None, workers=1)
+    assert srv.wait_exit(30) == 1, srv.describe()
+    log = srv.stderr_text()
+    assert log.count("worker process 0: cannot set up the WSGI bridge: MemoryError") == 1, log
+    assert log.count("fault injected: MemoryError") == 1 and "Traceback" not in log, log
