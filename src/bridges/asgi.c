@@ -427,6 +427,7 @@ gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
                                 .on_ws_message = gn_asgi_ws_on_message, .on_ws_close = gn_asgi_ws_on_close,
                                 .ctx = a};
     a->st = gn_modstate_current();
+    GN_FAULT_SETUP_BEGIN(); /* ends once lifespan startup is done */
     if (a->st == NULL || (a->ready_none = gn_asgi_done_future(a, Py_None)) == NULL || intern_scope_keys(a) < 0 ||
         setup_asyncio(a) < 0 || setup_lifespan(a) < 0 ||
         (a->root_path = PyUnicode_FromString(cfg->root_path)) == NULL ||
@@ -435,12 +436,8 @@ gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
         intern(&a->k_type, "type") || intern(&a->k_body, "body") || intern(&a->k_more_body, "more_body") ||
         intern(&a->k_status, "status") || intern(&a->k_headers, "headers") || intern(&a->k_path, "path") ||
         intern(&a->v_http_request, "http.request") || intern(&a->v_http_disconnect, "http.disconnect")) {
-        PyObject *exc = PyErr_GetRaisedException();
-        PyObject *msg = exc ? PyObject_Str(exc) : NULL;
-        snprintf(err, errlen, "cannot set up the ASGI bridge: %s", msg ? PyUnicode_AsUTF8(msg) : "?");
-        Py_XDECREF(msg);
-        Py_XDECREF(exc);
-        PyErr_Clear();
+        gn_bridge_setup_error("ASGI", err, errlen);
+        GN_FAULT_SETUP_END();
         gn_asgi_free(a);
         return NULL;
     }
@@ -465,6 +462,7 @@ static PyObject *run_until_complete(gn_asgi_t *a, const char *method)
 int gn_asgi_startup(gn_asgi_t *a, char *err, size_t errlen)
 {
     PyObject *r = run_until_complete(a, "startup");
+    GN_FAULT_SETUP_END();
     if (r == NULL) {
         PyObject *exc = PyErr_GetRaisedException();
         gn_asgi_log_exception(a, "lifespan startup raised", exc);

@@ -87,6 +87,18 @@ PyObject *gn_bridge_extensions(PyObject *base, const gn_conn_t *c)
     return d;
 }
 
+void gn_bridge_setup_error(const char *bridge, char *err, size_t errlen)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *msg = exc ? PyObject_Str(exc) : NULL;
+    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    const char *type = exc ? Py_TYPE(exc)->tp_name : "no exception";
+    snprintf(err, errlen, "cannot set up the %s bridge: %s%s%s", bridge, type, m && *m ? ": " : "", m && *m ? m : "");
+    Py_XDECREF(msg);
+    Py_XDECREF(exc);
+    PyErr_Clear();
+}
+
 void gn_bridge_clear_interrupt(void)
 {
     PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
@@ -108,6 +120,17 @@ void gn_fault_request_start(void)
 {
     fault_countdown = fault_armed;
     fault_armed = 0;
+}
+
+void gn_fault_setup_begin(void)
+{
+    const char *v = getenv("GN_FAULT_START");
+    fault_countdown = v ? atol(v) : 0;
+}
+
+void gn_fault_setup_end(void)
+{
+    fault_countdown = 0;
 }
 
 PyObject *gn_fault_arm(PyObject *module, PyObject *n)

@@ -12,6 +12,11 @@
  */
 void gn_bridge_log_traceback(PyObject **cache, PyObject *exc);
 
+/* A bridge's set-up failed: "cannot set up the WSGI bridge: MemoryError"
+ * (the exception's type, and its message if it has one) into err; the
+ * exception is cleared. */
+void gn_bridge_setup_error(const char *bridge, char *err, size_t errlen);
+
 /* The percent-decoded path as a str: latin-1 for WSGI (PEP 3333), UTF-8
  * with replacement for ASGI (as uvicorn does). */
 PyObject *gn_bridge_decode_path(const char *path, size_t len, int utf8);

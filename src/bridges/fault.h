@@ -5,6 +5,11 @@
  * it serves, the n-th of the CPython calls below that can fail (counted from
  * the start of the request, 1-based) fails with MemoryError instead of
  * running. One fault per arming; a request starting disarms what is left.
+ *
+ * A worker's start is armed from the environment instead, as no request
+ * can reach it: GN_FAULT_START=n makes the n-th such call of the bridge's
+ * set-up (gn_wsgi_new, gn_asgi_new and ASGI's lifespan startup) fail, in
+ * every worker the process starts.
  */
 #ifndef GN_BRIDGES_FAULT_H
 #define GN_BRIDGES_FAULT_H
@@ -18,6 +23,10 @@
 int gn_fault_hit(const char *file, int line);
 /* At the start of each request: the armed countdown (or none) starts. */
 void gn_fault_request_start(void);
+/* A worker's bridge set-up begins: armed from GN_FAULT_START, if set. */
+void gn_fault_setup_begin(void);
+/* ... and ends: what is left of the countdown is dropped. */
+void gn_fault_setup_end(void);
 /* _gorgon._fault(n): arms the next request; returns the faults fired so far
  * on this thread. */
 PyObject *gn_fault_arm(PyObject *module, PyObject *n);
@@ -54,8 +63,12 @@ PyObject *gn_fault_arm(PyObject *module, PyObject *n);
 #define PyList_Append(...) GN_FAULT_INT(PyList_Append(__VA_ARGS__))
 
 #define GN_FAULT_REQUEST_START() gn_fault_request_start()
+#define GN_FAULT_SETUP_BEGIN() gn_fault_setup_begin()
+#define GN_FAULT_SETUP_END() gn_fault_setup_end()
 #else
 #define GN_FAULT_REQUEST_START() ((void)0)
+#define GN_FAULT_SETUP_BEGIN() ((void)0)
+#define GN_FAULT_SETUP_END() ((void)0)
 #endif
 
 #endif

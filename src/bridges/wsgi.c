@@ -116,9 +116,12 @@ gn_wsgi_t *gn_wsgi_new(PyObject *app, unsigned worker_id, int multithread,
     w->handler = (gn_handler_t){.on_request = on_request, .on_writable = on_writable, .on_abort = on_abort,
                                 .release = release, .ctx = w};
     w->st = gn_modstate_current();
-    if (w->st == NULL || make_keys(w) < 0 || (w->environ_template = make_template(w, multithread, multiprocess)) == NULL) {
-        snprintf(err, errlen, "cannot set up the WSGI bridge");
-        PyErr_Clear();
+    GN_FAULT_SETUP_BEGIN();
+    int ok = w->st && make_keys(w) == 0 &&
+             (w->environ_template = make_template(w, multithread, multiprocess)) != NULL;
+    GN_FAULT_SETUP_END();
+    if (!ok) {
+        gn_bridge_setup_error("WSGI", err, errlen);
         gn_wsgi_free(w);
         return NULL;
     }

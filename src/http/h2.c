@@ -337,8 +337,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     ssize_t got = n ? gn_conn__gather(sc, (char *)buf, n) : 0;
     if (got < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* a file shorter than promised: reset */
-    gn_conn__advance(sc, (size_t)got);
-    sc->sent_body += (uint64_t)got;
+    gn_conn__advance(sc, (size_t)got); /* sent_body: the bridge counted it */
     if (st->done && sc->out_bytes == 0)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     h->moved = 1;

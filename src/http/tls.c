@@ -199,11 +199,6 @@ gn_tls_ctx_t *gn_tls_ctx_new(const gn_tls_opts_t *o, char *err, size_t errlen)
     return ctx;
 }
 
-void gn_tls_ctx_free(gn_tls_ctx_t *ctx)
-{
-    SSL_CTX_free(ctx);
-}
-
 /* ---- the context of new connections, and its reload ------------------------ */
 
 gn_tls_server_t *gn_tls_server_new(const gn_tls_opts_t *o, char *err, size_t errlen)
@@ -435,16 +430,6 @@ int gn_tls_cipher(const gn_conn_t *c)
 {
     const SSL_CIPHER *ci = c->tls ? SSL_get_current_cipher(c->tls) : NULL;
     return ci ? SSL_CIPHER_get_protocol_id(ci) : 0;
-}
-
-const char *gn_tls_alpn(const gn_conn_t *c, size_t *len)
-{
-    const unsigned char *p = NULL;
-    unsigned n = 0;
-    if (c->tls)
-        SSL_get0_alpn_selected(c->tls, &p, &n);
-    *len = n;
-    return p ? (const char *)p : "";
 }
 
 static int emit_pem(X509 *x, int (*each)(const char *, size_t, void *), void *arg)

@@ -8,8 +8,7 @@
  * plaintext path never reaches this file.
  *
  * ALPN offers h2 and http/1.1 (as --http says); the connection becomes
- * HTTP/2 when the client's preface arrives (http/h2.h), and
- * gn_tls_alpn() says what was chosen.
+ * HTTP/2 when the client's preface arrives (http/h2.h).
  */
 #ifndef GN_HTTP_TLS_H
 #define GN_HTTP_TLS_H
@@ -41,7 +40,6 @@ typedef struct {
  * that does not match the certificate, ...).
  */
 gn_tls_ctx_t *gn_tls_ctx_new(const gn_tls_opts_t *o, char *err, size_t errlen);
-void gn_tls_ctx_free(gn_tls_ctx_t *ctx);
 
 /*
  * The server's context, which a reload replaces while connections are
@@ -104,8 +102,6 @@ void gn_tls_discard(struct ssl_st *s);
 int gn_tls_version(const gn_conn_t *c);
 /* The cipher suite's IANA number, or 0. */
 int gn_tls_cipher(const gn_conn_t *c);
-/* The ALPN protocol chosen ("http/1.1"), or "" when the client sent none. */
-const char *gn_tls_alpn(const gn_conn_t *c, size_t *len);
 /*
  * The client's certificate chain as PEM texts, the client's own first:
  * calls each(pem, len, arg) per certificate; returns how many, or -1.

@@ -61,6 +61,13 @@ async def asgi(scope, receive, send):
     elif path == "/await-spin":
         await asyncio.sleep(0)
         spin(seconds)            # blocks the loop after a first wait
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"began ", "more_body": True})
+        await asyncio.sleep(0)
+        spin(seconds)            # the response began, then blocks the loop
+        await send({"type": "http.response.body", "body": b"ended"})
+        return
     body = who()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})

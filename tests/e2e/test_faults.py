@@ -181,3 +181,58 @@ def test_asgi_every_failing_call_is_answered(shared_server, case):
     outcomes = sweep(srv, ASGI[case])
     assert outcomes.get("500") or outcomes.get("403"), outcomes
     assert ASGI[case](srv) == "whole"
+
+
+def start_with_fault(server, app, n):
+    """A one-worker server whose worker's bridge set-up fails its n-th
+    call (GN_FAULT_START); its outcome: "serves" (fewer calls than n),
+    or the exit status and what it logged."""
+    srv = server(app, "--mode", "interpreters", env={"GN_FAULT_START": str(n)}, wait=None, workers=1)
+    deadline = time.monotonic() + scaled(30)
+    while srv.running() and "workers ready in" not in srv.stderr_text():
+        assert time.monotonic() < deadline, srv.describe()
+        time.sleep(0.05)
+    if srv.running():
+        assert fetch(srv, "/one" if "asgi" in app else "/list").status in (200, 405), srv.describe()
+        assert "fault injected" not in srv.stderr_text(), srv.describe()
+        srv.stop()
+        return "serves", srv.stderr_text()
+    return srv.wait_exit(), srv.stderr_text()
+
+
+@pytest.mark.parametrize("app,bridge", [("faults:app", "WSGI"), ("faults:asgi", "ASGI")])
+def test_worker_setup_failing_call_ends_the_server_cleanly(server, shared_server, app, bridge):
+    """Each call of a worker's bridge set-up that can fail, failing in turn:
+    the worker does not start, the server says why in one line and exits 1
+    (3 when it is ASGI's lifespan startup that failed, as a startup that
+    raises does); no crash. Past the last call, the server serves."""
+    fired(shared_server("faults:app", "--workers", "1"), 0)  # skips without fault injection
+    outcomes = {}
+    for n in range(1, 60):
+        outcome, log = start_with_fault(server, app, n)
+        if outcome == "serves":
+            assert n > 3 and outcomes.get(1), "only %d calls failed: the start is not armed" % (n - 1)
+            # ASGI: the two calls that run lifespan startup come last.
+            assert outcomes.get(3, 0) == (2 if bridge == "ASGI" else 0), outcomes
+            return
+        assert "Fatal" not in log and "Segmentation" not in log and "AddressSanitizer" not in log, log
+        assert log.count("fault injected: MemoryError") == 1, (n, log)
+        line = "cannot set up the %s bridge: MemoryError" % bridge
+        if outcome == 3:
+            assert bridge == "ASGI" and log.count("ASGI lifespan startup failed") == 1, (n, log)
+        else:
+            assert outcome == 1, (n, outcome, log)
+            assert log.count(line) == 1 and "Traceback" not in log, (n, log)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    raise AssertionError("the set-up still fails after 60 calls")
+
+
+def test_worker_process_setup_failure_ends_the_server_cleanly(server, shared_server):
+    """--mode processes: a worker process whose bridge cannot be set up
+    is reported by the supervisor in one line, and the server exits 1."""
+    fired(shared_server("faults:app", "--workers", "1"), 0)  # skips without fault injection
+    srv = server("faults:app", "--mode", "processes", env={"GN_FAULT_START": "1"}, wait=None, workers=1)
+    assert srv.wait_exit(30) == 1, srv.describe()
+    log = srv.stderr_text()
+    assert log.count("worker process 0: cannot set up the WSGI bridge: MemoryError") == 1, log
+    assert log.count("fault injected: MemoryError") == 1 and "Traceback" not in log, log

@@ -116,6 +116,19 @@ def test_response_that_began_is_cut(server):
     assert srv.stop() == 0, srv.describe()
 
 
+def test_asgi_response_that_began_is_cut(server):
+    """ASGI: a loop blocked once the head is out cannot be told with a
+    504; the connection is closed, short of the body, and the log says so."""
+    srv = start(server, ASGI)
+    t0 = time.monotonic()
+    r = fetch(srv.addr, "/stream?s=10", timeout=scaled(15), allow_truncated=True)
+    assert time.monotonic() - t0 <= scaled(6), srv.describe()
+    assert r.status == 200 and r.body == b"began ", (r.status, r.body)
+    wait_log(srv, r"worker \d: GET /stream\?s=10 ran past --timeout \(2s\): connection closed", "cut response")
+    both_workers_answer(srv)
+    assert srv.stop() == 0, srv.describe()
+
+
 @pytest.mark.parametrize("target", ["/spin?s=10", "/await-spin?s=10", "/wait?s=10"])
 def test_asgi(server, target):
     """A loop blocked in Python (at once, or after a first wait) is
