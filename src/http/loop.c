@@ -374,7 +374,8 @@ static int accept_one_batch(gn_loop_t *loop, unsigned i)
             if (loop->limits->peers)
                 update_peers(loop, 1);
             if (gn_group__pass_accept(loop) ||
-                (loop->limits->peers && gn_peers__pass_accept(loop->limits->peers, loop->limits->peer_slot)) ||
+                (loop->limits->peers &&
+                 gn_peers__pass_accept(loop->limits->peers, loop->limits->peer_slot, gn_loop__us(loop->now))) ||
                 make_room(loop) == 0 || loop->n_conns >= loop->limits->max_connections) {
                 stop_listening(loop);
                 return k;
@@ -534,8 +535,9 @@ static void scan_timeouts(gn_loop_t *loop)
     loop->next_scan = loop->now + SCAN_INTERVAL;
     /* A client passed on by another process whose wake-up was lost (the
      * loop it reached filled up or ended meanwhile) waits in the backlog:
-     * a loop with room looks there a few times a second. */
-    if (loop->peer_room) {
+     * for a second after a pass, a loop with room looks there a few times
+     * a second. */
+    if (loop->peer_room && gn_peers__passed_since(loop->limits->peers, gn_loop__us(loop->now - 1.0))) {
         for (unsigned i = 0; i < loop->n_listen && loop->accepting; i++)
             accept_one_batch(loop, i);
     }

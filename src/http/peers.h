@@ -18,7 +18,9 @@
  * room, in whichever process, and that loop accepts the client. Only when no
  * process has room does the full loop close its own idle connections
  * (loop.c: make_room). Leaving before looking means two full processes
- * cannot each believe the other has room.
+ * cannot each believe the other has room. A wake-up can still be lost (the
+ * loop it reached filled up or ended): for a second after a pass, loops
+ * with room also look at the backlog with their timeout scan.
  *
  * Nothing here runs per request: a loop changes its slot when it crosses
  * its bound or its connection count changes in a round of events (one
@@ -36,8 +38,13 @@ typedef struct gn_peer_slot {
     atomic_uint room;            /* its loops that have room and listen */
 } gn_peer_slot_t;
 
+typedef struct gn_peers_shared {
+    _Alignas(64) atomic_llong passed_us; /* when a client was last passed on */
+    gn_peer_slot_t slots[];
+} gn_peers_shared_t;
+
 typedef struct gn_peers {
-    gn_peer_slot_t *slots; /* shared by every process */
+    gn_peers_shared_t *shm; /* shared by every process */
     unsigned n;
     int wake_fd;           /* eventfd: a loop with room accepts */
 } gn_peers_t;
@@ -57,8 +64,11 @@ int gn_peers_claim(gn_peers_t *p);
 void gn_peers__add_room(const gn_peers_t *p, int self, int delta);
 void gn_peers__add_conns(const gn_peers_t *p, int self, int delta);
 /* Another process has a loop with room: one of them is woken to accept.
- * Returns 1, or 0 when none has room. */
-int gn_peers__pass_accept(const gn_peers_t *p, int self);
+ * Returns 1, or 0 when none has room. now_us: gn_loop__us() time. */
+int gn_peers__pass_accept(const gn_peers_t *p, int self, long long now_us);
+/* A client was passed on since since_us: one whose wake-up was lost may
+ * wait in the backlog. */
+int gn_peers__passed_since(const gn_peers_t *p, long long since_us);
 /* Wakes one loop with room to accept (a passed client, or the next one
  * in the backlog after a passed client was taken). */
 void gn_peers__wake(const gn_peers_t *p);

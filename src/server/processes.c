@@ -60,7 +60,7 @@ typedef struct {
     int stopping;
     double kill_at;       /* stopping: children still alive then are SIGKILLed */
     int exit_code;
-    gn_peers_t peers;     /* the children's table (http/peers.h); slots NULL: none */
+    gn_peers_t peers;     /* the children's table (http/peers.h); shm NULL: none */
 } procs_t;
 
 /* ---- in the child ----------------------------------------------------- */
@@ -415,7 +415,7 @@ static void reap(procs_t *ps)
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         gn_metrics_reap_process(pid); /* what its workers counted stays */
-        if (ps->peers.slots) /* it no longer counts as having room */
+        if (ps->peers.shm) /* it no longer counts as having room */
             gn_peers_release(&ps->peers, pid);
         if (reap_rolled(ps, pid, status))
             continue;
