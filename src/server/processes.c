@@ -666,10 +666,10 @@ static int setup(procs_t *ps, gn_plan_t *plan, sigset_t *old)
     for (unsigned k = 0; k < ps->n; k++)
         ps->kids[k].fd = -1;
     /* On one shared socket, a full process passes new clients to one with
-     * room: room for the children, as many replacing them, and the ones
-     * retiring meanwhile. */
+     * room: room for as many children as SIGTTIN may add, and as many
+     * replacing them or retiring meanwhile (64 bytes each). */
     if (plan->listeners.exclusive) {
-        if (gn_peers_init(&ps->peers, (ps->n + 8) * 4) == 0)
+        if (gn_peers_init(&ps->peers, 2 * MAX_CHILDREN) == 0)
             plan->cfg.limits.peers = &ps->peers;
         else
             gn_log(GN_LOG_WARNING, "worker processes: cannot share connection counts (%s): a process at its "
