@@ -282,7 +282,8 @@ def servers(conns, old, procs=None):
     if procs:
         # One SO_REUSEPORT socket each: the kernel spreads the connections
         # over the processes by their addresses' hash. On one shared socket
-        # the same idle process is woken for each, until its bound.
+        # the same idle process is woken for each, and passes them on to
+        # the others only once it is at its bound.
         layout = ["--processes", str(procs), "--workers", "1", "--reuse-port"]
         per_worker = min(fd_room(), conns + 500)
     else:
@@ -308,8 +309,11 @@ def servers(conns, old, procs=None):
                                        "--log-level", "warning", "--host", HOST, "--port", str(port),
                                        *tls_flags("--ssl-certfile", "--ssl-keyfile"), "plain_asgi:app"]
     if os.path.exists(bb("granian")):
+        # granian closes a keep-alive connection that sends no new request
+        # within its header read timeout, 60 s at most (30 by default).
         yield "granian WSGI", lambda port: [bb("granian"), "--interface", "wsgi", "--workers", str(w),
-                                            "--backpressure", str(conns + 1000), "--host", HOST,
+                                            "--backpressure", str(conns + 1000), "--http1-header-read-timeout",
+                                            "60000", "--host", HOST,
                                             "--port", str(port), *tls_flags("--ssl-certificate", "--ssl-keyfile"),
                                             "hello:app"]
 
@@ -380,6 +384,10 @@ def main():
     out = os.path.join(REPO, "docs", "results", "%s%s%s.json" % (
         "idle_websockets" if args.websocket else "idle_conns", "_tls" if args.tls else "",
         "" if args.conns == 10000 else "_%d" % args.conns))
+    if args.only and os.path.exists(out):  # the other servers' rows of an earlier run stay
+        with open(out) as f:
+            ran = {r["server"] for r in rows}
+            rows = [r for r in json.load(f)["rows"] if r["server"] not in ran] + rows
     with open(out, "w") as f:
         json.dump({"conns": args.conns, "hold_s": args.hold, "tls": args.tls, "procs": args.procs,
                    "python": sys.version.split()[0], "nofile_hard": hard, "rows": rows}, f, indent=1)

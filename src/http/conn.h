@@ -37,6 +37,10 @@ typedef struct {
      * closed. NULL: no such bound. */
     atomic_uint *conns_total;
     unsigned max_connections_total;
+    /* Worker processes on one shared socket (http/peers.h), and this
+     * process's slot in their table. NULL: the process is alone. */
+    const struct gn_peers *peers;
+    int peer_slot;
     int access_log;
     uint64_t ws_max_size;     /* largest WebSocket message; close 1009 beyond */
     double ws_ping_interval;  /* idle seconds before the server pings; 0 = never */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "http/group.h"
+#include "http/peers.h"
 #include "http/tls.h"
 #include "server/log.h"
 
@@ -36,6 +37,7 @@
 
 /* epoll data for the listeners and the wake fd: small tags, never pointers. */
 #define TAG_WAKE ((uintptr_t)1)
+#define TAG_PEERS ((uintptr_t)2) /* other processes pass a client (http/peers.h) */
 #define TAG_LISTEN_BASE ((uintptr_t)16)
 #define IS_TAG(p) ((uintptr_t)(p) < 4096)
 
@@ -263,6 +265,34 @@ static void let_go_moved(gn_loop_t *loop)
     }
 }
 
+/*
+ * Keeps this loop's part of its process's slot (http/peers.h) true: it
+ * counts as having room, and watches the eventfd other processes wake a
+ * loop with room through, exactly while it listens on the shared socket
+ * below its bound and is not stopping (alive 0: from now on it never will).
+ * Called after each round of events and before a full loop looks for room
+ * elsewhere; it does nothing unless something changed.
+ */
+static void update_peers(gn_loop_t *loop, int alive)
+{
+    const gn_peers_t *p = loop->limits->peers;
+    int self = loop->limits->peer_slot;
+    int room = alive && loop->exclusive && loop->accepting && !loop->stopping &&
+               loop->n_conns < loop->limits->max_connections;
+    if (room != loop->peer_room) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = (void *)TAG_PEERS};
+        if (epoll_ctl(loop->epfd, room ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, p->wake_fd, &ev) == 0 || !room) {
+            gn_peers__add_room(p, self, room ? 1 : -1);
+            loop->peer_room = room;
+        }
+    }
+    unsigned conns = alive ? loop->n_conns : 0;
+    if (conns != loop->peer_conns) {
+        gn_peers__add_conns(p, self, (int)(conns - loop->peer_conns));
+        loop->peer_conns = conns;
+    }
+}
+
 static void stop_listening(gn_loop_t *loop)
 {
     if (loop->accepting)
@@ -321,8 +351,9 @@ static int over_total(gn_loop_t *loop)
     return 1;
 }
 
-/* Accepts from the loop's listening socket number i (the i-th --bind). */
-static void accept_one_batch(gn_loop_t *loop, unsigned i)
+/* Accepts from the loop's listening socket number i (the i-th --bind).
+ * Returns how many connections it accepted. */
+static int accept_one_batch(gn_loop_t *loop, unsigned i)
 {
     int lfd = loop->listen_fds[i];
     int proxy = i < 64 && (loop->limits->proxy_listeners >> i & 1);
@@ -335,13 +366,19 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
          * is left in it when the listener closes would be reset. */
         if (loop->n_conns >= loop->limits->max_connections && !loop->stopping) {
             /* Since the wake-up for this client came here, a sibling with
-             * room is asked to take it; when every loop is full, idle
-             * connections make room. Else backpressure: further clients
-             * wait in the kernel's backlog until connections close. */
-            if (gn_group__pass_accept(loop) || make_room(loop) == 0 ||
-                loop->n_conns >= loop->limits->max_connections) {
+             * room is asked to take it: a loop of this process, else one of
+             * another process on the same socket (this loop first stops
+             * counting as having room there). When every loop is full,
+             * idle connections make room. Else backpressure: further
+             * clients wait in the kernel's backlog until connections close. */
+            if (loop->limits->peers)
+                update_peers(loop, 1);
+            if (gn_group__pass_accept(loop) ||
+                (loop->limits->peers &&
+                 gn_peers__pass_accept(loop->limits->peers, loop->limits->peer_slot, gn_loop__us(loop->now))) ||
+                make_room(loop) == 0 || loop->n_conns >= loop->limits->max_connections) {
                 stop_listening(loop);
-                return;
+                return k;
             }
         }
         struct sockaddr_storage ss;
@@ -350,7 +387,7 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
                 gn_log(GN_LOG_ERROR, "worker %d: accept: %s", loop->worker_id, strerror(errno));
-            return; /* EAGAIN, or another worker took it */
+            return k; /* EAGAIN, or another worker took it */
         }
         if (ss.ss_family != AF_UNIX) {
             int one = 1;
@@ -358,6 +395,23 @@ static void accept_one_batch(gn_loop_t *loop, unsigned i)
         }
         serve_conn(loop, fd, (struct sockaddr *)&ss, len, 0, proxy, NULL, over_total(loop));
     }
+    return batch;
+}
+
+/* Another process, full, passed a client on (http/peers.h). Once it is
+ * taken, the next loop with room is woken too, in case more wait in the
+ * backlog: the kernel woke the full process for each of them. */
+static void accept_passed(gn_loop_t *loop)
+{
+    const gn_peers_t *p = loop->limits->peers;
+    uint64_t v;
+    if (read(p->wake_fd, &v, sizeof(v)) != (ssize_t)sizeof(v) || !loop->accepting)
+        return; /* another loop took the wake-up */
+    int got = 0;
+    for (unsigned i = 0; i < loop->n_listen && loop->accepting; i++)
+        got += accept_one_batch(loop, i);
+    if (got > 0)
+        gn_peers__wake(p);
 }
 
 static void close_own_copies(gn_loop_t *loop)
@@ -479,6 +533,14 @@ static void scan_timeouts(gn_loop_t *loop)
         }
     }
     loop->next_scan = loop->now + SCAN_INTERVAL;
+    /* A client passed on by another process whose wake-up was lost (the
+     * loop it reached filled up or ended meanwhile) waits in the backlog:
+     * for a second after a pass, a loop with room looks there a few times
+     * a second. */
+    if (loop->peer_room && gn_peers__passed_since(loop->limits->peers, gn_loop__us(loop->now - 1.0))) {
+        for (unsigned i = 0; i < loop->n_listen && loop->accepting; i++)
+            accept_one_batch(loop, i);
+    }
     if (loop->on_scan)
         loop->on_scan(loop->scan_arg);
     if (loop->stopping && loop->n_listen > 0 && loop->now >= loop->listen_until)
@@ -501,6 +563,8 @@ static void dispatch(gn_loop_t *loop, struct epoll_event *ev)
             /* spurious: nothing to drain */
         }
         take_requests(loop);
+    } else if (tag == TAG_PEERS) {
+        accept_passed(loop);
     } else if (tag - TAG_LISTEN_BASE < loop->n_listen && loop->accepting) {
         accept_one_batch(loop, (unsigned)(tag - TAG_LISTEN_BASE));
     }
@@ -544,6 +608,8 @@ static void iterate(gn_loop_t *loop, int timeout_ms)
         listen_ctl(loop, EPOLL_CTL_ADD);
     free_dead(loop);
     atomic_store_explicit(&loop->n_conns_pub, loop->n_conns, memory_order_relaxed);
+    if (loop->limits->peers)
+        update_peers(loop, 1);
     /* --max-requests: one compare per round of events. */
     if (loop->served >= loop->served_enough) {
         loop->served_enough = ULLONG_MAX;
@@ -578,11 +644,15 @@ int gn_loop_tick(gn_loop_t *loop)
     atomic_store_explicit(&loop->polled_us, gn_loop__us(loop->now), memory_order_relaxed);
     scan_timeouts(loop);
     free_dead(loop);
+    if (loop->limits->peers)
+        update_peers(loop, 1);
     return finished(loop);
 }
 
 void gn_loop_destroy(gn_loop_t *loop)
 {
+    if (loop->limits && loop->limits->peers && loop->epfd >= 0)
+        update_peers(loop, 0);
     gn_group_leave(loop);
     loop->group = NULL;
     while (loop->conns)

@@ -87,6 +87,11 @@ struct gn_loop {
     atomic_int accept_wanted;   /* a full sibling asks this loop to accept */
     atomic_int handed_wanted;   /* a retiring sibling gave this loop connections */
     atomic_uint n_conns_pub;    /* n_conns, for siblings */
+
+    /* Other worker processes on the same socket (http/peers.h): what this
+     * loop last counted in its process's slot. */
+    int peer_room;              /* counted as having room; watches the eventfd */
+    unsigned peer_conns;        /* connections counted */
 };
 
 /*

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "http/loop.h"
+#include "http/peers.h"
 #include "interp/interp.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -59,6 +60,7 @@ typedef struct {
     int stopping;
     double kill_at;       /* stopping: children still alive then are SIGKILLed */
     int exit_code;
+    gn_peers_t peers;     /* the children's table (http/peers.h); shm NULL: none */
 } procs_t;
 
 /* ---- in the child ----------------------------------------------------- */
@@ -121,6 +123,12 @@ static _Noreturn void child_main(procs_t *ps, unsigned k, int fd, pid_t parent)
     sigaddset(&chld, SIGCHLD);
     pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
     gn_listen_disown(&ps->plan->listeners); /* unix socket files are the supervisor's */
+    gn_limits_t *lim = &ps->plan->cfg.limits;
+    if (lim->peers && (lim->peer_slot = gn_peers_claim(&ps->peers)) < 0) {
+        gn_log(GN_LOG_WARNING, "worker process %u: no free slot in the table of processes: at its "
+               "--max-connections it closes idle connections even while others have room", k);
+        lim->peers = NULL;
+    }
     gn_pool_hooks_t hooks = {child_ready, child_failed, child_replace_me, &fd};
     int rc = gn_pool_serve(ps->plan, k * ps->plan->per_proc, &hooks);
     gn_listen_close(&ps->plan->listeners);
@@ -407,6 +415,8 @@ static void reap(procs_t *ps)
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         gn_metrics_reap_process(pid); /* what its workers counted stays */
+        if (ps->peers.shm) /* it no longer counts as having room */
+            gn_peers_release(&ps->peers, pid);
         if (reap_rolled(ps, pid, status))
             continue;
         for (unsigned k = 0; k < ps->n; k++) {
@@ -644,6 +654,7 @@ static int setup(procs_t *ps, gn_plan_t *plan, sigset_t *old)
 {
     memset(ps, 0, sizeof(*ps));
     ps->plan = plan;
+    ps->peers.wake_fd = -1;
     ps->n = plan->n_procs > MAX_CHILDREN ? MAX_CHILDREN : plan->n_procs;
     ps->sfd = -1;
     ps->rolling = -1;
@@ -654,6 +665,16 @@ static int setup(procs_t *ps, gn_plan_t *plan, sigset_t *old)
         return -1;
     for (unsigned k = 0; k < ps->n; k++)
         ps->kids[k].fd = -1;
+    /* On one shared socket, a full process passes new clients to one with
+     * room: room for as many children as SIGTTIN may add, and as many
+     * replacing them or retiring meanwhile (64 bytes each). */
+    if (plan->listeners.exclusive) {
+        if (gn_peers_init(&ps->peers, 2 * MAX_CHILDREN) == 0)
+            plan->cfg.limits.peers = &ps->peers;
+        else
+            gn_log(GN_LOG_WARNING, "worker processes: cannot share connection counts (%s): a process at its "
+                   "--max-connections closes idle connections even while others have room", strerror(errno));
+    }
     sigset_t set = plan->sigs;
     sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, old);
@@ -668,6 +689,8 @@ int gn_processes_serve(gn_plan_t *plan)
     sigset_t old;
     if (setup(ps, plan, &old) < 0) {
         gn_log(GN_LOG_ERROR, "cannot set up the worker processes: %s", strerror(errno));
+        plan->cfg.limits.peers = NULL;
+        gn_peers_destroy(&ps->peers);
         free(ps->kids);
         free(ps->roll_wanted);
         return 1;
@@ -686,6 +709,8 @@ int gn_processes_serve(gn_plan_t *plan)
     if (ps->running && ps->exit_code == 0)
         gn_log(GN_LOG_INFO, "stopped");
     close(ps->sfd);
+    plan->cfg.limits.peers = NULL;
+    gn_peers_destroy(&ps->peers);
     free(ps->kids);
     free(ps->roll_wanted);
     free(ps->old);

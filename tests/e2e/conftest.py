@@ -170,6 +170,15 @@ def proc_rss_kib(pid):
     raise AssertionError("no VmRSS for pid %d" % pid)
 
 
+def child_pids(pid):
+    """The processes process `pid` forked (its worker processes)."""
+    out = set()
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            out |= {int(p) for p in f.read().split()}
+    return out
+
+
 def proc_io(pid):
     out = {}
     with open("/proc/%d/io" % pid) as f:

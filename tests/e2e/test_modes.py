@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import (CRASH_CODES, SANITIZED, fetch, in_threads, scaled, wait_for)
+from conftest import child_pids as children
 
 MODE_LINE = "] mode "
 
@@ -41,14 +42,6 @@ def alive(pid):
         return False
     with open("/proc/%d/stat" % pid) as f:
         return f.read().split(") ")[1][0] != "Z"
-
-
-def children(pid):
-    out = set()
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-            out |= {int(p) for p in f.read().split()}
-    return out
 
 
 # -- auto ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ a probe that exits without answering, a stop signal while the probe runs."""
 import os
 import signal
 
+from conftest import child_pids as children
 from conftest import fetch, wait_for
 
 MODE_LINE = "] mode "
@@ -11,14 +12,6 @@ MODE_LINE = "] mode "
 
 def mode_lines(srv):
     return [l for l in srv.stderr_text().splitlines() if MODE_LINE in l]
-
-
-def children(pid):
-    out = set()
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-            out |= {int(p) for p in f.read().split()}
-    return out
 
 
 def test_app_failing_only_in_a_sub_interpreter_runs_in_processes(server):

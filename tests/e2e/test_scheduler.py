@@ -3,12 +3,14 @@ keep-alive connections of a worker busy in the application are answered by an
 idle worker; a worker at its connection limit does not leave a new client
 unanswered while another has room. No timing: each test asserts which worker
 answered, or that an answer came at all."""
+import os
+import signal
 import time
 import uuid
 
 import pytest
 
-from conftest import Conn, in_threads, scaled
+from conftest import Conn, child_pids, in_threads, scaled, wait_for
 
 APPS = [pytest.param(("router:app", "/cpu?ms=300", "/hello"), id="wsgi"),
         pytest.param(("asgi_app:app", "/cpu?ms=300", "/fixed"), id="asgi")]
@@ -70,19 +72,51 @@ def test_long_request_does_not_hold_up_other_connections(server, app):
             c.close()
 
 
+def open_one_by_one(srv, n, conns):
+    """n keep-alive connections opened one after another, each answered
+    before the next opens (added to conns)."""
+    for i in range(n):
+        c = Conn(srv, timeout=5)
+        conns.append(c)
+        r = c.request("GET", "/hello")
+        assert r.status == 200, "connection %d: %r" % (i + 1, r)
+
+
 @pytest.mark.tsan
-def test_no_stall_at_one_workers_connection_limit(server):
+@pytest.mark.parametrize("mode", ["interpreters", "processes"])
+def test_no_stall_at_one_workers_connection_limit(server, mode):
     """180 keep-alive connections opened one after another on an idle server
     with 2 workers of 100 connections each: every one is answered, although
-    the kernel's wake-ups keep going to the same worker."""
-    srv = server("router:app", "--workers", "2", "--max-connections", "100")
+    the kernel's wake-ups keep going to the same worker, and no connection is
+    closed to make room while the other worker has some (in processes mode,
+    the workers are two processes on one socket)."""
+    srv = server("router:app", "--workers", "2", "--mode", mode, "--max-connections", "100",
+                 "--keep-alive", "60")
     conns = []
     try:
-        for i in range(180):
-            c = Conn(srv, timeout=5)
-            conns.append(c)
-            r = c.request("GET", "/hello")
-            assert r.status == 200, "connection %d: %r" % (i + 1, r)
+        open_one_by_one(srv, 180, conns)
+        closed = [i for i, c in enumerate(conns) if c.closed_within(0.01)]
+        assert closed == [], "connections %s closed while a worker had room" % closed
+        assert "are not enough: closing" not in srv.stderr_text()
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_restarted_worker_process_leaves_no_room_behind(server):
+    """A worker process killed while it had room is forgotten: once both
+    processes are full, new clients are answered (the longest idle
+    connections make room) instead of being passed to the dead one."""
+    srv = server("router:app", "--workers", "2", "--mode", "processes", "--max-connections", "100",
+                 "--keep-alive", "60")
+    before = child_pids(srv.pid)
+    assert len(before) == 2
+    os.kill(min(before), signal.SIGKILL)
+    wait_for(lambda: "serving again" in srv.stderr_text(), 10, what="the replacement ready")
+    conns = []
+    try:
+        open_one_by_one(srv, 230, conns)
+        assert "are not enough: closing" in srv.stderr_text()
     finally:
         for c in conns:
             c.close()
