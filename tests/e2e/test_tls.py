@@ -18,7 +18,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PATTERN, Conn, free_port, in_threads, run_gorgon, scaled, wait_for
+from conftest import PATTERN, Conn, child_pids, free_port, in_threads, run_gorgon, scaled, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="needs the openssl command (scripts/bootstrap installs it)")
@@ -381,6 +381,7 @@ def test_sighup_reloads_the_certificate(server, certs, tmp_path, mode):
         wait_for(lambda: reloads_finished(srv, mode) >= before + procs, timeout=60, what="the reload")
 
     marker = tmp_path / "started"
+    old_procs = child_pids(srv.pid) if procs > 1 else set()
     with TlsConn(srv, ctx) as old:
         assert old.request("GET", "/hello").status == 200  # a keep-alive connection, before
         old.request("GET", "/slow?s=%g&marker=%s" % (scaled(1), marker), read=False)
@@ -390,6 +391,10 @@ def test_sighup_reloads_the_certificate(server, certs, tmp_path, mode):
         reload("TLS certificate reloaded from %s" % cert)
         assert old.response().status == 200  # answered over the connection's own TLS session
         assert old.sock.getpeercert(binary_form=True) == first
+    # A replaced worker process may accept a client or two (on its old
+    # certificate) until it has handled its SIGHUP; once they are gone every
+    # connection is the new processes'.
+    wait_for(lambda: not old_procs & child_pids(srv.pid), timeout=scaled(30), what="the old worker processes to end")
     for _ in range(4):  # on every worker the kernel picks
         assert served_cert(srv, ctx) == second
     with httpx.Client(verify=ctx) as client:
