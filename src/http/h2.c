@@ -113,14 +113,12 @@ static char *dup_n(const uint8_t *p, size_t n)
 
 /* ---- nghttp2's callbacks: record, never call a bridge ----------------- */
 
-static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+/* A new stream's record, linked into the connection's list. */
+static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
 {
-    gn_conn_t *c = user;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
     gn_h2_stream_t *st = calloc(1, sizeof(*st));
     if (st == NULL)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+        return NULL;
     gn_conn_t *sc = &st->conn;
     sc->fd = c->fd; /* for getsockname only: a stream never reads or writes it */
     sc->loop = c->loop;
@@ -131,13 +129,23 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     sc->h2s = st;
     gn_body_init(&sc->body);
     st->parent = c;
-    st->id = f->hd.stream_id;
+    st->id = id;
     gn_h2_t *h = c->h2;
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
     h->streams = st;
     h->n_streams++;
+    return st;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    gn_h2_stream_t *st = stream_new(user, f->hd.stream_id);
+    if (st == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }
@@ -752,4 +760,127 @@ void gn_h2__done(gn_conn_t *sc, int aborted)
     st->aborted |= aborted;
     gn_conn__set_state(sc, GN_CONN_DRAIN);
     gn_h2__kick(sc);
+}
+
+/* ---- Upgrade: h2c (RFC 7540 3.2) ---------------------------------------- */
+
+/* Whether a comma-separated field value lists token (any case). */
+static int lists_token(const gn_header_t *h, const char *token)
+{
+    size_t n = strlen(token);
+    const char *p = h ? h->value.base : NULL, *end = p + (h ? h->value.len : 0);
+    while (p && p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *q = p;
+        while (q < end && *q != ',')
+            q++;
+        const char *e = q;
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - p) == n && strncasecmp(p, token, n) == 0)
+            return 1;
+        p = q;
+    }
+    return 0;
+}
+
+/* base64url without padding (RFC 4648 5), as HTTP2-Settings carries a
+ * SETTINGS payload. Returns the decoded length, or -1. */
+static ssize_t base64url_decode(const char *s, size_t n, uint8_t *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        int v = ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+              : ch >= '0' && ch <= '9' ? ch - '0' + 52 : ch == '-' ? 62 : ch == '_' ? 63 : -1;
+        if (v < 0)
+            return ch == '=' && i + 2 >= n ? (ssize_t)len : -1; /* tolerate padding */
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (len == cap)
+                return -1;
+            out[len++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return len;
+}
+
+/* Fields of the HTTP/1.1 request that do not go into stream 1's head:
+ * connection-specific ones (RFC 9113 8.2.2) and the upgrade's own. */
+static int hop_by_hop(const gn_header_t *f)
+{
+    static const char *const names[] = {"connection", "upgrade", "http2-settings", "keep-alive",
+                                        "proxy-connection", "transfer-encoding", "te"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (lower_eq(f->name.base, f->name.len, names[i]))
+            return 1;
+    return 0;
+}
+
+/* Stream 1: the request that asked for the upgrade, complete (it had no
+ * body), its head rebuilt from the HTTP/1.1 one. */
+static gn_h2_stream_t *upgrade_stream(gn_conn_t *c)
+{
+    gn_h2_stream_t *st = stream_new(c, 1);
+    if (st == NULL)
+        return NULL;
+    st->method = dup_n((const uint8_t *)c->req.method.base, c->req.method.len);
+    st->path = dup_n((const uint8_t *)c->req.target.base, c->req.target.len);
+    int bad = st->method == NULL || st->path == NULL;
+    for (size_t i = 0; i < c->req.num_headers && !bad; i++) {
+        const gn_header_t *f = &c->headers[i];
+        if (hop_by_hop(f))
+            continue;
+        st->has_host |= lower_eq(f->name.base, f->name.len, "host");
+        bad = append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, f->name.base, f->name.len) ||
+              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, ": ", 2) ||
+              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, f->value.base, f->value.len) ||
+              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, "\r\n", 2);
+    }
+    if (bad)
+        st->error = 503;
+    st->head_ready = st->remote_done = 1;
+    return st;
+}
+
+int gn_h2__upgrade(gn_conn_t *c)
+{
+    /* Not over TLS (ALPN says h2 there: RFC 7540 3.3), not with --http 1,
+     * and only for a request without a body: one with a body is answered
+     * over HTTP/1.1, as RFC 7540 3.2 allows, rather than holding it all
+     * before switching. */
+    const gn_header_t *up = gn_conn_header(c, "upgrade");
+    if (c->tls || c->loop->limits->http == GN_HTTP_ONLY1 || !lists_token(up, "h2c") ||
+        c->req.content_length > 0 || (c->req.flags & GN_REQ_CHUNKED))
+        return 0;
+    const gn_header_t *set = NULL;
+    int n_set = 0;
+    for (size_t i = 0; i < c->req.num_headers; i++)
+        if (lower_eq(c->headers[i].name.base, c->headers[i].name.len, "http2-settings"))
+            set = &c->headers[i], n_set++;
+    /* Exactly one HTTP2-Settings, named in Connection (RFC 7540 3.2.1). */
+    if (n_set != 1 || !lists_token(gn_conn_header(c, "connection"), "http2-settings"))
+        return 0;
+    uint8_t payload[256];
+    ssize_t plen = base64url_decode(set->value.base, set->value.len, payload, sizeof(payload));
+    if (plen < 0 || plen % 6 != 0)
+        return 400;
+    if (start(c) < 0)
+        return 503;
+    gn_h2_stream_t *st = upgrade_stream(c);
+    int head = lower_eq(c->req.method.base, c->req.method.len, "HEAD");
+    if (st == NULL || nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st) != 0) {
+        int status = st ? 400 : 503; /* a SETTINGS value out of range, or no memory */
+        gn_h2__free(c);
+        return status;
+    }
+    if (!st->error)
+        build_head(st);
+    static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    return gn_conn_write(c, ok, sizeof(ok) - 1) < 0 ? 503 : 1;
 }

@@ -2,7 +2,8 @@
  * HTTP/2 (RFC 9113) on a connection, with nghttp2 for framing, HPACK, flow
  * control and the protocol's own checks. A connection becomes HTTP/2 when
  * it starts with the client preface (h2 over TLS after ALPN, or h2c by
- * prior knowledge), and from then on its state is GN_CONN_H2.
+ * prior knowledge) or after Upgrade: h2c, and from then on its state is
+ * GN_CONN_H2.
  *
  * Each stream is a request for the bridges as it is over HTTP/1.1: a
  * gn_conn_t of its own (c->h2s set, no socket) whose head is the stream's
@@ -34,6 +35,12 @@ int gn_h2_preface(const char *p, size_t n);
 /* One round of an HTTP/2 connection: read, hand frames to nghttp2, serve
  * the streams, send. Returns 1 to go round again, 0 to wait for events. */
 int gn_h2__step(gn_conn_t *c);
+/* An HTTP/1.1 request with Upgrade: h2c (RFC 7540 3.2), its head parsed
+ * and limits checked: 1 when the connection is taken up (101 queued, the
+ * session started, the request is stream 1: switch to GN_CONN_H2 with the
+ * bytes after the head), 0 to answer it over HTTP/1.1, or a status to
+ * answer with instead (a malformed HTTP2-Settings). */
+int gn_h2__upgrade(gn_conn_t *c);
 /* The connection's deadline passed. */
 void gn_h2__timeout(gn_conn_t *c);
 /* Frees the session and every stream (bridges still answering hear

@@ -6,6 +6,7 @@ httpx with its http2 extra over TLS, and curl --http2-prior-knowledge. The
 conformance cases (RFC 9113, RFC 7541) assert the exact GOAWAY or RST_STREAM
 error code the server sends.
 """
+import base64
 import os
 import shutil
 import signal
@@ -377,10 +378,119 @@ def test_curl_prior_knowledge(server):
     # HTTP/1.1 on the same port.
     out = curl_run([curl, "-s", "http://127.0.0.1:%d/proto" % srv.port])
     assert out.stdout == "HTTP/1.1"
-    # Upgrade: h2c is not taken up: the answer is HTTP/1.1's.
+    # Upgrade: h2c (curl --http2 on an http:// URL): 101, then HTTP/2.
     out = curl_run([curl, "-s", "--http2", "-w", "\n%{http_version}",
                     "http://127.0.0.1:%d/proto" % srv.port])
-    assert out.stdout == "HTTP/1.1\n1.1"
+    assert out.stdout == "HTTP/2\n2"
+    # With a body the upgrade is declined: the answer is HTTP/1.1's.
+    out = curl_run([curl, "-s", "--http2", "-w", "\n%{http_version}", "-d", "hello",
+                    "http://127.0.0.1:%d/echo" % srv.port])
+    assert out.stdout == "hello\n1.1"
+
+
+# ---- Upgrade: h2c (RFC 7540 3.2) ------------------------------------------
+
+def upgrade_request(addr, path="/proto", method="GET", body=b"", settings=None, extra=""):
+    """Sends an HTTP/1.1 request asking for h2c; returns (client, head of
+    the answer) with the bytes after the head left in the client's inbuf."""
+    c = H2(addr, preface=False)
+    if settings is None:
+        settings = c.conn.initiate_upgrade_connection().decode()
+    req = ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           "Upgrade: h2c\r\nHTTP2-Settings: %s\r\n%s" % (method, path, addr[1], settings, extra))
+    if body:
+        req += "Content-Length: %d\r\n" % len(body)
+    c.raw(req.encode() + b"\r\n" + body)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        data = c.sock.recv(65536)
+        assert data, got
+        got += data
+    head, _, rest = got.partition(b"\r\n\r\n")
+    c.inbuf = rest
+    return c, head.decode()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_upgrade_h2c(server, kind):
+    srv = server(APPS[kind])
+    c, head = upgrade_request(srv.addr)
+    assert head.startswith("HTTP/1.1 101 Switching Protocols\r\n")
+    assert "\r\nupgrade: h2c" in head.lower()
+    # The request that asked is stream 1, answered over HTTP/2.
+    c.flush()  # the client's preface and SETTINGS
+    c.responses[1] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.wait(lambda: c.responses[1]["ended"])
+    assert c.responses[1]["headers"][":status"] == "200"
+    assert bytes(c.responses[1]["data"]) == (b"HTTP/2" if kind == "wsgi" else b"2")
+    # The client's HTTP2-Settings were applied: stream 1 took no more than
+    # the window it gave, and the connection goes on with stream 3.
+    r = c.get("/echo", method="POST", body=b"after upgrade")
+    assert bytes(r["data"]) == b"after upgrade"
+    c.close()
+
+
+def test_upgrade_h2c_settings_applied(server):
+    """HTTP2-Settings with INITIAL_WINDOW_SIZE 100: stream 1's DATA stops at
+    100 bytes until the client opens the window."""
+    srv = server(APPS["wsgi"])
+    settings = base64.urlsafe_b64encode(struct.pack(">HI", 4, 100)).rstrip(b"=").decode()
+    c2, head = upgrade_request(srv.addr, path="/big?n=1000", settings=settings)
+    assert head.startswith("HTTP/1.1 101 ")
+    c2.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
+    frames = []
+    buf = c2.inbuf
+    c2.sock.settimeout(scaled(1))
+    try:
+        while True:
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = 9 + int.from_bytes(buf[:3], "big")
+                frames.append((buf[3], int.from_bytes(buf[5:9], "big") & 0x7fffffff, n - 9))
+                buf = buf[n:]
+            data = c2.sock.recv(65536)
+            if not data:
+                break
+            buf += data
+    except socket.timeout:
+        pass
+    data_on_1 = sum(n for t, sid, n in frames if t == 0x0 and sid == 1)
+    assert (0x1, 1) in [(t, sid) for t, sid, _n in frames]   # HEADERS on stream 1
+    assert data_on_1 == 100
+    c2.close()
+
+
+def test_upgrade_h2c_with_body_is_answered_over_http11(server):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, path="/echo", method="POST", body=b"some body")
+    assert head.startswith("HTTP/1.1 200 ") and "x-length: 9" in head.lower()
+    c.close()
+
+
+def test_upgrade_h2c_ignored_with_http_1(server):
+    srv = server(APPS["wsgi"], "--http", "1")
+    c, head = upgrade_request(srv.addr)
+    assert head.startswith("HTTP/1.1 200 ")
+    c.close()
+
+
+def test_upgrade_h2c_with_http_2(server):
+    srv = server(APPS["asgi"], "--http", "2")
+    c, head = upgrade_request(srv.addr)
+    assert head.startswith("HTTP/1.1 101 ")
+    c.flush()
+    c.responses[1] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.wait(lambda: c.responses[1]["ended"])
+    assert bytes(c.responses[1]["data"]) == b"2"
+    c.close()
+
+
+@pytest.mark.parametrize("settings", ["!!!!", "AAMAAABkAA"])  # not base64url; not 6-byte entries
+def test_upgrade_h2c_bad_settings_is_400(server, settings):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, settings=settings)
+    assert head.startswith("HTTP/1.1 400 ")
+    c.close()
+    assert "400 Bad Request from 127.0.0.1" in srv.stderr_text()
 
 
 # ---- conformance (RFC 9113, RFC 7541): exact error codes ----------------
