@@ -86,6 +86,8 @@ static int streaming(const gn_conn_t *c)
 
 static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* an empty value: *buf may still be NULL */
     if (*len + n > *cap) {
         size_t want = *cap ? *cap : 256;
         while (want < *len + n)
