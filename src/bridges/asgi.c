@@ -31,7 +31,8 @@ static PyObject *req_send(PyObject *self, PyObject *msg)
 }
 
 /* --timeout: a 504 if the response has not begun, else the connection
- * closed; the app's later sends go nowhere. */
+ * closed (an HTTP/2 stream: the stream reset); the app's later sends go
+ * nowhere. */
 static void answer_timeout(gn_asgi_req_t *r)
 {
     gn_conn_t *c = r->conn;
@@ -42,7 +43,7 @@ static void answer_timeout(gn_asgi_req_t *r)
     gn_log(GN_LOG_ERROR, "worker %u: %.*s %.*s ran past --timeout (%gs): %s", r->a->worker_id,
            (int)(q->method.len > 16 ? 16 : q->method.len), q->method.base,
            (int)(q->target.len > 200 ? 200 : q->target.len), q->target.base, r->a->cfg->timeout,
-           r->head_sent ? "connection closed" : "answered 504");
+           !r->head_sent ? "answered 504" : c->h2s ? "HTTP/2 stream reset" : "connection closed");
     if (r->head_sent) {
         gn_asgi_detach(r, 0);
         return;
@@ -511,23 +512,34 @@ static void back_from_app(gn_asgi_t *a)
         gn_bridge_clear_interrupt(); /* it landed in some task, or nowhere */
 }
 
-/* --timeout, on a loop that runs: requests whose response has not begun
- * within the timeout are answered 504 and their tasks cancelled. */
+/* --timeout, on a loop that runs: a request whose response has not begun
+ * within the timeout is answered 504 and its task cancelled. */
+static void expire_request(gn_asgi_t *a, gn_conn_t *c, double now)
+{
+    gn_asgi_req_t *r = c->state == GN_CONN_RESPOND ? c->bridge : NULL;
+    if (r == NULL || r->ws || r->head_sent || now - r->t0 < a->cfg->timeout)
+        return;
+    Py_INCREF(r);
+    answer_timeout(r);
+    PyObject *res = r->task ? PyObject_CallMethod(r->task, "cancel", NULL) : NULL;
+    Py_XDECREF(res);
+    PyErr_Clear();
+    Py_DECREF(r);
+}
+
+/* Every request of the loop: its connections', and the streams of its
+ * HTTP/2 connections. */
 static void expire_requests(gn_asgi_t *a)
 {
     gn_loop_t *loop = a->gloop;
     double now = gn_now();
     for (gn_conn_t *c = loop->conns, *next; c; c = next) {
         next = c->next;
-        gn_asgi_req_t *r = c->state == GN_CONN_RESPOND ? c->bridge : NULL;
-        if (r == NULL || r->ws || r->head_sent || now - r->t0 < a->cfg->timeout)
-            continue;
-        Py_INCREF(r);
-        answer_timeout(r);
-        PyObject *res = r->task ? PyObject_CallMethod(r->task, "cancel", NULL) : NULL;
-        Py_XDECREF(res);
-        PyErr_Clear();
-        Py_DECREF(r);
+        for (gn_conn_t *sc = gn_h2_stream_next(c, NULL), *snext; sc; sc = snext) {
+            snext = gn_h2_stream_next(c, sc);
+            expire_request(a, sc, now);
+        }
+        expire_request(a, c, now);
     }
 }
 

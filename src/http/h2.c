@@ -53,6 +53,7 @@ typedef struct gn_h2_stream {
     size_t pend_len, pend_cap;
     uint64_t body_seen;
     int error;          /* a status to answer instead of the application */
+    double stalled_at;  /* output waits for a window the client keeps shut, since */
     unsigned head_ready : 1, remote_done : 1, dispatched : 1, submitted : 1, done : 1, aborted : 1,
         deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1;
 } gn_h2_stream_t;
@@ -64,6 +65,7 @@ typedef struct gn_h2 {
     int goaway;  /* GOAWAY submitted (stopping) */
     int failed;  /* a connection error: send what is queued, then close */
     int moved;   /* a stream's queue got room this round */
+    double stalled_at; /* output waits for the connection's window, since */
 } gn_h2_t;
 
 int gn_h2_preface(const char *p, size_t n)
@@ -307,7 +309,6 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *user)
 {
     (void)code;
-    (void)user;
     gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
     if (st == NULL)
         return 0;
@@ -316,6 +317,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
         nghttp2_session_consume_connection(s, st->pend_len);
     st->pend_len = 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
+    ((gn_conn_t *)user)->h2->moved = 1; /* serve() frees it next round */
     return 0;
 }
 
@@ -349,6 +351,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* a file shorter than promised: reset */
     gn_conn__advance(sc, (size_t)got);
     sc->sent_body += (uint64_t)got;
+    st->stalled_at = h->stalled_at = 0; /* progress */
     if (st->done && sc->out_bytes == 0)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     h->moved = 1;
@@ -646,6 +649,76 @@ static void send_pending(gn_conn_t *c)
     }
 }
 
+/* ---- --io-timeout for output held back by flow control ---------------- */
+
+/* Whether a stream's answer waits only for the client to open its window. */
+static int window_shut(gn_conn_t *c, const gn_h2_stream_t *st)
+{
+    return st->submitted && !st->local_done && !st->closed && !st->reset_sent && st->conn.out_bytes > 0 &&
+           nghttp2_session_get_stream_remote_window_size(c->h2->s, st->id) <= 0;
+}
+
+/*
+ * A client that never opens a stream's window holds that stream's output
+ * (and its application) for ever, though the connection moves: each such
+ * stream gets --io-timeout from when it stalled. One whose connection
+ * window stays shut holds them all: that is the connection's deadline.
+ * Lowers c->deadline to the earliest of them.
+ */
+static void stall_deadline(gn_conn_t *c)
+{
+    gn_h2_t *h = c->h2;
+    double now = c->loop->now, io = c->loop->limits->io_timeout, first = 0;
+    int waiting = 0;
+    for (gn_h2_stream_t *st = h->streams; st; st = st->next) {
+        waiting |= st->submitted && !st->local_done && st->conn.out_bytes > 0;
+        if (!window_shut(c, st)) {
+            st->stalled_at = 0;
+            continue;
+        }
+        if (st->stalled_at == 0)
+            st->stalled_at = now;
+        if (first == 0 || st->stalled_at < first)
+            first = st->stalled_at;
+    }
+    if (waiting && nghttp2_session_get_remote_window_size(h->s) <= 0) {
+        if (h->stalled_at == 0)
+            h->stalled_at = now;
+        if (first == 0 || h->stalled_at < first)
+            first = h->stalled_at;
+    } else {
+        h->stalled_at = 0;
+    }
+    if (first > 0 && (c->deadline == 0 || first + io < c->deadline))
+        c->deadline = first + io;
+}
+
+/* The deadline passed: resets each stream stalled past --io-timeout (its
+ * application hears on_abort as from a client's RST_STREAM, the other
+ * streams go on), or ends a connection whose own window stayed shut.
+ * Returns how many streams it reset (-1: the connection is ending). */
+static int reset_stalled(gn_conn_t *c)
+{
+    gn_h2_t *h = c->h2;
+    double now = c->loop->now, io = c->loop->limits->io_timeout;
+    char host[64];
+    int port, n = 0;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    if (h->stalled_at > 0 && now >= h->stalled_at + io) {
+        gn_log(GN_LOG_INFO, "HTTP/2 from %s: connection window shut for --io-timeout (%gs): closed", host, io);
+        return -1;
+    }
+    for (gn_h2_stream_t *st = h->streams; st; st = st->next) {
+        if (st->stalled_at == 0 || now < st->stalled_at + io || !window_shut(c, st))
+            continue;
+        gn_log(GN_LOG_INFO, "HTTP/2 stream %d from %s: window shut for --io-timeout (%gs): reset", (int)st->id,
+               host, io);
+        reset(c, st, NGHTTP2_CANCEL);
+        n++;
+    }
+    return n;
+}
+
 int gn_h2__step(gn_conn_t *c)
 {
     gn_loop_t *loop = c->loop;
@@ -717,6 +790,7 @@ int gn_h2__step(gn_conn_t *c)
         c->deadline = 0;
     else if (c->deadline == 0 || got > 0 || h->moved)
         c->deadline = loop->now + loop->limits->io_timeout;
+    stall_deadline(c);
     uint32_t ev = c->out_count ? EPOLLOUT : 0;
     if (!h->failed && c->out_bytes < hw)
         ev |= EPOLLIN | EPOLLRDHUP;
@@ -727,8 +801,15 @@ int gn_h2__step(gn_conn_t *c)
 void gn_h2__timeout(gn_conn_t *c)
 {
     gn_h2_t *h = c->h2;
-    if (h && h->n_streams && c->out_count == 0) {
+    int n = h && h->s && !h->failed ? reset_stalled(c) : 0;
+    if (n > 0) {
+        gn_conn_resume(c); /* the RST_STREAMs go out; deadlines anew */
+        return;
+    }
+    if (n == 0 && h && h->n_streams && c->out_count == 0) {
         c->deadline = 0;
+        if (h->s)
+            stall_deadline(c);
         return;
     }
     if (h && h->s && !h->failed) {
@@ -885,4 +966,12 @@ int gn_h2__upgrade(gn_conn_t *c)
         build_head(st);
     static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
     return gn_conn_write(c, ok, sizeof(ok) - 1) < 0 ? 503 : 1;
+}
+
+/* ---- walking a loop's requests ------------------------------------------ */
+
+gn_conn_t *gn_h2_stream_next(gn_conn_t *c, gn_conn_t *sc)
+{
+    gn_h2_stream_t *st = sc ? stream_of(sc)->next : c->h2 ? c->h2->streams : NULL;
+    return st ? &st->conn : NULL;
 }

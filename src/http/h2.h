@@ -31,6 +31,11 @@ enum { GN_HTTP_AUTO, GN_HTTP_ONLY1, GN_HTTP_ONLY2 };
  * prefix of it: wait for more), -1 (not). */
 int gn_h2_preface(const char *p, size_t n);
 
+/* The streams of HTTP/2 connection c, for a walk over a loop's requests
+ * (--timeout): the first when sc is NULL, else the one after sc. A stream
+ * may end during the walk: its memory lasts until the loop's next round. */
+gn_conn_t *gn_h2_stream_next(gn_conn_t *c, gn_conn_t *sc);
+
 /* ---- for the connection (conn.c) ---- */
 /* One round of an HTTP/2 connection: read, hand frames to nghttp2, serve
  * the streams, send. Returns 1 to go round again, 0 to wait for events. */

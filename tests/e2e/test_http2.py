@@ -56,6 +56,8 @@ class H2:
         self.goaway = None    # (error code, last stream id)
         self.closed = False
         self.inbuf = b""
+        self.ack = True        # give back the windows of what arrives
+        self.shut = set()      # ... but never these streams' own windows
         if preface:
             self.conn.initiate_connection()
             self.flush()
@@ -125,8 +127,12 @@ class H2:
                 r["headers"] = dict(ev.headers)
             elif isinstance(ev, h2.events.DataReceived):
                 r["data"] += ev.data
-                if ev.flow_controlled_length and self.conn.state_machine.state != ConnectionState.CLOSED:
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                n = ev.flow_controlled_length
+                if n and self.ack and self.conn.state_machine.state != ConnectionState.CLOSED:
+                    if ev.stream_id in self.shut:
+                        self.conn.increment_flow_control_window(n)  # the connection's only
+                    else:
+                        self.conn.acknowledge_received_data(n, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 r["ended"] = True
             elif isinstance(ev, h2.events.StreamReset):
@@ -280,6 +286,95 @@ def test_goaway_on_sigterm_finishes_streams(server, kind):
     assert c.wait_goaway() is not None and c.goaway[0] == NO_ERROR
     assert c.goaway[1] >= max(sids)
     assert srv.wait_exit(20) == 0
+
+
+# ---- deadlines: --timeout and --io-timeout end one stream ----------------
+
+def wait_log(srv, text, timeout=15):
+    deadline = time.monotonic() + scaled(timeout)
+    while text not in srv.stderr_text():
+        assert time.monotonic() < deadline, "no %r in the log\n%s" % (text, srv.describe())
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind,target", [("wsgi", "/spin?s=10"), ("asgi", "/spin?s=10"), ("asgi", "/wait?s=10")])
+def test_timeout_answers_the_stream_504(server, kind, target):
+    """--timeout on a stream whose response has not begun: that stream is
+    answered 504 (HEADERS, then END_STREAM), the connection goes on."""
+    srv = server("hangs:" + ("app" if kind == "wsgi" else "asgi"), "--timeout", "2", workers=1)
+    c = H2(srv.addr)
+    sid = c.request(target)
+    c.wait(lambda: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None, timeout=20)
+    r = c.responses[sid]
+    assert r["headers"][":status"] == "504" and bytes(r["data"]) == b"Gateway Timeout\n", r
+    assert r["reset"] is None and c.goaway is None
+    assert c.get("/")["headers"][":status"] == "200"
+    wait_log(srv, "GET %s ran past --timeout (2s)" % target)
+    c.close()
+
+
+def test_timeout_after_the_response_began_resets_the_stream(server):
+    """The application began its response (start_response and a first
+    chunk), then ran past --timeout: the stream is reset (INTERNAL_ERROR),
+    not the connection."""
+    srv = server("hangs:app", "--timeout", "2", workers=1)
+    c = H2(srv.addr)
+    sid = c.request("/stream?s=10")
+    c.wait(lambda: c.responses[sid]["reset"] is not None, timeout=20)
+    r = c.responses[sid]
+    assert r["reset"] == INTERNAL_ERROR and not r["ended"] and c.goaway is None
+    assert b"ended" not in r["data"]
+    assert c.get("/")["headers"][":status"] == "200"
+    wait_log(srv, "GET /stream?s=10 ran past --timeout (2s) on an HTTP/2 stream: cancelled")
+    c.close()
+
+
+def test_asgi_timeout_spares_the_other_streams(server):
+    srv = server("hangs:asgi", "--timeout", "2", workers=1)
+    c = H2(srv.addr)
+    slow = c.request("/wait?s=10")
+    quick = [c.request("/wait?s=0.2") for _ in range(3)]
+    c.wait(lambda: all(c.responses[s]["ended"] for s in quick))
+    assert not c.responses[slow]["ended"]
+    c.wait(lambda: c.responses[slow]["ended"], timeout=20)
+    assert c.responses[slow]["headers"][":status"] == "504"
+    wait_log(srv, "GET /wait?s=10 ran past --timeout (2s): answered 504")
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_io_timeout_resets_a_stream_whose_window_stays_shut(server, kind):
+    """The client reads stream 1's DATA but never opens stream 1's window
+    (it does open the connection's): after --io-timeout stream 1 alone is
+    reset (CANCEL); other streams are served before and after."""
+    srv = server(APPS[kind], "--io-timeout", "1", workers=1)
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    stuck = c.conn.get_next_available_stream_id()
+    c.shut.add(stuck)
+    assert c.request("/big?n=%d" % (4 * MB)) == stuck
+    t0 = time.monotonic()
+    c.wait(lambda: len(c.responses[stuck]["data"]) == 65535)
+    assert c.get("/")["headers"][":status"] == "200"  # while stream 1 waits
+    c.wait(lambda: c.responses[stuck]["reset"] is not None, timeout=20)
+    assert c.responses[stuck]["reset"] == CANCEL and len(c.responses[stuck]["data"]) == 65535
+    assert time.monotonic() - t0 >= 0.9
+    assert c.goaway is None
+    r = c.get("/big?n=100000")
+    assert r["headers"][":status"] == "200" and bytes(r["data"]) == pattern(100000)
+    wait_log(srv, "HTTP/2 stream %d from 127.0.0.1: window shut for --io-timeout (1s): reset" % stuck)
+    c.close()
+
+
+def test_io_timeout_ends_a_connection_whose_window_stays_shut(server):
+    srv = server(APPS["wsgi"], "--io-timeout", "1", workers=1)
+    c = H2(srv.addr)
+    c.ack = False
+    sid = c.request("/big?n=%d" % (4 * MB))
+    assert c.wait_goaway(timeout=20) == (NO_ERROR, sid)
+    assert len(c.responses[sid]["data"]) == 65535
+    wait_log(srv, "HTTP/2 from 127.0.0.1: connection window shut for --io-timeout (1s): closed")
+    c.close()
 
 
 # ---- TLS (ALPN), httpx, curl ---------------------------------------------
