@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "http/loop.h"
 #include "http/response.h"
 #include "http/stats.h"
+#include "http/tls.h"
 #include "server/log.h"
 
 ssize_t gn_conn__read_more(gn_conn_t *c);
@@ -974,4 +976,75 @@ gn_conn_t *gn_h2_stream_next(gn_conn_t *c, gn_conn_t *sc)
 {
     gn_h2_stream_t *st = sc ? stream_of(sc)->next : c->h2 ? c->h2->streams : NULL;
     return st ? &st->conn : NULL;
+}
+
+/* ---- WSGI's write(): waiting for the client's window ------------------- */
+
+/* What a round does, for one stream's output: reads the client's frames
+ * (its WINDOW_UPDATEs), serving no stream (nghttp2's callbacks only
+ * record, so this is safe inside a bridge's call), then sends what the
+ * windows allow. -1 once the connection failed or the stream is reset. */
+static int pump(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    gn_h2_t *h = c->h2;
+    gn_conn_t *sc = &st->conn;
+    if (!h->failed && c->out_bytes < c->loop->limits->write_high_water && c->rlen == 0) {
+        if (gn_conn__read_more(c) < 0)
+            h->failed = 2; /* the client is gone: the loop closes once back */
+        if (c->rlen > 0 && nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen) < 0) {
+            nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            h->failed = 1;
+        }
+        c->rlen = 0;
+    }
+    if (!st->submitted && sc->out_bytes > 0 && submit_head(c, st) < 0)
+        return -1;
+    if (st->submitted && st->deferred && sc->out_bytes > 0) {
+        st->deferred = 0;
+        nghttp2_session_resume_data(h->s, st->id);
+    }
+    send_pending(c);
+    if (gn_conn_flush(c) < 0)
+        h->failed = 2;
+    return h->failed || st->closed || st->reset_sent ? -1 : 0;
+}
+
+int gn_h2__flush_blocking(gn_conn_t *sc, size_t keep)
+{
+    gn_h2_stream_t *st = stream_of(sc);
+    gn_conn_t *c = st->parent;
+    gn_loop_t *loop = c->loop;
+    double io = loop->limits->io_timeout, deadline = gn_now() + io;
+    for (;;) {
+        size_t before = sc->out_bytes;
+        if (c->state != GN_CONN_H2 || c->h2 == NULL || pump(c, st) < 0) {
+            errno = EPIPE;
+            return -1;
+        }
+        if (sc->out_bytes <= keep)
+            return 0;
+        double now = gn_now();
+        if (sc->out_bytes < before)
+            deadline = now + io; /* --io-timeout: without progress */
+        else if (now >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (c->tls && gn_tls_pending(c))
+            continue;
+        short want = (short)((c->out_count ? POLLOUT : 0) |
+                             (c->out_bytes < loop->limits->write_high_water ? POLLIN : 0));
+        struct pollfd p = {.fd = c->fd, .events = want};
+        if (loop->before_wait)
+            loop->before_wait(loop->wait_arg);
+        int r = poll(&p, 1, (int)((deadline - now) * 1000) + 1);
+        if (loop->after_wait)
+            loop->after_wait(loop->wait_arg);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r > 0 && (p.revents & (POLLERR | POLLNVAL))) {
+            errno = EPIPE;
+            return -1;
+        }
+    }
 }

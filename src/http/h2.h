@@ -55,6 +55,11 @@ void gn_h2__free(gn_conn_t *c);
 /* ---- for a stream's gn_conn_t (the bridge's gn_conn_* calls) ---- */
 /* Queued output is sent as the windows allow: never blocks. */
 int gn_h2__flush(gn_conn_t *sc);
+/* WSGI's write(): sends the stream's output as the client's windows allow,
+ * reading its frames meanwhile (and serving no stream), until at most keep
+ * bytes stay queued. 0, or -1 with errno: EPIPE (the stream was reset or
+ * the connection failed), ETIMEDOUT (--io-timeout without progress). */
+int gn_h2__flush_blocking(gn_conn_t *sc, size_t keep);
 /* Something changed (output queued, body wanted, a wait for room). */
 void gn_h2__kick(gn_conn_t *sc);
 /* The response is complete (aborted: it cannot be, the stream is reset). */

@@ -377,6 +377,49 @@ def test_io_timeout_ends_a_connection_whose_window_stays_shut(server):
     c.close()
 
 
+# ---- WSGI write() waits for the stream's window ---------------------------
+
+def test_wsgi_write_waits_for_the_window(server, tmp_path):
+    """write() of 1 MB in 64 KiB calls while the client keeps the stream's
+    window shut: write() blocks once the queue is past the high-water mark
+    (the application does not run ahead), and goes on as the window opens."""
+    marker = tmp_path / "marker"
+    srv = server("writer:app", "--write-high-water", "65536", workers=1)
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    sid = c.conn.get_next_available_stream_id()
+    c.shut.add(sid)
+    c.request("/?mode=big&n=16&marker=%s" % marker)
+    c.wait(lambda: len(c.responses[sid]["data"]) == 65535)
+    lines = marker.read_text().split()
+    assert "done" not in lines, lines
+    assert lines.count("wrote") <= 4, lines   # the window, the high-water mark, one call
+    c.shut.discard(sid)
+    c.conn.increment_flow_control_window(2 * MB, stream_id=sid)
+    c.flush()
+    c.wait(lambda: c.responses[sid]["ended"], timeout=30)
+    assert len(c.responses[sid]["data"]) == MB and bytes(c.responses[sid]["data"]) == b"w" * MB, len(c.responses[sid]["data"])
+    assert marker.read_text().split()[-1] == "done"
+    c.close()
+
+
+def test_wsgi_write_with_the_window_shut_times_out(server, tmp_path):
+    marker = tmp_path / "marker"
+    srv = server("writer:app", "--io-timeout", "1", "--write-high-water", "65536", workers=1)
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    sid = c.conn.get_next_available_stream_id()
+    c.shut.add(sid)
+    c.request("/?mode=big&n=16&marker=%s" % marker)
+    c.wait(lambda: c.responses[sid]["reset"] is not None, timeout=20)
+    assert c.responses[sid]["reset"] == INTERNAL_ERROR and len(c.responses[sid]["data"]) == 65535
+    assert "error" in marker.read_text()
+    # The connection goes on.
+    r = c.get("/?mode=write_only")
+    assert r["headers"][":status"] == "200" and bytes(r["data"]) == b"one,two,"
+    c.close()
+
+
 # ---- TLS (ALPN), httpx, curl ---------------------------------------------
 
 def make_certs(d):
