@@ -56,6 +56,9 @@ typedef struct gn_h2_stream {
     uint64_t body_seen;
     int error;          /* a status to answer instead of the application */
     double stalled_at;  /* output waits for a window the client keeps shut, since */
+    char *trl;          /* response trailers: "name\0value\0" each */
+    size_t trl_len, trl_cap;
+    unsigned n_trl;
     unsigned head_ready : 1, remote_done : 1, dispatched : 1, submitted : 1, done : 1, aborted : 1,
         deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1;
 } gn_h2_stream_t;
@@ -335,6 +338,52 @@ static int on_error(nghttp2_session *s, int code, const char *msg, size_t len, v
     return 0;
 }
 
+static int lower_eq(const char *a, size_t n, const char *b)
+{
+    return strlen(b) == n && strncasecmp(a, b, n) == 0;
+}
+
+/* ---- response trailers -------------------------------------------------- */
+
+/* At the end of the stream's DATA: its trailers as the HEADERS frame that
+ * ends it (nghttp2 lets a data source do this). 1 if submitted. */
+static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
+{
+    if (st->n_trl == 0)
+        return 0;
+    nghttp2_nv *nv = malloc(st->n_trl * sizeof(*nv));
+    if (nv == NULL)
+        return 0; /* the stream ends without them */
+    char *p = st->trl;
+    for (unsigned i = 0; i < st->n_trl; i++) {
+        size_t nl = strlen(p), vl = strlen(p + nl + 1);
+        nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
+        p += nl + vl + 2;
+    }
+    int r = nghttp2_submit_trailer(s, st->id, nv, st->n_trl);
+    free(nv);
+    return r == 0;
+}
+
+int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    gn_h2_stream_t *st = sc->h2s;
+    if (st == NULL || lower_eq(name, nlen, "connection") || lower_eq(name, nlen, "keep-alive") ||
+        lower_eq(name, nlen, "transfer-encoding") || lower_eq(name, nlen, "upgrade") ||
+        lower_eq(name, nlen, "proxy-connection"))
+        return 0; /* dropped: RFC 9110 6.5.1 allows it, RFC 9113 8.2.2 wants it */
+    size_t at = st->trl_len;
+    if (append(&st->trl, &st->trl_len, &st->trl_cap, name, nlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1) ||
+        append(&st->trl, &st->trl_len, &st->trl_cap, value, vlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1)) {
+        st->trl_len = at;
+        return -1;
+    }
+    for (size_t i = at; i < at + nlen; i++)
+        st->trl[i] = (char)(st->trl[i] >= 'A' && st->trl[i] <= 'Z' ? st->trl[i] + 32 : st->trl[i]);
+    st->n_trl++;
+    return 0;
+}
+
 static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *user)
 {
@@ -355,7 +404,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     sc->sent_body += (uint64_t)got;
     st->stalled_at = h->stalled_at = 0; /* progress */
     if (st->done && sc->out_bytes == 0)
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        *flags |= NGHTTP2_DATA_FLAG_EOF | (submit_trailers(s, st) ? NGHTTP2_DATA_FLAG_NO_END_STREAM : 0);
     h->moved = 1;
     return got;
 }
@@ -394,6 +443,7 @@ static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
     free(st->path);
     free(st->authority);
     free(st->pend);
+    free(st->trl);
     /* Freed with the loop's closed connections, after the current batch:
      * the bridge call that ended the stream may still be on the stack. */
     sc->prev = NULL;
@@ -432,11 +482,6 @@ static void answer(gn_h2_stream_t *st, int status)
     if (sc->buf->started == 0)
         sc->buf->started = sc->loop->now;
     st->done = 1;
-}
-
-static int lower_eq(const char *a, size_t n, const char *b)
-{
-    return strlen(b) == n && strncasecmp(a, b, n) == 0;
 }
 
 /* The head the bridge queued ("HTTP/1.1 200 OK\r\n...\r\n\r\n") becomes
@@ -486,7 +531,7 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     gn_conn__advance(sc, head_len);
     sc->status = status;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
-    int no_body = st->done && sc->out_bytes == 0;
+    int no_body = st->done && sc->out_bytes == 0 && st->n_trl == 0;
     int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
     free(buf); /* nghttp2 copied the fields */
     st->submitted = 1;

@@ -62,6 +62,11 @@ int gn_h2__flush(gn_conn_t *sc);
 int gn_h2__flush_blocking(gn_conn_t *sc, size_t keep);
 /* Something changed (output queued, body wanted, a wait for room). */
 void gn_h2__kick(gn_conn_t *sc);
+/* A trailer field for the stream's response (ASGI's
+ * http.response.trailers): sent, lower-cased, in a HEADERS frame that ends
+ * the stream after the last DATA. The bridge checked name and value.
+ * 0, or -1 when out of memory. */
+int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen);
 /* The response is complete (aborted: it cannot be, the stream is reset). */
 void gn_h2__done(gn_conn_t *sc, int aborted);
 

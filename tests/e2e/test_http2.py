@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from conftest import scaled
+from conftest import fetch, scaled
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 import h2.config  # noqa: E402
@@ -75,7 +75,8 @@ class H2:
         hdrs = [(":method", method), (":path", path), (":scheme", "http"),
                 (":authority", "127.0.0.1:%d" % self.addr[1]), *headers]
         self.conn.send_headers(sid, hdrs, end_stream=end and body is None)
-        self.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        self.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None,
+                               "trailers": None}
         if body is not None:
             self.send_body(sid, body, end=end)
         self.flush()
@@ -133,6 +134,8 @@ class H2:
                         self.conn.increment_flow_control_window(n)  # the connection's only
                     else:
                         self.conn.acknowledge_received_data(n, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                r["trailers"] = dict(ev.headers)
             elif isinstance(ev, h2.events.StreamEnded):
                 r["ended"] = True
             elif isinstance(ev, h2.events.StreamReset):
@@ -417,6 +420,62 @@ def test_wsgi_write_with_the_window_shut_times_out(server, tmp_path):
     # The connection goes on.
     r = c.get("/?mode=write_only")
     assert r["headers"][":status"] == "200" and bytes(r["data"]) == b"one,two,"
+    c.close()
+
+
+# ---- trailers ------------------------------------------------------------
+
+def test_asgi_response_trailers(server):
+    """http.response.trailers: the body's DATA, then a HEADERS frame with the
+    trailer fields (lower-cased, connection-specific ones dropped) and
+    END_STREAM."""
+    srv = server(APPS["asgi"])
+    c = H2(srv.addr)
+    r = c.get("/trailers")
+    assert r["headers"][":status"] == "200" and bytes(r["data"]) == b"with trailers"
+    assert r["trailers"] == {"x-checksum": "abc", "x-count": "2"} and r["ended"]
+    c.close()
+    # Over HTTP/1.1 the scope does not offer them.
+    out = fetch(srv.addr, "/trailers")
+    assert out.status == 200 and out.body == b"no trailers"
+
+
+def test_asgi_response_trailers_frames(server):
+    """The exact frames: HEADERS (no END_STREAM), DATA (no END_STREAM),
+    HEADERS (END_HEADERS | END_STREAM)."""
+    srv = server(APPS["asgi"])
+    c = raw_client(srv.addr)
+    sid = c.request("/trailers")
+    frames, buf = [], c.inbuf
+    c.sock.settimeout(scaled(10))
+    while not any(t == 0x1 and f & 0x1 for t, f, _s in frames):
+        data = c.sock.recv(65536)
+        assert data, frames
+        buf += data
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            n = 9 + int.from_bytes(buf[:3], "big")
+            if int.from_bytes(buf[5:9], "big") == sid:
+                frames.append((buf[3], buf[4], n - 9))
+            buf = buf[n:]
+    kinds = [(t, f & 0x5) for t, f, n in frames if not (t == 0x0 and n == 0)]
+    assert kinds[0] == (0x1, 0x4) and kinds[-1] == (0x1, 0x5), frames
+    assert all(k == (0x0, 0x0) for k in kinds[1:-1]), frames
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_request_trailers_are_accepted(server, kind):
+    """A request body followed by a HEADERS frame of trailers with
+    END_STREAM (RFC 9113 8.1) is a complete request, not an error."""
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    sid = c.request("/echo", method="POST", body=b"body before trailers", end=False)
+    c.conn.send_headers(sid, [("x-digest", "123")], end_stream=True)
+    c.flush()
+    c.wait(lambda: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None)
+    r = c.responses[sid]
+    assert r["reset"] is None and r["headers"][":status"] == "200"
+    assert bytes(r["data"]) == b"body before trailers" and c.goaway is None
     c.close()
 
 
