@@ -203,6 +203,15 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return r ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
+/* Copies a, then b, to p + n; returns the new end (no printf per request). */
+static size_t put(char *p, size_t n, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    memcpy(p + n, a, la);
+    memcpy(p + n + la, b, lb);
+    return n + la + lb;
+}
+
 /* The stream's header block as an HTTP/1.1 head in its own buffer, parsed
  * by the HTTP/1.1 parser: one set of rules for what a request may hold. */
 static void build_head(gn_h2_stream_t *st)
@@ -225,24 +234,25 @@ static void build_head(gn_h2_stream_t *st)
         sc->rcap = need;
     }
     char *p = sc->rbuf;
-    int n = snprintf(p, need, "%s %s HTTP/1.1\r\n", st->method ? st->method : "", target);
+    size_t n = put(p, 0, st->method ? st->method : "", " ");
+    n = put(p, n, target, " HTTP/1.1\r\n");
     if (!st->has_host && st->authority)
-        n += snprintf(p + n, need - (size_t)n, "host: %s\r\n", st->authority);
+        n = put(p, put(p, n, "host: ", st->authority), "\r\n", "");
     if (st->hdrs_len)
         memcpy(p + n, st->hdrs, st->hdrs_len);
-    n += (int)st->hdrs_len;
+    n += st->hdrs_len;
     if (st->cookie_len) {
         memcpy(p + n, "cookie: ", 8);
         memcpy(p + n + 8, st->cookie, st->cookie_len);
-        n += 8 + (int)st->cookie_len;
+        n += 8 + st->cookie_len;
         memcpy(p + n, "\r\n", 2);
         n += 2;
     }
     memcpy(p + n, "\r\n", 2);
     n += 2;
-    sc->rlen = (size_t)n;
+    sc->rlen = n;
     size_t max = sc->loop->limits->max_fields;
-    int r = gn_parse_request(p, (size_t)n, 0, &sc->req, sc->headers, max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
+    int r = gn_parse_request(p, n, 0, &sc->req, sc->headers, max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
     if (r <= 0) {
         st->error = r == GN_PARSE_INCOMPLETE ? 400 : -r;
         return;
@@ -490,13 +500,15 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
 {
     gn_conn_t *sc = &st->conn;
     size_t n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
-    char *buf = malloc(n + 1);
+    char small[2048]; /* most heads: no malloc per response */
+    char *buf = n < sizeof(small) ? small : malloc(n + 1);
     if (buf == NULL)
         return -1;
     ssize_t got = gn_conn__gather(sc, buf, n);
     char *end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
     if (end == NULL) {
-        free(buf);
+        if (buf != small)
+            free(buf);
         return st->done || n == HEAD_MAX ? -1 : 0;
     }
     size_t head_len = (size_t)(end - buf) + 4;
@@ -504,7 +516,8 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     size_t nvlen = 1;
     char *line = memchr(buf, '\n', head_len);
     if (head_len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || line == NULL) {
-        free(buf);
+        if (buf != small)
+            free(buf);
         return -1;
     }
     int status = atoi(buf + 9);
@@ -533,7 +546,8 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
     int no_body = st->done && sc->out_bytes == 0 && st->n_trl == 0;
     int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
-    free(buf); /* nghttp2 copied the fields */
+    if (buf != small)
+        free(buf); /* nghttp2 copied the fields */
     st->submitted = 1;
     return r == 0 ? 0 : -1;
 }
