@@ -34,14 +34,7 @@
 #include "http/loop.h"
 #include "server/log.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__,     \
-                    #cond);                                                          \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 static const char UPGRADE[] = "GET /up HTTP/1.1\r\nHost: fuzz\r\nConnection: Upgrade, HTTP2-Settings\r\n"
