@@ -16,14 +16,7 @@
 
 #define MAX_H 16
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__,     \
-                    #cond);                                                          \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 static int is_parse_code(int r)
 {

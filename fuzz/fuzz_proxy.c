@@ -16,14 +16,7 @@
 
 #include "http/proxy.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__,     \
-                    #cond);                                                          \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 static void check_addr(const struct sockaddr_storage *ss, socklen_t len, int version)
 {

@@ -19,14 +19,7 @@
 
 #include "http/ws.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__,     \
-                    #cond);                                                          \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 /* ---- frame header -------------------------------------------------------- */
 

@@ -232,7 +232,7 @@ def build_parser():
                    "has an async __call__, else WSGI")
     p.add_argument("--http", choices=["auto", "1", "2"], default=env_default("--http", "auto"),
                    help="HTTP versions served: auto (HTTP/1.1, and HTTP/2 by ALPN h2 on TLS or by its "
-                   "preface in the clear, h2c), 1 (HTTP/1.1 only), 2 (HTTP/2 only)")
+                   "preface or by Upgrade: h2c in the clear, h2c), 1 (HTTP/1.1 only), 2 (HTTP/2 only)")
     p.add_argument("--lifespan", choices=["auto", "on", "off"], default=env_default("--lifespan", "auto"),
                    help="ASGI lifespan events: auto runs them if the app supports them")
     p.add_argument("--root-path", default=env_default("--root-path", ""), metavar="PATH",

@@ -31,7 +31,8 @@ static PyObject *req_send(PyObject *self, PyObject *msg)
 }
 
 /* --timeout: a 504 if the response has not begun, else the connection
- * closed; the app's later sends go nowhere. */
+ * closed (an HTTP/2 stream: the stream reset); the app's later sends go
+ * nowhere. */
 static void answer_timeout(gn_asgi_req_t *r)
 {
     gn_conn_t *c = r->conn;
@@ -42,7 +43,7 @@ static void answer_timeout(gn_asgi_req_t *r)
     gn_log(GN_LOG_ERROR, "worker %u: %.*s %.*s ran past --timeout (%gs): %s", r->a->worker_id,
            (int)(q->method.len > 16 ? 16 : q->method.len), q->method.base,
            (int)(q->target.len > 200 ? 200 : q->target.len), q->target.base, r->a->cfg->timeout,
-           r->head_sent ? "connection closed" : "answered 504");
+           !r->head_sent ? "answered 504" : c->h2s ? "HTTP/2 stream reset" : "connection closed");
     if (r->head_sent) {
         gn_asgi_detach(r, 0);
         return;
@@ -241,7 +242,7 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
         set_key(a, s, i++, PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||
         set_key(a, s, i++, Py_NewRef(a->root_path)) || set_key(a, s, i++, headers_list(c)) ||
         set_key(a, s, i++, addr_tuple(c, 0)) || set_key(a, s, i++, addr_tuple(c, 1)) ||
-        set_key(a, s, i++, state) || set_key(a, s, i++, gn_bridge_extensions(a->extensions, c))) {
+        set_key(a, s, i++, state) || set_key(a, s, i++, gn_bridge_extensions(c->h2s ? a->extensions_h2 : a->extensions, c))) {
         Py_DECREF(s);
         return NULL;
     }
@@ -433,6 +434,8 @@ gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
         (a->root_path = PyUnicode_FromString(cfg->root_path)) == NULL ||
         (a->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4")) == NULL ||
         (a->extensions = Py_BuildValue("{s{}}", "http.response.pathsend")) == NULL ||
+        (a->extensions_h2 = Py_BuildValue("{s{}s{}}", "http.response.pathsend", "http.response.trailers")) == NULL ||
+        intern(&a->k_trailers, "trailers") || intern(&a->k_more_trailers, "more_trailers") ||
         intern(&a->k_type, "type") || intern(&a->k_body, "body") || intern(&a->k_more_body, "more_body") ||
         intern(&a->k_status, "status") || intern(&a->k_headers, "headers") || intern(&a->k_path, "path") ||
         intern(&a->v_http_request, "http.request") || intern(&a->v_http_disconnect, "http.disconnect")) {
@@ -509,23 +512,34 @@ static void back_from_app(gn_asgi_t *a)
         gn_bridge_clear_interrupt(); /* it landed in some task, or nowhere */
 }
 
-/* --timeout, on a loop that runs: requests whose response has not begun
- * within the timeout are answered 504 and their tasks cancelled. */
+/* --timeout, on a loop that runs: a request whose response has not begun
+ * within the timeout is answered 504 and its task cancelled. */
+static void expire_request(gn_asgi_t *a, gn_conn_t *c, double now)
+{
+    gn_asgi_req_t *r = c->state == GN_CONN_RESPOND ? c->bridge : NULL;
+    if (r == NULL || r->ws || r->head_sent || now - r->t0 < a->cfg->timeout)
+        return;
+    Py_INCREF(r);
+    answer_timeout(r);
+    PyObject *res = r->task ? PyObject_CallMethod(r->task, "cancel", NULL) : NULL;
+    Py_XDECREF(res);
+    PyErr_Clear();
+    Py_DECREF(r);
+}
+
+/* Every request of the loop: its connections', and the streams of its
+ * HTTP/2 connections. */
 static void expire_requests(gn_asgi_t *a)
 {
     gn_loop_t *loop = a->gloop;
     double now = gn_now();
     for (gn_conn_t *c = loop->conns, *next; c; c = next) {
         next = c->next;
-        gn_asgi_req_t *r = c->state == GN_CONN_RESPOND ? c->bridge : NULL;
-        if (r == NULL || r->ws || r->head_sent || now - r->t0 < a->cfg->timeout)
-            continue;
-        Py_INCREF(r);
-        answer_timeout(r);
-        PyObject *res = r->task ? PyObject_CallMethod(r->task, "cancel", NULL) : NULL;
-        Py_XDECREF(res);
-        PyErr_Clear();
-        Py_DECREF(r);
+        for (gn_conn_t *sc = gn_h2_stream_next(c, NULL), *snext; sc; sc = snext) {
+            snext = gn_h2_stream_next(c, sc);
+            expire_request(a, sc, now);
+        }
+        expire_request(a, c, now);
     }
 }
 
@@ -629,7 +643,8 @@ void gn_asgi_free(gn_asgi_t *a)
                          &a->format_exception, &a->poll_cb, &a->tick_cb, &a->capsule, &a->k_type,
                          &a->sha1, &a->b64encode, &a->ws_extensions, &a->ready_none,
                          &a->k_body, &a->k_more_body, &a->k_status, &a->k_headers, &a->k_path,
-                         &a->v_http_request, &a->v_http_disconnect};
+                         &a->v_http_request, &a->v_http_disconnect, &a->extensions_h2, &a->k_trailers,
+                         &a->k_more_trailers};
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)
         Py_CLEAR(*objs[i]);
     for (int i = 0; i < GN_ASGI_SCOPE_KEYS; i++)

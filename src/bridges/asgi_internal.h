@@ -21,6 +21,7 @@ struct gn_asgi {
     PyObject *root_path;
     PyObject *asgi_info;     /* {"version": "3.0", "spec_version": "2.4"} */
     PyObject *extensions;    /* {"http.response.pathsend": {}} */
+    PyObject *extensions_h2; /* the same and {"http.response.trailers": {}} */
     PyObject *format_exception;
     PyObject *capsule;       /* self for the loop callbacks */
     gn_loop_t *gloop;        /* the epoll loop, while running */
@@ -34,7 +35,7 @@ struct gn_asgi {
     PyObject *ws_extensions;    /* {"websocket.http.response": {}} */
     /* interned keys */
     PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_path, *v_http_request,
-        *v_http_disconnect;
+        *v_http_disconnect, *k_trailers, *k_more_trailers;
 };
 
 typedef struct {
@@ -49,6 +50,8 @@ typedef struct {
     int body_given;       /* the app saw more_body=False */
     int disconnected;
     int started, head_sent, finished, chunked, no_body, has_date, has_server;
+    int trailers;         /* HTTP/2: http.response.trailers come after the body */
+    int body_ended;       /* ... and the last body message came */
     int status;
     int64_t length;
     uint64_t sent;

@@ -1,6 +1,7 @@
 /*
  * send(): http.response.start, http.response.body (streamed with
- * more_body), http.response.pathsend (sendfile); framing as for WSGI.
+ * more_body), http.response.pathsend (sendfile), http.response.trailers
+ * (HTTP/2); framing as for WSGI.
  */
 #include <Python.h>
 #include "bridges/fault.h"
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "bridges/asgi_internal.h"
+#include "http/h2.h"
 #include "http/response.h"
 
 static int put(gn_asgi_req_t *r, const char *p, size_t n)
@@ -120,7 +122,10 @@ int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
     r->status = code;
     r->headers = list;
     r->started = 1;
-    return 0;
+    /* Only where the extension is in the scope: HTTP/2 streams. */
+    PyObject *trailers = r->conn->h2s ? PyDict_GetItemWithError(msg, r->a->k_trailers) : NULL;
+    r->trailers = trailers != NULL && PyObject_IsTrue(trailers) == 1;
+    return PyErr_Occurred() ? -1 : 0;
 }
 
 static int put_headers(gn_asgi_req_t *r)
@@ -218,9 +223,45 @@ int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg)
         return -1;
     if (body != NULL && send_bytes(r, body) < 0)
         return -1;
-    if (!more_body)
+    if (!more_body && r->trailers)
+        r->body_ended = 1; /* complete with the last http.response.trailers */
+    else if (!more_body)
         complete(r);
     return 0;
+}
+
+/* http.response.trailers (the ASGI extension, on HTTP/2 streams): fields
+ * for the HEADERS frame that ends the stream after the body. */
+static int response_trailers(gn_asgi_req_t *r, PyObject *msg)
+{
+    if (!r->trailers || !r->body_ended) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.trailers without 'trailers': True in "
+                                            "http.response.start, or before the last http.response.body");
+        return -1;
+    }
+    PyObject *headers = PyDict_GetItemWithError(msg, r->a->k_headers);
+    PyObject *more = PyDict_GetItemWithError(msg, r->a->k_more_trailers);
+    PyObject *list = headers ? PySequence_List(headers) : PyErr_Occurred() ? NULL : PyList_New(0);
+    if (list == NULL)
+        return -1;
+    noted_t nt = {.length = -1};
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list) && rc == 0; i++)
+        rc = note_header(&nt, PyList_GET_ITEM(list, i)); /* all checked before any is taken */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list) && rc == 0; i++) {
+        PyObject *name = PySequence_GetItem(PyList_GET_ITEM(list, i), 0);
+        PyObject *value = PySequence_GetItem(PyList_GET_ITEM(list, i), 1);
+        rc = name && value && gn_h2_trailer(r->conn, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name),
+                                            PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value)) == 0 ? 0 : -1;
+        if (rc < 0 && !PyErr_Occurred())
+            PyErr_NoMemory();
+        Py_XDECREF(name);
+        Py_XDECREF(value);
+    }
+    Py_DECREF(list);
+    if (rc == 0 && !(more != NULL && PyObject_IsTrue(more) == 1))
+        complete(r);
+    return rc;
 }
 
 /* http.response.pathsend: the kernel sends the file (sendfile). */
@@ -290,6 +331,8 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
         rc = gn_asgi__response_start(r, msg);
     else if (t && strcmp(t, "http.response.pathsend") == 0)
         rc = response_pathsend(r, msg);
+    else if (t && strcmp(t, "http.response.trailers") == 0)
+        rc = response_trailers(r, msg);
     else {
         if (!PyErr_Occurred())
             PyErr_Format(PyExc_ValueError, "unexpected ASGI message type %R for http", type);

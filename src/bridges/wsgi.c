@@ -412,15 +412,38 @@ static void app_failed(gn_wsgi_req_t *req)
     }
 }
 
+/* The watchdog left an HTTP/2 connection alone (its other streams go on):
+ * the stream gets the 504 if its response had not begun, else it is reset
+ * (gn_conn_response_abort). */
+static void timed_out_h2(gn_wsgi_req_t *req)
+{
+    static const char body[] = "Gateway Timeout\n";
+    gn_conn_t *c = req->conn;
+    int began = req->head_sent;
+    call_close(req);
+    req_free(req);
+    if (began) {
+        gn_conn_response_abort(c);
+        return;
+    }
+    gn_conn_write_simple(c, 504, body, sizeof(body) - 1, 0);
+    gn_conn_response_done(c);
+}
+
 /* --timeout: the watchdog answered the client (a 504, or the connection
  * closed) and may have interrupted the application: whatever it produced
- * is dropped, and the connection ends. */
+ * is dropped, and the connection ends. An HTTP/2 stream is answered here
+ * instead, and only the stream ends (timed_out_h2). */
 static void timed_out(gn_wsgi_req_t *req)
 {
     gn_conn_t *c = req->conn;
     PyErr_Clear();
     gn_bridge_clear_interrupt();
     gn_log(GN_LOG_WARNING, "worker %u: back from the request past --timeout", req->w->worker_id);
+    if (c->h2s) {
+        timed_out_h2(req);
+        return;
+    }
     if (c->status == 0)
         c->status = 504; /* for the access log, and the watchdog: answered */
     c->sent_body = 0;

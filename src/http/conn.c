@@ -197,7 +197,8 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     memcpy(&c->peer, peer, len);
     c->peer_len = len;
     gn_body_init(&c->body);
-    set_state(c, loop->limits->http == GN_HTTP_ONLY2 ? GN_CONN_H2 : GN_CONN_READ_HEAD);
+    /* --http 2 in the clear reads a head first: it may be Upgrade: h2c. */
+    set_state(c, loop->limits->http == GN_HTTP_ONLY2 && loop->limits->tls ? GN_CONN_H2 : GN_CONN_READ_HEAD);
     /* A new client is expected to send a request: the head timer runs. */
     c->deadline = loop->now + loop->limits->header_timeout;
     c->next = loop->conns;
@@ -411,6 +412,28 @@ static void start_body(gn_conn_t *c)
     c->deadline = c->loop->now + lim->io_timeout;
 }
 
+/* Upgrade: h2c, or with --http 2 anything but it: 1 when the connection
+ * is HTTP/2's now (or answered), 0 to serve the request over HTTP/1.1. */
+static int to_h2(gn_conn_t *c)
+{
+    int r = (c->req.flags & GN_REQ_CONN_UPGRADE) ? gn_h2__upgrade(c) : 0;
+    if (r > 1) {
+        send_error(c, r);
+        return 1;
+    }
+    if (r == 1) {
+        /* What follows the head (the client's preface) is HTTP/2's. */
+        memmove(c->rbuf, c->rbuf + c->head_len, c->rlen - c->head_len);
+        c->rlen -= c->head_len;
+        c->head_len = c->parsed_len = 0;
+    }
+    if (r == 1 || c->loop->limits->http == GN_HTTP_ONLY2) {
+        set_state(c, GN_CONN_H2); /* not a preface: nghttp2 answers GOAWAY */
+        return 1;
+    }
+    return 0;
+}
+
 static void head_complete(gn_conn_t *c, int parsed)
 {
     c->head_len = (size_t)parsed;
@@ -419,6 +442,8 @@ static void head_complete(gn_conn_t *c, int parsed)
         send_error(c, err ? err : 503);
         return;
     }
+    if (to_h2(c))
+        return;
     int v11 = c->req.minor_version == 1;
     unsigned f = c->req.flags;
     c->keepalive = v11 ? !(f & GN_REQ_CONN_CLOSE) : (f & GN_REQ_CONN_KEEPALIVE) && !(f & GN_REQ_CONN_CLOSE);
@@ -440,7 +465,7 @@ static void try_parse_head(gn_conn_t *c)
         int h2 = c->requests == 0 && c->loop->limits->http != GN_HTTP_ONLY1 ? gn_h2_preface(c->rbuf, c->rlen) : -1;
         if (h2 == 0)
             return; /* a part of it: wait for the rest */
-        if (h2 > 0) {
+        if (h2 > 0 || c->loop->limits->http == GN_HTTP_ONLY2) {
             set_state(c, GN_CONN_H2);
             return;
         }

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "http/loop.h"
 #include "http/response.h"
 #include "http/stats.h"
+#include "http/tls.h"
 #include "server/log.h"
 
 ssize_t gn_conn__read_more(gn_conn_t *c);
@@ -53,6 +55,10 @@ typedef struct gn_h2_stream {
     size_t pend_len, pend_cap;
     uint64_t body_seen;
     int error;          /* a status to answer instead of the application */
+    double stalled_at;  /* output waits for a window the client keeps shut, since */
+    char *trl;          /* response trailers: "name\0value\0" each */
+    size_t trl_len, trl_cap;
+    unsigned n_trl;
     unsigned head_ready : 1, remote_done : 1, dispatched : 1, submitted : 1, done : 1, aborted : 1,
         deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1;
 } gn_h2_stream_t;
@@ -64,6 +70,7 @@ typedef struct gn_h2 {
     int goaway;  /* GOAWAY submitted (stopping) */
     int failed;  /* a connection error: send what is queued, then close */
     int moved;   /* a stream's queue got room this round */
+    double stalled_at; /* output waits for the connection's window, since */
 } gn_h2_t;
 
 int gn_h2_preface(const char *p, size_t n)
@@ -86,6 +93,8 @@ static int streaming(const gn_conn_t *c)
 
 static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* an empty value: *buf may still be NULL */
     if (*len + n > *cap) {
         size_t want = *cap ? *cap : 256;
         while (want < *len + n)
@@ -113,14 +122,12 @@ static char *dup_n(const uint8_t *p, size_t n)
 
 /* ---- nghttp2's callbacks: record, never call a bridge ----------------- */
 
-static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+/* A new stream's record, linked into the connection's list. */
+static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
 {
-    gn_conn_t *c = user;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
     gn_h2_stream_t *st = calloc(1, sizeof(*st));
     if (st == NULL)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+        return NULL;
     gn_conn_t *sc = &st->conn;
     sc->fd = c->fd; /* for getsockname only: a stream never reads or writes it */
     sc->loop = c->loop;
@@ -131,13 +138,23 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     sc->h2s = st;
     gn_body_init(&sc->body);
     st->parent = c;
-    st->id = f->hd.stream_id;
+    st->id = id;
     gn_h2_t *h = c->h2;
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
     h->streams = st;
     h->n_streams++;
+    return st;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    gn_h2_stream_t *st = stream_new(user, f->hd.stream_id);
+    if (st == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }
@@ -186,6 +203,15 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return r ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
+/* Copies a, then b, to p + n; returns the new end (no printf per request). */
+static size_t put(char *p, size_t n, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    memcpy(p + n, a, la);
+    memcpy(p + n + la, b, lb);
+    return n + la + lb;
+}
+
 /* The stream's header block as an HTTP/1.1 head in its own buffer, parsed
  * by the HTTP/1.1 parser: one set of rules for what a request may hold. */
 static void build_head(gn_h2_stream_t *st)
@@ -208,24 +234,25 @@ static void build_head(gn_h2_stream_t *st)
         sc->rcap = need;
     }
     char *p = sc->rbuf;
-    int n = snprintf(p, need, "%s %s HTTP/1.1\r\n", st->method ? st->method : "", target);
+    size_t n = put(p, 0, st->method ? st->method : "", " ");
+    n = put(p, n, target, " HTTP/1.1\r\n");
     if (!st->has_host && st->authority)
-        n += snprintf(p + n, need - (size_t)n, "host: %s\r\n", st->authority);
+        n = put(p, put(p, n, "host: ", st->authority), "\r\n", "");
     if (st->hdrs_len)
         memcpy(p + n, st->hdrs, st->hdrs_len);
-    n += (int)st->hdrs_len;
+    n += st->hdrs_len;
     if (st->cookie_len) {
         memcpy(p + n, "cookie: ", 8);
         memcpy(p + n + 8, st->cookie, st->cookie_len);
-        n += 8 + (int)st->cookie_len;
+        n += 8 + st->cookie_len;
         memcpy(p + n, "\r\n", 2);
         n += 2;
     }
     memcpy(p + n, "\r\n", 2);
     n += 2;
-    sc->rlen = (size_t)n;
+    sc->rlen = n;
     size_t max = sc->loop->limits->max_fields;
-    int r = gn_parse_request(p, (size_t)n, 0, &sc->req, sc->headers, max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
+    int r = gn_parse_request(p, n, 0, &sc->req, sc->headers, max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
     if (r <= 0) {
         st->error = r == GN_PARSE_INCOMPLETE ? 400 : -r;
         return;
@@ -297,7 +324,6 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *user)
 {
     (void)code;
-    (void)user;
     gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
     if (st == NULL)
         return 0;
@@ -306,6 +332,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
         nghttp2_session_consume_connection(s, st->pend_len);
     st->pend_len = 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
+    ((gn_conn_t *)user)->h2->moved = 1; /* serve() frees it next round */
     return 0;
 }
 
@@ -318,6 +345,52 @@ static int on_error(nghttp2_session *s, int code, const char *msg, size_t len, v
     int port;
     gn_conn_peer(c, host, sizeof(host), &port);
     gn_log(GN_LOG_DEBUG, "HTTP/2 from %s: %.*s", host, (int)len, msg);
+    return 0;
+}
+
+static int lower_eq(const char *a, size_t n, const char *b)
+{
+    return strlen(b) == n && strncasecmp(a, b, n) == 0;
+}
+
+/* ---- response trailers -------------------------------------------------- */
+
+/* At the end of the stream's DATA: its trailers as the HEADERS frame that
+ * ends it (nghttp2 lets a data source do this). 1 if submitted. */
+static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
+{
+    if (st->n_trl == 0)
+        return 0;
+    nghttp2_nv *nv = malloc(st->n_trl * sizeof(*nv));
+    if (nv == NULL)
+        return 0; /* the stream ends without them */
+    char *p = st->trl;
+    for (unsigned i = 0; i < st->n_trl; i++) {
+        size_t nl = strlen(p), vl = strlen(p + nl + 1);
+        nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
+        p += nl + vl + 2;
+    }
+    int r = nghttp2_submit_trailer(s, st->id, nv, st->n_trl);
+    free(nv);
+    return r == 0;
+}
+
+int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    gn_h2_stream_t *st = sc->h2s;
+    if (st == NULL || lower_eq(name, nlen, "connection") || lower_eq(name, nlen, "keep-alive") ||
+        lower_eq(name, nlen, "transfer-encoding") || lower_eq(name, nlen, "upgrade") ||
+        lower_eq(name, nlen, "proxy-connection"))
+        return 0; /* dropped: RFC 9110 6.5.1 allows it, RFC 9113 8.2.2 wants it */
+    size_t at = st->trl_len;
+    if (append(&st->trl, &st->trl_len, &st->trl_cap, name, nlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1) ||
+        append(&st->trl, &st->trl_len, &st->trl_cap, value, vlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1)) {
+        st->trl_len = at;
+        return -1;
+    }
+    for (size_t i = at; i < at + nlen; i++)
+        st->trl[i] = (char)(st->trl[i] >= 'A' && st->trl[i] <= 'Z' ? st->trl[i] + 32 : st->trl[i]);
+    st->n_trl++;
     return 0;
 }
 
@@ -338,8 +411,9 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     if (got < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* a file shorter than promised: reset */
     gn_conn__advance(sc, (size_t)got); /* sent_body: the bridge counted it */
+    st->stalled_at = h->stalled_at = 0; /* progress */
     if (st->done && sc->out_bytes == 0)
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        *flags |= NGHTTP2_DATA_FLAG_EOF | (submit_trailers(s, st) ? NGHTTP2_DATA_FLAG_NO_END_STREAM : 0);
     h->moved = 1;
     return got;
 }
@@ -378,6 +452,7 @@ static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
     free(st->path);
     free(st->authority);
     free(st->pend);
+    free(st->trl);
     /* Freed with the loop's closed connections, after the current batch:
      * the bridge call that ended the stream may still be on the stack. */
     sc->prev = NULL;
@@ -418,24 +493,21 @@ static void answer(gn_h2_stream_t *st, int status)
     st->done = 1;
 }
 
-static int lower_eq(const char *a, size_t n, const char *b)
-{
-    return strlen(b) == n && strncasecmp(a, b, n) == 0;
-}
-
 /* The head the bridge queued ("HTTP/1.1 200 OK\r\n...\r\n\r\n") becomes
  * the stream's HEADERS. Returns 0 (submitted, or wait), -1 to reset. */
 static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
 {
     gn_conn_t *sc = &st->conn;
     size_t n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
-    char *buf = malloc(n + 1);
+    char small[2048]; /* most heads: no malloc per response */
+    char *buf = n < sizeof(small) ? small : malloc(n + 1);
     if (buf == NULL)
         return -1;
     ssize_t got = gn_conn__gather(sc, buf, n);
     char *end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
     if (end == NULL) {
-        free(buf);
+        if (buf != small)
+            free(buf);
         return st->done || n == HEAD_MAX ? -1 : 0;
     }
     size_t head_len = (size_t)(end - buf) + 4;
@@ -443,7 +515,8 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     size_t nvlen = 1;
     char *line = memchr(buf, '\n', head_len);
     if (head_len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || line == NULL) {
-        free(buf);
+        if (buf != small)
+            free(buf);
         return -1;
     }
     int status = atoi(buf + 9);
@@ -470,9 +543,10 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     gn_conn__advance(sc, head_len);
     sc->status = status;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
-    int no_body = st->done && sc->out_bytes == 0;
+    int no_body = st->done && sc->out_bytes == 0 && st->n_trl == 0;
     int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
-    free(buf); /* nghttp2 copied the fields */
+    if (buf != small)
+        free(buf); /* nghttp2 copied the fields */
     st->submitted = 1;
     return r == 0 ? 0 : -1;
 }
@@ -635,6 +709,76 @@ static void send_pending(gn_conn_t *c)
     }
 }
 
+/* ---- --io-timeout for output held back by flow control ---------------- */
+
+/* Whether a stream's answer waits only for the client to open its window. */
+static int window_shut(gn_conn_t *c, const gn_h2_stream_t *st)
+{
+    return st->submitted && !st->local_done && !st->closed && !st->reset_sent && st->conn.out_bytes > 0 &&
+           nghttp2_session_get_stream_remote_window_size(c->h2->s, st->id) <= 0;
+}
+
+/*
+ * A client that never opens a stream's window holds that stream's output
+ * (and its application) for ever, though the connection moves: each such
+ * stream gets --io-timeout from when it stalled. One whose connection
+ * window stays shut holds them all: that is the connection's deadline.
+ * Lowers c->deadline to the earliest of them.
+ */
+static void stall_deadline(gn_conn_t *c)
+{
+    gn_h2_t *h = c->h2;
+    double now = c->loop->now, io = c->loop->limits->io_timeout, first = 0;
+    int waiting = 0;
+    for (gn_h2_stream_t *st = h->streams; st; st = st->next) {
+        waiting |= st->submitted && !st->local_done && st->conn.out_bytes > 0;
+        if (!window_shut(c, st)) {
+            st->stalled_at = 0;
+            continue;
+        }
+        if (st->stalled_at == 0)
+            st->stalled_at = now;
+        if (first == 0 || st->stalled_at < first)
+            first = st->stalled_at;
+    }
+    if (waiting && nghttp2_session_get_remote_window_size(h->s) <= 0) {
+        if (h->stalled_at == 0)
+            h->stalled_at = now;
+        if (first == 0 || h->stalled_at < first)
+            first = h->stalled_at;
+    } else {
+        h->stalled_at = 0;
+    }
+    if (first > 0 && (c->deadline == 0 || first + io < c->deadline))
+        c->deadline = first + io;
+}
+
+/* The deadline passed: resets each stream stalled past --io-timeout (its
+ * application hears on_abort as from a client's RST_STREAM, the other
+ * streams go on), or ends a connection whose own window stayed shut.
+ * Returns how many streams it reset (-1: the connection is ending). */
+static int reset_stalled(gn_conn_t *c)
+{
+    gn_h2_t *h = c->h2;
+    double now = c->loop->now, io = c->loop->limits->io_timeout;
+    char host[64];
+    int port, n = 0;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    if (h->stalled_at > 0 && now >= h->stalled_at + io) {
+        gn_log(GN_LOG_INFO, "HTTP/2 from %s: connection window shut for --io-timeout (%gs): closed", host, io);
+        return -1;
+    }
+    for (gn_h2_stream_t *st = h->streams; st; st = st->next) {
+        if (st->stalled_at == 0 || now < st->stalled_at + io || !window_shut(c, st))
+            continue;
+        gn_log(GN_LOG_INFO, "HTTP/2 stream %d from %s: window shut for --io-timeout (%gs): reset", (int)st->id,
+               host, io);
+        reset(c, st, NGHTTP2_CANCEL);
+        n++;
+    }
+    return n;
+}
+
 int gn_h2__step(gn_conn_t *c)
 {
     gn_loop_t *loop = c->loop;
@@ -706,6 +850,7 @@ int gn_h2__step(gn_conn_t *c)
         c->deadline = 0;
     else if (c->deadline == 0 || got > 0 || h->moved)
         c->deadline = loop->now + loop->limits->io_timeout;
+    stall_deadline(c);
     uint32_t ev = c->out_count ? EPOLLOUT : 0;
     if (!h->failed && c->out_bytes < hw)
         ev |= EPOLLIN | EPOLLRDHUP;
@@ -716,8 +861,15 @@ int gn_h2__step(gn_conn_t *c)
 void gn_h2__timeout(gn_conn_t *c)
 {
     gn_h2_t *h = c->h2;
-    if (h && h->n_streams && c->out_count == 0) {
+    int n = h && h->s && !h->failed ? reset_stalled(c) : 0;
+    if (n > 0) {
+        gn_conn_resume(c); /* the RST_STREAMs go out; deadlines anew */
+        return;
+    }
+    if (n == 0 && h && h->n_streams && c->out_count == 0) {
         c->deadline = 0;
+        if (h->s)
+            stall_deadline(c);
         return;
     }
     if (h && h->s && !h->failed) {
@@ -751,4 +903,206 @@ void gn_h2__done(gn_conn_t *sc, int aborted)
     st->aborted |= aborted;
     gn_conn__set_state(sc, GN_CONN_DRAIN);
     gn_h2__kick(sc);
+}
+
+/* ---- Upgrade: h2c (RFC 7540 3.2) ---------------------------------------- */
+
+/* Whether a comma-separated field value lists token (any case). */
+static int lists_token(const gn_header_t *h, const char *token)
+{
+    size_t n = strlen(token);
+    const char *p = h ? h->value.base : NULL, *end = p + (h ? h->value.len : 0);
+    while (p && p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *q = p;
+        while (q < end && *q != ',')
+            q++;
+        const char *e = q;
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - p) == n && strncasecmp(p, token, n) == 0)
+            return 1;
+        p = q;
+    }
+    return 0;
+}
+
+/* base64url without padding (RFC 4648 5), as HTTP2-Settings carries a
+ * SETTINGS payload. Returns the decoded length, or -1. */
+static ssize_t base64url_decode(const char *s, size_t n, uint8_t *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        int v = ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+              : ch >= '0' && ch <= '9' ? ch - '0' + 52 : ch == '-' ? 62 : ch == '_' ? 63 : -1;
+        if (v < 0)
+            return ch == '=' && i + 2 >= n ? (ssize_t)len : -1; /* tolerate padding */
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (len == cap)
+                return -1;
+            out[len++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return len;
+}
+
+/* Fields of the HTTP/1.1 request that do not go into stream 1's head:
+ * connection-specific ones (RFC 9113 8.2.2) and the upgrade's own. */
+static int hop_by_hop(const gn_header_t *f)
+{
+    static const char *const names[] = {"connection", "upgrade", "http2-settings", "keep-alive",
+                                        "proxy-connection", "transfer-encoding", "te"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (lower_eq(f->name.base, f->name.len, names[i]))
+            return 1;
+    return 0;
+}
+
+/* Stream 1: the request that asked for the upgrade, complete (it had no
+ * body), its head rebuilt from the HTTP/1.1 one. */
+static gn_h2_stream_t *upgrade_stream(gn_conn_t *c)
+{
+    gn_h2_stream_t *st = stream_new(c, 1);
+    if (st == NULL)
+        return NULL;
+    st->method = dup_n((const uint8_t *)c->req.method.base, c->req.method.len);
+    st->path = dup_n((const uint8_t *)c->req.target.base, c->req.target.len);
+    int bad = st->method == NULL || st->path == NULL;
+    for (size_t i = 0; i < c->req.num_headers && !bad; i++) {
+        const gn_header_t *f = &c->headers[i];
+        if (hop_by_hop(f))
+            continue;
+        st->has_host |= lower_eq(f->name.base, f->name.len, "host");
+        bad = append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, f->name.base, f->name.len) ||
+              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, ": ", 2) ||
+              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, f->value.base, f->value.len) ||
+              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, "\r\n", 2);
+    }
+    if (bad)
+        st->error = 503;
+    st->head_ready = st->remote_done = 1;
+    return st;
+}
+
+int gn_h2__upgrade(gn_conn_t *c)
+{
+    /* Not over TLS (ALPN says h2 there: RFC 7540 3.3), not with --http 1,
+     * and only for a request without a body: one with a body is answered
+     * over HTTP/1.1, as RFC 7540 3.2 allows, rather than holding it all
+     * before switching. */
+    const gn_header_t *up = gn_conn_header(c, "upgrade");
+    if (c->tls || c->loop->limits->http == GN_HTTP_ONLY1 || !lists_token(up, "h2c") ||
+        c->req.content_length > 0 || (c->req.flags & GN_REQ_CHUNKED))
+        return 0;
+    const gn_header_t *set = NULL;
+    int n_set = 0;
+    for (size_t i = 0; i < c->req.num_headers; i++)
+        if (lower_eq(c->headers[i].name.base, c->headers[i].name.len, "http2-settings"))
+            set = &c->headers[i], n_set++;
+    /* Exactly one HTTP2-Settings, named in Connection (RFC 7540 3.2.1). */
+    if (n_set != 1 || !lists_token(gn_conn_header(c, "connection"), "http2-settings"))
+        return 0;
+    uint8_t payload[256];
+    ssize_t plen = base64url_decode(set->value.base, set->value.len, payload, sizeof(payload));
+    if (plen < 0 || plen % 6 != 0)
+        return 400;
+    if (start(c) < 0)
+        return 503;
+    gn_h2_stream_t *st = upgrade_stream(c);
+    int head = lower_eq(c->req.method.base, c->req.method.len, "HEAD");
+    if (st == NULL || nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st) != 0) {
+        int status = st ? 400 : 503; /* a SETTINGS value out of range, or no memory */
+        gn_h2__free(c);
+        return status;
+    }
+    if (!st->error)
+        build_head(st);
+    static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    return gn_conn_write(c, ok, sizeof(ok) - 1) < 0 ? 503 : 1;
+}
+
+/* ---- walking a loop's requests ------------------------------------------ */
+
+gn_conn_t *gn_h2_stream_next(gn_conn_t *c, gn_conn_t *sc)
+{
+    gn_h2_stream_t *st = sc ? stream_of(sc)->next : c->h2 ? c->h2->streams : NULL;
+    return st ? &st->conn : NULL;
+}
+
+/* ---- WSGI's write(): waiting for the client's window ------------------- */
+
+/* What a round does, for one stream's output: reads the client's frames
+ * (its WINDOW_UPDATEs), serving no stream (nghttp2's callbacks only
+ * record, so this is safe inside a bridge's call), then sends what the
+ * windows allow. -1 once the connection failed or the stream is reset. */
+static int pump(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    gn_h2_t *h = c->h2;
+    gn_conn_t *sc = &st->conn;
+    if (!h->failed && c->out_bytes < c->loop->limits->write_high_water && c->rlen == 0) {
+        if (gn_conn__read_more(c) < 0)
+            h->failed = 2; /* the client is gone: the loop closes once back */
+        if (c->rlen > 0 && nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen) < 0) {
+            nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            h->failed = 1;
+        }
+        c->rlen = 0;
+    }
+    if (!st->submitted && sc->out_bytes > 0 && submit_head(c, st) < 0)
+        return -1;
+    if (st->submitted && st->deferred && sc->out_bytes > 0) {
+        st->deferred = 0;
+        nghttp2_session_resume_data(h->s, st->id);
+    }
+    send_pending(c);
+    if (gn_conn_flush(c) < 0)
+        h->failed = 2;
+    return h->failed || st->closed || st->reset_sent ? -1 : 0;
+}
+
+int gn_h2__flush_blocking(gn_conn_t *sc, size_t keep)
+{
+    gn_h2_stream_t *st = stream_of(sc);
+    gn_conn_t *c = st->parent;
+    gn_loop_t *loop = c->loop;
+    double io = loop->limits->io_timeout, deadline = gn_now() + io;
+    for (;;) {
+        size_t before = sc->out_bytes;
+        if (c->state != GN_CONN_H2 || c->h2 == NULL || pump(c, st) < 0) {
+            errno = EPIPE;
+            return -1;
+        }
+        if (sc->out_bytes <= keep)
+            return 0;
+        double now = gn_now();
+        if (sc->out_bytes < before)
+            deadline = now + io; /* --io-timeout: without progress */
+        else if (now >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (c->tls && gn_tls_pending(c))
+            continue;
+        short want = (short)((c->out_count ? POLLOUT : 0) |
+                             (c->out_bytes < loop->limits->write_high_water ? POLLIN : 0));
+        struct pollfd p = {.fd = c->fd, .events = want};
+        if (loop->before_wait)
+            loop->before_wait(loop->wait_arg);
+        int r = poll(&p, 1, (int)((deadline - now) * 1000) + 1);
+        if (loop->after_wait)
+            loop->after_wait(loop->wait_arg);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r > 0 && (p.revents & (POLLERR | POLLNVAL))) {
+            errno = EPIPE;
+            return -1;
+        }
+    }
 }

@@ -2,7 +2,8 @@
  * HTTP/2 (RFC 9113) on a connection, with nghttp2 for framing, HPACK, flow
  * control and the protocol's own checks. A connection becomes HTTP/2 when
  * it starts with the client preface (h2 over TLS after ALPN, or h2c by
- * prior knowledge), and from then on its state is GN_CONN_H2.
+ * prior knowledge) or after Upgrade: h2c, and from then on its state is
+ * GN_CONN_H2.
  *
  * Each stream is a request for the bridges as it is over HTTP/1.1: a
  * gn_conn_t of its own (c->h2s set, no socket) whose head is the stream's
@@ -30,10 +31,21 @@ enum { GN_HTTP_AUTO, GN_HTTP_ONLY1, GN_HTTP_ONLY2 };
  * prefix of it: wait for more), -1 (not). */
 int gn_h2_preface(const char *p, size_t n);
 
+/* The streams of HTTP/2 connection c, for a walk over a loop's requests
+ * (--timeout): the first when sc is NULL, else the one after sc. A stream
+ * may end during the walk: its memory lasts until the loop's next round. */
+gn_conn_t *gn_h2_stream_next(gn_conn_t *c, gn_conn_t *sc);
+
 /* ---- for the connection (conn.c) ---- */
 /* One round of an HTTP/2 connection: read, hand frames to nghttp2, serve
  * the streams, send. Returns 1 to go round again, 0 to wait for events. */
 int gn_h2__step(gn_conn_t *c);
+/* An HTTP/1.1 request with Upgrade: h2c (RFC 7540 3.2), its head parsed
+ * and limits checked: 1 when the connection is taken up (101 queued, the
+ * session started, the request is stream 1: switch to GN_CONN_H2 with the
+ * bytes after the head), 0 to answer it over HTTP/1.1, or a status to
+ * answer with instead (a malformed HTTP2-Settings). */
+int gn_h2__upgrade(gn_conn_t *c);
 /* The connection's deadline passed. */
 void gn_h2__timeout(gn_conn_t *c);
 /* Frees the session and every stream (bridges still answering hear
@@ -43,8 +55,18 @@ void gn_h2__free(gn_conn_t *c);
 /* ---- for a stream's gn_conn_t (the bridge's gn_conn_* calls) ---- */
 /* Queued output is sent as the windows allow: never blocks. */
 int gn_h2__flush(gn_conn_t *sc);
+/* WSGI's write(): sends the stream's output as the client's windows allow,
+ * reading its frames meanwhile (and serving no stream), until at most keep
+ * bytes stay queued. 0, or -1 with errno: EPIPE (the stream was reset or
+ * the connection failed), ETIMEDOUT (--io-timeout without progress). */
+int gn_h2__flush_blocking(gn_conn_t *sc, size_t keep);
 /* Something changed (output queued, body wanted, a wait for room). */
 void gn_h2__kick(gn_conn_t *sc);
+/* A trailer field for the stream's response (ASGI's
+ * http.response.trailers): sent, lower-cased, in a HEADERS frame that ends
+ * the stream after the last DATA. The bridge checked name and value.
+ * 0, or -1 when out of memory. */
+int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen);
 /* The response is complete (aborted: it cannot be, the stream is reset). */
 void gn_h2__done(gn_conn_t *sc, int aborted);
 

@@ -314,10 +314,10 @@ int gn_conn_flush(gn_conn_t *c)
 
 int gn_conn_flush_blocking(gn_conn_t *c, size_t keep)
 {
-    /* XXX An HTTP/2 stream does not wait here (the connection's other
-     * streams would wait with it): WSGI's write() callable queues. */
+    /* An HTTP/2 stream waits for its window (the connection's other
+     * streams on this loop wait with it, as other connections do). */
     if (c->h2s)
-        return gn_h2__flush(c);
+        return gn_h2__flush_blocking(c, keep);
     gn_loop_t *loop = c->loop;
     double deadline = gn_now() + loop->limits->io_timeout;
     for (;;) {

@@ -151,7 +151,15 @@ static void answer(gn_worker_t *w, gn_conn_t *c, double timeout)
     const gn_request_t *r = &c->req;
     int method_len = (int)(r->method.len > 16 ? 16 : r->method.len);
     int target_len = (int)(r->target.len > 200 ? 200 : r->target.len);
-    if (c->status != 0 || c->out_count > 0 || c->h2s) { /* an HTTP/2 stream: its connection */
+    if (c->h2s) {
+        /* An HTTP/2 stream: the connection and its other streams are the
+         * loop's, which answers this one (504 or RST_STREAM) once the call
+         * is interrupted; a worker stuck in C loses the connection. */
+        gn_log(GN_LOG_ERROR, "worker %u: %.*s %.*s ran past --timeout (%gs) on an HTTP/2 stream: cancelled", w->id,
+               method_len, r->method.base, target_len, r->target.base, timeout);
+        return;
+    }
+    if (c->status != 0 || c->out_count > 0) {
         shutdown(c->fd, SHUT_RDWR);
         gn_log(GN_LOG_ERROR, "worker %u: %.*s %.*s ran past --timeout (%gs) after its response began: connection closed",
                w->id, method_len, r->method.base, target_len, r->target.base, timeout);
@@ -206,6 +214,8 @@ int gn_watchdog_look(gn_worker_t *w, double timeout, double now)
             w->taken_at = 0; /* back: interrupted, or the call ended */
         } else if (now - w->taken_at >= GN_STUCK_GRACE) {
             w->stuck = stuck = 1;
+            if (l->app_conn && l->app_conn->h2s)
+                shutdown(l->app_conn->fd, SHUT_RDWR); /* the stream's connection: no one serves it now */
             gn_log(GN_LOG_ERROR, "worker %u is stuck in C code past --timeout (%s): it is replaced and abandoned",
                    w->id, atomic_load(&w->probe_has_gil) ? "in a call that does not return to Python, such as "
                                                            "time.sleep or a blocking read"

@@ -95,6 +95,22 @@ async def asgi(scope, receive, send):
             msg = await receive()
         print("h2app: disconnect heard", flush=True)
         return
+    elif path == "/trailers":
+        # Response trailers where the scope offers them (HTTP/2), in two
+        # messages; the request's own trailers are not the app's business.
+        offered = "http.response.trailers" in scope.get("extensions", {})
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": offered})
+        await send({"type": "http.response.body", "body": b"with trailers" if offered else b"no trailers",
+                    "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        if offered:
+            await send({"type": "http.response.trailers", "headers": [(b"X-Checksum", b"abc")],
+                        "more_trailers": True})
+            await send({"type": "http.response.trailers", "headers": [(b"x-count", b"2"),
+                                                                      (b"connection", b"close")]})
+        return
     elif path == "/slow":
         await asyncio.sleep(_n(query, "s", 0.5))
         body = b"slow done"

@@ -6,6 +6,7 @@ httpx with its http2 extra over TLS, and curl --http2-prior-knowledge. The
 conformance cases (RFC 9113, RFC 7541) assert the exact GOAWAY or RST_STREAM
 error code the server sends.
 """
+import base64
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import threading
 import time
 
 import pytest
-from conftest import scaled
+from conftest import fetch, scaled
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 import h2.config  # noqa: E402
@@ -55,6 +56,8 @@ class H2:
         self.goaway = None    # (error code, last stream id)
         self.closed = False
         self.inbuf = b""
+        self.ack = True        # give back the windows of what arrives
+        self.shut = set()      # ... but never these streams' own windows
         if preface:
             self.conn.initiate_connection()
             self.flush()
@@ -72,7 +75,8 @@ class H2:
         hdrs = [(":method", method), (":path", path), (":scheme", "http"),
                 (":authority", "127.0.0.1:%d" % self.addr[1]), *headers]
         self.conn.send_headers(sid, hdrs, end_stream=end and body is None)
-        self.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        self.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None,
+                               "trailers": None}
         if body is not None:
             self.send_body(sid, body, end=end)
         self.flush()
@@ -124,8 +128,14 @@ class H2:
                 r["headers"] = dict(ev.headers)
             elif isinstance(ev, h2.events.DataReceived):
                 r["data"] += ev.data
-                if ev.flow_controlled_length and self.conn.state_machine.state != ConnectionState.CLOSED:
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                n = ev.flow_controlled_length
+                if n and self.ack and self.conn.state_machine.state != ConnectionState.CLOSED:
+                    if ev.stream_id in self.shut:
+                        self.conn.increment_flow_control_window(n)  # the connection's only
+                    else:
+                        self.conn.acknowledge_received_data(n, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                r["trailers"] = dict(ev.headers)
             elif isinstance(ev, h2.events.StreamEnded):
                 r["ended"] = True
             elif isinstance(ev, h2.events.StreamReset):
@@ -281,6 +291,194 @@ def test_goaway_on_sigterm_finishes_streams(server, kind):
     assert srv.wait_exit(20) == 0
 
 
+# ---- deadlines: --timeout and --io-timeout end one stream ----------------
+
+def wait_log(srv, text, timeout=15):
+    deadline = time.monotonic() + scaled(timeout)
+    while text not in srv.stderr_text():
+        assert time.monotonic() < deadline, "no %r in the log\n%s" % (text, srv.describe())
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind,target", [("wsgi", "/spin?s=10"), ("asgi", "/spin?s=10"), ("asgi", "/wait?s=10")])
+def test_timeout_answers_the_stream_504(server, kind, target):
+    """--timeout on a stream whose response has not begun: that stream is
+    answered 504 (HEADERS, then END_STREAM), the connection goes on."""
+    srv = server("hangs:" + ("app" if kind == "wsgi" else "asgi"), "--timeout", "2", workers=1)
+    c = H2(srv.addr)
+    sid = c.request(target)
+    c.wait(lambda: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None, timeout=20)
+    r = c.responses[sid]
+    assert r["headers"][":status"] == "504" and bytes(r["data"]) == b"Gateway Timeout\n", r
+    assert r["reset"] is None and c.goaway is None
+    assert c.get("/")["headers"][":status"] == "200"
+    wait_log(srv, "GET %s ran past --timeout (2s)" % target)
+    c.close()
+
+
+def test_timeout_after_the_response_began_resets_the_stream(server):
+    """The application began its response (start_response and a first
+    chunk), then ran past --timeout: the stream is reset (INTERNAL_ERROR),
+    not the connection."""
+    srv = server("hangs:app", "--timeout", "2", workers=1)
+    c = H2(srv.addr)
+    sid = c.request("/stream?s=10")
+    c.wait(lambda: c.responses[sid]["reset"] is not None, timeout=20)
+    r = c.responses[sid]
+    assert r["reset"] == INTERNAL_ERROR and not r["ended"] and c.goaway is None
+    assert b"ended" not in r["data"]
+    assert c.get("/")["headers"][":status"] == "200"
+    wait_log(srv, "GET /stream?s=10 ran past --timeout (2s) on an HTTP/2 stream: cancelled")
+    c.close()
+
+
+def test_asgi_timeout_spares_the_other_streams(server):
+    srv = server("hangs:asgi", "--timeout", "2", workers=1)
+    c = H2(srv.addr)
+    slow = c.request("/wait?s=10")
+    quick = [c.request("/wait?s=0.2") for _ in range(3)]
+    c.wait(lambda: all(c.responses[s]["ended"] for s in quick))
+    assert not c.responses[slow]["ended"]
+    c.wait(lambda: c.responses[slow]["ended"], timeout=20)
+    assert c.responses[slow]["headers"][":status"] == "504"
+    wait_log(srv, "GET /wait?s=10 ran past --timeout (2s): answered 504")
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_io_timeout_resets_a_stream_whose_window_stays_shut(server, kind):
+    """The client reads stream 1's DATA but never opens stream 1's window
+    (it does open the connection's): after --io-timeout stream 1 alone is
+    reset (CANCEL); other streams are served before and after."""
+    srv = server(APPS[kind], "--io-timeout", "1", workers=1)
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    stuck = c.conn.get_next_available_stream_id()
+    c.shut.add(stuck)
+    assert c.request("/big?n=%d" % (4 * MB)) == stuck
+    t0 = time.monotonic()
+    c.wait(lambda: len(c.responses[stuck]["data"]) == 65535)
+    assert c.get("/")["headers"][":status"] == "200"  # while stream 1 waits
+    c.wait(lambda: c.responses[stuck]["reset"] is not None, timeout=20)
+    assert c.responses[stuck]["reset"] == CANCEL and len(c.responses[stuck]["data"]) == 65535
+    assert time.monotonic() - t0 >= 0.9
+    assert c.goaway is None
+    r = c.get("/big?n=100000")
+    assert r["headers"][":status"] == "200" and bytes(r["data"]) == pattern(100000)
+    wait_log(srv, "HTTP/2 stream %d from 127.0.0.1: window shut for --io-timeout (1s): reset" % stuck)
+    c.close()
+
+
+def test_io_timeout_ends_a_connection_whose_window_stays_shut(server):
+    srv = server(APPS["wsgi"], "--io-timeout", "1", workers=1)
+    c = H2(srv.addr)
+    c.ack = False
+    sid = c.request("/big?n=%d" % (4 * MB))
+    assert c.wait_goaway(timeout=20) == (NO_ERROR, sid)
+    assert len(c.responses[sid]["data"]) == 65535
+    wait_log(srv, "HTTP/2 from 127.0.0.1: connection window shut for --io-timeout (1s): closed")
+    c.close()
+
+
+# ---- WSGI write() waits for the stream's window ---------------------------
+
+def test_wsgi_write_waits_for_the_window(server, tmp_path):
+    """write() of 1 MB in 64 KiB calls while the client keeps the stream's
+    window shut: write() blocks once the queue is past the high-water mark
+    (the application does not run ahead), and goes on as the window opens."""
+    marker = tmp_path / "marker"
+    srv = server("writer:app", "--write-high-water", "65536", workers=1)
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    sid = c.conn.get_next_available_stream_id()
+    c.shut.add(sid)
+    c.request("/?mode=big&n=16&marker=%s" % marker)
+    c.wait(lambda: len(c.responses[sid]["data"]) == 65535)
+    lines = marker.read_text().split()
+    assert "done" not in lines, lines
+    assert lines.count("wrote") <= 4, lines   # the window, the high-water mark, one call
+    c.shut.discard(sid)
+    c.conn.increment_flow_control_window(2 * MB, stream_id=sid)
+    c.flush()
+    c.wait(lambda: c.responses[sid]["ended"], timeout=30)
+    assert len(c.responses[sid]["data"]) == MB and bytes(c.responses[sid]["data"]) == b"w" * MB, len(c.responses[sid]["data"])
+    assert marker.read_text().split()[-1] == "done"
+    c.close()
+
+
+def test_wsgi_write_with_the_window_shut_times_out(server, tmp_path):
+    marker = tmp_path / "marker"
+    srv = server("writer:app", "--io-timeout", "1", "--write-high-water", "65536", workers=1)
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    sid = c.conn.get_next_available_stream_id()
+    c.shut.add(sid)
+    c.request("/?mode=big&n=16&marker=%s" % marker)
+    c.wait(lambda: c.responses[sid]["reset"] is not None, timeout=20)
+    assert c.responses[sid]["reset"] == INTERNAL_ERROR and len(c.responses[sid]["data"]) == 65535
+    assert "error" in marker.read_text()
+    # The connection goes on.
+    r = c.get("/?mode=write_only")
+    assert r["headers"][":status"] == "200" and bytes(r["data"]) == b"one,two,"
+    c.close()
+
+
+# ---- trailers ------------------------------------------------------------
+
+def test_asgi_response_trailers(server):
+    """http.response.trailers: the body's DATA, then a HEADERS frame with the
+    trailer fields (lower-cased, connection-specific ones dropped) and
+    END_STREAM."""
+    srv = server(APPS["asgi"])
+    c = H2(srv.addr)
+    r = c.get("/trailers")
+    assert r["headers"][":status"] == "200" and bytes(r["data"]) == b"with trailers"
+    assert r["trailers"] == {"x-checksum": "abc", "x-count": "2"} and r["ended"]
+    c.close()
+    # Over HTTP/1.1 the scope does not offer them.
+    out = fetch(srv.addr, "/trailers")
+    assert out.status == 200 and out.body == b"no trailers"
+
+
+def test_asgi_response_trailers_frames(server):
+    """The exact frames: HEADERS (no END_STREAM), DATA (no END_STREAM),
+    HEADERS (END_HEADERS | END_STREAM)."""
+    srv = server(APPS["asgi"])
+    c = raw_client(srv.addr)
+    sid = c.request("/trailers")
+    frames, buf = [], c.inbuf
+    c.sock.settimeout(scaled(10))
+    while not any(t == 0x1 and f & 0x1 for t, f, _s in frames):
+        data = c.sock.recv(65536)
+        assert data, frames
+        buf += data
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            n = 9 + int.from_bytes(buf[:3], "big")
+            if int.from_bytes(buf[5:9], "big") == sid:
+                frames.append((buf[3], buf[4], n - 9))
+            buf = buf[n:]
+    kinds = [(t, f & 0x5) for t, f, n in frames if not (t == 0x0 and n == 0)]
+    assert kinds[0] == (0x1, 0x4) and kinds[-1] == (0x1, 0x5), frames
+    assert all(k == (0x0, 0x0) for k in kinds[1:-1]), frames
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_request_trailers_are_accepted(server, kind):
+    """A request body followed by a HEADERS frame of trailers with
+    END_STREAM (RFC 9113 8.1) is a complete request, not an error."""
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    sid = c.request("/echo", method="POST", body=b"body before trailers", end=False)
+    c.conn.send_headers(sid, [("x-digest", "123")], end_stream=True)
+    c.flush()
+    c.wait(lambda: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None)
+    r = c.responses[sid]
+    assert r["reset"] is None and r["headers"][":status"] == "200"
+    assert bytes(r["data"]) == b"body before trailers" and c.goaway is None
+    c.close()
+
+
 # ---- TLS (ALPN), httpx, curl ---------------------------------------------
 
 def make_certs(d):
@@ -377,10 +575,119 @@ def test_curl_prior_knowledge(server):
     # HTTP/1.1 on the same port.
     out = curl_run([curl, "-s", "http://127.0.0.1:%d/proto" % srv.port])
     assert out.stdout == "HTTP/1.1"
-    # Upgrade: h2c is not taken up: the answer is HTTP/1.1's.
+    # Upgrade: h2c (curl --http2 on an http:// URL): 101, then HTTP/2.
     out = curl_run([curl, "-s", "--http2", "-w", "\n%{http_version}",
                     "http://127.0.0.1:%d/proto" % srv.port])
-    assert out.stdout == "HTTP/1.1\n1.1"
+    assert out.stdout == "HTTP/2\n2"
+    # With a body the upgrade is declined: the answer is HTTP/1.1's.
+    out = curl_run([curl, "-s", "--http2", "-w", "\n%{http_version}", "-d", "hello",
+                    "http://127.0.0.1:%d/echo" % srv.port])
+    assert out.stdout == "hello\n1.1"
+
+
+# ---- Upgrade: h2c (RFC 7540 3.2) ------------------------------------------
+
+def upgrade_request(addr, path="/proto", method="GET", body=b"", settings=None, extra=""):
+    """Sends an HTTP/1.1 request asking for h2c; returns (client, head of
+    the answer) with the bytes after the head left in the client's inbuf."""
+    c = H2(addr, preface=False)
+    if settings is None:
+        settings = c.conn.initiate_upgrade_connection().decode()
+    req = ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           "Upgrade: h2c\r\nHTTP2-Settings: %s\r\n%s" % (method, path, addr[1], settings, extra))
+    if body:
+        req += "Content-Length: %d\r\n" % len(body)
+    c.raw(req.encode() + b"\r\n" + body)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        data = c.sock.recv(65536)
+        assert data, got
+        got += data
+    head, _, rest = got.partition(b"\r\n\r\n")
+    c.inbuf = rest
+    return c, head.decode()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_upgrade_h2c(server, kind):
+    srv = server(APPS[kind])
+    c, head = upgrade_request(srv.addr)
+    assert head.startswith("HTTP/1.1 101 Switching Protocols\r\n")
+    assert "\r\nupgrade: h2c" in head.lower()
+    # The request that asked is stream 1, answered over HTTP/2.
+    c.flush()  # the client's preface and SETTINGS
+    c.responses[1] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.wait(lambda: c.responses[1]["ended"])
+    assert c.responses[1]["headers"][":status"] == "200"
+    assert bytes(c.responses[1]["data"]) == (b"HTTP/2" if kind == "wsgi" else b"2")
+    # The client's HTTP2-Settings were applied: stream 1 took no more than
+    # the window it gave, and the connection goes on with stream 3.
+    r = c.get("/echo", method="POST", body=b"after upgrade")
+    assert bytes(r["data"]) == b"after upgrade"
+    c.close()
+
+
+def test_upgrade_h2c_settings_applied(server):
+    """HTTP2-Settings with INITIAL_WINDOW_SIZE 100: stream 1's DATA stops at
+    100 bytes until the client opens the window."""
+    srv = server(APPS["wsgi"])
+    settings = base64.urlsafe_b64encode(struct.pack(">HI", 4, 100)).rstrip(b"=").decode()
+    c2, head = upgrade_request(srv.addr, path="/big?n=1000", settings=settings)
+    assert head.startswith("HTTP/1.1 101 ")
+    c2.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
+    frames = []
+    buf = c2.inbuf
+    c2.sock.settimeout(scaled(1))
+    try:
+        while True:
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = 9 + int.from_bytes(buf[:3], "big")
+                frames.append((buf[3], int.from_bytes(buf[5:9], "big") & 0x7fffffff, n - 9))
+                buf = buf[n:]
+            data = c2.sock.recv(65536)
+            if not data:
+                break
+            buf += data
+    except socket.timeout:
+        pass
+    data_on_1 = sum(n for t, sid, n in frames if t == 0x0 and sid == 1)
+    assert (0x1, 1) in [(t, sid) for t, sid, _n in frames]   # HEADERS on stream 1
+    assert data_on_1 == 100
+    c2.close()
+
+
+def test_upgrade_h2c_with_body_is_answered_over_http11(server):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, path="/echo", method="POST", body=b"some body")
+    assert head.startswith("HTTP/1.1 200 ") and "x-length: 9" in head.lower()
+    c.close()
+
+
+def test_upgrade_h2c_ignored_with_http_1(server):
+    srv = server(APPS["wsgi"], "--http", "1")
+    c, head = upgrade_request(srv.addr)
+    assert head.startswith("HTTP/1.1 200 ")
+    c.close()
+
+
+def test_upgrade_h2c_with_http_2(server):
+    srv = server(APPS["asgi"], "--http", "2")
+    c, head = upgrade_request(srv.addr)
+    assert head.startswith("HTTP/1.1 101 ")
+    c.flush()
+    c.responses[1] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.wait(lambda: c.responses[1]["ended"])
+    assert bytes(c.responses[1]["data"]) == b"2"
+    c.close()
+
+
+@pytest.mark.parametrize("settings", ["!!!!", "AAMAAABkAA"])  # not base64url; not 6-byte entries
+def test_upgrade_h2c_bad_settings_is_400(server, settings):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, settings=settings)
+    assert head.startswith("HTTP/1.1 400 ")
+    c.close()
+    assert "400 Bad Request from 127.0.0.1" in srv.stderr_text()
 
 
 # ---- conformance (RFC 9113, RFC 7541): exact error codes ----------------
