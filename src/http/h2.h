@@ -47,5 +47,7 @@ int gn_h2__flush(gn_conn_t *sc);
 void gn_h2__kick(gn_conn_t *sc);
 /* The response is complete (aborted: it cannot be, the stream is reset). */
 void gn_h2__done(gn_conn_t *sc, int aborted);
+/* The connection a stream of this loop's belongs to. */
+gn_conn_t *gn_h2__parent(gn_conn_t *sc);
 
 #endif

@@ -87,6 +87,14 @@ struct gn_loop {
     atomic_int accept_wanted;   /* a full sibling asks this loop to accept */
     atomic_int handed_wanted;   /* a retiring sibling gave this loop connections */
     atomic_uint n_conns_pub;    /* n_conns, for siblings */
+    /* HTTP/2 streams answered by another loop than their connection's
+     * (http/h2_remote.h). remote_out: this loop's streams that siblings
+     * answer (in inflight, but not run here), written by this loop only;
+     * remote_in: streams siblings handed to it, not started yet;
+     * h2r_wanted: news about them wait in this loop's slot. */
+    atomic_int remote_out;
+    atomic_int remote_in;
+    atomic_int h2r_wanted;
 };
 
 /*
