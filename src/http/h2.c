@@ -5,8 +5,10 @@
  * what happened (a head, body bytes, a stream's end); the bridges are
  * called afterwards, from serve(), never from inside nghttp2, because a
  * bridge may queue output and nghttp2 must not be asked to send while it
- * is reading. Streams of one connection are served on its loop: WSGI runs
- * one stream's application at a time, ASGI runs them as concurrent tasks.
+ * is reading. A stream ready to start goes to a sibling loop that runs
+ * fewer requests (spread, http/h2_remote.h); the others are served on the
+ * connection's loop: WSGI runs one stream's application at a time, ASGI
+ * runs them as concurrent tasks.
  */
 #include "http/h2.h"
 

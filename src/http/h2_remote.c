@@ -43,7 +43,8 @@
  * gn_conn_out_full() and waits (on_writable) as for a slow socket. The owner
  * takes chunks into S's queue as S drains (the client's window opens), and
  * wakes the runner when the job falls below the mark again. A stream is
- * thus bounded by about three times the mark: R's queue, the job, S's queue.
+ * thus bounded by about four times the mark: R's queue, the job, and S's
+ * queue, which takes whole chunks of up to a mark each while below it.
  */
 #include "http/h2_remote.h"
 
@@ -70,7 +71,7 @@ typedef struct chunk {
 typedef struct runner {
     gn_conn_t conn; /* first: the loop frees it as a connection */
     gn_h2r_job_t *job;
-    unsigned done : 1, aborted : 1, body_given : 1, shipped_end : 1;
+    unsigned done : 1, aborted : 1, body_given : 1, shipped_end : 1, serving : 1;
 } runner_t;
 
 struct gn_h2r_job {
@@ -446,7 +447,6 @@ static void retire(runner_t *r)
     rc->tls = NULL;
     gn_conn__set_state(rc, GN_CONN_CLOSED);
     gn_loop__retire(rc->loop, rc);
-    rc->loop->served++;
     r->job = NULL;
     pthread_mutex_lock(&j->mu);
     runner_drop_unlock(j);
@@ -458,6 +458,7 @@ static int take_head(runner_t *r, gn_h2r_job_t *j)
     gn_conn_t *rc = &r->conn;
     if (gn_conn__take_buf(rc) < 0)
         return -1;
+    memset(&rc->buf->fwd, 0, sizeof(rc->buf->fwd)); /* a reused buffer's is another request's */
     if (j->head_len > rc->rcap) {
         rc->rbuf = j->head; /* freed as a head that outgrew the buffer */
         rc->rcap = j->head_len;
@@ -537,6 +538,7 @@ static void start(gn_loop_t *loop, gn_h2r_job_t *j)
     rc->keepalive = 1;
     rc->streaming = hd->on_body != NULL;
     rc->buf->started = loop->now;
+    r->serving = 1;
     hd->on_request(rc, hd->ctx);
     loop->now = gn_now();
     runner_serve(r);
@@ -552,6 +554,7 @@ static void runner_serve(runner_t *r)
     pthread_mutex_lock(&j->mu);
     int cancelled = j->cancelled;
     pthread_mutex_unlock(&j->mu);
+    r->serving = 1;
     if (cancelled) {
         if (answering(rc))
             hd->on_abort(rc, hd->ctx); /* RST_STREAM: ASGI's http.disconnect */
@@ -577,15 +580,21 @@ static void runner_serve(runner_t *r)
         rc->loop->now = gn_now();
         ship(r);
     }
+    r->serving = 0;
     if (r->shipped_end)
         retire(r);
+    else if (answering(rc) && rc->want_body && !r->body_given)
+        tell_locked(j, 1); /* asked for during the calls above */
 }
 
 void gn_h2r__kick(gn_conn_t *rc)
 {
     runner_t *r = runner_of(rc);
+    if (r->job == NULL) /* closed: the bridge heard on_abort */
+        return;
     ship(r);
-    if (rc->want_body || rc->out_blocked || r->done)
+    /* From a bridge call of runner_serve's, it looks again itself. */
+    if (!r->serving && (rc->want_body || rc->out_blocked || r->done))
         tell_locked(r->job, 1); /* runner_serve, from this loop's next round */
 }
 
