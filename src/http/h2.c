@@ -401,6 +401,8 @@ static void dispatch(gn_h2_stream_t *st)
     sc->buf->started = sc->loop->now;
     st->hd->on_request(sc, st->hd->ctx);
     sc->loop->now = gn_now();
+    if (st->hd == sc->loop->handler)
+        gn_h2r__ran(sc->loop, sc->loop->now - sc->buf->started);
 }
 
 /* Whether serve() would start the stream now; ready for a sibling too once

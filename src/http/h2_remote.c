@@ -178,11 +178,16 @@ static int serves_on(gn_loop_t *l)
     return l != NULL && !atomic_load_explicit(&l->stop_requested, memory_order_relaxed);
 }
 
+void gn_h2r__ran(gn_loop_t *loop, double seconds)
+{
+    loop->h2_cost += (seconds - loop->h2_cost) / 8;
+}
+
 int gn_h2r__pick(gn_loop_t *loop, unsigned here)
 {
     gn_group_t *g = loop->group;
     int best = load(loop) + (int)here, to = -1;
-    if (g == NULL || best <= 0)
+    if (g == NULL || best <= 0 || loop->h2_cost < GN_H2R_COST_MIN)
         return -1;
     for (unsigned k = 1; k < g->n; k++) {
         unsigned i = (loop->slot + k) % g->n;

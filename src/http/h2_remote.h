@@ -23,10 +23,19 @@ extern char gn_h2r__tag;
 #define GN_H2_RUNNER ((struct gn_h2_stream *)(void *)&gn_h2r__tag)
 
 /* ---- the owner's side (h2.c) ---- */
+/* A hand-off costs tens of microseconds on two threads: worth it only for
+ * applications slower than this (seconds in on_request, an average of the
+ * recent streams started here). A loop assumes GN_H2R_COST_FIRST until it
+ * has seen its own. */
+#define GN_H2R_COST_MIN 0.001
+#define GN_H2R_COST_FIRST 0.004
+/* The application took `seconds` to start a stream here (on_request). */
+void gn_h2r__ran(gn_loop_t *loop, double seconds);
 /* The sibling slot to run a stream that is ready to start, or -1 to run it
  * here: a sibling that serves on and runs fewer requests than this loop,
- * counting `here` streams this loop is about to start. No lock while this
- * loop runs nothing. */
+ * counting `here` streams this loop is about to start, when its streams
+ * cost enough to be worth it. No lock while this loop runs nothing or
+ * answers fast. */
 int gn_h2r__pick(gn_loop_t *loop, unsigned here);
 /* Hands the request of stream sc (head parsed, body complete: sc->body, or
  * for a streaming bridge the bytes pend[0..n)) to the loop in slot `to`.

@@ -115,6 +115,7 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     atomic_init(&loop->remote_out, 0);
     atomic_init(&loop->remote_in, 0);
     atomic_init(&loop->h2r_wanted, 0);
+    loop->h2_cost = GN_H2R_COST_FIRST;
     atomic_init(&loop->app_since_us, 0);
     pthread_mutex_init(&loop->app_mu, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -95,6 +95,7 @@ struct gn_loop {
     atomic_int remote_out;
     atomic_int remote_in;
     atomic_int h2r_wanted;
+    double h2_cost; /* seconds the application takes to start a stream here (recent average) */
 };
 
 /*
