@@ -129,8 +129,8 @@ static void unref(gn_h2r_job_t *j)
 
 /* ---- news between the loops ------------------------------------------- */
 
-/* With j->mu held: puts j on the news list of slot i (the runner's list if
- * run, else the owner's) and wakes its loop, once until it is taken. */
+/* With j->mu held: puts j on the news list of the runner's slot (run) or
+ * the owner's, and wakes that slot's loop; once until the loop takes it. */
 static void tell(gn_h2r_job_t *j, int run)
 {
     if (run ? j->on_run_news : j->on_own_news)
