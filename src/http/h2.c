@@ -719,7 +719,7 @@ int gn_h2__step(gn_conn_t *c)
         h->goaway = 1;
     }
     h->moved = 0;
-    if (loop->group)
+    if (loop->group && !h->failed)
         spread(c);
     for (gn_h2_stream_t *st = h->streams, *next; st && c->state == GN_CONN_H2; st = next) {
         next = st->next;

@@ -438,11 +438,16 @@ static void ship(runner_t *r)
     pthread_mutex_unlock(&j->mu);
 }
 
-/* R leaves the runner's loop (freed with its closed connections). */
+/* R leaves the runner's loop (freed with its closed connections); a
+ * bridge still answering (its response cut short here) hears on_abort. */
 static void retire(runner_t *r)
 {
     gn_conn_t *rc = &r->conn;
     gn_h2r_job_t *j = r->job;
+    const gn_handler_t *hd = rc->loop->handler;
+    if (answering(rc))
+        hd->on_abort(rc, hd->ctx);
+    rc->bridge = NULL;
     gn_conn__out_release_all(rc);
     gn_body_reset(&rc->body);
     rc->rlen = 0;
@@ -561,10 +566,7 @@ static void runner_serve(runner_t *r)
     pthread_mutex_unlock(&j->mu);
     r->serving = 1;
     if (cancelled) {
-        if (answering(rc))
-            hd->on_abort(rc, hd->ctx); /* RST_STREAM: ASGI's http.disconnect */
-        rc->bridge = NULL;
-        retire(r);
+        retire(r); /* RST_STREAM: ASGI's http.disconnect */
         return;
     }
     if (answering(rc) && rc->want_body && !r->body_given) {
