@@ -7,6 +7,7 @@
 #include "http/conn.h"
 #include "http/forwarded.h"
 #include "http/h2.h"
+#include "http/h2_remote.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -226,6 +227,8 @@ void gn_conn_close(gn_conn_t *c)
         return;
     if (c->state == GN_CONN_RESPOND && c->bridge != NULL)
         c->loop->handler->on_abort(c, c->loop->handler->ctx);
+    if (c->h2s == GN_H2_RUNNER) /* a stream run here for a sibling's connection */
+        gn_h2r__closed(c);
     gn_conn__ws_free(c); /* reports a lost WebSocket to its bridge */
     set_state(c, GN_CONN_CLOSED);
     if (c->h2)

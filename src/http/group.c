@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "http/h2_remote.h"
 #include "http/loop.h"
 #include "http/tls.h"
 
@@ -77,10 +78,14 @@ void gn_group_leave(gn_loop_t *loop)
         return;
     pthread_mutex_lock(&g->slots[loop->slot].mu);
     g->slots[loop->slot].loop = NULL;
-    gn_handed_t *late = g->slots[loop->slot].handed; /* came after its last look */
-    g->slots[loop->slot].handed = NULL;
+    gn_group_slot_t *s = &g->slots[loop->slot];
+    gn_handed_t *late = s->handed; /* came after its last look */
+    struct gn_h2r_job *run = s->h2r_run, *own = s->h2r_own;
+    s->handed = NULL;
+    s->h2r_run = s->h2r_own = NULL;
     pthread_mutex_unlock(&g->slots[loop->slot].mu);
     close_handed(late);
+    gn_h2r__orphans(run, own);
 }
 
 void gn_group__lock(gn_loop_t *loop)
@@ -103,11 +108,13 @@ static int busy(gn_loop_t *l, long long now_us)
            now_us - atomic_load_explicit(&l->polled_us, memory_order_relaxed) > BUSY_AFTER_US;
 }
 
-/* Nothing of its own to answer: it can take work at once (a stopping loop
- * declines, in take_requests). */
+/* Nothing of its own to answer (its HTTP/2 streams that siblings answer
+ * are not its work): it can take work at once (a stopping loop declines, in
+ * take_requests). */
 static int idle(gn_loop_t *l)
 {
-    return atomic_load_explicit(&l->inflight, memory_order_relaxed) == 0;
+    return atomic_load_explicit(&l->inflight, memory_order_relaxed) ==
+           atomic_load_explicit(&l->remote_out, memory_order_relaxed);
 }
 
 /*

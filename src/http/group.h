@@ -36,6 +36,10 @@ typedef struct {
     pthread_mutex_t mu;  /* look into the loop's epoll set; free its connections */
     gn_loop_t *loop;     /* NULL while the loop is not serving */
     gn_handed_t *handed; /* idle connections a retiring sibling gave it */
+    /* HTTP/2 streams with news for the loop (http/h2_remote.h): as the
+     * runner (a stream to start, a cancel, room) and as the owner (response
+     * bytes). */
+    struct gn_h2r_job *h2r_run, *h2r_own;
 } gn_group_slot_t;
 
 typedef struct gn_group {

@@ -5,8 +5,10 @@
  * what happened (a head, body bytes, a stream's end); the bridges are
  * called afterwards, from serve(), never from inside nghttp2, because a
  * bridge may queue output and nghttp2 must not be asked to send while it
- * is reading. Streams of one connection are served on its loop: WSGI runs
- * one stream's application at a time, ASGI runs them as concurrent tasks.
+ * is reading. A stream ready to start goes to a sibling loop that runs
+ * fewer requests (spread, http/h2_remote.h); the others are served on the
+ * connection's loop: WSGI runs one stream's application at a time, ASGI
+ * runs them as concurrent tasks.
  */
 #include "http/h2.h"
 
@@ -20,6 +22,7 @@
 #include <sys/epoll.h>
 
 #include "http/conn.h"
+#include "http/h2_remote.h"
 #include "http/loop.h"
 #include "http/response.h"
 #include "http/stats.h"
@@ -59,6 +62,7 @@ typedef struct gn_h2_stream {
     char *trl;          /* response trailers: "name\0value\0" each */
     size_t trl_len, trl_cap;
     unsigned n_trl;
+    const gn_handler_t *hd; /* who answers: the loop's bridge, or a sibling's (h2_remote.h) */
     unsigned head_ready : 1, remote_done : 1, dispatched : 1, submitted : 1, done : 1, aborted : 1,
         deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1;
 } gn_h2_stream_t;
@@ -137,6 +141,7 @@ static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
     sc->tls = c->tls; /* read for the scheme and the TLS details, never freed here */
     sc->h2s = st;
     gn_body_init(&sc->body);
+    st->hd = c->loop->handler;
     st->parent = c;
     st->id = id;
     gn_h2_t *h = c->h2;
@@ -468,8 +473,44 @@ static void dispatch(gn_h2_stream_t *st)
     sc->keepalive = 1;
     sc->streaming = streaming(sc);
     sc->buf->started = sc->loop->now;
-    sc->loop->handler->on_request(sc, sc->loop->handler->ctx);
+    st->hd->on_request(sc, st->hd->ctx);
     sc->loop->now = gn_now();
+    if (st->hd == sc->loop->handler)
+        gn_h2r__ran(sc->loop, sc->loop->now - sc->buf->started);
+}
+
+/* Whether serve() would start the stream now; ready for a sibling too once
+ * its body is complete (a streamed body is read where it is answered). */
+static int startable(const gn_h2_stream_t *st, int *whole)
+{
+    *whole = st->remote_done;
+    return !st->dispatched && st->head_ready && !st->error && !st->too_big && !st->closed &&
+           (st->remote_done || streaming(&st->conn));
+}
+
+/* Streams ready to start go to sibling loops that run fewer requests than
+ * this one (http/h2_remote.h), before serve() starts the others here: a
+ * WSGI application called here would hold the loop before the rest were
+ * shared out. */
+static void spread(gn_conn_t *c)
+{
+    unsigned here = 0;
+    for (gn_h2_stream_t *st = c->h2->streams; st; st = st->next) {
+        int whole;
+        if (!startable(st, &whole))
+            continue;
+        int to = whole ? gn_h2r__pick(c->loop, here) : -1;
+        if (to < 0 || gn_h2r__send(&st->conn, to, st->pend, st->pend_len) < 0) {
+            here++;
+            continue;
+        }
+        if (st->pend_len) /* taken with the request: the window opens */
+            nghttp2_session_consume(c->h2->s, st->id, st->pend_len);
+        st->pend_len = 0;
+        st->body_done = 1;
+        st->hd = &gn_h2r__owner;
+        dispatch(st);
+    }
 }
 
 /* The server's own answer (4xx, 503) instead of the application's. */
@@ -563,7 +604,7 @@ static void reset(gn_conn_t *c, gn_h2_stream_t *st, uint32_t code)
 static void serve(gn_conn_t *c, gn_h2_stream_t *st)
 {
     gn_conn_t *sc = &st->conn;
-    const gn_handler_t *hd = c->loop->handler;
+    const gn_handler_t *hd = st->hd;
     int answering = sc->state == GN_CONN_RESPOND && sc->bridge != NULL;
     if (st->closed) {
         if (answering)
@@ -675,11 +716,10 @@ void gn_h2__free(gn_conn_t *c)
     gn_h2_t *h = c->h2;
     if (h == NULL)
         return;
-    const gn_handler_t *hd = c->loop->handler;
     while (h->streams) {
         gn_h2_stream_t *st = h->streams;
         if (st->conn.state == GN_CONN_RESPOND && st->conn.bridge != NULL)
-            hd->on_abort(&st->conn, hd->ctx);
+            st->hd->on_abort(&st->conn, st->hd->ctx);
         st->closed = 1;
         free_stream(c, st);
     }
@@ -822,6 +862,8 @@ int gn_h2__step(gn_conn_t *c)
         h->goaway = 1;
     }
     h->moved = 0;
+    if (loop->group && !h->failed)
+        spread(c);
     for (gn_h2_stream_t *st = h->streams, *next; st && c->state == GN_CONN_H2; st = next) {
         next = st->next;
         serve(c, st);
@@ -882,8 +924,17 @@ void gn_h2__timeout(gn_conn_t *c)
 
 /* ---- a stream's side -------------------------------------------------- */
 
+gn_conn_t *gn_h2__parent(gn_conn_t *sc)
+{
+    return stream_of(sc)->parent;
+}
+
 void gn_h2__kick(gn_conn_t *sc)
 {
+    if (sc->h2s == GN_H2_RUNNER) {
+        gn_h2r__kick(sc);
+        return;
+    }
     gn_conn_t *c = stream_of(sc)->parent;
     if (c->state == GN_CONN_H2)
         gn_conn_resume(c);
@@ -897,6 +948,10 @@ int gn_h2__flush(gn_conn_t *sc)
 
 void gn_h2__done(gn_conn_t *sc, int aborted)
 {
+    if (sc->h2s == GN_H2_RUNNER) {
+        gn_h2r__done(sc, aborted);
+        return;
+    }
     gn_h2_stream_t *st = stream_of(sc);
     sc->bridge = NULL;
     st->done = 1;

@@ -69,5 +69,7 @@ void gn_h2__kick(gn_conn_t *sc);
 int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen);
 /* The response is complete (aborted: it cannot be, the stream is reset). */
 void gn_h2__done(gn_conn_t *sc, int aborted);
+/* The connection a stream of this loop's belongs to. */
+gn_conn_t *gn_h2__parent(gn_conn_t *sc);
 
 #endif

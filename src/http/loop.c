@@ -15,6 +15,7 @@
 
 #include "http/group.h"
 #include "http/peers.h"
+#include "http/h2_remote.h"
 #include "http/tls.h"
 #include "server/log.h"
 
@@ -113,6 +114,10 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     atomic_init(&loop->handed_wanted, 0);
     atomic_init(&loop->accept_wanted, 0);
     atomic_init(&loop->n_conns_pub, 0);
+    atomic_init(&loop->remote_out, 0);
+    atomic_init(&loop->remote_in, 0);
+    atomic_init(&loop->h2r_wanted, 0);
+    loop->h2_cost = GN_H2R_COST_FIRST;
     atomic_init(&loop->app_since_us, 0);
     pthread_mutex_init(&loop->app_mu, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -502,6 +507,8 @@ static void take_requests(gn_loop_t *loop)
         let_go_moved(loop);
     if (atomic_load_explicit(&loop->handed_wanted, memory_order_relaxed) && atomic_exchange(&loop->handed_wanted, 0))
         gn_group__adopt_handed(loop);
+    if (atomic_load_explicit(&loop->h2r_wanted, memory_order_relaxed) && atomic_exchange(&loop->h2r_wanted, 0))
+        gn_h2r__poll(loop);
     if (atomic_load_explicit(&loop->accept_wanted, memory_order_relaxed) && atomic_exchange(&loop->accept_wanted, 0)) {
         for (unsigned i = 0; i < loop->n_listen && loop->accepting; i++)
             accept_one_batch(loop, i);

@@ -92,6 +92,16 @@ struct gn_loop {
      * loop last counted in its process's slot. */
     int peer_room;              /* counted as having room; watches the eventfd */
     unsigned peer_conns;        /* connections counted */
+
+    /* HTTP/2 streams answered by another loop than their connection's
+     * (http/h2_remote.h). remote_out: this loop's streams that siblings
+     * answer (in inflight, but not run here), written by this loop only;
+     * remote_in: streams siblings handed to it, not started yet;
+     * h2r_wanted: news about them wait in this loop's slot. */
+    atomic_int remote_out;
+    atomic_int remote_in;
+    atomic_int h2r_wanted;
+    double h2_cost; /* seconds the application takes to start a stream here (recent average) */
 };
 
 /*

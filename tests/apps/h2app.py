@@ -1,7 +1,11 @@
 """The HTTP/2 tests' apps, WSGI (`app`) and ASGI (`asgi`), with the same
 routes: /proto (the protocol the server reports), /echo (the body back, with
 its length), /big?n=N (N bytes), /slow?s=S (answers after S seconds),
-/who (the worker's interpreter id, to see streams spread)."""
+/who (the worker's interpreter id, to see streams spread), /meet?key=K&n=N
+(the interpreter id, once N requests have met: tests/apps/_wsgicheck.py),
+/hold?s=S (the interpreter id after S seconds), /counted?n=N&key=K (N bytes
+in 16 KiB pieces, each counted in gorgon.shared[K] as it is produced) and
+/count?key=K (that count)."""
 import asyncio
 import threading
 import time
@@ -21,6 +25,27 @@ def _who():
         return str(_interpreters.get_current()[0])
     except Exception:
         return str(threading.get_ident())
+
+
+def _meet(query):
+    from _wsgicheck import meet
+    met, _ = meet(_n(query, "key", ""), _n(query, "n", 2), _n(query, "timeout", 60.0))
+    return ("%s %s" % (_who(), "met" if met else "alone")).encode()
+
+
+def _counted(query):
+    import gorgon
+    n, key = _n(query, "n", 1 << 20), _n(query, "key", "")
+    data = _pattern(n)
+    for i in range(0, n, 16384):
+        piece = data[i:i + 16384]
+        gorgon.shared.incr(key, len(piece))
+        yield piece
+
+
+def _count(query):
+    import gorgon
+    return str(gorgon.shared.get(_n(query, "key", ""), 0)).encode()
 
 
 def _pattern(n):
@@ -47,6 +72,16 @@ def app(environ, start_response):
         body = b"slow done"
     elif path == "/who":
         body = _who().encode()
+    elif path == "/meet":
+        body = _meet(query)
+    elif path == "/hold":
+        time.sleep(_n(query, "s", 0.5))
+        body = _who().encode()
+    elif path == "/count":
+        body = _count(query)
+    elif path == "/counted":
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("X-Who", _who())])
+        return _counted(query)
     else:
         body = b"hello h2"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
@@ -90,10 +125,17 @@ async def asgi(scope, receive, send):
         return
     elif path == "/disconnect":
         # Waits for the client to go away; the log line proves it was heard.
+        print("h2app: disconnect awaited in %s" % _who(), flush=True)
         msg = await receive()
         while msg["type"] != "http.disconnect":
             msg = await receive()
-        print("h2app: disconnect heard", flush=True)
+        print("h2app: disconnect heard in %s" % _who(), flush=True)
+        return
+    elif path == "/counted":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-who", _who().encode())]})
+        for piece in _counted(query):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
         return
     elif path == "/trailers":
         # Response trailers where the scope offers them (HTTP/2), in two
@@ -116,6 +158,13 @@ async def asgi(scope, receive, send):
         body = b"slow done"
     elif path == "/who":
         body = _who().encode()
+    elif path == "/meet":
+        body = _meet(query)
+    elif path == "/hold":
+        await asyncio.sleep(_n(query, "s", 0.5))
+        body = _who().encode()
+    elif path == "/count":
+        body = _count(query)
     else:
         body = b"hello h2"
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -16,6 +16,8 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.request
+import uuid
 
 import pytest
 from conftest import fetch, scaled
@@ -342,6 +344,70 @@ def test_asgi_timeout_spares_the_other_streams(server):
     c.wait(lambda: c.responses[slow]["ended"], timeout=20)
     assert c.responses[slow]["headers"][":status"] == "504"
     wait_log(srv, "GET /wait?s=10 ran past --timeout (2s): answered 504")
+
+
+# ---- streams of one connection spread over the workers -------------------
+
+def at_once(c, paths):
+    """Opens one stream per path in a single write, so that the server reads
+    them together (a WSGI application called first would otherwise hold its
+    loop before the rest were read)."""
+    sids = []
+    for path in paths:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "http"),
+                                  (":authority", "127.0.0.1:%d" % c.addr[1])], end_stream=True)
+        c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        sids.append(sid)
+    c.flush()
+    return sids
+
+
+def ready_client(srv):
+    c = H2(srv.addr)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    return c
+
+
+@pytest.mark.tsan
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_hundred_streams_of_one_connection_run_in_several_interpreters(server, kind):
+    """Each request holds its interpreter until another one has started
+    (tests/apps/_wsgicheck.py meet): with one interpreter serving the whole
+    connection, none would meet."""
+    srv = server(APPS[kind], "--mode", "interpreters")
+    c = ready_client(srv)
+    meet = "/meet?key=%s&n=2&timeout=%d" % (uuid.uuid4().hex, int(scaled(60)))
+    sids = at_once(c, [meet] * 100)
+    c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=120)
+    answers = [bytes(c.responses[s]["data"]).decode().split() for s in sids]
+    assert all(a[1] == "met" for a in answers), answers
+    assert len({a[0] for a in answers}) > 1, answers
+    c.close()
+
+
+def test_rst_stream_of_a_remote_stream_is_asgi_disconnect(server):
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    hold = c.request("/hold?s=%g" % scaled(3))
+    # Answered by the sibling (this loop runs /hold): its interpreter, and
+    # /hold is surely under way once it is back.
+    other = bytes(c.get("/who")["data"]).decode()
+    sid = c.request("/disconnect")
+    text = "disconnect awaited in %s" % other
+    deadline = time.monotonic() + scaled(20)
+    while text not in srv.stdout_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert text in srv.stdout_text(), srv.describe()
+    c.conn.reset_stream(sid, error_code=CANCEL)
+    c.flush()
+    deadline = time.monotonic() + scaled(20)
+    while "disconnect heard in %s" % other not in srv.stdout_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "disconnect heard in %s" % other in srv.stdout_text(), srv.describe()
+    c.wait(lambda: c.responses[hold]["ended"], timeout=30)
+    assert bytes(c.responses[hold]["data"]).decode() != other
+    assert c.get("/")["headers"][":status"] == "200"
     c.close()
 
 
@@ -476,6 +542,55 @@ def test_request_trailers_are_accepted(server, kind):
     r = c.responses[sid]
     assert r["reset"] is None and r["headers"][":status"] == "200"
     assert bytes(r["data"]) == b"body before trailers" and c.goaway is None
+
+
+def test_goaway_on_sigterm_finishes_remote_streams(server, kind):
+    srv = server(APPS[kind], "--mode", "interpreters")
+    c = ready_client(srv)
+    sids = at_once(c, ["/hold?s=%g" % scaled(0.5)] * 6)
+    time.sleep(scaled(0.2))
+    srv.send_signal(signal.SIGTERM)
+    c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=30)
+    who = [bytes(c.responses[s]["data"]).decode() for s in sids]
+    assert all(w.isdigit() for w in who) and len(set(who)) > 1, (who, srv.describe())
+    assert c.wait_goaway() is not None and c.goaway[0] == NO_ERROR
+    assert srv.wait_exit(20) == 0
+
+
+def produced(srv, key):
+    url = "http://127.0.0.1:%d/count?key=%s" % (srv.port, key)
+    with urllib.request.urlopen(url, timeout=scaled(10)) as r:
+        return int(r.read())
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_remote_streams_to_a_slow_reader_are_bounded(server, kind):
+    """Large responses on streams of one connection, two of them answered by
+    the sibling, to a client that reads nothing (its windows stay shut):
+    what the applications produce stops at a few high-water marks per
+    stream, counted as they produce it, and all of it arrives once the
+    client reads."""
+    hw, n, size = 65536, 4, 2 * MB
+    srv = server(APPS[kind], "--mode", "interpreters", "--write-high-water", str(hw))
+    c = ready_client(srv)
+    key = uuid.uuid4().hex
+    sids = at_once(c, ["/counted?n=%d&key=%s" % (size, key)] * n)
+    # Until the count stops moving (a server that does not stop would
+    # produce everything: n * size).
+    last, still = -1, 0
+    while still < 5 and last < n * size:
+        now = produced(srv, key)
+        still = still + 1 if now == last else 0
+        last = now
+        time.sleep(0.1)
+    # Per stream: the runner's queue (a mark and a piece), the job between
+    # the loops (a mark), the stream's queue (two marks); per connection:
+    # its queue and the client's window.
+    bound = n * (4 * hw + 16384) + hw + 65535
+    assert 0 < last <= bound, (last, bound)
+    c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=60)
+    assert all(bytes(c.responses[s]["data"]) == pattern(size) for s in sids)
+    assert len({c.responses[s]["headers"]["x-who"] for s in sids}) > 1
     c.close()
 
 
