@@ -544,6 +544,7 @@ def test_request_trailers_are_accepted(server, kind):
     assert bytes(r["data"]) == b"body before trailers" and c.goaway is None
 
 
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_goaway_on_sigterm_finishes_remote_streams(server, kind):
     srv = server(APPS[kind], "--mode", "interpreters")
     c = ready_client(srv)
