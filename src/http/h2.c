@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 
 #include "http/conn.h"
+#include "http/forwarded.h"
 #include "http/h2_remote.h"
 #include "http/loop.h"
 #include "http/response.h"
@@ -264,6 +265,12 @@ static void build_head(gn_h2_stream_t *st)
     }
     sc->head_len = (size_t)r;
     sc->req.minor_version = GN_HTTP2_VERSION;
+    /* The buffer may have served an HTTP/1.1 request: its forwarded facts
+     * are that request's until this one's replace them. */
+    if (sc->loop->limits->proxy_headers)
+        gn_forwarded_apply(sc);
+    else
+        memset(&sc->buf->fwd, 0, sizeof(sc->buf->fwd));
     uint64_t max_body = sc->loop->limits->max_body;
     if (max_body && sc->req.content_length > 0 && (uint64_t)sc->req.content_length > max_body)
         st->error = 413;

@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/forwarded.h"
 #include "http/group.h"
 #include "http/h2.h"
 #include "http/loop.h"
@@ -484,6 +485,8 @@ static int take_head(runner_t *r, gn_h2r_job_t *j)
         return -1;
     rc->head_len = (size_t)n;
     rc->req.minor_version = GN_HTTP2_VERSION;
+    if (rc->loop->limits->proxy_headers)
+        gn_forwarded_apply(rc);
     return 0;
 }
 

@@ -7,6 +7,7 @@ conformance cases (RFC 9113, RFC 7541) assert the exact GOAWAY or RST_STREAM
 error code the server sends.
 """
 import base64
+import json
 import os
 import shutil
 import signal
@@ -1006,3 +1007,22 @@ def test_others_unaffected_by_an_abuser(h2srv):
         bad.close()
     t.join(scaled(30))
     assert results == ["200"] * 20
+
+
+# ---- proxy headers on a stream ----------------------------------------------
+
+def test_forwarded_headers_on_a_stream_are_the_streams_own(server):
+    """A stream's X-Forwarded-For from a trusted peer sets its client, as
+    over HTTP/1.1; a stream without one is the socket's peer, even when the
+    loop's request buffer last served an HTTP/1.1 request that had one."""
+    srv = server("echo:app", "--workers", "1")
+    r = fetch(srv, "/", headers=[("X-Forwarded-For", "203.0.113.7")])
+    assert r.json()["environ"]["REMOTE_ADDR"] == "203.0.113.7"
+    c = H2(srv.addr)
+    plain = c.get("/")
+    assert plain["headers"][":status"] == "200"
+    assert json.loads(bytes(plain["data"]))["environ"]["REMOTE_ADDR"] == "127.0.0.1"
+    sid = c.request("/", headers=[("x-forwarded-for", "198.51.100.9")])
+    c.wait(lambda: c.responses[sid]["ended"])
+    assert json.loads(bytes(c.responses[sid]["data"]))["environ"]["REMOTE_ADDR"] == "198.51.100.9"
+    c.close()
