@@ -304,12 +304,15 @@ def test_failed_reload_of_a_refusing_module_then_stop(server, tmp_path, env):
 @pytest.mark.parametrize("env", [None, {"GORGON_NO_DUMMY_THREAD_WORKAROUND": "1"}], ids=["workaround", "off"])
 def test_dummy_thread_ends_quietly(server, mode, env):
     """Workers that called threading.current_thread() (a _DummyThread each):
-    the stop exits 0 and prints nothing from _DeleteDummyThreadOnDel, with
-    the workaround and without it (3.13.0, 3.13.5, 3.14.10, 3.15.2)."""
+    the stop exits 0 and prints nothing from _DeleteDummyThreadOnDel: with
+    the workaround everywhere, without it from 3.14 on. On 3.13 the
+    traceback can still show without it (seen under ASan's slower teardown),
+    which is why it stays on there; only the exit code is asserted then."""
     srv = server("dummy_thread:app", "--workers", "2", "--mode", mode, env=env)
     for _ in range(2):  # concurrent requests, so that both workers make one
         assert [r.body for r in in_threads(lambda: fetch(srv, "/"), [()] * 4)] == [b"_DummyThread"] * 4
     rc = srv.stop(signal.SIGTERM, timeout=20)
     text = srv.stderr_text()
     assert rc == 0, "exit code %s\n%s" % (rc, text)
-    assert "Exception ignored" not in text and "DummyThread" not in text, text
+    if env is None or sys.version_info >= (3, 14):
+        assert "Exception ignored" not in text and "DummyThread" not in text, text

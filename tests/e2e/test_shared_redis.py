@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import (REDIS_SERVER, RedisServer, fetch, free_port, in_threads, run_gorgon, scaled, server_env,
+from conftest import (REDIS_SERVER, SERVER_CWD, RedisServer, fetch, free_port, in_threads, run_gorgon, scaled, server_env,
                       wait_for)
 from test_shared import APP, ARGS, get_json, run_pair, start_marked, stored, uid
 from test_tls import make_cert
@@ -297,7 +297,7 @@ def test_keys_are_namespaced(redis_server, server):
 
 def build_has_tls():
     out = subprocess.run([sys.executable, "-c", "from gorgon import _gorgon; print(_gorgon._redis_tls)"],
-                         env=server_env(), capture_output=True, text=True, timeout=scaled(30))
+                         cwd=SERVER_CWD, env=server_env(), capture_output=True, text=True, timeout=scaled(30))
     assert out.returncode == 0, out.stderr
     return out.stdout.strip() == "True"
 
