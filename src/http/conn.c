@@ -202,11 +202,7 @@ gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, soc
     set_state(c, loop->limits->http == GN_HTTP_ONLY2 && loop->limits->tls ? GN_CONN_H2 : GN_CONN_READ_HEAD);
     /* A new client is expected to send a request: the head timer runs. */
     c->deadline = loop->now + loop->limits->header_timeout;
-    c->next = loop->conns;
-    if (loop->conns)
-        loop->conns->prev = c;
-    loop->conns = c;
-    loop->n_conns++;
+    gn_loop__link(loop, c);
     if (gn_loop__watch(loop, c, EPOLLIN | EPOLLRDHUP) < 0) {
         gn_loop__retire(loop, c);
         set_state(c, GN_CONN_CLOSED);

@@ -451,8 +451,7 @@ static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
         c->loop->served++;
         c->requests++;
     }
-    if (!st->closed && h->s)
-        nghttp2_session_set_stream_user_data(h->s, st->id, NULL);
+    /* Only closed streams come here: nghttp2 has let go of this one. */
     gn_conn__out_release_all(sc);
     gn_body_reset(&sc->body);
     sc->rlen = 0;

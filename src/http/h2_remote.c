@@ -521,11 +521,7 @@ static runner_t *runner_new(gn_loop_t *loop, gn_h2r_job_t *j)
     }
     rc->body = j->body;
     gn_body_init(&j->body);
-    rc->next = loop->conns;
-    if (loop->conns)
-        loop->conns->prev = rc;
-    loop->conns = rc;
-    loop->n_conns++;
+    gn_loop__link(loop, rc);
     return r;
 }
 

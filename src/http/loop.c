@@ -231,6 +231,15 @@ int gn_loop__watch(gn_loop_t *loop, gn_conn_t *c, uint32_t events)
     return 0;
 }
 
+void gn_loop__link(gn_loop_t *loop, gn_conn_t *c)
+{
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->n_conns++;
+}
+
 void gn_loop__retire(gn_loop_t *loop, gn_conn_t *c)
 {
     if (c->prev)

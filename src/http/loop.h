@@ -169,9 +169,11 @@ void gn_loop_destroy(gn_loop_t *loop);
  */
 int gn_listener_refuse_new(int fd);
 
-/* Internal, for conn.c and group.c: register interest, retire a closed
- * connection, wake the loop, and the clock in microseconds. */
+/* Internal, for conn.c, group.c and h2_remote.c: register interest, link a
+ * new connection into the loop's list, retire a closed one, wake the loop,
+ * and the clock in microseconds. */
 int gn_loop__watch(gn_loop_t *loop, gn_conn_t *c, uint32_t events);
+void gn_loop__link(gn_loop_t *loop, gn_conn_t *c);
 void gn_loop__retire(gn_loop_t *loop, gn_conn_t *c);
 void gn_loop__wake(gn_loop_t *loop);
 long long gn_loop__us(double t);
