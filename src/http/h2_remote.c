@@ -92,7 +92,8 @@ struct gn_h2r_job {
     /* Under mu. */
     chunk_t *out, *out_last;
     size_t out_bytes;
-    unsigned out_done : 1, out_aborted : 1, cancelled : 1, runner_gone : 1, on_run_news : 1, on_own_news : 1;
+    unsigned out_done : 1, out_aborted : 1, cancelled : 1, runner_gone : 1, on_run_news : 1, on_own_news : 1,
+        given_up : 1;
     gn_h2r_job_t *run_next, *own_next;
     /* One thread's each. */
     gn_conn_t *sc; /* the owner's */
@@ -325,7 +326,7 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
     int wake = 0;
     pthread_mutex_lock(&j->mu);
     chunk_t *got = take_chunks(j, sc->out_bytes < hw ? hw - sc->out_bytes : 0, &wake);
-    int end = j->out_done && j->out == NULL, aborted = j->out_aborted;
+    int end = j->out_done && j->out == NULL, aborted = j->out_aborted, given_up = j->given_up;
     if (wake)
         tell(j, 1);
     pthread_mutex_unlock(&j->mu);
@@ -337,6 +338,12 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
     }
     if (!end && !aborted)
         return;
+    if (given_up && sc->status == 0 && sc->out_bytes == 0) {
+        /* The runner is stuck past --timeout before its answer began. */
+        static const char body[] = "Gateway Timeout\n";
+        gn_conn_write_simple(sc, 504, body, sizeof(body) - 1, 0);
+        aborted = 0;
+    }
     owner_drop(sc, j);
     if (aborted)
         gn_conn_response_abort(sc);
@@ -399,7 +406,7 @@ static void ship(runner_t *r)
         return;
     pthread_mutex_lock(&j->mu);
     size_t room = j->out_bytes < j->high_water ? j->high_water - j->out_bytes : 0;
-    int cancelled = j->cancelled;
+    int cancelled = j->cancelled || j->given_up;
     pthread_mutex_unlock(&j->mu);
     size_t n = rc->out_bytes < room ? rc->out_bytes : room;
     chunk_t *k = NULL;
@@ -429,12 +436,12 @@ static void ship(runner_t *r)
         j->out_last = k;
         j->out_bytes += k->len;
     }
-    if (end) {
+    if (end && !j->given_up) {
         j->out_done = 1;
         j->out_aborted = r->aborted;
-        r->shipped_end = 1;
     }
-    if ((k || end) && !j->cancelled)
+    r->shipped_end |= end;
+    if ((k || end) && !j->cancelled && !j->given_up)
         tell(j, 0);
     pthread_mutex_unlock(&j->mu);
 }
@@ -612,6 +619,21 @@ void gn_h2r__done(gn_conn_t *rc, int aborted)
     r->aborted |= aborted != 0;
     gn_conn__set_state(rc, GN_CONN_DRAIN);
     gn_h2r__kick(rc);
+}
+
+void gn_h2r__abandon(gn_conn_t *rc)
+{
+    runner_t *r = runner_of(rc);
+    gn_h2r_job_t *j = r->job;
+    if (j == NULL || r->shipped_end)
+        return;
+    pthread_mutex_lock(&j->mu);
+    if (!j->out_done) {
+        j->given_up = j->out_done = j->out_aborted = 1;
+        if (!j->cancelled)
+            tell(j, 0);
+    }
+    pthread_mutex_unlock(&j->mu);
 }
 
 void gn_h2r__closed(gn_conn_t *rc)

@@ -51,6 +51,11 @@ extern const gn_handler_t gn_h2r__owner;
 void gn_h2r__kick(gn_conn_t *rc);
 /* The response is complete (or cannot be: aborted). */
 void gn_h2r__done(gn_conn_t *rc, int aborted);
+/* The watchdog (another thread, under the loop's app_mu) gave up on the
+ * call that runs rc's application: stuck past --timeout, it may never come
+ * back. The owner answers the stream instead (504, or a reset if the
+ * response began); what the runner produces later is dropped. */
+void gn_h2r__abandon(gn_conn_t *rc);
 /* gn_conn_close() of a runner's gn_conn_t (a hurried stop, the loop's end). */
 void gn_h2r__closed(gn_conn_t *rc);
 

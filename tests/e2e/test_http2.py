@@ -9,6 +9,7 @@ error code the server sends.
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -409,6 +410,54 @@ def test_rst_stream_of_a_remote_stream_is_asgi_disconnect(server):
     c.wait(lambda: c.responses[hold]["ended"], timeout=30)
     assert bytes(c.responses[hold]["data"]).decode() != other
     assert c.get("/")["headers"][":status"] == "200"
+    c.close()
+
+# ---- --timeout on a stream answered by a sibling ---------------------------
+
+def worker_of(answer):
+    """The worker id in a tests/apps/hangs.py answer ("<worker> <interp> <pid>")."""
+    return bytes(answer["data"]).decode().split()[0]
+
+
+@pytest.mark.parametrize("kind,target,began", [
+    ("wsgi", "/spin?s=30", False), ("wsgi", "/stream?s=30", True),
+    ("asgi", "/spin?s=30", False), ("asgi", "/wait?s=30", False), ("asgi", "/stream?s=30", True),
+    ("wsgi", "/sleep?s=30", False)])
+def test_timeout_of_a_remote_stream(server, kind, target, began):
+    """Two streams read together: the newer stays on the connection's loop,
+    the older (target) goes to the sibling, runs past --timeout there and is
+    answered 504, or reset (INTERNAL_ERROR) when its response had begun; the
+    connection and its other streams go on meanwhile, and the log has one
+    line for it, naming the sibling's worker. A call stuck in C (time.sleep)
+    is answered by the owner once the watchdog gives up on it, before the
+    call is back."""
+    srv = server("hangs:" + ("app" if kind == "wsgi" else "asgi"), "--mode", "interpreters",
+                 "--timeout", "2")
+    c = ready_client(srv)
+    slow, quick = at_once(c, [target, "/"])
+    c.wait(lambda: c.responses[quick]["ended"])
+    owner = worker_of(c.responses[quick])
+    # The owner is free while the sibling runs the slow stream.
+    assert c.get("/")["headers"][":status"] == "200"
+    c.wait(lambda: c.responses[slow]["ended"] or c.responses[slow]["reset"] is not None, timeout=40)
+    r = c.responses[slow]
+    if began:
+        assert r["reset"] == INTERNAL_ERROR and not r["ended"], r
+        assert bytes(r["data"]) in (b"", b"began "), r
+    else:
+        assert r["reset"] is None and r["headers"] and r["headers"][":status"] == "504", r
+        assert bytes(r["data"]) == b"Gateway Timeout\n"
+    if "sleep" in target:
+        assert "back from the request" not in srv.stderr_text()
+    assert c.goaway is None
+    # Nothing runs now: a new stream stays on the owner's loop.
+    assert worker_of(c.get("/")) == owner
+    line = "GET %s ran past --timeout (2s)" % target
+    wait_log(srv, line)
+    lines = [x for x in srv.stderr_text().splitlines() if "ran past --timeout" in x]
+    assert len(lines) == 1 and line in lines[0], lines
+    ran = re.search(r"\] worker (\d+): GET ", lines[0])
+    assert ran and ran.group(1) != owner, (lines, owner)
     c.close()
 
 
