@@ -5,8 +5,12 @@ its length), /big?n=N (N bytes), /slow?s=S (answers after S seconds),
 (the interpreter id, once N requests have met: tests/apps/_wsgicheck.py),
 /hold?s=S (the interpreter id after S seconds), /counted?n=N&key=K (N bytes
 in 16 KiB pieces, each counted in gorgon.shared[K] as it is produced) and
-/count?key=K (that count)."""
+/count?key=K (that count). ASGI only: /upload (reads the whole body, answers
+"<interpreter id> <length> <sha256>"; with ?first=1 it first sends a line
+with the interpreter id before it reads any of the body, with
+?meet=K&n=N&timeout=T that line is /meet's answer)."""
 import asyncio
+import hashlib
 import threading
 import time
 from urllib.parse import parse_qs
@@ -130,6 +134,25 @@ async def asgi(scope, receive, send):
         while msg["type"] != "http.disconnect":
             msg = await receive()
         print("h2app: disconnect heard in %s" % _who(), flush=True)
+        return
+    elif path == "/upload":
+        if _n(query, "meet", ""):
+            first = _meet(query.replace("meet=", "key=")) + b"\n"
+        else:
+            first = (_who() + "\n").encode() if _n(query, "first", 0) else b""
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+        digest, n = hashlib.sha256(), 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            digest.update(msg.get("body", b""))
+            n += len(msg.get("body", b""))
+            if not msg.get("more_body"):
+                break
+        await send({"type": "http.response.body", "body": ("%s %d %s" % (_who(), n, digest.hexdigest())).encode()})
         return
     elif path == "/counted":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-who", _who().encode())]})

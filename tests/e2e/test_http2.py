@@ -7,6 +7,7 @@ conformance cases (RFC 9113, RFC 7541) assert the exact GOAWAY or RST_STREAM
 error code the server sends.
 """
 import base64
+import hashlib
 import json
 import os
 import re
@@ -350,16 +351,20 @@ def test_asgi_timeout_spares_the_other_streams(server):
 
 # ---- streams of one connection spread over the workers -------------------
 
-def at_once(c, paths):
+def at_once(c, paths, bodies=None):
     """Opens one stream per path in a single write, so that the server reads
     them together (a WSGI application called first would otherwise hold its
-    loop before the rest were read)."""
+    loop before the rest were read). With bodies: POSTs whose bodies begin
+    with those bytes and go on."""
     sids = []
-    for path in paths:
+    for i, path in enumerate(paths):
         sid = c.conn.get_next_available_stream_id()
-        c.conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "http"),
-                                  (":authority", "127.0.0.1:%d" % c.addr[1])], end_stream=True)
-        c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        c.conn.send_headers(sid, [(":method", "POST" if bodies else "GET"), (":path", path), (":scheme", "http"),
+                                  (":authority", "127.0.0.1:%d" % c.addr[1])], end_stream=not bodies)
+        if bodies:
+            c.conn.send_data(sid, bodies[i])
+        c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None,
+                            "trailers": None}
         sids.append(sid)
     c.flush()
     return sids
@@ -411,6 +416,134 @@ def test_rst_stream_of_a_remote_stream_is_asgi_disconnect(server):
     assert bytes(c.responses[hold]["data"]).decode() != other
     assert c.get("/")["headers"][":status"] == "200"
     c.close()
+
+# ---- a streamed (ASGI) request body answered by a sibling -----------------
+
+def upload_answer(r):
+    """/upload's last line: (interpreter, length, sha256)."""
+    who, n, digest = bytes(r["data"]).decode().split("\n")[-1].split()
+    return who, int(n), digest
+
+
+def first_line(c, sid):
+    c.wait(lambda: b"\n" in c.responses[sid]["data"] or c.responses[sid]["reset"] is not None, timeout=60)
+    return bytes(c.responses[sid]["data"]).decode().split("\n")[0]
+
+
+def open_upload(c, path, head=b""):
+    """A POST whose body has begun and goes on: (stream id, the body so far)."""
+    return c.request(path, method="POST", body=head, end=False), head
+
+
+def local_and_remote(c, second, head=b""):
+    """Stream 1 (/upload?first=1, its body open) runs on the connection's
+    loop, which is then busy with it: the next stream goes to the sibling.
+    Returns (stream 1, its interpreter, the second stream)."""
+    local, _ = open_upload(c, "/upload?first=1", b"a")
+    who = first_line(c, local)
+    remote, _ = open_upload(c, second, head)
+    return local, who, remote
+
+
+def finish_upload(c, sid, sent, rest):
+    c.send_body(sid, rest, end=True)
+    c.wait(lambda: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None, timeout=60)
+    r = c.responses[sid]
+    assert r["headers"][":status"] == "200" and r["reset"] is None, r
+    who, n, digest = upload_answer(r)
+    assert n == len(sent + rest) and digest == hashlib.sha256(sent + rest).hexdigest()
+    return who
+
+
+@pytest.mark.tsan
+def test_uploads_of_one_connection_run_in_several_interpreters(server):
+    """Uploads whose bodies are still coming start where there is room: each
+    meets another request (tests/apps/_wsgicheck.py meet) and says so before
+    it reads its body, and the client sends the rest of the bodies only once
+    every stream has said it: they all started with their body incomplete,
+    in more than one interpreter, and each reads its body whole."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    meet = "/upload?meet=%s&n=2&timeout=%d" % (uuid.uuid4().hex, int(scaled(60)))
+    heads = [os.urandom(1000) for _ in range(8)]
+    sids = at_once(c, [meet] * len(heads), bodies=heads)
+    lines = [first_line(c, s).split() for s in sids]
+    assert all(x[1:] == ["met"] for x in lines), lines
+    assert len({x[0] for x in lines}) > 1, lines
+    assert not any(c.responses[s]["ended"] for s in sids)
+    for sid, head, line in zip(sids, heads, lines):
+        assert finish_upload(c, sid, head, os.urandom(200000)) == line[0]
+    assert c.goaway is None
+    c.close()
+
+
+@pytest.mark.tsan
+def test_a_megabyte_upload_to_a_remote_stream_arrives_whole(server):
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/upload?first=1")
+    there = first_line(c, remote)
+    assert there != here
+    body = os.urandom(MB)
+    assert finish_upload(c, remote, b"", body) == there
+    assert finish_upload(c, local, b"a", b"bc") == here
+    c.close()
+
+
+def test_rst_stream_mid_upload_of_a_remote_stream(server):
+    """RST_STREAM while a sibling reads the stream's body: its application
+    hears http.disconnect there; the connection goes on."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/disconnect", b"x" * 30000)
+    deadline = time.monotonic() + scaled(20)
+    while "disconnect awaited in" not in srv.stdout_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    there = srv.stdout_text().split("disconnect awaited in ")[1].split()[0]
+    assert there != here, srv.stdout_text()
+    c.send_body(remote, b"y" * 30000, end=False)
+    c.conn.reset_stream(remote, error_code=CANCEL)
+    c.flush()
+    deadline = time.monotonic() + scaled(20)
+    while "disconnect heard in %s" % there not in srv.stdout_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "disconnect heard in %s" % there in srv.stdout_text(), srv.describe()
+    assert finish_upload(c, local, b"a", b"b" * 100000) == here
+    assert c.get("/")["headers"][":status"] == "200" and c.goaway is None
+    c.close()
+
+
+def test_goaway_on_sigterm_finishes_remote_uploads(server):
+    """SIGTERM while two uploads are under way, one on the connection's loop
+    and one on the sibling: GOAWAY, both bodies still arrive whole and are
+    answered, then the server leaves."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/upload?first=1", b"r")
+    assert first_line(c, remote) != here
+    srv.send_signal(signal.SIGTERM)
+    c.wait_goaway()
+    assert c.goaway is not None and c.goaway[0] == NO_ERROR and c.goaway[1] >= remote
+    finish_upload(c, remote, b"r", os.urandom(300000))
+    finish_upload(c, local, b"a", os.urandom(300000))
+    assert srv.wait_exit(20) == 0
+
+
+def test_asgi_response_trailers_of_a_remote_stream(server):
+    """http.response.trailers from an application that a sibling runs: the
+    owner sends them as the stream's last HEADERS frame."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/trailers")
+    c.conn.end_stream(remote)
+    c.flush()
+    c.wait(lambda: c.responses[remote]["ended"] or c.responses[remote]["reset"] is not None)
+    r = c.responses[remote]
+    assert r["reset"] is None and bytes(r["data"]) == b"with trailers", r
+    assert r["trailers"] == {"x-checksum": "abc", "x-count": "2"}
+    assert finish_upload(c, local, b"a", b"b") == here
+    c.close()
+
 
 # ---- --timeout on a stream answered by a sibling ---------------------------
 
