@@ -161,11 +161,14 @@ async def asgi(scope, receive, send):
         await send({"type": "http.response.body", "body": b""})
         return
     elif path == "/trailers":
-        # Response trailers where the scope offers them (HTTP/2), in two
-        # messages; the request's own trailers are not the app's business.
+        # Response trailers where the scope offers them (HTTP/1.1, HTTP/2),
+        # in two messages; the request's own trailers are not the app's
+        # business. ?length=1: with a Content-Length of the app's own.
         offered = "http.response.trailers" in scope.get("extensions", {})
         while (await receive()).get("more_body"):
             pass
+        if _n(query, "length", 0):
+            headers = headers + [(b"content-length", b"13")]
         await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": offered})
         await send({"type": "http.response.body", "body": b"with trailers" if offered else b"no trailers",
                     "more_body": True})

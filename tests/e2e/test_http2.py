@@ -23,7 +23,7 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import fetch, scaled
+from conftest import Conn, fetch, scaled
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 import h2.config  # noqa: E402
@@ -684,9 +684,36 @@ def test_asgi_response_trailers(server):
     assert r["headers"][":status"] == "200" and bytes(r["data"]) == b"with trailers"
     assert r["trailers"] == {"x-checksum": "abc", "x-count": "2"} and r["ended"]
     c.close()
-    # Over HTTP/1.1 the scope does not offer them.
-    out = fetch(srv.addr, "/trailers")
+    # Over HTTP/1.0 the scope does not offer them (no chunks to end with them).
+    out = fetch(srv.addr, "/trailers", version="HTTP/1.0")
     assert out.status == 200 and out.body == b"no trailers"
+
+
+def test_asgi_response_trailers_over_http11(server):
+    """Over HTTP/1.1 the response is chunked and its trailer section holds
+    the fields (RFC 9112 7.1.2), connection-specific ones dropped; the
+    connection carries the next request."""
+    srv = server(APPS["asgi"])
+    with Conn(srv.addr) as conn:
+        r = conn.request("GET", "/trailers", headers=[("TE", "trailers")])
+        assert r.status == 200 and r.chunked and r.body == b"with trailers", r.raw_head
+        assert r.trailers == [b"X-Checksum: abc", b"x-count: 2"], r.trailers
+        assert r.header("Content-Length") is None
+        r = conn.request("GET", "/proto")
+        assert r.status == 200 and r.body == b"1.1"
+
+
+def test_asgi_response_trailers_dropped_with_a_content_length(server):
+    """An application that gives its own Content-Length and asks for
+    trailers: the body goes as it said, the trailers are dropped (there is
+    no chunked framing to carry them), with a line at debug level."""
+    srv = server(APPS["asgi"], "--log-level", "debug")
+    with Conn(srv.addr) as conn:
+        r = conn.request("GET", "/trailers?length=1")
+        assert r.status == 200 and not r.chunked and r.body == b"with trailers", r.raw_head
+        assert r.header("Content-Length") == "13" and r.trailers == []
+        assert conn.request("GET", "/proto").body == b"1.1"
+    wait_log(srv, "GET /trailers?length=1: response trailers dropped (the response is not chunked)")
 
 
 def test_asgi_response_trailers_frames(server):
