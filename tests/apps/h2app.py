@@ -8,7 +8,8 @@ in 16 KiB pieces, each counted in gorgon.shared[K] as it is produced) and
 /count?key=K (that count). ASGI only: /upload (reads the whole body, answers
 "<interpreter id> <length> <sha256>"; with ?first=1 it first sends a line
 with the interpreter id before it reads any of the body, with
-?meet=K&n=N&timeout=T that line is /meet's answer)."""
+?meet=K&n=N&timeout=T that line is /meet's answer, with ?wait=K it reads
+nothing until /release?key=K)."""
 import asyncio
 import hashlib
 import threading
@@ -143,6 +144,10 @@ async def asgi(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if first:
             await send({"type": "http.response.body", "body": first, "more_body": True})
+        if _n(query, "wait", ""):
+            import gorgon
+            while not gorgon.shared.get(_n(query, "wait", "")):
+                await asyncio.sleep(0.01)
         digest, n = hashlib.sha256(), 0
         while True:
             msg = await receive()
@@ -191,6 +196,10 @@ async def asgi(scope, receive, send):
         body = _who().encode()
     elif path == "/count":
         body = _count(query)
+    elif path == "/release":
+        import gorgon
+        gorgon.shared.set(_n(query, "key", ""), 1)
+        body = b"released"
     else:
         body = b"hello h2"
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -298,11 +298,16 @@ def test_goaway_on_sigterm_finishes_streams(server, kind):
 
 # ---- deadlines: --timeout and --io-timeout end one stream ----------------
 
-def wait_log(srv, text, timeout=15):
+def wait_log(srv, text, timeout=15, out=False):
     deadline = time.monotonic() + scaled(timeout)
-    while text not in srv.stderr_text():
+    while text not in (srv.stdout_text() if out else srv.stderr_text()):
         assert time.monotonic() < deadline, "no %r in the log\n%s" % (text, srv.describe())
         time.sleep(0.05)
+
+
+def wait_stdout(srv, text):
+    """What the application printed."""
+    wait_log(srv, text, timeout=20, out=True)
 
 
 @pytest.mark.parametrize("kind,target", [("wsgi", "/spin?s=10"), ("asgi", "/spin?s=10"), ("asgi", "/wait?s=10")])
@@ -401,17 +406,10 @@ def test_rst_stream_of_a_remote_stream_is_asgi_disconnect(server):
     # /hold is surely under way once it is back.
     other = bytes(c.get("/who")["data"]).decode()
     sid = c.request("/disconnect")
-    text = "disconnect awaited in %s" % other
-    deadline = time.monotonic() + scaled(20)
-    while text not in srv.stdout_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert text in srv.stdout_text(), srv.describe()
+    wait_stdout(srv, "disconnect awaited in %s" % other)
     c.conn.reset_stream(sid, error_code=CANCEL)
     c.flush()
-    deadline = time.monotonic() + scaled(20)
-    while "disconnect heard in %s" % other not in srv.stdout_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "disconnect heard in %s" % other in srv.stdout_text(), srv.describe()
+    wait_stdout(srv, "disconnect heard in %s" % other)
     c.wait(lambda: c.responses[hold]["ended"], timeout=30)
     assert bytes(c.responses[hold]["data"]).decode() != other
     assert c.get("/")["headers"][":status"] == "200"
@@ -490,24 +488,51 @@ def test_a_megabyte_upload_to_a_remote_stream_arrives_whole(server):
     c.close()
 
 
+def test_a_remote_stream_that_does_not_read_holds_its_client_to_a_window(server):
+    """The application on the sibling reads none of its body for now: the
+    client can send one stream window (64 KiB) and no more, because the
+    owner gives the window back only for what it hands over, which it does
+    only when the runner's application asks. Once it reads, all of it
+    arrives."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    key = uuid.uuid4().hex
+    local, here, remote = local_and_remote(c, "/upload?first=1&wait=" + key)
+    assert first_line(c, remote) != here
+    sent = b""
+    while True:
+        room = min(c.conn.local_flow_control_window(remote), c.conn.max_outbound_frame_size)
+        if room == 0:
+            c.get("/")  # a round trip: what the server sent before its answer is in
+            if c.conn.local_flow_control_window(remote) == 0:
+                break
+            continue
+        chunk = os.urandom(room)
+        c.conn.send_data(remote, chunk)
+        c.flush()
+        sent += chunk
+        assert len(sent) <= 4 * 65535, len(sent)
+    assert 60000 < len(sent) <= 65535, len(sent)  # the windows, less what stream 1 sent
+    with urllib.request.urlopen("http://127.0.0.1:%d/release?key=%s" % (srv.port, key), timeout=scaled(10)) as r:
+        assert r.read() == b"released"
+    assert finish_upload(c, remote, sent, os.urandom(300000)) != here
+    assert finish_upload(c, local, b"a", b"b") == here
+    c.close()
+
+
 def test_rst_stream_mid_upload_of_a_remote_stream(server):
     """RST_STREAM while a sibling reads the stream's body: its application
     hears http.disconnect there; the connection goes on."""
     srv = server(APPS["asgi"], "--mode", "interpreters")
     c = ready_client(srv)
     local, here, remote = local_and_remote(c, "/disconnect", b"x" * 30000)
-    deadline = time.monotonic() + scaled(20)
-    while "disconnect awaited in" not in srv.stdout_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_stdout(srv, "disconnect awaited in")
     there = srv.stdout_text().split("disconnect awaited in ")[1].split()[0]
     assert there != here, srv.stdout_text()
     c.send_body(remote, b"y" * 30000, end=False)
     c.conn.reset_stream(remote, error_code=CANCEL)
     c.flush()
-    deadline = time.monotonic() + scaled(20)
-    while "disconnect heard in %s" % there not in srv.stdout_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "disconnect heard in %s" % there in srv.stdout_text(), srv.describe()
+    wait_stdout(srv, "disconnect heard in %s" % there)
     assert finish_upload(c, local, b"a", b"b" * 100000) == here
     assert c.get("/")["headers"][":status"] == "200" and c.goaway is None
     c.close()
