@@ -242,7 +242,7 @@ static PyObject *build_scope(gn_asgi_t *a, gn_conn_t *c)
         set_key(a, s, i++, PyBytes_FromStringAndSize(r->query.base, (Py_ssize_t)r->query.len)) ||
         set_key(a, s, i++, Py_NewRef(a->root_path)) || set_key(a, s, i++, headers_list(c)) ||
         set_key(a, s, i++, addr_tuple(c, 0)) || set_key(a, s, i++, addr_tuple(c, 1)) ||
-        set_key(a, s, i++, state) || set_key(a, s, i++, gn_bridge_extensions(c->h2s ? a->extensions_h2 : a->extensions, c))) {
+        set_key(a, s, i++, state) || set_key(a, s, i++, gn_bridge_extensions(r->minor_version ? a->extensions_trl : a->extensions, c))) {
         Py_DECREF(s);
         return NULL;
     }
@@ -434,7 +434,7 @@ gn_asgi_t *gn_asgi_new(PyObject *app, const gn_config_t *cfg, unsigned worker_id
         (a->root_path = PyUnicode_FromString(cfg->root_path)) == NULL ||
         (a->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4")) == NULL ||
         (a->extensions = Py_BuildValue("{s{}}", "http.response.pathsend")) == NULL ||
-        (a->extensions_h2 = Py_BuildValue("{s{}s{}}", "http.response.pathsend", "http.response.trailers")) == NULL ||
+        (a->extensions_trl = Py_BuildValue("{s{}s{}}", "http.response.pathsend", "http.response.trailers")) == NULL ||
         intern(&a->k_trailers, "trailers") || intern(&a->k_more_trailers, "more_trailers") ||
         intern(&a->k_type, "type") || intern(&a->k_body, "body") || intern(&a->k_more_body, "more_body") ||
         intern(&a->k_status, "status") || intern(&a->k_headers, "headers") || intern(&a->k_path, "path") ||
@@ -643,7 +643,7 @@ void gn_asgi_free(gn_asgi_t *a)
                          &a->format_exception, &a->poll_cb, &a->tick_cb, &a->capsule, &a->k_type,
                          &a->sha1, &a->b64encode, &a->ws_extensions, &a->ready_none,
                          &a->k_body, &a->k_more_body, &a->k_status, &a->k_headers, &a->k_path,
-                         &a->v_http_request, &a->v_http_disconnect, &a->extensions_h2, &a->k_trailers,
+                         &a->v_http_request, &a->v_http_disconnect, &a->extensions_trl, &a->k_trailers,
                          &a->k_more_trailers};
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++)
         Py_CLEAR(*objs[i]);

@@ -21,7 +21,7 @@ struct gn_asgi {
     PyObject *root_path;
     PyObject *asgi_info;     /* {"version": "3.0", "spec_version": "2.4"} */
     PyObject *extensions;    /* {"http.response.pathsend": {}} */
-    PyObject *extensions_h2; /* the same and {"http.response.trailers": {}} */
+    PyObject *extensions_trl; /* the same and {"http.response.trailers": {}} (HTTP/1.1, HTTP/2) */
     PyObject *format_exception;
     PyObject *capsule;       /* self for the loop callbacks */
     gn_loop_t *gloop;        /* the epoll loop, while running */
@@ -50,8 +50,9 @@ typedef struct {
     int body_given;       /* the app saw more_body=False */
     int disconnected;
     int started, head_sent, finished, chunked, no_body, has_date, has_server;
-    int trailers;         /* HTTP/2: http.response.trailers come after the body */
+    int trailers;         /* http.response.trailers come after the body */
     int body_ended;       /* ... and the last body message came */
+    int trl_open;         /* HTTP/1.1: the trailer section began (after the last chunk) */
     int status;
     int64_t length;
     uint64_t sent;

@@ -1,7 +1,7 @@
 /*
  * send(): http.response.start, http.response.body (streamed with
  * more_body), http.response.pathsend (sendfile), http.response.trailers
- * (HTTP/2); framing as for WSGI.
+ * (HTTP/2, and HTTP/1.1's chunked trailer section); framing as for WSGI.
  */
 #include <Python.h>
 #include "bridges/fault.h"
@@ -15,6 +15,7 @@
 #include "bridges/asgi_internal.h"
 #include "http/h2.h"
 #include "http/response.h"
+#include "server/log.h"
 
 static int put(gn_asgi_req_t *r, const char *p, size_t n)
 {
@@ -122,8 +123,8 @@ int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
     r->status = code;
     r->headers = list;
     r->started = 1;
-    /* Only where the extension is in the scope: HTTP/2 streams. */
-    PyObject *trailers = r->conn->h2s ? PyDict_GetItemWithError(msg, r->a->k_trailers) : NULL;
+    /* Only where the extension is in the scope: HTTP/1.1 and HTTP/2. */
+    PyObject *trailers = r->conn->req.minor_version ? PyDict_GetItemWithError(msg, r->a->k_trailers) : NULL;
     r->trailers = trailers != NULL && PyObject_IsTrue(trailers) == 1;
     return PyErr_Occurred() ? -1 : 0;
 }
@@ -195,7 +196,7 @@ static void complete(gn_asgi_req_t *r)
 {
     gn_conn_t *c = r->conn;
     if (r->chunked && !r->no_body)
-        put(r, "0\r\n\r\n", 5);
+        put(r, r->trl_open ? "\r\n" : "0\r\n\r\n", r->trl_open ? 2 : 5); /* the trailer section's end */
     PyErr_Clear();
     if (r->length >= 0 && r->sent < (uint64_t)r->length && !r->no_body)
         c->keepalive = 0;
@@ -219,7 +220,9 @@ int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg)
     }
     int more_body = more != NULL && PyObject_IsTrue(more) == 1;
     Py_ssize_t len = body ? PyBytes_GET_SIZE(body) : 0;
-    if (!r->head_sent && send_head(r, more_body ? -1 : (int64_t)(r->sent + (uint64_t)len)) < 0)
+    /* Trailers over HTTP/1.1 need chunks: no Content-Length of the server's. */
+    int unknown = more_body || (r->trailers && !r->conn->h2s);
+    if (!r->head_sent && send_head(r, unknown ? -1 : (int64_t)(r->sent + (uint64_t)len)) < 0)
         return -1;
     if (body != NULL && send_bytes(r, body) < 0)
         return -1;
@@ -230,8 +233,42 @@ int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg)
     return 0;
 }
 
-/* http.response.trailers (the ASGI extension, on HTTP/2 streams): fields
- * for the HEADERS frame that ends the stream after the body. */
+/* One trailer field over HTTP/1.1: a line of the trailer section after the
+ * last chunk (RFC 9112 7.1.2), but none that frames or routes the message
+ * (RFC 9110 6.5.1). A response that is not chunked (the application gave a
+ * Content-Length, HEAD, a 204) has no room for them: they are dropped. */
+static int put_trailer(gn_asgi_req_t *r, const char *n, size_t nl, const char *v, size_t vl)
+{
+    if (name_is(n, (Py_ssize_t)nl, "connection") || name_is(n, (Py_ssize_t)nl, "keep-alive") ||
+        name_is(n, (Py_ssize_t)nl, "transfer-encoding") || name_is(n, (Py_ssize_t)nl, "content-length") ||
+        name_is(n, (Py_ssize_t)nl, "upgrade") || name_is(n, (Py_ssize_t)nl, "proxy-connection"))
+        return 0;
+    if (!r->chunked || r->no_body) {
+        if (!r->trl_open) {
+            const gn_request_t *q = &r->conn->req;
+            gn_log(GN_LOG_DEBUG, "%.*s %.*s: response trailers dropped (the response is not chunked)",
+                   (int)(q->method.len > 16 ? 16 : q->method.len), q->method.base,
+                   (int)(q->target.len > 200 ? 200 : q->target.len), q->target.base);
+        }
+        r->trl_open = 1; /* logged once (complete() looks at it only when chunked) */
+        return 0;
+    }
+    if (!r->trl_open && put(r, "0\r\n", 3))
+        return -1;
+    r->trl_open = 1;
+    return put(r, n, nl) || put(r, ": ", 2) || put(r, v, vl) || put(r, "\r\n", 2) ? -1 : 0;
+}
+
+static int add_trailer(gn_asgi_req_t *r, PyObject *name, PyObject *value)
+{
+    const char *n = PyBytes_AS_STRING(name), *v = PyBytes_AS_STRING(value);
+    size_t nl = (size_t)PyBytes_GET_SIZE(name), vl = (size_t)PyBytes_GET_SIZE(value);
+    return r->conn->h2s ? gn_h2_trailer(r->conn, n, nl, v, vl) : put_trailer(r, n, nl, v, vl);
+}
+
+/* http.response.trailers (the ASGI extension): fields for the HEADERS frame
+ * that ends an HTTP/2 stream after the body, or for HTTP/1.1's trailer
+ * section. */
 static int response_trailers(gn_asgi_req_t *r, PyObject *msg)
 {
     if (!r->trailers || !r->body_ended) {
@@ -251,8 +288,7 @@ static int response_trailers(gn_asgi_req_t *r, PyObject *msg)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list) && rc == 0; i++) {
         PyObject *name = PySequence_GetItem(PyList_GET_ITEM(list, i), 0);
         PyObject *value = PySequence_GetItem(PyList_GET_ITEM(list, i), 1);
-        rc = name && value && gn_h2_trailer(r->conn, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name),
-                                            PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value)) == 0 ? 0 : -1;
+        rc = name && value && add_trailer(r, name, value) == 0 ? 0 : -1;
         if (rc < 0 && !PyErr_Occurred())
             PyErr_NoMemory();
         Py_XDECREF(name);

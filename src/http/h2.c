@@ -394,6 +394,8 @@ int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *valu
         lower_eq(name, nlen, "transfer-encoding") || lower_eq(name, nlen, "upgrade") ||
         lower_eq(name, nlen, "proxy-connection"))
         return 0; /* dropped: RFC 9110 6.5.1 allows it, RFC 9113 8.2.2 wants it */
+    if (st == GN_H2_RUNNER)
+        return gn_h2r__trailer(sc, name, nlen, value, vlen); /* sent by the owner */
     size_t at = st->trl_len;
     if (append(&st->trl, &st->trl_len, &st->trl_cap, name, nlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1) ||
         append(&st->trl, &st->trl_len, &st->trl_cap, value, vlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1)) {
@@ -485,8 +487,8 @@ static void dispatch(gn_h2_stream_t *st)
         gn_h2r__ran(sc->loop, sc->loop->now - sc->buf->started);
 }
 
-/* Whether serve() would start the stream now; ready for a sibling too once
- * its body is complete (a streamed body is read where it is answered). */
+/* Whether serve() would start the stream now (here, or on a sibling, to
+ * which a streamed body goes on as it comes); whole: its body is complete. */
 static int startable(const gn_h2_stream_t *st, int *whole)
 {
     *whole = st->remote_done;
@@ -505,15 +507,15 @@ static void spread(gn_conn_t *c)
         int whole;
         if (!startable(st, &whole))
             continue;
-        int to = whole ? gn_h2r__pick(c->loop, here) : -1;
-        if (to < 0 || gn_h2r__send(&st->conn, to, st->pend, st->pend_len) < 0) {
+        int to = gn_h2r__pick(c->loop, here);
+        if (to < 0 || gn_h2r__send(&st->conn, to, st->pend, st->pend_len, whole) < 0) {
             here++;
             continue;
         }
         if (st->pend_len) /* taken with the request: the window opens */
             nghttp2_session_consume(c->h2->s, st->id, st->pend_len);
         st->pend_len = 0;
-        st->body_done = 1;
+        st->body_done = whole;
         st->hd = &gn_h2r__owner;
         dispatch(st);
     }

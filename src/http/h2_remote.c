@@ -18,8 +18,10 @@
  *   group, slots, the request (head, body, addresses, streaming). The runner
  *   moves head, body and the TLS reference out of the job once, in start().
  * - Under job->mu: refs, the response (out, out_bytes, out_done,
- *   out_aborted), cancelled, runner_gone, on_run_news, on_own_news, and the
- *   news links (which the slot locks guard as list members).
+ *   out_aborted, trl), a streamed request body (in, in_end, in_wanted),
+ *   cancelled, given_up, runner_gone, on_run_news, on_own_news, and the
+ *   news links (which the slot locks guard as list members). trl is the
+ *   runner's until out_done, then the owner's to read.
  * - job->sc is the owner thread's (S while it holds its reference, then
  *   NULL); job->r is the runner thread's (R while it lives, then NULL).
  * - References (job->refs): the owner's, from gn_h2r__send until
@@ -72,6 +74,8 @@ typedef struct chunk {
 typedef struct runner {
     gn_conn_t conn; /* first: the loop frees it as a connection */
     gn_h2r_job_t *job;
+    char *trl; /* response trailers, "name\0value\0" each, shipped at the end */
+    size_t trl_len;
     unsigned done : 1, aborted : 1, body_given : 1, shipped_end : 1, serving : 1;
 } runner_t;
 
@@ -92,19 +96,53 @@ struct gn_h2r_job {
     /* Under mu. */
     chunk_t *out, *out_last;
     size_t out_bytes;
-    unsigned out_done : 1, out_aborted : 1, cancelled : 1, runner_gone : 1, on_run_news : 1, on_own_news : 1;
+    char *trl; /* the response's trailers (the runner's, moved with out_done) */
+    size_t trl_len;
+    /* A streamed body: bytes handed over that the runner's bridge has not
+     * taken (in), the request's end (in_end), the runner waits (in_wanted). */
+    chunk_t *in, *in_last;
+    unsigned out_done : 1, out_aborted : 1, cancelled : 1, runner_gone : 1, on_run_news : 1, on_own_news : 1,
+        given_up : 1, in_end : 1, in_wanted : 1;
     gn_h2r_job_t *run_next, *own_next;
     /* One thread's each. */
     gn_conn_t *sc; /* the owner's */
     runner_t *r;   /* the runner's */
 };
 
-static void job_free(gn_h2r_job_t *j)
+static void chunks_free(chunk_t *k)
 {
-    for (chunk_t *k = j->out, *next; k; k = next) {
+    for (chunk_t *next; k; k = next) {
         next = k->next;
         free(k);
     }
+}
+
+static chunk_t *chunk_new(const char *p, size_t n)
+{
+    chunk_t *k = malloc(sizeof(*k) + n);
+    if (k) {
+        k->next = NULL;
+        k->len = n;
+        memcpy(k->data, p, n);
+    }
+    return k;
+}
+
+/* Appends k to a list of chunks. */
+static void chunk_add(chunk_t **first, chunk_t **last, chunk_t *k)
+{
+    if (*last)
+        (*last)->next = k;
+    else
+        *first = k;
+    *last = k;
+}
+
+static void job_free(gn_h2r_job_t *j)
+{
+    chunks_free(j->out);
+    chunks_free(j->in);
+    free(j->trl);
     free(j->head);
     gn_body_reset(&j->body);
     if (j->tls)
@@ -214,7 +252,7 @@ static gn_h2r_job_t *job_new(gn_conn_t *sc, const char *pend, size_t n)
         return NULL;
     }
     gn_body_init(&j->body);
-    if (n > 0 && gn_body_append(&j->body, pend, n) < 0) {
+    if (n > 0 && (j->in = j->in_last = chunk_new(pend, n)) == NULL) {
         free(j->head);
         free(j);
         return NULL;
@@ -234,7 +272,7 @@ static gn_h2r_job_t *job_new(gn_conn_t *sc, const char *pend, size_t n)
     return j;
 }
 
-int gn_h2r__send(gn_conn_t *sc, int to, const char *pend, size_t n)
+int gn_h2r__send(gn_conn_t *sc, int to, const char *pend, size_t n, int whole)
 {
     gn_loop_t *loop = sc->loop;
     gn_h2r_job_t *j = job_new(sc, pend, n);
@@ -244,10 +282,10 @@ int gn_h2r__send(gn_conn_t *sc, int to, const char *pend, size_t n)
     j->owner_slot = loop->slot;
     j->runner_slot = (unsigned)to;
     j->refs = 2; /* the owner's and the runner's */
-    if (n == 0) { /* a buffered body moves; a streaming one was copied */
-        j->body = sc->body;
-        gn_body_init(&sc->body);
-    }
+    j->in_end = whole != 0;
+    /* A buffered body moves (a streamed one is handed over as it comes). */
+    j->body = sc->body;
+    gn_body_init(&sc->body);
     if (sc->tls && SSL_up_ref(sc->tls) == 1)
         j->tls = sc->tls;
     j->sc = sc;
@@ -266,10 +304,8 @@ int gn_h2r__send(gn_conn_t *sc, int to, const char *pend, size_t n)
     }
     pthread_mutex_unlock(&s->mu);
     if (!go) {
-        if (n == 0) {
-            sc->body = j->body;
-            gn_body_init(&j->body);
-        }
+        sc->body = j->body;
+        gn_body_init(&j->body);
         job_free(j);
         return -1;
     }
@@ -317,6 +353,19 @@ static chunk_t *take_chunks(gn_h2r_job_t *j, size_t room, int *wake_runner)
     return first;
 }
 
+/* The response's trailers (ASGI's http.response.trailers), for S's last
+ * HEADERS frame; the job is done with, so no lock. */
+static int owner_trailers(gn_conn_t *sc, gn_h2r_job_t *j)
+{
+    for (size_t at = 0; at < j->trl_len;) {
+        const char *name = j->trl + at, *value = name + strlen(name) + 1;
+        if (gn_h2_trailer(sc, name, strlen(name), value, strlen(value)) < 0)
+            return -1;
+        at = (size_t)(value - j->trl) + strlen(value) + 1;
+    }
+    return 0;
+}
+
 static void owner_writable(gn_conn_t *sc, void *ctx)
 {
     (void)ctx;
@@ -325,7 +374,7 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
     int wake = 0;
     pthread_mutex_lock(&j->mu);
     chunk_t *got = take_chunks(j, sc->out_bytes < hw ? hw - sc->out_bytes : 0, &wake);
-    int end = j->out_done && j->out == NULL, aborted = j->out_aborted;
+    int end = j->out_done && j->out == NULL, aborted = j->out_aborted, given_up = j->given_up;
     if (wake)
         tell(j, 1);
     pthread_mutex_unlock(&j->mu);
@@ -337,6 +386,14 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
     }
     if (!end && !aborted)
         return;
+    if (given_up && sc->status == 0 && sc->out_bytes == 0) {
+        /* The runner is stuck past --timeout before its answer began. */
+        static const char body[] = "Gateway Timeout\n";
+        gn_conn_write_simple(sc, 504, body, sizeof(body) - 1, 0);
+        aborted = 0;
+    }
+    if (!aborted && owner_trailers(sc, j) < 0)
+        aborted = 1;
     owner_drop(sc, j);
     if (aborted)
         gn_conn_response_abort(sc);
@@ -356,6 +413,30 @@ static void owner_abort(gn_conn_t *sc, void *ctx)
     owner_drop(sc, j);
 }
 
+/* Body bytes of a streamed request, handed over once the runner's bridge
+ * asked for them (own_news set S's want_body): h2.c gives the client's
+ * window back for them now, so a runner that does not read holds the
+ * client to what one window and one hand-over carry. */
+static void owner_body(gn_conn_t *sc, const char *data, size_t len, int done, void *ctx)
+{
+    (void)ctx;
+    gn_h2r_job_t *j = sc->bridge;
+    chunk_t *k = len ? chunk_new(data, len) : NULL;
+    if (len && k == NULL) {
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory for an HTTP/2 request body", sc->loop->worker_id);
+        owner_abort(sc, ctx);
+        gn_conn_response_abort(sc); /* the stream is reset */
+        return;
+    }
+    pthread_mutex_lock(&j->mu);
+    if (k)
+        chunk_add(&j->in, &j->in_last, k);
+    j->in_end = done != 0;
+    if (!j->runner_gone)
+        tell(j, 1);
+    pthread_mutex_unlock(&j->mu);
+}
+
 static void owner_release(void *owner, void *ctx)
 {
     (void)owner; /* S's queue holds only copies */
@@ -366,6 +447,7 @@ const gn_handler_t gn_h2r__owner = {
     .on_request = owner_request,
     .on_writable = owner_writable,
     .on_abort = owner_abort,
+    .on_body = owner_body,
     .release = owner_release,
 };
 
@@ -399,7 +481,7 @@ static void ship(runner_t *r)
         return;
     pthread_mutex_lock(&j->mu);
     size_t room = j->out_bytes < j->high_water ? j->high_water - j->out_bytes : 0;
-    int cancelled = j->cancelled;
+    int cancelled = j->cancelled || j->given_up;
     pthread_mutex_unlock(&j->mu);
     size_t n = rc->out_bytes < room ? rc->out_bytes : room;
     chunk_t *k = NULL;
@@ -429,12 +511,15 @@ static void ship(runner_t *r)
         j->out_last = k;
         j->out_bytes += k->len;
     }
-    if (end) {
+    if (end && !j->given_up) {
         j->out_done = 1;
         j->out_aborted = r->aborted;
-        r->shipped_end = 1;
+        j->trl = r->trl;
+        j->trl_len = r->trl_len;
+        r->trl = NULL;
     }
-    if ((k || end) && !j->cancelled)
+    r->shipped_end |= end;
+    if ((k || end) && !j->cancelled && !j->given_up)
         tell(j, 0);
     pthread_mutex_unlock(&j->mu);
 }
@@ -451,6 +536,8 @@ static void retire(runner_t *r)
     rc->bridge = NULL;
     gn_conn__out_release_all(rc);
     gn_body_reset(&rc->body);
+    free(r->trl);
+    r->trl = NULL;
     rc->rlen = 0;
     gn_conn__idle_buf(rc);
     if (rc->tls)
@@ -553,6 +640,32 @@ static void start(gn_loop_t *loop, gn_h2r_job_t *j)
     runner_serve(r);
 }
 
+/* The bridge asked for body bytes: the next piece the owner handed over,
+ * or, when none waits, a word to the owner, which hands over what has come
+ * (and only then gives the client's window back for it). */
+static void give_body(runner_t *r)
+{
+    gn_conn_t *rc = &r->conn;
+    gn_h2r_job_t *j = r->job;
+    const gn_handler_t *hd = rc->loop->handler;
+    pthread_mutex_lock(&j->mu);
+    chunk_t *k = j->in;
+    if (k != NULL && (j->in = k->next) == NULL)
+        j->in_last = NULL;
+    int last = j->in_end && j->in == NULL;
+    if (k == NULL && !last) {
+        j->in_wanted = 1;
+        tell(j, 0);
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (k == NULL && !last)
+        return;
+    rc->want_body = 0;
+    r->body_given = last;
+    hd->on_body(rc, k ? k->data : "", k ? k->len : 0, last, hd->ctx);
+    free(k);
+}
+
 /* What R is owed: a cancel heard, its body, room to produce; retired once
  * its response is shipped whole. */
 static void runner_serve(runner_t *r)
@@ -568,17 +681,8 @@ static void runner_serve(runner_t *r)
         retire(r); /* RST_STREAM: ASGI's http.disconnect */
         return;
     }
-    if (answering(rc) && rc->want_body && !r->body_given) {
-        r->body_given = 1;
-        rc->want_body = 0;
-        size_t n = rc->body.len;
-        char *copy = rc->body.fd >= 0 && n ? malloc(n) : NULL;
-        const char *p = copy ? copy : n ? gn_body_mem(&rc->body, 0) : "";
-        if (copy && gn_body_read(&rc->body, 0, copy, n) != (ssize_t)n)
-            n = 0;
-        hd->on_body(rc, p ? p : "", p ? n : 0, 1, hd->ctx);
-        free(copy);
-    }
+    if (answering(rc) && rc->want_body && !r->body_given)
+        give_body(r);
     ship(r);
     if (answering(rc) && !gn_conn_out_full(rc) && (!rc->streaming || rc->out_blocked)) {
         rc->out_blocked = 0;
@@ -590,7 +694,7 @@ static void runner_serve(runner_t *r)
     if (r->shipped_end)
         retire(r);
     else if (answering(rc) && rc->want_body && !r->body_given)
-        tell_locked(j, 1); /* asked for during the calls above */
+        give_body(r); /* asked for during the calls above */
 }
 
 void gn_h2r__kick(gn_conn_t *rc)
@@ -614,10 +718,43 @@ void gn_h2r__done(gn_conn_t *rc, int aborted)
     gn_h2r__kick(rc);
 }
 
+void gn_h2r__abandon(gn_conn_t *rc)
+{
+    runner_t *r = runner_of(rc);
+    gn_h2r_job_t *j = r->job;
+    if (j == NULL || r->shipped_end)
+        return;
+    pthread_mutex_lock(&j->mu);
+    if (!j->out_done) {
+        j->given_up = j->out_done = j->out_aborted = 1;
+        if (!j->cancelled)
+            tell(j, 0);
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
+int gn_h2r__trailer(gn_conn_t *rc, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    runner_t *r = runner_of(rc);
+    char *p = realloc(r->trl, r->trl_len + nlen + vlen + 2);
+    if (p == NULL)
+        return -1;
+    r->trl = p;
+    p += r->trl_len;
+    memcpy(p, name, nlen);
+    p[nlen] = 0;
+    memcpy(p + nlen + 1, value, vlen);
+    p[nlen + 1 + vlen] = 0;
+    r->trl_len += nlen + vlen + 2;
+    return 0;
+}
+
 void gn_h2r__closed(gn_conn_t *rc)
 {
     runner_t *r = runner_of(rc);
     gn_h2r_job_t *j = r->job;
+    free(r->trl);
+    r->trl = NULL;
     if (j == NULL)
         return;
     r->job = NULL;
@@ -659,7 +796,11 @@ static void own_news(gn_h2r_job_t *j, gn_conn_t **done, unsigned *n)
 {
     pthread_mutex_lock(&j->mu);
     j->on_own_news = 0;
+    int wanted = j->in_wanted;
+    j->in_wanted = 0;
     pthread_mutex_unlock(&j->mu);
+    if (wanted && j->sc)
+        j->sc->want_body = 1; /* serve() hands over what came (owner_body) */
     gn_conn_t *c = j->sc ? gn_h2__parent(j->sc) : NULL;
     unsigned i = 0;
     while (c && i < *n && done[i] != c)

@@ -37,11 +37,13 @@ void gn_h2r__ran(gn_loop_t *loop, double seconds);
  * cost enough to be worth it. No lock while this loop runs nothing or
  * answers fast. */
 int gn_h2r__pick(gn_loop_t *loop, unsigned here);
-/* Hands the request of stream sc (head parsed, body complete: sc->body, or
- * for a streaming bridge the bytes pend[0..n)) to the loop in slot `to`.
- * Returns 0 (sc->bridge is the job, and sc must be answered through
- * gn_h2r__owner from now on), or -1: nothing changed, run it here. */
-int gn_h2r__send(gn_conn_t *sc, int to, const char *pend, size_t n);
+/* Hands the request of stream sc (head parsed; its body: complete in
+ * sc->body, or for a streaming bridge the bytes come so far, pend[0..n),
+ * and `whole` when that is all of it) to the loop in slot `to`. Returns 0
+ * (sc->bridge is the job, and sc must be answered through gn_h2r__owner
+ * from now on: the rest of a streamed body goes to it through on_body,
+ * once the runner asks), or -1: nothing changed, run it here. */
+int gn_h2r__send(gn_conn_t *sc, int to, const char *pend, size_t n, int whole);
 /* The handler of a stream answered by a sibling: on_writable takes its
  * response bytes, on_abort (a reset, the connection closing) cancels it. */
 extern const gn_handler_t gn_h2r__owner;
@@ -51,6 +53,14 @@ extern const gn_handler_t gn_h2r__owner;
 void gn_h2r__kick(gn_conn_t *rc);
 /* The response is complete (or cannot be: aborted). */
 void gn_h2r__done(gn_conn_t *rc, int aborted);
+/* gn_h2_trailer() of a runner's gn_conn_t: kept, and shipped with the
+ * response's end. 0, or -1 when out of memory. */
+int gn_h2r__trailer(gn_conn_t *rc, const char *name, size_t nlen, const char *value, size_t vlen);
+/* The watchdog (another thread, under the loop's app_mu) gave up on the
+ * call that runs rc's application: stuck past --timeout, it may never come
+ * back. The owner answers the stream instead (504, or a reset if the
+ * response began); what the runner produces later is dropped. */
+void gn_h2r__abandon(gn_conn_t *rc);
 /* gn_conn_close() of a runner's gn_conn_t (a hurried stop, the loop's end). */
 void gn_h2r__closed(gn_conn_t *rc);
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http/h2_remote.h"
 #include "http/response.h"
 #include "server/log.h"
 
@@ -198,6 +199,21 @@ static int take(gn_worker_t *w, long long since, double timeout)
     return took;
 }
 
+/* The call taken from loop l is stuck: if it runs an HTTP/2 stream, a
+ * stream of l's own connection loses the connection (no one serves it
+ * now); one that l runs for a sibling's connection is answered by that
+ * sibling. Under app_mu, the call still taken: l's thread is not back. */
+static void abandon_stream(gn_loop_t *l)
+{
+    pthread_mutex_lock(&l->app_mu);
+    gn_conn_t *c = atomic_load(&l->app_since_us) == GN_APP_TAKEN ? l->app_conn : NULL;
+    if (c && c->h2s == GN_H2_RUNNER)
+        gn_h2r__abandon(c);
+    else if (c && c->h2s)
+        shutdown(c->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&l->app_mu);
+}
+
 int gn_watchdog_look(gn_worker_t *w, double timeout, double now)
 {
     int stuck = 0;
@@ -214,8 +230,7 @@ int gn_watchdog_look(gn_worker_t *w, double timeout, double now)
             w->taken_at = 0; /* back: interrupted, or the call ended */
         } else if (now - w->taken_at >= GN_STUCK_GRACE) {
             w->stuck = stuck = 1;
-            if (l->app_conn && l->app_conn->h2s)
-                shutdown(l->app_conn->fd, SHUT_RDWR); /* the stream's connection: no one serves it now */
+            abandon_stream(l);
             gn_log(GN_LOG_ERROR, "worker %u is stuck in C code past --timeout (%s): it is replaced and abandoned",
                    w->id, atomic_load(&w->probe_has_gil) ? "in a call that does not return to Python, such as "
                                                            "time.sleep or a blocking read"

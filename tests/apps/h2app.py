@@ -5,8 +5,13 @@ its length), /big?n=N (N bytes), /slow?s=S (answers after S seconds),
 (the interpreter id, once N requests have met: tests/apps/_wsgicheck.py),
 /hold?s=S (the interpreter id after S seconds), /counted?n=N&key=K (N bytes
 in 16 KiB pieces, each counted in gorgon.shared[K] as it is produced) and
-/count?key=K (that count)."""
+/count?key=K (that count). ASGI only: /upload (reads the whole body, answers
+"<interpreter id> <length> <sha256>"; with ?first=1 it first sends a line
+with the interpreter id before it reads any of the body, with
+?meet=K&n=N&timeout=T that line is /meet's answer, with ?wait=K it reads
+nothing until /release?key=K)."""
 import asyncio
+import hashlib
 import threading
 import time
 from urllib.parse import parse_qs
@@ -131,6 +136,29 @@ async def asgi(scope, receive, send):
             msg = await receive()
         print("h2app: disconnect heard in %s" % _who(), flush=True)
         return
+    elif path == "/upload":
+        if _n(query, "meet", ""):
+            first = _meet(query.replace("meet=", "key=")) + b"\n"
+        else:
+            first = (_who() + "\n").encode() if _n(query, "first", 0) else b""
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+        if _n(query, "wait", ""):
+            import gorgon
+            while not gorgon.shared.get(_n(query, "wait", "")):
+                await asyncio.sleep(0.01)
+        digest, n = hashlib.sha256(), 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            digest.update(msg.get("body", b""))
+            n += len(msg.get("body", b""))
+            if not msg.get("more_body"):
+                break
+        await send({"type": "http.response.body", "body": ("%s %d %s" % (_who(), n, digest.hexdigest())).encode()})
+        return
     elif path == "/counted":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-who", _who().encode())]})
         for piece in _counted(query):
@@ -138,11 +166,14 @@ async def asgi(scope, receive, send):
         await send({"type": "http.response.body", "body": b""})
         return
     elif path == "/trailers":
-        # Response trailers where the scope offers them (HTTP/2), in two
-        # messages; the request's own trailers are not the app's business.
+        # Response trailers where the scope offers them (HTTP/1.1, HTTP/2),
+        # in two messages; the request's own trailers are not the app's
+        # business. ?length=1: with a Content-Length of the app's own.
         offered = "http.response.trailers" in scope.get("extensions", {})
         while (await receive()).get("more_body"):
             pass
+        if _n(query, "length", 0):
+            headers = headers + [(b"content-length", b"13")]
         await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": offered})
         await send({"type": "http.response.body", "body": b"with trailers" if offered else b"no trailers",
                     "more_body": True})
@@ -165,6 +196,10 @@ async def asgi(scope, receive, send):
         body = _who().encode()
     elif path == "/count":
         body = _count(query)
+    elif path == "/release":
+        import gorgon
+        gorgon.shared.set(_n(query, "key", ""), 1)
+        body = b"released"
     else:
         body = b"hello h2"
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -7,8 +7,10 @@ conformance cases (RFC 9113, RFC 7541) assert the exact GOAWAY or RST_STREAM
 error code the server sends.
 """
 import base64
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +23,7 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import fetch, scaled
+from conftest import Conn, fetch, scaled
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 import h2.config  # noqa: E402
@@ -296,11 +298,16 @@ def test_goaway_on_sigterm_finishes_streams(server, kind):
 
 # ---- deadlines: --timeout and --io-timeout end one stream ----------------
 
-def wait_log(srv, text, timeout=15):
+def wait_log(srv, text, timeout=15, out=False):
     deadline = time.monotonic() + scaled(timeout)
-    while text not in srv.stderr_text():
+    while text not in (srv.stdout_text() if out else srv.stderr_text()):
         assert time.monotonic() < deadline, "no %r in the log\n%s" % (text, srv.describe())
         time.sleep(0.05)
+
+
+def wait_stdout(srv, text):
+    """What the application printed."""
+    wait_log(srv, text, timeout=20, out=True)
 
 
 @pytest.mark.parametrize("kind,target", [("wsgi", "/spin?s=10"), ("asgi", "/spin?s=10"), ("asgi", "/wait?s=10")])
@@ -349,16 +356,20 @@ def test_asgi_timeout_spares_the_other_streams(server):
 
 # ---- streams of one connection spread over the workers -------------------
 
-def at_once(c, paths):
+def at_once(c, paths, bodies=None):
     """Opens one stream per path in a single write, so that the server reads
     them together (a WSGI application called first would otherwise hold its
-    loop before the rest were read)."""
+    loop before the rest were read). With bodies: POSTs whose bodies begin
+    with those bytes and go on."""
     sids = []
-    for path in paths:
+    for i, path in enumerate(paths):
         sid = c.conn.get_next_available_stream_id()
-        c.conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "http"),
-                                  (":authority", "127.0.0.1:%d" % c.addr[1])], end_stream=True)
-        c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        c.conn.send_headers(sid, [(":method", "POST" if bodies else "GET"), (":path", path), (":scheme", "http"),
+                                  (":authority", "127.0.0.1:%d" % c.addr[1])], end_stream=not bodies)
+        if bodies:
+            c.conn.send_data(sid, bodies[i])
+        c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None,
+                            "trailers": None}
         sids.append(sid)
     c.flush()
     return sids
@@ -395,20 +406,216 @@ def test_rst_stream_of_a_remote_stream_is_asgi_disconnect(server):
     # /hold is surely under way once it is back.
     other = bytes(c.get("/who")["data"]).decode()
     sid = c.request("/disconnect")
-    text = "disconnect awaited in %s" % other
-    deadline = time.monotonic() + scaled(20)
-    while text not in srv.stdout_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert text in srv.stdout_text(), srv.describe()
+    wait_stdout(srv, "disconnect awaited in %s" % other)
     c.conn.reset_stream(sid, error_code=CANCEL)
     c.flush()
-    deadline = time.monotonic() + scaled(20)
-    while "disconnect heard in %s" % other not in srv.stdout_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "disconnect heard in %s" % other in srv.stdout_text(), srv.describe()
+    wait_stdout(srv, "disconnect heard in %s" % other)
     c.wait(lambda: c.responses[hold]["ended"], timeout=30)
     assert bytes(c.responses[hold]["data"]).decode() != other
     assert c.get("/")["headers"][":status"] == "200"
+    c.close()
+
+# ---- a streamed (ASGI) request body answered by a sibling -----------------
+
+def upload_answer(r):
+    """/upload's last line: (interpreter, length, sha256)."""
+    who, n, digest = bytes(r["data"]).decode().split("\n")[-1].split()
+    return who, int(n), digest
+
+
+def first_line(c, sid):
+    c.wait(lambda: b"\n" in c.responses[sid]["data"] or c.responses[sid]["reset"] is not None, timeout=60)
+    return bytes(c.responses[sid]["data"]).decode().split("\n")[0]
+
+
+def open_upload(c, path, head=b""):
+    """A POST whose body has begun and goes on: (stream id, the body so far)."""
+    return c.request(path, method="POST", body=head, end=False), head
+
+
+def local_and_remote(c, second, head=b""):
+    """Stream 1 (/upload?first=1, its body open) runs on the connection's
+    loop, which is then busy with it: the next stream goes to the sibling.
+    Returns (stream 1, its interpreter, the second stream)."""
+    local, _ = open_upload(c, "/upload?first=1", b"a")
+    who = first_line(c, local)
+    remote, _ = open_upload(c, second, head)
+    return local, who, remote
+
+
+def finish_upload(c, sid, sent, rest):
+    c.send_body(sid, rest, end=True)
+    c.wait(lambda: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None, timeout=60)
+    r = c.responses[sid]
+    assert r["headers"][":status"] == "200" and r["reset"] is None, r
+    who, n, digest = upload_answer(r)
+    assert n == len(sent + rest) and digest == hashlib.sha256(sent + rest).hexdigest()
+    return who
+
+
+@pytest.mark.tsan
+def test_uploads_of_one_connection_run_in_several_interpreters(server):
+    """Uploads whose bodies are still coming start where there is room: each
+    meets another request (tests/apps/_wsgicheck.py meet) and says so before
+    it reads its body, and the client sends the rest of the bodies only once
+    every stream has said it: they all started with their body incomplete,
+    in more than one interpreter, and each reads its body whole."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    meet = "/upload?meet=%s&n=2&timeout=%d" % (uuid.uuid4().hex, int(scaled(60)))
+    heads = [os.urandom(1000) for _ in range(8)]
+    sids = at_once(c, [meet] * len(heads), bodies=heads)
+    lines = [first_line(c, s).split() for s in sids]
+    assert all(x[1:] == ["met"] for x in lines), lines
+    assert len({x[0] for x in lines}) > 1, lines
+    assert not any(c.responses[s]["ended"] for s in sids)
+    for sid, head, line in zip(sids, heads, lines):
+        assert finish_upload(c, sid, head, os.urandom(200000)) == line[0]
+    assert c.goaway is None
+    c.close()
+
+
+@pytest.mark.tsan
+def test_a_megabyte_upload_to_a_remote_stream_arrives_whole(server):
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/upload?first=1")
+    there = first_line(c, remote)
+    assert there != here
+    body = os.urandom(MB)
+    assert finish_upload(c, remote, b"", body) == there
+    assert finish_upload(c, local, b"a", b"bc") == here
+    c.close()
+
+
+def test_a_remote_stream_that_does_not_read_holds_its_client_to_a_window(server):
+    """The application on the sibling reads none of its body for now: the
+    client can send one stream window (64 KiB) and no more, because the
+    owner gives the window back only for what it hands over, which it does
+    only when the runner's application asks. Once it reads, all of it
+    arrives."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    key = uuid.uuid4().hex
+    local, here, remote = local_and_remote(c, "/upload?first=1&wait=" + key)
+    assert first_line(c, remote) != here
+    sent = b""
+    while True:
+        room = min(c.conn.local_flow_control_window(remote), c.conn.max_outbound_frame_size)
+        if room == 0:
+            c.get("/")  # a round trip: what the server sent before its answer is in
+            if c.conn.local_flow_control_window(remote) == 0:
+                break
+            continue
+        chunk = os.urandom(room)
+        c.conn.send_data(remote, chunk)
+        c.flush()
+        sent += chunk
+        assert len(sent) <= 4 * 65535, len(sent)
+    assert 60000 < len(sent) <= 65535, len(sent)  # the windows, less what stream 1 sent
+    with urllib.request.urlopen("http://127.0.0.1:%d/release?key=%s" % (srv.port, key), timeout=scaled(10)) as r:
+        assert r.read() == b"released"
+    assert finish_upload(c, remote, sent, os.urandom(300000)) != here
+    assert finish_upload(c, local, b"a", b"b") == here
+    c.close()
+
+
+def test_rst_stream_mid_upload_of_a_remote_stream(server):
+    """RST_STREAM while a sibling reads the stream's body: its application
+    hears http.disconnect there; the connection goes on."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/disconnect", b"x" * 30000)
+    wait_stdout(srv, "disconnect awaited in")
+    there = srv.stdout_text().split("disconnect awaited in ")[1].split()[0]
+    assert there != here, srv.stdout_text()
+    c.send_body(remote, b"y" * 30000, end=False)
+    c.conn.reset_stream(remote, error_code=CANCEL)
+    c.flush()
+    wait_stdout(srv, "disconnect heard in %s" % there)
+    assert finish_upload(c, local, b"a", b"b" * 100000) == here
+    assert c.get("/")["headers"][":status"] == "200" and c.goaway is None
+    c.close()
+
+
+def test_goaway_on_sigterm_finishes_remote_uploads(server):
+    """SIGTERM while two uploads are under way, one on the connection's loop
+    and one on the sibling: GOAWAY, both bodies still arrive whole and are
+    answered, then the server leaves."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/upload?first=1", b"r")
+    assert first_line(c, remote) != here
+    srv.send_signal(signal.SIGTERM)
+    c.wait_goaway()
+    assert c.goaway is not None and c.goaway[0] == NO_ERROR and c.goaway[1] >= remote
+    finish_upload(c, remote, b"r", os.urandom(300000))
+    finish_upload(c, local, b"a", os.urandom(300000))
+    assert srv.wait_exit(20) == 0
+
+
+def test_asgi_response_trailers_of_a_remote_stream(server):
+    """http.response.trailers from an application that a sibling runs: the
+    owner sends them as the stream's last HEADERS frame."""
+    srv = server(APPS["asgi"], "--mode", "interpreters")
+    c = ready_client(srv)
+    local, here, remote = local_and_remote(c, "/trailers")
+    c.conn.end_stream(remote)
+    c.flush()
+    c.wait(lambda: c.responses[remote]["ended"] or c.responses[remote]["reset"] is not None)
+    r = c.responses[remote]
+    assert r["reset"] is None and bytes(r["data"]) == b"with trailers", r
+    assert r["trailers"] == {"x-checksum": "abc", "x-count": "2"}
+    assert finish_upload(c, local, b"a", b"b") == here
+    c.close()
+
+
+# ---- --timeout on a stream answered by a sibling ---------------------------
+
+def worker_of(answer):
+    """The worker id in a tests/apps/hangs.py answer ("<worker> <interp> <pid>")."""
+    return bytes(answer["data"]).decode().split()[0]
+
+
+@pytest.mark.parametrize("kind,target,began", [
+    ("wsgi", "/spin?s=30", False), ("wsgi", "/stream?s=30", True),
+    ("asgi", "/spin?s=30", False), ("asgi", "/wait?s=30", False), ("asgi", "/stream?s=30", True),
+    ("wsgi", "/sleep?s=30", False)])
+def test_timeout_of_a_remote_stream(server, kind, target, began):
+    """Two streams read together: the newer stays on the connection's loop,
+    the older (target) goes to the sibling, runs past --timeout there and is
+    answered 504, or reset (INTERNAL_ERROR) when its response had begun; the
+    connection and its other streams go on meanwhile, and the log has one
+    line for it, naming the sibling's worker. A call stuck in C (time.sleep)
+    is answered by the owner once the watchdog gives up on it, before the
+    call is back."""
+    srv = server("hangs:" + ("app" if kind == "wsgi" else "asgi"), "--mode", "interpreters",
+                 "--timeout", "2")
+    c = ready_client(srv)
+    slow, quick = at_once(c, [target, "/"])
+    c.wait(lambda: c.responses[quick]["ended"])
+    owner = worker_of(c.responses[quick])
+    # The owner is free while the sibling runs the slow stream.
+    assert c.get("/")["headers"][":status"] == "200"
+    c.wait(lambda: c.responses[slow]["ended"] or c.responses[slow]["reset"] is not None, timeout=40)
+    r = c.responses[slow]
+    if began:
+        assert r["reset"] == INTERNAL_ERROR and not r["ended"], r
+        assert bytes(r["data"]) in (b"", b"began "), r
+    else:
+        assert r["reset"] is None and r["headers"] and r["headers"][":status"] == "504", r
+        assert bytes(r["data"]) == b"Gateway Timeout\n"
+    if "sleep" in target:
+        assert "back from the request" not in srv.stderr_text()
+    assert c.goaway is None
+    # Nothing runs now: a new stream stays on the owner's loop.
+    assert worker_of(c.get("/")) == owner
+    line = "GET %s ran past --timeout (2s)" % target
+    wait_log(srv, line)
+    lines = [x for x in srv.stderr_text().splitlines() if "ran past --timeout" in x]
+    assert len(lines) == 1 and line in lines[0], lines
+    ran = re.search(r"\] worker (\d+): GET ", lines[0])
+    assert ran and ran.group(1) != owner, (lines, owner)
     c.close()
 
 
@@ -502,9 +709,36 @@ def test_asgi_response_trailers(server):
     assert r["headers"][":status"] == "200" and bytes(r["data"]) == b"with trailers"
     assert r["trailers"] == {"x-checksum": "abc", "x-count": "2"} and r["ended"]
     c.close()
-    # Over HTTP/1.1 the scope does not offer them.
-    out = fetch(srv.addr, "/trailers")
+    # Over HTTP/1.0 the scope does not offer them (no chunks to end with them).
+    out = fetch(srv.addr, "/trailers", version="HTTP/1.0")
     assert out.status == 200 and out.body == b"no trailers"
+
+
+def test_asgi_response_trailers_over_http11(server):
+    """Over HTTP/1.1 the response is chunked and its trailer section holds
+    the fields (RFC 9112 7.1.2), connection-specific ones dropped; the
+    connection carries the next request."""
+    srv = server(APPS["asgi"])
+    with Conn(srv.addr) as conn:
+        r = conn.request("GET", "/trailers", headers=[("TE", "trailers")])
+        assert r.status == 200 and r.chunked and r.body == b"with trailers", r.raw_head
+        assert r.trailers == [b"X-Checksum: abc", b"x-count: 2"], r.trailers
+        assert r.header("Content-Length") is None
+        r = conn.request("GET", "/proto")
+        assert r.status == 200 and r.body == b"1.1"
+
+
+def test_asgi_response_trailers_dropped_with_a_content_length(server):
+    """An application that gives its own Content-Length and asks for
+    trailers: the body goes as it said, the trailers are dropped (there is
+    no chunked framing to carry them), with a line at debug level."""
+    srv = server(APPS["asgi"], "--log-level", "debug")
+    with Conn(srv.addr) as conn:
+        r = conn.request("GET", "/trailers?length=1")
+        assert r.status == 200 and not r.chunked and r.body == b"with trailers", r.raw_head
+        assert r.header("Content-Length") == "13" and r.trailers == []
+        assert conn.request("GET", "/proto").body == b"1.1"
+    wait_log(srv, "GET /trailers?length=1: response trailers dropped (the response is not chunked)")
 
 
 def test_asgi_response_trailers_frames(server):
