@@ -46,11 +46,13 @@ CASES = {
     "pathsend-no-path": [START, {"type": "http.response.pathsend"}],
     "pathsend-directory": [START, {"type": "http.response.pathsend", "path": "/"}],
     "pathsend-missing": [START, {"type": "http.response.pathsend", "path": "/nonexistent/gorgon-test"}],
+    "trailers-unasked": [START, {"type": "http.response.trailers", "headers": []}],
     # the head and part of the body sent: the connection is cut
     "start-after-body": [START, PARTIAL, START],
     "body-str-after-body": [START, PARTIAL, {"type": "http.response.body", "body": "text"}],
     "pathsend-after-body": [START, PARTIAL, {"type": "http.response.pathsend", "path": "/etc/hostname"}],
     "unknown-type-after-body": [START, PARTIAL, {"type": "http.response.bogus"}],
+    "trailers-unasked-after-body": [START, PARTIAL, {"type": "http.response.trailers", "headers": []}],
 }
 
 

@@ -10,6 +10,9 @@ from test_asgi_websocket_endings import CLOSE, frames_until_close, handshake
 
 APP = "asgi_misuse:app"
 
+TRAILERS = ("http.response.trailers without 'trailers': True in http.response.start, "
+            "or before the last http.response.body")
+
 BEFORE_HEAD = {
     "not-a-dict": ("TypeError", "ASGI messages are dicts, not str"),
     "no-type": ("ValueError", "ASGI message has no 'type'"),
@@ -38,6 +41,7 @@ BEFORE_HEAD = {
     "pathsend-directory": ("IsADirectoryError", "[Errno 21] Is a directory: '/'"),
     "pathsend-missing": ("FileNotFoundError", "[Errno 2] No such file or directory: '/nonexistent/gorgon-test'"),
     "receive-twice": ("RuntimeError", "receive() called again before the previous one completed"),
+    "trailers-unasked": ("RuntimeError", TRAILERS),
 }
 
 AFTER_HEAD = {
@@ -45,6 +49,7 @@ AFTER_HEAD = {
     "body-str-after-body": ("TypeError", "http.response.body 'body' must be bytes, not str"),
     "pathsend-after-body": ("RuntimeError", "http.response.pathsend needs a 'path', after start, before any body"),
     "unknown-type-after-body": ("ValueError", "unexpected ASGI message type 'http.response.bogus' for http"),
+    "trailers-unasked-after-body": ("RuntimeError", TRAILERS),
 }
 
 
