@@ -63,6 +63,21 @@ CASES = [
     ("metrics_bind", DELETE, "KeyError", "gorgon config: missing metrics_bind"),
 ]
 
+# Every key the C side reads without a default: each missing in turn is a
+# KeyError naming it.
+REQUIRED = ["app", "interface", "lifespan", "root_path", "binds", "sys_path", "workers", "backlog", "reuse_port",
+            "datetime_workaround", "graceful_timeout", "log_level", "shared_max_bytes", "limit_request_line",
+            "limit_request_fields", "limit_request_field_size", "limit_request_header_size",
+            "limit_request_body", "max_connections", "write_high_water", "access_log", "ws_max_size",
+            "ws_ping_interval", "header_timeout", "keep_alive", "io_timeout", "shared_url", "shared_prefix",
+            "shared_timeout", "shared_wait", "mode", "processes", "pure_fallback", "probe_timeout",
+            "max_requests", "timeout", "max_worker_memory", "max_requests_jitter", "metrics_bind"]
+CASES += [(key, DELETE, "KeyError", "gorgon config: missing %s" % key) for key in REQUIRED]
+# Keys that may be absent or None, but must be str (TLS) or int (the rest) when given.
+CASES += [(key, 1, "TypeError", "bad argument type")
+          for key in ("certfile", "keyfile", "keyfile_password", "ca_certs", "cert_reqs", "ssl_ciphers")]
+CASES += [(key, "x", "TypeError", "'str' object cannot be interpreted as an integer") for key in ("gid",)]
+
 SCRIPT = textwrap.dedent('''
     import json, sys
     from gorgon import _cli, _gorgon
