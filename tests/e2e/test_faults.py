@@ -49,6 +49,8 @@ def http(method, path, body, expected, headers=(), version="HTTP/1.1"):
                 return "500"
             if r.status == 200 and r.truncated:
                 return "cut"
+            if version == "HTTP/1.0" and r.status == 200 and expected.startswith(r.body):
+                return "cut"  # a body that ends with the connection: a cut looks like its end
             raise AssertionError("unexpected response %r %r" % (r, r.body[:200]))
     return exchange
 
@@ -208,7 +210,7 @@ def test_worker_setup_failing_call_ends_the_server_cleanly(server, shared_server
     raises does); no crash. Past the last call, the server serves."""
     fired(shared_server("faults:app", "--workers", "1"), 0)  # skips without fault injection
     outcomes = {}
-    for n in range(1, 60):
+    for n in range(1, 100):
         outcome, log = start_with_fault(server, app, n)
         if outcome == "serves":
             assert n > 3 and outcomes.get(1), "only %d calls failed: the start is not armed" % (n - 1)
@@ -224,7 +226,7 @@ def test_worker_setup_failing_call_ends_the_server_cleanly(server, shared_server
             assert outcome == 1, (n, outcome, log)
             assert log.count(line) == 1 and "Traceback" not in log, (n, log)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    raise AssertionError("the set-up still fails after 60 calls")
+    raise AssertionError("the set-up still fails after 100 calls")
 
 
 def test_worker_process_setup_failure_ends_the_server_cleanly(server, shared_server):
