@@ -9,7 +9,9 @@
  * A worker's start is armed from the environment instead, as no request
  * can reach it: GN_FAULT_START=n makes the n-th such call of the bridge's
  * set-up (gn_wsgi_new, gn_asgi_new and ASGI's lifespan startup) fail, in
- * every worker the process starts.
+ * every worker the process starts; with GN_FAULT_START_AFTER=k, only from
+ * the (k+1)-th set-up of the process on (the replacements of the first
+ * workers, say).
  */
 #ifndef GN_BRIDGES_FAULT_H
 #define GN_BRIDGES_FAULT_H
