@@ -28,6 +28,8 @@ def test_factories_and_callable_objects_serve(server, spec, body):
      % (APPS / "factories.py")),
     ("factories:missing()", "module 'factories' has no attribute 'missing'"),
     ("factories:missing", "module 'factories' has no attribute 'missing'"),
+    ("factories:", "application 'factories:' is not of the form MODULE:ATTRIBUTE"),
+    (":app", "application ':app' is not of the form MODULE:ATTRIBUTE"),
 ])
 def test_factory_that_fails_is_one_line_and_exit_1(server, spec, says):
     rc, text = failed_start(server, spec, "--workers", "1", "--mode", "interpreters")
