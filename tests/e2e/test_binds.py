@@ -77,3 +77,13 @@ def test_bind_to_a_port_in_use_is_one_line_and_exit_1():
     err = r.stderr.decode()
     assert r.returncode == 1, (r.returncode, err)
     assert "cannot listen on 127.0.0.1:%d: Address already in use" % port in err, err
+
+
+def test_metrics_bind_to_a_port_in_use_is_two_lines_and_exit_1():
+    with _taken_port() as s:
+        port = s.getsockname()[1]
+        r = run_gorgon("hello:app", "--bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:%d" % port, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.returncode, err)
+    assert "cannot listen on 127.0.0.1:%d: Address already in use" % port in err, err
+    assert "--metrics-bind 127.0.0.1:%d: cannot listen" % port in err and "Listening at" not in err, err
