@@ -76,12 +76,18 @@ LOCAL = HELPERS + textwrap.dedent('''
     assert s.get("deep") == deep
     raises(ValueError, "tuples nested more than 64 deep cannot be shared", s.set, "a", (deep,))
     # ints of any size, and str with lone surrogates, come back as they went
-    for v in (-(2**200), 2**63, "\\udcff-x", (2**64, -1, 1.5, b"", None, True)):
+    for v in (-1, -(2**200), 2**63, "\\udcff-x", (2**64, -1, 1.5, b"", None, True)):
         s.set("v", v)
         assert s.get("v") == v and type(s.get("v")) is type(v), v
     # a value over --shared-max-bytes (64 MiB here), and a store too full for a second big one
     raises(MemoryError, "value larger than 67108864 bytes, the bound set by --shared-max-bytes",
            s.set, "a", b"x" * (64 << 20))
+    # a value that fills the bound to the byte (a tuple's head and a bytes' head
+    # are 5 bytes each): whatever comes after it in the tuple is refused
+    big = b"x" * ((64 << 20) - 10)
+    for extra in (None, True, 1.5, 7, "s", "\\udcff", 2**70, (), b""):
+        raises(MemoryError, "value larger than 67108864 bytes", s.set, "a", (big, extra))
+    del big
     s.set("f1", b"x" * (40 << 20))
     raises(MemoryError, "gorgon.shared is full: storing 'f2' needs", s.set, "f2", b"y" * (40 << 20))
     assert "f2" not in s and len(s.get("f1")) == 40 << 20
