@@ -56,6 +56,10 @@ LOCAL = HELPERS + textwrap.dedent('''
     raises(ValueError, "ttl must be positive", s.cas, "a", None, 1, ttl=0)
     raises(ValueError, "ttl must be positive", s.setdefault, "a", 1, ttl=0)
     raises(TypeError, "cas() missing required argument 'new'", s.cas, "a", None)
+    raises(TypeError, "incr() takes at most 3 arguments (4 given)", s.incr, "a", 1, None, 4)
+    raises(TypeError, "gorgon.shared keys must be str or bytes, not 'int'", s.incr, 5)
+    raises(TypeError, "setdefault() missing required argument 'key'", s.setdefault)
+    assert s.setdefault("none-by-default") is None and "none-by-default" in s
 
     # keys and values of the exact types only
     class Str(str):
@@ -133,6 +137,8 @@ LOCAL = HELPERS + textwrap.dedent('''
     raises(ValueError, "--shared-url: expected redis://", _gorgon._shared_connect, "http://127.0.0.1:6379")
     raises(ValueError, "timeout must be a non-negative", _gorgon._shared_connect, "redis://h", timeout=-2)
     raises(TypeError, "_shared_connect() missing required argument 'url'", _gorgon._shared_connect)
+    raises(TypeError, "bad argument type", _gorgon._shared_connect, 6379)
+    raises(TypeError, "bad argument type", _gorgon._shared_connect, "redis://h", b"prefix:")
     assert s.get("kept") == 1 and repr(s).startswith("<gorgon.shared: ")
     print("ok")
 ''')
@@ -252,6 +258,11 @@ REDIS = HELPERS + textwrap.dedent('''
     # a database Redis does not have: refused at connect
     _gorgon._shared_connect(url + "?db=99", "err:", timeout=1)
     raises(gorgon.Unavailable, "refused AUTH or SELECT: ERR DB index is out of range", s.get, "c")
+    # every call says so, none changes anything
+    for call in (lambda: s.delete("c"), s.keys, s.clear, s.stats, lambda: len(s), lambda: "c" in s,
+                 lambda: s.set("c", 2), lambda: s.setdefault("c", 2), lambda: s.cas("c", 1, 2),
+                 lambda: s.incr("c"), lambda: gorgon.channel("rc")):
+        raises(gorgon.Unavailable, "ERR DB index is out of range", call)
     print("ok")
 ''')
 
