@@ -68,10 +68,16 @@ static int note_header(noted_t *nt, PyObject *pair)
         goto done;
     }
     if (name_is(n, nl, "content-length")) {
-        int64_t len = 0;
+        /* Digits only, as WSGI's: the field goes out as given, and beside
+         * a framing of the server's own it would contradict it. */
+        int64_t len = vl > 0 ? 0 : -1;
         for (Py_ssize_t i = 0; i < vl && len >= 0; i++)
             len = v[i] >= '0' && v[i] <= '9' && len < INT64_MAX / 10 ? len * 10 + (v[i] - '0') : -1;
-        nt->length = vl > 0 ? len : -1;
+        if (len < 0) {
+            PyErr_Format(PyExc_ValueError, "invalid Content-Length %.*s", (int)vl, v);
+            goto done;
+        }
+        nt->length = len;
     } else if (name_is(n, nl, "date")) {
         nt->has_date = 1;
     } else if (name_is(n, nl, "server")) {

@@ -1,5 +1,6 @@
 #include "bridges/common.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -124,8 +125,10 @@ void gn_fault_request_start(void)
 
 void gn_fault_setup_begin(void)
 {
-    const char *v = getenv("GN_FAULT_START");
-    fault_countdown = v ? atol(v) : 0;
+    static atomic_long setups; /* in this process, the first one 0 */
+    long n = atomic_fetch_add(&setups, 1);
+    const char *v = getenv("GN_FAULT_START"), *after = getenv("GN_FAULT_START_AFTER");
+    fault_countdown = v && n >= (after ? atol(after) : 0) ? atol(v) : 0;
 }
 
 void gn_fault_setup_end(void)

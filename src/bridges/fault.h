@@ -9,7 +9,9 @@
  * A worker's start is armed from the environment instead, as no request
  * can reach it: GN_FAULT_START=n makes the n-th such call of the bridge's
  * set-up (gn_wsgi_new, gn_asgi_new and ASGI's lifespan startup) fail, in
- * every worker the process starts.
+ * every worker the process starts; with GN_FAULT_START_AFTER=k, only from
+ * the (k+1)-th set-up of the process on (the replacements of the first
+ * workers, say).
  */
 #ifndef GN_BRIDGES_FAULT_H
 #define GN_BRIDGES_FAULT_H
@@ -35,7 +37,9 @@ PyObject *gn_fault_arm(PyObject *module, PyObject *n);
 #define GN_FAULT_INT(call) (gn_fault_hit(__FILE__, __LINE__) ? (PyErr_NoMemory(), -1) : (call))
 
 #define PyBytes_FromStringAndSize(...) GN_FAULT_PTR(PyBytes_FromStringAndSize(__VA_ARGS__))
+#define Py_BuildValue(...) GN_FAULT_PTR(Py_BuildValue(__VA_ARGS__))
 #define PyDict_Copy(...) GN_FAULT_PTR(PyDict_Copy(__VA_ARGS__))
+#define PyDict_GetItemWithError(...) GN_FAULT_PTR(PyDict_GetItemWithError(__VA_ARGS__))
 #define PyDict_New(...) GN_FAULT_PTR(PyDict_New(__VA_ARGS__))
 #define PyImport_ImportModule(...) GN_FAULT_PTR(PyImport_ImportModule(__VA_ARGS__))
 #define PyList_New(...) GN_FAULT_PTR(PyList_New(__VA_ARGS__))
@@ -54,9 +58,12 @@ PyObject *gn_fault_arm(PyObject *module, PyObject *n);
 #define PySequence_List(...) GN_FAULT_PTR(PySequence_List(__VA_ARGS__))
 #define PyTuple_Pack(...) GN_FAULT_PTR(PyTuple_Pack(__VA_ARGS__))
 #define PyUnicode_DecodeASCII(...) GN_FAULT_PTR(PyUnicode_DecodeASCII(__VA_ARGS__))
+#define PyUnicode_DecodeLatin1(...) GN_FAULT_PTR(PyUnicode_DecodeLatin1(__VA_ARGS__))
+#define PyUnicode_DecodeUTF8(...) GN_FAULT_PTR(PyUnicode_DecodeUTF8(__VA_ARGS__))
 #define PyUnicode_FromFormat(...) GN_FAULT_PTR(PyUnicode_FromFormat(__VA_ARGS__))
 #define PyUnicode_FromString(...) GN_FAULT_PTR(PyUnicode_FromString(__VA_ARGS__))
 #define PyUnicode_FromStringAndSize(...) GN_FAULT_PTR(PyUnicode_FromStringAndSize(__VA_ARGS__))
+#define PyUnicode_InternFromString(...) GN_FAULT_PTR(PyUnicode_InternFromString(__VA_ARGS__))
 #define PyUnicode_Join(...) GN_FAULT_PTR(PyUnicode_Join(__VA_ARGS__))
 #define PyDict_SetItem(...) GN_FAULT_INT(PyDict_SetItem(__VA_ARGS__))
 #define PyDict_SetItemString(...) GN_FAULT_INT(PyDict_SetItemString(__VA_ARGS__))

@@ -83,7 +83,7 @@ static const char *const scripts[N_SCRIPTS] = {
 typedef struct {
     redisContext *ctx;
     pid_t pid;       /* the process that connected: a forked child reconnects */
-    unsigned gen;    /* the configuration it was made for */
+    unsigned gen;    /* the configuration its connection and back-off are for */
     double retry_at; /* monotonic seconds; no connect before */
     double backoff;
     char sha[N_SCRIPTS][41];
@@ -294,8 +294,14 @@ static conn_t *conn_get(gn_store_err_t *err)
         err->code = ENOMEM;
         return NULL;
     }
-    if (c->ctx && (c->pid != getpid() || c->gen != atomic_load(&generation)))
-        drop(c); /* inherited across fork (the parent keeps using it), or configured anew */
+    unsigned gen = atomic_load(&generation);
+    if (c->gen != gen) { /* configured anew: another server, none of the old one's back-off */
+        drop(c);
+        c->backoff = c->retry_at = 0;
+        c->gen = gen;
+    }
+    if (c->ctx && c->pid != getpid())
+        drop(c); /* inherited across fork: the parent keeps using it */
     if (c->ctx)
         return c;
     if (mono() < c->retry_at) {
@@ -310,7 +316,6 @@ static conn_t *conn_get(gn_store_err_t *err)
         return outage_begin(c, err), NULL;
     }
     c->pid = getpid();
-    c->gen = atomic_load(&generation);
     if (redisSetTimeout(c->ctx, tv) != REDIS_OK) {
         io_error(c);
         return outage_begin(c, err), NULL;

@@ -40,17 +40,22 @@ CASES = {
     "header-name-space": [start(headers=[(b"x a", b"b")])],
     "header-name-colon": [start(headers=[(b"x:a", b"b")])],
     "header-name-empty": [start(headers=[(b"", b"b")])],
+    "content-length-letters": [start(headers=[(b"content-length", b"12x")])],
+    "content-length-empty": [start(headers=[(b"Content-Length", b"")])],
+    "content-length-huge": [start(headers=[(b"content-length", b"9" * 20)])],
     "close-date-then-bad-header": [start(headers=[(b"connection", b"close"), (b"date", b"x"), (b"x a", b"b")])],
     "body-str": [START, {"type": "http.response.body", "body": "text"}],
     "pathsend-before-start": [{"type": "http.response.pathsend", "path": "/etc/hostname"}],
     "pathsend-no-path": [START, {"type": "http.response.pathsend"}],
     "pathsend-directory": [START, {"type": "http.response.pathsend", "path": "/"}],
     "pathsend-missing": [START, {"type": "http.response.pathsend", "path": "/nonexistent/gorgon-test"}],
+    "trailers-unasked": [START, {"type": "http.response.trailers", "headers": []}],
     # the head and part of the body sent: the connection is cut
     "start-after-body": [START, PARTIAL, START],
     "body-str-after-body": [START, PARTIAL, {"type": "http.response.body", "body": "text"}],
     "pathsend-after-body": [START, PARTIAL, {"type": "http.response.pathsend", "path": "/etc/hostname"}],
     "unknown-type-after-body": [START, PARTIAL, {"type": "http.response.bogus"}],
+    "trailers-unasked-after-body": [START, PARTIAL, {"type": "http.response.trailers", "headers": []}],
 }
 
 

@@ -61,6 +61,9 @@ async def asgi(scope, receive, send):
     elif path == "/await-spin":
         await asyncio.sleep(0)
         spin(seconds)            # blocks the loop after a first wait
+    elif path == "/background-spin":
+        # Answered at once; a callback then blocks the loop with no request under way.
+        asyncio.get_running_loop().call_later(0.2, spin, seconds)
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"began ", "more_body": True})

@@ -4,7 +4,8 @@ body past its Content-Length of 5), /shorter (a body short of its
 Content-Length of 10), /close (ASGI: a Connection: close field of the
 application's), /pathsend-device and /pathsend-short (ASGI: pathsend of
 /dev/null, not a regular file; of this file with a Content-Length of 10),
-/status?N (ASGI: an empty response with status N)."""
+/status?N (ASGI: an empty response with status N), /list-pairs and a WebSocket
+to /ws-list-pairs (ASGI: header pairs as lists in a tuple)."""
 import os
 
 from _wsgicheck import checked
@@ -32,6 +33,12 @@ app = checked(_app)
 
 
 async def asgi(scope, receive, send):
+    if scope["type"] == "websocket" and scope["path"] == "/ws-list-pairs":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept", "subprotocol": None, "headers": ([b"x-pair", b"list"],)})
+        await send({"type": "websocket.send", "bytes": None, "text": "text, not bytes"})
+        await send({"type": "websocket.close", "reason": None})
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -56,6 +63,10 @@ async def asgi(scope, receive, send):
     elif path == "/status":
         await start([("content-length", "0")], status=int(scope["query_string"]))
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/list-pairs":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": ([b"content-type", b"text/plain"], [b"x-pair", b"list"], [b"content-length", b"2"])})
+        await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/pathsend-device":
         await start([])
         await send({"type": "http.response.pathsend", "path": os.devnull})

@@ -52,6 +52,12 @@ def yield_before_start(env, sr):
     sr(*OK)
 
 
+def start_twice(env, sr):
+    sr(*OK)
+    sr(*OK)  # raises: a second call needs exc_info
+    return [b"not reached"]
+
+
 def write_before_start(env, sr):
     sr.write(b"too early")
     return []
@@ -150,6 +156,7 @@ def raising_body(case, items):
 
 CASES = {
     # refused before anything was sent: a 500
+    "start-twice": start_twice,
     "status-int": start_with(200, []),
     "status-bytes": start_with(b"200 OK", []),
     "status-short": start_with("200", []),

@@ -10,6 +10,9 @@ from test_asgi_websocket_endings import CLOSE, frames_until_close, handshake
 
 APP = "asgi_misuse:app"
 
+TRAILERS = ("http.response.trailers without 'trailers': True in http.response.start, "
+            "or before the last http.response.body")
+
 BEFORE_HEAD = {
     "not-a-dict": ("TypeError", "ASGI messages are dicts, not str"),
     "no-type": ("ValueError", "ASGI message has no 'type'"),
@@ -31,6 +34,9 @@ BEFORE_HEAD = {
     "header-name-space": ("ValueError", "invalid ASGI header b'x a': b'b'"),
     "header-name-colon": ("ValueError", "invalid ASGI header b'x:a': b'b'"),
     "header-name-empty": ("ValueError", "invalid ASGI header b'': b'b'"),
+    "content-length-letters": ("ValueError", "invalid Content-Length 12x"),
+    "content-length-empty": ("ValueError", "invalid Content-Length "),
+    "content-length-huge": ("ValueError", "invalid Content-Length " + "9" * 20),
     "close-date-then-bad-header": ("ValueError", "invalid ASGI header b'x a': b'b'"),
     "body-str": ("TypeError", "http.response.body 'body' must be bytes, not str"),
     "pathsend-before-start": ("RuntimeError", "http.response.pathsend needs a 'path', after start, before any body"),
@@ -38,6 +44,7 @@ BEFORE_HEAD = {
     "pathsend-directory": ("IsADirectoryError", "[Errno 21] Is a directory: '/'"),
     "pathsend-missing": ("FileNotFoundError", "[Errno 2] No such file or directory: '/nonexistent/gorgon-test'"),
     "receive-twice": ("RuntimeError", "receive() called again before the previous one completed"),
+    "trailers-unasked": ("RuntimeError", TRAILERS),
 }
 
 AFTER_HEAD = {
@@ -45,6 +52,7 @@ AFTER_HEAD = {
     "body-str-after-body": ("TypeError", "http.response.body 'body' must be bytes, not str"),
     "pathsend-after-body": ("RuntimeError", "http.response.pathsend needs a 'path', after start, before any body"),
     "unknown-type-after-body": ("ValueError", "unexpected ASGI message type 'http.response.bogus' for http"),
+    "trailers-unasked-after-body": ("RuntimeError", TRAILERS),
 }
 
 

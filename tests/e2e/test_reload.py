@@ -192,7 +192,7 @@ def test_idle_keepalive_connections_outlive_a_reload(server, tmp_path, mode, tem
     assert srv.stop() == 0, srv.describe()
 
 
-@pytest.mark.parametrize("mode", [INTERPRETERS, PROCS_X_INTERPS, THREADS])
+@pytest.mark.parametrize("mode", [INTERPRETERS, PROCS_X_INTERPS, PROCESSES, THREADS])
 def test_new_code_that_cannot_import_leaves_the_old_serving(server, tmp_path, mode):
     srv = start(server, tmp_path, mode)
     write_app(tmp_path, text=BROKEN)

@@ -130,18 +130,41 @@ def test_bad_chunk_after_the_response_began_closes_with_a_log_line(shared_server
 WS_APP = "asgi_app:app"
 
 
-@pytest.mark.parametrize("method,key,why", [
-    ("POST", "dGhlIHNhbXBsZSBub25jZQ==", b"a WebSocket handshake is an HTTP/1.1 GET"),
-    ("GET", "short", b"missing or malformed Sec-WebSocket-Key"),
-])
-def test_not_a_handshake_is_400(shared_server, method, key, why):
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@pytest.mark.parametrize("method,key,version,why", [
+    ("POST", KEY, "13", b"a WebSocket handshake is an HTTP/1.1 GET"),
+    ("GET", "short", "13", b"missing or malformed Sec-WebSocket-Key"),
+    ("GET", None, "13", b"missing or malformed Sec-WebSocket-Key"),
+    ("GET", KEY, "8", b"unsupported Sec-WebSocket-Version (13 expected)"),
+    ("GET", KEY, "130", b"unsupported Sec-WebSocket-Version (13 expected)"),
+    ("GET", KEY, None, b"unsupported Sec-WebSocket-Version (13 expected)"),
+], ids=["post", "short-key", "no-key", "version-8", "version-130", "no-version"])
+def test_not_a_handshake_is_400(shared_server, method, key, version, why):
     srv = shared_server(WS_APP, "--workers", "1")
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Content-Length", "0")]
+    headers += [("Sec-WebSocket-Key", key)] if key else []
+    headers += [("Sec-WebSocket-Version", version)] if version else []
     with Conn(srv) as c:
-        c.send(build_request(method, "/ws/echo", [
-            ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", key),
-            ("Sec-WebSocket-Version", "13"), ("Content-Length", "0")], host=host_header(c.addr)))
+        c.send(build_request(method, "/ws/echo", headers, host=host_header(c.addr)))
         r = c.response()
         assert r.status == 400 and r.body == why + b"\n", r
+
+
+def test_asgi_header_pairs_as_lists_in_a_tuple(shared_server):
+    """ASGI headers are an iterable of [name, value]: lists in a tuple are
+    taken as tuples in a list are, for a response and a WebSocket accept."""
+    srv = shared_server(APPS["asgi"], "--workers", "1")
+    with Conn(srv) as c:
+        r = c.request("GET", "/list-pairs")
+        assert r.status == 200 and r.body == b"ok" and r.header("x-pair") == "list", r
+    with Conn(srv) as c:
+        r = handshake(c, "/ws-list-pairs")
+        assert r.status == 101 and r.header("x-pair") == "list", r
+        assert read_frame(c) == (True, TEXT, b"text, not bytes")
+        fin, op, payload = read_frame(c)
+        assert (fin, op, payload) == (True, 8, (1000).to_bytes(2, "big")), (op, payload)
 
 
 def test_subprotocol_list_with_blanks(shared_server):

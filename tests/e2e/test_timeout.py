@@ -154,3 +154,17 @@ def test_off_by_default(server):
     assert r.status == 200 and took >= 2.4, (r.status, took)
     assert "--timeout" not in srv.stderr_text()
     assert srv.stop() == 0, srv.describe()
+
+
+def test_asgi_loop_blocked_outside_a_request_is_interrupted(server):
+    """A callback of the application's that blocks the event loop when no
+    request is under way: logged as such and interrupted; the worker serves
+    on."""
+    srv = start(server, ASGI)
+    r = fetch(srv.addr, "/background-spin?s=10", timeout=scaled(15))
+    assert r.status == 200, (r.status, r.body)
+    wait_log(srv, r"worker \d: its event loop has been in application code for more than 2s \(--timeout\)",
+             "the blocked loop's line")
+    wait_log(srv, r"worker \d: the call past --timeout, where it was; interrupting it", "the interruption")
+    both_workers_answer(srv)
+    assert srv.stop() == 0, srv.describe()

@@ -142,3 +142,30 @@ def test_wsgi_errors_goes_to_server_log(router):
     marker = "gorgon-test-wsgi-errors-marker-41d7"
     echo(router, "/echo?errors=" + marker)
     wait_for(lambda: marker in router.stderr_text(), 5, what="wsgi.errors text in the log")
+
+
+@pytest.mark.parametrize("host,name,port", [
+    ("example.com", "example.com", "80"),
+    ("example.com:8080", "example.com", "8080"),
+    ("[::1]:8081", "[::1]", "8081"),
+    ("[::1]", "[::1]", "80"),
+])
+def test_server_name_and_port_from_host(router, host, name, port):
+    with Conn(router) as c:
+        c.send(b"GET /echo HTTP/1.1\r\nHost: %s\r\n\r\n" % host.encode())
+        env = c.response().json()["environ"]
+    assert (env["SERVER_NAME"], env["SERVER_PORT"], env["HTTP_HOST"]) == (name, port, host), env
+
+
+def test_server_name_from_an_absolute_target_without_host(router):
+    with Conn(router) as c:
+        c.send(b"GET http://example.org:81/echo/abs HTTP/1.0\r\n\r\n")
+        env = c.response().json()["environ"]
+    assert (env["SERVER_NAME"], env["SERVER_PORT"], env["PATH_INFO"]) == ("example.org", "81", "/echo/abs"), env
+
+
+def test_cookies_joined_with_semicolon_and_long_header_names(router):
+    long_name = "X-" + "Long-" * 60 + "Name"  # past the server's stack buffer for the key
+    env = echo(router, headers=[("Cookie", "a=1"), ("Cookie", "b=2"), (long_name, "v")])["environ"]
+    assert env["HTTP_COOKIE"] == "a=1; b=2", env
+    assert env["HTTP_" + long_name.upper().replace("-", "_")] == "v", sorted(env)

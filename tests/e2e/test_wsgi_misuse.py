@@ -38,6 +38,7 @@ REFUSED_START = {
 BEFORE_HEAD = {
     **REFUSED_START,
     "no-start": ("RuntimeError", "the application returned without calling start_response"),
+    "start-twice": ("RuntimeError", "start_response called a second time without exc_info"),
     "no-start-body": ("RuntimeError", "the application yielded body bytes before start_response"),
     "yield-before-start": ("RuntimeError", "the application yielded body bytes before start_response"),
     "write-str": ("TypeError", "write() takes bytes, not str"),
