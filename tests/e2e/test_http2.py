@@ -1117,3 +1117,19 @@ def test_forwarded_headers_on_a_stream_are_the_streams_own(server):
     c.wait(lambda: c.responses[sid]["ended"])
     assert json.loads(bytes(c.responses[sid]["data"]))["environ"]["REMOTE_ADDR"] == "198.51.100.9"
     c.close()
+
+
+def test_forwarded_headers_on_a_stream_are_ignored_with_no_proxy_headers(server):
+    """--no-proxy-headers: a stream's X-Forwarded-* change nothing, even on
+    a loop whose request buffer last served an HTTP/1.1 request."""
+    srv = server("echo:app", "--workers", "1", "--no-proxy-headers")
+    r = fetch(srv, "/", headers=[("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")])
+    env = r.json()["environ"]
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+    c = H2(srv.addr)
+    sid = c.request("/", headers=[("x-forwarded-for", "198.51.100.9"), ("x-forwarded-proto", "https")])
+    c.wait(lambda: c.responses[sid]["ended"])
+    env = json.loads(bytes(c.responses[sid]["data"]))["environ"]
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+    assert env["HTTP_X_FORWARDED_FOR"] == "198.51.100.9"
+    c.close()
