@@ -351,6 +351,9 @@ def test_config_errors(certs, tmp_path):
     assert "--ssl-ciphers" in err
     err = bad_config(certs, *tls_args(certs, "--ca-certs", missing, "--cert-reqs", "required"))
     assert "--ca-certs %s: No such file or directory" % missing in err and "Traceback" not in err
+    # The environment's value is not one of the flag's choices: refused all the same.
+    err = bad_config(certs, *tls_args(certs), env={"GORGON_SSL_MIN_VERSION": "1.1"})
+    assert "--ssl-min-version 1.1: not 1.2 or 1.3" in err and "Traceback" not in err
     # A file with no certificate in it (a key): refused, not an empty CA list.
     err = bad_config(certs, *tls_args(certs, "--ca-certs", certs / "other.key", "--cert-reqs", "required"))
     assert "--ca-certs %s: no PEM certificate in it" % (certs / "other.key") in err and "Traceback" not in err
