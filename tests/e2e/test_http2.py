@@ -1133,3 +1133,24 @@ def test_forwarded_headers_on_a_stream_are_ignored_with_no_proxy_headers(server)
     assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
     assert env["HTTP_X_FORWARDED_FOR"] == "198.51.100.9"
     c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_streams_of_a_tls_connection_run_in_several_interpreters(server, certs, kind):
+    """As over cleartext: the streams of one TLS connection spread to other
+    loops' interpreters."""
+    cert, key = certs
+    srv = server(APPS[kind], "--mode", "interpreters", "--certfile", cert, "--keyfile", key)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.set_alpn_protocols(["h2"])
+    sock = ctx.wrap_socket(socket.create_connection(srv.addr, timeout=scaled(10)), server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2"
+    c = H2(srv.addr, sock=sock)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    meet = "/meet?key=%s&n=2&timeout=%d" % (uuid.uuid4().hex, int(scaled(60)))
+    sids = at_once(c, [meet] * 20)
+    c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=120)
+    answers = [bytes(c.responses[s]["data"]).decode().split() for s in sids]
+    assert all(a[1] == "met" for a in answers), answers
+    assert len({a[0] for a in answers}) > 1, answers
+    c.close()
