@@ -864,17 +864,22 @@ def test_upgrade_h2c_settings_out_of_range_end_the_connection(server, settings, 
     # RFC 9113 6.5.2: values out of range are a connection error, as in a
     # SETTINGS frame: after the 101, a GOAWAY with that code, and stream 1
     # is never answered.
+    # The preface goes with the request, in one write: the server has read
+    # all the client sends before it closes (no reset to lose the GOAWAY to).
     srv = server(APPS["wsgi"])
-    c, head = upgrade_request(srv.addr, settings=settings)
-    assert head.startswith("HTTP/1.1 101 "), head
-    c.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
-    buf = c.inbuf
-    c.sock.settimeout(scaled(10))
+    sock = socket.create_connection(srv.addr, timeout=scaled(10))
+    sock.sendall(("GET /proto HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  "Upgrade: h2c\r\nHTTP2-Settings: %s\r\n\r\n" % (srv.port, settings)).encode()
+                 + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
+    got = b""
     while True:
-        data = c.sock.recv(65536)
+        data = sock.recv(65536)
         if not data:
             break
-        buf += data
+        got += data
+    sock.close()
+    head, _, buf = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), got
     frames = []
     while len(buf) >= 9:
         n = int.from_bytes(buf[:3], "big")
@@ -883,7 +888,6 @@ def test_upgrade_h2c_settings_out_of_range_end_the_connection(server, settings, 
     goaway = [payload for t, _sid, payload in frames if t == 0x7]
     assert len(goaway) == 1 and int.from_bytes(goaway[0][4:8], "big") == code, frames
     assert not [sid for t, sid, _p in frames if sid == 1], frames
-    c.close()
 
 
 @pytest.mark.parametrize("connection,extra", [
