@@ -378,13 +378,19 @@ def test_hundred_streams_of_one_connection_run_in_several_interpreters(server, k
     connection, none would meet."""
     srv = server(APPS[kind], "--mode", "interpreters")
     c = ready_client(srv)
+    streams_meet_in_several_interpreters(c, 100)
+    c.close()
+
+
+def streams_meet_in_several_interpreters(c, n):
+    """n streams opened at once, each waiting for another to start: every
+    one met, and more than one interpreter answered."""
     meet = "/meet?key=%s&n=2&timeout=%d" % (uuid.uuid4().hex, int(scaled(60)))
-    sids = at_once(c, [meet] * 100)
+    sids = at_once(c, [meet] * n)
     c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=120)
     answers = [bytes(c.responses[s]["data"]).decode().split() for s in sids]
     assert all(a[1] == "met" for a in answers), answers
     assert len({a[0] for a in answers}) > 1, answers
-    c.close()
 
 
 def test_rst_stream_of_a_remote_stream_is_asgi_disconnect(server):
@@ -871,13 +877,8 @@ def test_upgrade_h2c_settings_out_of_range_end_the_connection(server, settings, 
     sock.sendall(("GET /proto HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                   "Upgrade: h2c\r\nHTTP2-Settings: %s\r\n\r\n" % (srv.port, settings)).encode()
                  + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
-    got = b""
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            break
-        got += data
-    sock.close()
+    with sock, sock.makefile("rb") as f:
+        got = f.read()  # to the server's close
     head, _, buf = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 "), got
     frames = []
@@ -1151,10 +1152,5 @@ def test_streams_of_a_tls_connection_run_in_several_interpreters(server, certs, 
     assert sock.selected_alpn_protocol() == "h2"
     c = H2(srv.addr, sock=sock)
     c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
-    meet = "/meet?key=%s&n=2&timeout=%d" % (uuid.uuid4().hex, int(scaled(60)))
-    sids = at_once(c, [meet] * 20)
-    c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=120)
-    answers = [bytes(c.responses[s]["data"]).decode().split() for s in sids]
-    assert all(a[1] == "met" for a in answers), answers
-    assert len({a[0] for a in answers}) > 1, answers
+    streams_meet_in_several_interpreters(c, 20)
     c.close()
