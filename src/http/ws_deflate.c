@@ -189,6 +189,7 @@ struct gn_ws_deflate {
     gn_ws_deflate_params_t p;
     z_stream def, inf;
     int def_on, inf_on;
+    int inf_ended; /* a final block ended the input so far: no tail to add */
 };
 
 /* 7.2.1: each compressed message ends with an empty stored block's
@@ -304,6 +305,8 @@ static int inflate_some(gn_ws_deflate_t *d, const uint8_t *p, size_t n, char **b
     z_stream *z = &d->inf;
     z->next_in = (Bytef *)(uintptr_t)p;
     z->avail_in = (uInt)n;
+    if (n > 0)
+        d->inf_ended = 0;
     for (;;) {
         int rm = room(buf, cap, *used, max);
         if (rm < 0)
@@ -318,8 +321,10 @@ static int inflate_some(gn_ws_deflate_t *d, const uint8_t *p, size_t n, char **b
             /* A final block (BFINAL): a sender may end its stream; what
              * follows starts a new one. */
             inflateReset(z);
-            if (z->avail_in == 0)
+            if (z->avail_in == 0) {
+                d->inf_ended = 1;
                 return 0;
+            }
             continue;
         }
         if (r == Z_BUF_ERROR)
@@ -342,8 +347,13 @@ int gn_ws_inflate(gn_ws_deflate_t *d, const uint8_t *p, size_t n, int last, char
         return -2;
     d->inf_on = 1;
     int r = inflate_some(d, p, n, buf, cap, used, max);
-    if (r == 0 && last && *used <= max)
+    /* 7.2.2: the tail completes the sender's flush; after a message that
+     * ended its stream with a final block (RFC 7692 7.2.3) there is no
+     * flush to complete, and the tail would start the next stream wrong. */
+    if (r == 0 && last && *used <= max && !d->inf_ended)
         r = inflate_some(d, TAIL, sizeof(TAIL), buf, cap, used, max);
+    if (last)
+        d->inf_ended = 0;
     if (last && d->p.client_no_context_takeover)
         inflateReset(&d->inf);
     return r;

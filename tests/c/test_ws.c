@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <sys/mman.h>
+#include <zlib.h>
 
 #include "test.h"
 
@@ -830,6 +831,115 @@ static void test_deflate_corrupt_input(void)
     gn_ws_deflate_free(d);
 }
 
+static void test_deflate_negotiate_parameter_values(void)
+{
+    gn_ws_deflate_params_t p;
+    char buf[160];
+    /* A quoted-string may escape any character: "1\1" is 11. */
+    ASSERT_EQ(negotiate("permessage-deflate;\tclient_max_window_bits=\"1\\1\"", &p), 1);
+    ASSERT_EQ(p.client_bits, 11);
+    ASSERT_EQ(p.client_bits_sent, 1);
+    /* Single-digit windows: 9 for us is kept (below our 11), 8 for the
+     * client too (its compressor's own limit). */
+    ASSERT_EQ(negotiate("permessage-deflate; server_max_window_bits=9; client_max_window_bits=8", &p), 1);
+    ASSERT_EQ(p.server_bits, 9);
+    ASSERT_EQ(p.client_bits, 8);
+    /* Above ours: the server still compresses with its own 11. */
+    ASSERT_EQ(negotiate("permessage-deflate; server_max_window_bits=15", &p), 1);
+    ASSERT_EQ(p.server_bits, GN_WS_DEFLATE_SERVER_BITS);
+    ASSERT_EQ(negotiate("PerMessage-Deflate ; Client_No_Context_Takeover", &p), 1);
+    ASSERT_EQ(p.client_no_context_takeover, 1);
+    /* Malformed values and parameters decline the offer. */
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=\"1\\", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=\"1111111111111111\"", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=1111111111111111", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=91", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=1", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=19", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=1a", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=151", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate; client_max_window_bits=a", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflate;", &p), 0);
+    ASSERT_EQ(negotiate("permessage-deflat", &p), 0);
+    /* A response that does not fit is cut, NUL-terminated. */
+    ASSERT_EQ(negotiate("permessage-deflate", &p), 1);
+    ASSERT_EQ(gn_ws_deflate_response(&p, buf, 19), 18);
+    ASSERT_TRUE(strcmp(buf, "permessage-deflate") == 0);
+}
+
+/* Raw deflate of s, ending with a final block (BFINAL), as zlib's Z_FINISH
+ * makes it: what a sender may end a message with. */
+static size_t raw_final(const char *s, uint8_t *out, size_t cap)
+{
+    z_stream z = {0};
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -11, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return 0;
+    z.next_in = (Bytef *)(uintptr_t)s;
+    z.avail_in = (uInt)strlen(s);
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    int r = deflate(&z, Z_FINISH);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    return r == Z_STREAM_END ? n : 0;
+}
+
+/* A final block ends one deflate stream: what follows it in the message
+ * starts a new one, and a message may end right after it. */
+static void test_deflate_final_block_starts_a_new_stream(void)
+{
+    gn_ws_deflate_params_t p = {0, 0, 11, 11, 1};
+    gn_ws_deflate_t *d = gn_ws_deflate_new(&p);
+    uint8_t z[256];
+    size_t a = raw_final("hello, ", z, sizeof(z));
+    ASSERT_TRUE(a > 0);
+    size_t b = raw_final("world", z + a, sizeof(z) - a);
+    ASSERT_TRUE(b > 0);
+    char *out = NULL;
+    size_t cap = 0, used = 0;
+    ASSERT_EQ(gn_ws_inflate(d, z, a + b, 1, &out, &cap, &used, 1000), 0);
+    ASSERT_EQ(used, 12);
+    ASSERT_TRUE(memcmp(out, "hello, world", 12) == 0);
+    /* The next message: one stream that ends with the frame. */
+    used = 0;
+    ASSERT_EQ(gn_ws_inflate(d, z + a, b, 1, &out, &cap, &used, 1000), 0);
+    ASSERT_EQ(used, 5);
+    ASSERT_TRUE(memcmp(out, "world", 5) == 0);
+    /* An empty frame in the middle of a message: nothing to do. */
+    used = 0;
+    ASSERT_EQ(gn_ws_inflate(d, z, 0, 0, &out, &cap, &used, 1000), 0);
+    ASSERT_EQ(used, 0);
+    free(out);
+    gn_ws_deflate_free(d);
+}
+
+/* A message that compresses to more than its size (random bytes): whole
+ * after the round trip. */
+static void test_deflate_incompressible_message(void)
+{
+    gn_ws_deflate_params_t p = {1, 1, 9, 9, 1};
+    gn_ws_deflate_t *a = gn_ws_deflate_new(&p), *b = gn_ws_deflate_new(&p);
+    size_t n = 200000;
+    char *msg = malloc(n), *z, *out = NULL;
+    uint32_t x = 99;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        msg[i] = (char)(x >> 24);
+    }
+    size_t zlen, cap = 0, used = 0;
+    ASSERT_EQ(gn_ws_deflate_message(a, msg, n, &z, &zlen), 0);
+    ASSERT_TRUE(zlen > n);
+    ASSERT_EQ(gn_ws_inflate(b, (uint8_t *)z, zlen, 1, &out, &cap, &used, n), 0);
+    ASSERT_EQ(used, n);
+    ASSERT_TRUE(memcmp(out, msg, n) == 0);
+    free(msg);
+    free(z);
+    free(out);
+    gn_ws_deflate_free(a);
+    gn_ws_deflate_free(b);
+}
+
 static const test_entry_t tests[] = {
     TEST_ENTRY(hdr_len7),
     TEST_ENTRY(hdr_len16),
@@ -868,6 +978,9 @@ static const test_entry_t tests[] = {
     TEST_ENTRY(deflate_empty_message),
     TEST_ENTRY(deflate_bomb_is_bounded),
     TEST_ENTRY(deflate_corrupt_input),
+    TEST_ENTRY(deflate_negotiate_parameter_values),
+    TEST_ENTRY(deflate_final_block_starts_a_new_stream),
+    TEST_ENTRY(deflate_incompressible_message),
 };
 
 int main(int argc, char **argv)

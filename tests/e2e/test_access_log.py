@@ -67,3 +67,24 @@ def test_no_access_log_by_default(server):
     assert srv.stop() == 0
     assert srv.stdout_text().strip() == "", srv.stdout_text()
     assert "GET /hello" not in srv.stderr_text()
+
+
+def test_long_fields_are_cut_and_missing_ones_are_dashes(server):
+    """The target is cut at 2000 bytes, Referer and User-Agent at 500 each;
+    an HTTP/1.0 request says so, and a field it lacks is "-"."""
+    srv = server("router:app", "--access-log", "--workers", "1")
+    target = b"/hello?" + b"a" * 2100
+    with Conn(srv) as c:
+        c.send(b"GET " + target + b" HTTP/1.0\r\nHost: x\r\nReferer: " + b"r" * 600 +
+               b"\r\nUser-Agent: " + b"u" * 600 + b"\r\n\r\n")
+        assert c.response().status == 200
+    with Conn(srv) as c:
+        c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+        assert c.response().status == 200
+    assert srv.stop() == 0
+    lines = srv.stdout_text().splitlines()
+    assert len(lines) == 2, srv.stdout_text()
+    request, ref, ua = re.search(r'"([^"]*)" \d{3} \d+ "([^"]*)" "([^"]*)"$', lines[0]).groups()
+    assert request == "GET %s HTTP/1.0" % target[:2000].decode()
+    assert (ref, ua) == ("r" * 500, "u" * 500)
+    assert re.search(r'"GET /hello HTTP/1\.0" 200 \d+ "-" "-"$', lines[1]), lines[1]

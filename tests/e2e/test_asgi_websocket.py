@@ -525,6 +525,32 @@ def test_deflate_negotiated_and_messages_echo(server):
         expect_close(c, 1002)
 
 
+def final_deflate(data, bits=15):
+    """data as one raw deflate stream that ends with a final block (BFINAL),
+    which RFC 7692 lets a sender end a message with instead of a flush."""
+    import zlib
+    z = zlib.compressobj(6, zlib.DEFLATED, -bits)
+    return z.compress(data) + z.flush(zlib.Z_FINISH)
+
+
+def test_deflate_messages_that_end_with_a_final_block(server):
+    # Each message ends its deflate stream; the next starts a new one. With
+    # the context kept between messages, the second and third must decode as
+    # well as the first, and a flushed message may follow.
+    import zlib
+    s = server(APP, "--workers", "1", "--ws-per-message-deflate")
+    with Conn(s) as c:
+        assert handshake(c, "/ws/echo", extra=[("Sec-WebSocket-Extensions", "permessage-deflate")]).status == 101
+        d = zlib.decompressobj(-11)
+        sent = [(final_deflate(b"first" * 100), b"first" * 100), (final_deflate(b"second"), b"second"),
+                (final_deflate(b"a") + final_deflate(b"b"), b"ab"), (raw_deflate(b"flushed"), b"flushed")]
+        for payload, text in sent:
+            c.send(frame(TEXT, payload, rsv=0x40))
+            f = read_frame(c, rsv_ok=0x40)
+            assert f is not None and f[1] == TEXT, (text, f)
+            assert d.decompress(f[2] + b"\x00\x00\xff\xff") == text
+
+
 def test_deflate_bomb_closes_with_1009(server):
     s = server(APP, "--workers", "1", "--ws-per-message-deflate", "--ws-max-size", "100000")
     bomb = raw_deflate(b"\x00" * 10_000_000)

@@ -389,13 +389,19 @@ def test_hundred_streams_of_one_connection_run_in_several_interpreters(server, k
     connection, none would meet."""
     srv = server(APPS[kind], "--mode", "interpreters")
     c = ready_client(srv)
+    streams_meet_in_several_interpreters(c, 100)
+    c.close()
+
+
+def streams_meet_in_several_interpreters(c, n):
+    """n streams opened at once, each waiting for another to start: every
+    one met, and more than one interpreter answered."""
     meet = "/meet?key=%s&n=2&timeout=%d" % (uuid.uuid4().hex, int(scaled(60)))
-    sids = at_once(c, [meet] * 100)
+    sids = at_once(c, [meet] * n)
     c.wait(lambda: all(c.responses[s]["ended"] for s in sids), timeout=120)
     answers = [bytes(c.responses[s]["data"]).decode().split() for s in sids]
     assert all(a[1] == "met" for a in answers), answers
     assert len({a[0] for a in answers}) > 1, answers
-    c.close()
 
 
 def test_rst_stream_of_a_remote_stream_is_asgi_disconnect(server):
@@ -938,14 +944,16 @@ def test_curl_prior_knowledge(server):
 
 # ---- Upgrade: h2c (RFC 7540 3.2) ------------------------------------------
 
-def upgrade_request(addr, path="/proto", method="GET", body=b"", settings=None, extra=""):
+def upgrade_request(addr, path="/proto", method="GET", body=b"", settings=None, extra="",
+                    connection="Upgrade, HTTP2-Settings"):
     """Sends an HTTP/1.1 request asking for h2c; returns (client, head of
     the answer) with the bytes after the head left in the client's inbuf."""
     c = H2(addr, preface=False)
+    ours = c.conn.initiate_upgrade_connection().decode()  # the client now expects stream 1's answer
     if settings is None:
-        settings = c.conn.initiate_upgrade_connection().decode()
-    req = ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-           "Upgrade: h2c\r\nHTTP2-Settings: %s\r\n%s" % (method, path, addr[1], settings, extra))
+        settings = ours
+    req = ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: %s\r\n"
+           "Upgrade: h2c\r\nHTTP2-Settings: %s\r\n%s" % (method, path, addr[1], connection, settings, extra))
     if body:
         req += "Content-Length: %d\r\n" % len(body)
     c.raw(req.encode() + b"\r\n" + body)
@@ -1039,6 +1047,94 @@ def test_upgrade_h2c_bad_settings_is_400(server, settings):
     assert head.startswith("HTTP/1.1 400 ")
     c.close()
     assert "400 Bad Request from 127.0.0.1" in srv.stderr_text()
+
+
+def settings_b64(*pairs):
+    """An HTTP2-Settings value: SETTINGS entries, base64url without padding."""
+    return base64.urlsafe_b64encode(b"".join(struct.pack(">HI", k, v) for k, v in pairs)).rstrip(b"=").decode()
+
+
+def stream_1(c):
+    """Stream 1's answer after an upgrade: (status, body)."""
+    c.flush()
+    c.responses[1] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.wait(lambda: c.responses[1]["ended"])
+    return c.responses[1]["headers"][":status"], bytes(c.responses[1]["data"])
+
+
+@pytest.mark.parametrize("settings,connection", [
+    (settings_b64((4, 65535)) + "=", "Upgrade, HTTP2-Settings"),  # padding tolerated at the end
+    (settings_b64((4, 65535)), "upgrade ,\t http2-settings\t"),  # any case, spaces around tokens
+    ("", "Upgrade, HTTP2-Settings"),                                # no entries at all
+], ids=["padded", "spaced-tokens", "empty"])
+def test_upgrade_h2c_settings_forms(server, settings, connection):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, settings=settings, connection=connection)
+    assert head.startswith("HTTP/1.1 101 "), head
+    assert stream_1(c) == ("200", b"HTTP/2")
+    c.close()
+
+
+def test_upgrade_h2c_of_a_head_request_has_no_body(server):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, method="HEAD", path="/big?n=1000")
+    assert head.startswith("HTTP/1.1 101 "), head
+    assert stream_1(c) == ("200", b"")
+    c.close()
+
+
+@pytest.mark.parametrize("settings", [
+    "AAQA=ABk",                                 # padding inside the value
+    settings_b64(*[(4, 65535)] * 43),           # 258 bytes of entries: more than any client sends
+], ids=["inner-padding", "too-long"])
+def test_upgrade_h2c_refused_settings_are_400(server, settings):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, settings=settings)
+    assert head.startswith("HTTP/1.1 400 "), head
+    c.close()
+    assert "400 Bad Request from 127.0.0.1" in srv.stderr_text()
+    assert fetch(srv, "/proto").status == 200  # the server serves on
+
+
+@pytest.mark.parametrize("settings,code", [
+    (settings_b64((2, 2)), PROTOCOL_ERROR),            # ENABLE_PUSH 2
+    (settings_b64((4, 1 << 31)), FLOW_CONTROL_ERROR),  # INITIAL_WINDOW_SIZE above 2^31-1
+], ids=["enable-push-2", "window-too-large"])
+def test_upgrade_h2c_settings_out_of_range_end_the_connection(server, settings, code):
+    # RFC 9113 6.5.2: values out of range are a connection error, as in a
+    # SETTINGS frame: after the 101, a GOAWAY with that code, and stream 1
+    # is never answered.
+    # The preface goes with the request, in one write: the server has read
+    # all the client sends before it closes (no reset to lose the GOAWAY to).
+    srv = server(APPS["wsgi"])
+    sock = socket.create_connection(srv.addr, timeout=scaled(10))
+    sock.sendall(("GET /proto HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  "Upgrade: h2c\r\nHTTP2-Settings: %s\r\n\r\n" % (srv.port, settings)).encode()
+                 + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
+    with sock, sock.makefile("rb") as f:
+        got = f.read()  # to the server's close
+    head, _, buf = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), got
+    frames = []
+    while len(buf) >= 9:
+        n = int.from_bytes(buf[:3], "big")
+        frames.append((buf[3], int.from_bytes(buf[5:9], "big") & 0x7fffffff, buf[9:9 + n]))
+        buf = buf[9 + n:]
+    goaway = [payload for t, _sid, payload in frames if t == 0x7]
+    assert len(goaway) == 1 and int.from_bytes(goaway[0][4:8], "big") == code, frames
+    assert not [sid for t, sid, _p in frames if sid == 1], frames
+
+
+@pytest.mark.parametrize("connection,extra", [
+    ("Upgrade", ""),                                                # HTTP2-Settings not named in Connection
+    ("Upgrade, HTTP2-Settings", "HTTP2-Settings: AAQAAP__\r\n"),   # two of them
+], ids=["not-in-connection", "twice"])
+def test_upgrade_h2c_not_taken_is_answered_over_http11(server, connection, extra):
+    srv = server(APPS["wsgi"])
+    c, head = upgrade_request(srv.addr, connection=connection, extra=extra)
+    assert head.startswith("HTTP/1.1 200 "), head
+    assert "upgrade: h2c" not in head.lower()
+    c.close()
 
 
 # ---- conformance (RFC 9113, RFC 7541): exact error codes ----------------
@@ -1259,4 +1355,36 @@ def test_forwarded_headers_on_a_stream_are_the_streams_own(server):
     sid = c.request("/", headers=[("x-forwarded-for", "198.51.100.9")])
     c.wait(lambda: c.responses[sid]["ended"])
     assert json.loads(bytes(c.responses[sid]["data"]))["environ"]["REMOTE_ADDR"] == "198.51.100.9"
+    c.close()
+
+
+def test_forwarded_headers_on_a_stream_are_ignored_with_no_proxy_headers(server):
+    """--no-proxy-headers: a stream's X-Forwarded-* change nothing, even on
+    a loop whose request buffer last served an HTTP/1.1 request."""
+    srv = server("echo:app", "--workers", "1", "--no-proxy-headers")
+    r = fetch(srv, "/", headers=[("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")])
+    env = r.json()["environ"]
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+    c = H2(srv.addr)
+    sid = c.request("/", headers=[("x-forwarded-for", "198.51.100.9"), ("x-forwarded-proto", "https")])
+    c.wait(lambda: c.responses[sid]["ended"])
+    env = json.loads(bytes(c.responses[sid]["data"]))["environ"]
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+    assert env["HTTP_X_FORWARDED_FOR"] == "198.51.100.9"
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_streams_of_a_tls_connection_run_in_several_interpreters(server, certs, kind):
+    """As over cleartext: the streams of one TLS connection spread to other
+    loops' interpreters."""
+    cert, key = certs
+    srv = server(APPS[kind], "--mode", "interpreters", "--certfile", cert, "--keyfile", key)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.set_alpn_protocols(["h2"])
+    sock = ctx.wrap_socket(socket.create_connection(srv.addr, timeout=scaled(10)), server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2"
+    c = H2(srv.addr, sock=sock)
+    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    streams_meet_in_several_interpreters(c, 20)
     c.close()

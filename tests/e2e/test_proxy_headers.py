@@ -73,7 +73,22 @@ def test_forwarded_wins_over_x_forwarded(wsgi):
     assert env["REMOTE_ADDR"] == "192.0.2.60"
 
 
-@pytest.mark.parametrize("value", ["nonsense", "", "300.1.2.3", "1.2.3.4:99999", "[::1", "unknown"])
+def test_spaced_items_wss_and_bracketed_ipv6(wsgi):
+    env = environ(wsgi, [(XFF, "198.51.100.1, 203.0.113.7 \t, 127.0.0.1"), ("X-Forwarded-Proto", "wss")])
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+    assert env["wsgi.url_scheme"] == "https"
+    env = environ(wsgi, [(XFF, "[2001:db8::1]:8080")])
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("2001:db8::1", "8080")
+
+
+def test_other_x_forwarded_fields_change_nothing(wsgi):
+    env = environ(wsgi, [("X-Forwarded-Server", "203.0.113.9"), ("X-Forwarded-Prefix", "/app")])
+    assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("127.0.0.1", "http")
+
+
+@pytest.mark.parametrize("value", ["nonsense", "", "300.1.2.3", "1.2.3.4:99999", "[::1", "unknown",
+                                   "[::1]x", "[::1]:", "1.2.3.4:", "1.2.3.4:12a", "1.2.3.4:123456",
+                                   "1" * 70])
 def test_malformed_values_are_ignored(wsgi, value):
     env = environ(wsgi, [(XFF, value), ("X-Forwarded-Proto", "gopher"), ("X-Forwarded-Port", "http")])
     assert env["REMOTE_ADDR"] == "127.0.0.1"

@@ -167,6 +167,20 @@ def test_mutual_tls_required(server, certs):
     assert tls["client_cert_name"] == "CN=test client"
 
 
+def test_client_certificate_chain_is_passed_on_in_order(server, certs):
+    # A client that sends its certificate with the CA's after it: the scope
+    # lists both, the client's first; the name is the client's.
+    (certs / "client-chain.pem").write_text((certs / "client.pem").read_text() + (certs / "ca.pem").read_text())
+    srv = server("asgi_app:app", *tls_args(certs, "--ca-certs", certs / "ca.pem", "--cert-reqs", "required"))
+    ctx = client_ctx(certs)
+    ctx.load_cert_chain(str(certs / "client-chain.pem"), str(certs / "client.key"))
+    with httpx.Client(verify=ctx) as client:
+        tls = client.get(url(srv, "/tls")).json()["tls"]
+    chain = [ssl.PEM_cert_to_DER_cert(pem) for pem in tls["client_cert_chain"]]
+    assert chain == [der(certs / "client.pem"), der(certs / "ca.pem")]
+    assert tls["client_cert_name"] == "CN=test client"
+
+
 def test_mutual_tls_optional(server, certs):
     srv = server("asgi_app:app", *tls_args(certs, "--ca-certs", certs / "ca.pem", "--cert-reqs", "optional"))
     with httpx.Client(verify=client_ctx(certs)) as client:
@@ -335,6 +349,14 @@ def test_config_errors(certs, tmp_path):
     assert "--keyfile needs --certfile" in err
     err = bad_config(certs, *tls_args(certs, "--ssl-ciphers", "NO-SUCH-CIPHER"))
     assert "--ssl-ciphers" in err
+    err = bad_config(certs, *tls_args(certs, "--ca-certs", missing, "--cert-reqs", "required"))
+    assert "--ca-certs %s: No such file or directory" % missing in err and "Traceback" not in err
+    # The environment's value is not one of the flag's choices: refused all the same.
+    err = bad_config(certs, *tls_args(certs), env={"GORGON_SSL_MIN_VERSION": "1.1"})
+    assert "--ssl-min-version 1.1: not 1.2 or 1.3" in err and "Traceback" not in err
+    # A file with no certificate in it (a key): refused, not an empty CA list.
+    err = bad_config(certs, *tls_args(certs, "--ca-certs", certs / "other.key", "--cert-reqs", "required"))
+    assert "--ca-certs %s: no PEM certificate in it" % (certs / "other.key") in err and "Traceback" not in err
 
 
 def served_cert(srv, ctx):
