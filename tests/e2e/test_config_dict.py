@@ -4,6 +4,7 @@ exception and message that name the key, before anything starts. The command
 line never sends such a dict (test_config_errors.py: it refuses bad values
 first); this is the check behind it, called directly."""
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -130,3 +131,37 @@ def test_serve_from_a_sub_interpreter_is_refused(tmp_path):
                          timeout=scaled(60), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "RuntimeError gorgon._gorgon.serve() runs in the main interpreter only", out
+
+
+TLS_SCRIPT = textwrap.dedent('''
+    import json, sys
+    from gorgon import _cli, _gorgon
+    certfile, keyfile, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    base = _cli.make_config(_cli.build_parser().parse_args(
+        ["no_such_module_here:app", "--bind", "127.0.0.1:0", "--certfile", certfile, "--keyfile", keyfile]))
+    base["uid"], base["gid"] = -1, -1
+    for reqs, ca in cases:
+        cfg = dict(base, cert_reqs=reqs, ca_certs=ca)
+        print(_gorgon.serve(cfg), flush=True)
+''')
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command (scripts/bootstrap installs it)")
+def test_tls_settings_the_command_line_would_refuse_end_serve_with_one_line(tmp_path):
+    """--cert-reqs outside none/optional/required, or asking for client
+    certificates with no --ca-certs to check them: the C side refuses them
+    too (serve() returns 1 and logs one critical line, nothing listens)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", "k.pem", "-out", "c.pem", "-days", "2", "-subj", "/CN=localhost"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    cases = [["sometimes", None], ["required", None], ["optional", ""]]
+    out = subprocess.run([sys.executable, "-c", TLS_SCRIPT, str(tmp_path / "c.pem"), str(tmp_path / "k.pem"),
+                          json.dumps(cases)], env=server_env(), capture_output=True, text=True,
+                         timeout=scaled(60), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "1"], (out.stdout, out.stderr)
+    critical = [line.split("[CRITICAL] ", 1)[1] for line in out.stderr.splitlines() if "[CRITICAL] " in line]
+    assert critical == ["--cert-reqs sometimes: not none, optional or required",
+                        "--cert-reqs required needs --ca-certs (the CAs that sign client certificates)",
+                        "--cert-reqs optional needs --ca-certs (the CAs that sign client certificates)"], out.stderr
+    assert "Listening at" not in out.stderr, out.stderr
