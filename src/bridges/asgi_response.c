@@ -245,9 +245,7 @@ int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg)
  * Content-Length, HEAD, a 204) has no room for them: they are dropped. */
 static int put_trailer(gn_asgi_req_t *r, const char *n, size_t nl, const char *v, size_t vl)
 {
-    if (name_is(n, (Py_ssize_t)nl, "connection") || name_is(n, (Py_ssize_t)nl, "keep-alive") ||
-        name_is(n, (Py_ssize_t)nl, "transfer-encoding") || name_is(n, (Py_ssize_t)nl, "content-length") ||
-        name_is(n, (Py_ssize_t)nl, "upgrade") || name_is(n, (Py_ssize_t)nl, "proxy-connection"))
+    if (gn_http_connection_field(n, nl) || name_is(n, (Py_ssize_t)nl, "content-length"))
         return 0;
     if (!r->chunked || r->no_body) {
         if (!r->trl_open) {

@@ -390,9 +390,7 @@ static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
 int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     gn_h2_stream_t *st = sc->h2s;
-    if (st == NULL || lower_eq(name, nlen, "connection") || lower_eq(name, nlen, "keep-alive") ||
-        lower_eq(name, nlen, "transfer-encoding") || lower_eq(name, nlen, "upgrade") ||
-        lower_eq(name, nlen, "proxy-connection"))
+    if (st == NULL || gn_http_connection_field(name, nlen))
         return 0; /* dropped: RFC 9110 6.5.1 allows it, RFC 9113 8.2.2 wants it */
     if (st == GN_H2_RUNNER)
         return gn_h2r__trailer(sc, name, nlen, value, vlen); /* sent by the owner */
@@ -580,9 +578,7 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
         while (v < eol && (*v == ' ' || *v == '\t'))
             v++;
         /* Connection-specific fields have no place in HTTP/2 (RFC 9113 8.2.2). */
-        if (!lower_eq(p, nlen, "connection") && !lower_eq(p, nlen, "keep-alive") &&
-            !lower_eq(p, nlen, "transfer-encoding") && !lower_eq(p, nlen, "upgrade") &&
-            !lower_eq(p, nlen, "proxy-connection")) {
+        if (!gn_http_connection_field(p, nlen)) {
             for (size_t i = 0; i < nlen; i++)
                 p[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
             nv[nvlen++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, (size_t)(eol - v), NGHTTP2_NV_FLAG_NONE};

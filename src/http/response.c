@@ -2,7 +2,19 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+int gn_http_connection_field(const char *name, size_t len)
+{
+    static const char *const names[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                                        "upgrade"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
+            return 1;
+    }
+    return 0;
+}
 
 const char *gn_http_reason(int status)
 {

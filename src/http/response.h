@@ -8,6 +8,12 @@
 /* The reason phrase for a status code ("Not Found"); "Unknown" if none. */
 const char *gn_http_reason(int status);
 
+/* Whether a field name (any case) is connection-specific: Connection,
+ * Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade. HTTP/2 has no
+ * place for them (RFC 9113 8.2.2), nor has a trailer section (RFC 9110
+ * 6.5.1). */
+int gn_http_connection_field(const char *name, size_t len);
+
 /*
  * "Date: <IMF-fixdate>\r\nServer: gorgon\r\n" (server line omitted when
  * with_server is 0), cached per thread and rebuilt once a second.
