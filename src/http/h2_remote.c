@@ -504,11 +504,7 @@ static void ship(runner_t *r)
     int end = r->done && rc->out_bytes == 0;
     pthread_mutex_lock(&j->mu);
     if (k) {
-        if (j->out_last)
-            j->out_last->next = k;
-        else
-            j->out = k;
-        j->out_last = k;
+        chunk_add(&j->out, &j->out_last, k);
         j->out_bytes += k->len;
     }
     if (end && !j->given_up) {
