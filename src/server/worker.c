@@ -108,6 +108,32 @@ static long long process_rss(void)
     return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
 }
 
+static long long memory_used(const gn_worker_t *w)
+{
+    long long used = w->memory_of_process ? process_rss() : gn_interp_heap_bytes();
+    if (used < 0)
+        gn_log(GN_LOG_WARNING, "worker %u: --max-worker-memory cannot measure %s here; not watched", w->id,
+               w->memory_of_process ? "the process's memory" : "the interpreter's heap");
+    return used;
+}
+
+/* Before the worker serves, its application imported: a worker already above
+ * the bound would be replaced by one just as large, again and again. Such a
+ * worker is not watched, and says so once. */
+static int memory_watchable(const gn_worker_t *w)
+{
+    long long used = memory_used(w);
+    if (used < 0)
+        return 0;
+    if ((size_t)used <= w->memory_bound)
+        return 1;
+    gn_log(GN_LOG_WARNING,
+           "worker %u starts at %.1f MiB of %s, above --max-worker-memory (%.1f MiB): not watched; "
+           "raise the bound", w->id, (double)used / 1048576, w->memory_of_process ? "resident memory" : "heap",
+           (double)w->memory_bound / 1048576);
+    return 0;
+}
+
 /* On the worker's thread, its GIL held (the loop's timeout scan). */
 static void check_memory(void *arg)
 {
@@ -115,10 +141,8 @@ static void check_memory(void *arg)
     if (w->loop.now < w->memory_next || atomic_load(&w->loop.replace_wanted))
         return;
     w->memory_next = w->loop.now + MEMORY_CHECK_INTERVAL;
-    long long used = w->memory_of_process ? process_rss() : gn_interp_heap_bytes();
+    long long used = memory_used(w);
     if (used < 0) {
-        gn_log(GN_LOG_WARNING, "worker %u: --max-worker-memory cannot measure %s here; not watched", w->id,
-               w->memory_of_process ? "the process's memory" : "the interpreter's heap");
         w->loop.on_scan = NULL;
         return;
     }
@@ -126,6 +150,15 @@ static void check_memory(void *arg)
         return;
     w->memory_used = (size_t)used;
     atomic_store(&w->loop.replace_wanted, 1);
+}
+
+/* After lifespan startup: the baseline includes what the application holds. */
+static void watch_memory(gn_worker_t *w)
+{
+    if (w->memory_bound && memory_watchable(w)) {
+        w->loop.on_scan = check_memory;
+        w->loop.scan_arg = w;
+    }
 }
 
 static int start_loop(gn_worker_t *w, bridge_t *b)
@@ -149,10 +182,6 @@ static int start_loop(gn_worker_t *w, bridge_t *b)
         loop->wait_arg = w;
     }
     w->loop_ready = 1;
-    if (w->memory_bound) {
-        loop->on_scan = check_memory;
-        loop->scan_arg = w;
-    }
     if (w->cfg->timeout > 0) {
         gn_modstate_t *st = gn_modstate_current();
         if (st == NULL) {
@@ -214,6 +243,7 @@ static void *worker_main(void *arg)
     app = load_app(w);
     if (app == NULL || make_bridge(w, app, &b) < 0 || start_loop(w, &b) < 0 || startup(w, &b) < 0)
         goto failed;
+    watch_memory(w);
     Py_CLEAR(app);
     serve(w, &b);
     gn_watchdog_wait_probe(w);
