@@ -1219,10 +1219,7 @@ def test_stream_window_update_zero_is_protocol_error(h2srv):
 
 def test_settings_are_acknowledged_and_advertised(h2srv):
     c = H2(h2srv.addr)
-    c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100000})
-    c.flush()
     acked = []
-    c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
     orig = c.conn.receive_data
 
     def spy(data):
@@ -1230,7 +1227,15 @@ def test_settings_are_acknowledged_and_advertised(h2srv):
         acked.extend(e for e in evs if isinstance(e, h2.events.SettingsAcknowledged))
         return evs
     c.conn.receive_data = spy
-    c.wait(lambda: acked)
+    c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100000})
+    c.flush()
+    assert c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+    # The ack of the client's new SETTINGS (it may come in the same read).
+    window = h2.settings.SettingCodes.INITIAL_WINDOW_SIZE
+
+    def new_window_acked():
+        return any(window in e.changed_settings and e.changed_settings[window].new_value == 100000 for e in acked)
+    assert c.wait(new_window_acked), "no ack of the new SETTINGS: %r" % acked
     assert c.conn.remote_settings.max_header_list_size == 65536
     c.close()
 
