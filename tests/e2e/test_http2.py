@@ -160,7 +160,11 @@ class H2:
                     self.goaway))
             if not self.pump():
                 break
-        return pred()
+        if not pred():
+            raise AssertionError("the connection closed first; responses %r goaway %r" % (
+                {k: (v["headers"], len(v["data"]), v["ended"], v["reset"]) for k, v in self.responses.items()},
+                self.goaway))
+        return True
 
     def get(self, path, **kw):
         sid = self.request(path, **kw)
