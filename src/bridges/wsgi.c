@@ -219,7 +219,9 @@ static int add_header(gn_wsgi_t *w, PyObject *env, const gn_header_t *h)
         return -1;
     PyObject *value = latin1_str(h->value.base, h->value.len);
     PyObject *old = value ? PyDict_GetItemWithError(env, key) : NULL;
-    if (old != NULL) {
+    if (old == NULL && PyErr_Occurred()) {
+        Py_CLEAR(value); /* the lookup failed: nothing is stored over its exception */
+    } else if (old != NULL) {
         const char *sep = slice_is(h->name, "cookie") ? "; " : ",";
         PyObject *joined = PyUnicode_FromFormat("%U%s%U", old, sep, value);
         Py_SETREF(value, joined);

@@ -113,19 +113,20 @@ def websocket(srv, path="/ws"):
         raise AssertionError("unexpected frames %r" % frames)
 
 
-def sweep(srv, exchange):
+def sweep(srv, exchange, arm=fired):
     """Runs the exchange with its n-th call failing, for every n it reaches;
-    checks each outcome; returns {outcome: count}."""
+    checks each outcome; returns {outcome: count}. arm(srv, n) arms the
+    worker as fired() does (which does it over plain HTTP/1.1)."""
     outcomes = {}
-    before = fired(srv, 0)
+    before = arm(srv, 0)
     for n in range(1, MAX_CALLS):
         offset = len(srv.stderr_bytes())
-        assert fired(srv, n) == before
+        assert arm(srv, n) == before
         try:
             outcome = exchange(srv)
         except AssertionError as e:
             raise AssertionError("call %d failing: %s\n%s" % (n, e, log_since(srv, offset)))
-        after = fired(srv, 0)
+        after = arm(srv, 0)
         if after == before:
             # Fewer calls than n: nothing failed, the response is whole.
             assert outcome == "whole", (n, outcome, log_since(srv, offset))
@@ -137,6 +138,7 @@ def sweep(srv, exchange):
             log = wait_for(lambda: "MemoryError" in log_since(srv, offset) and log_since(srv, offset),
                            5, what="the MemoryError of call %d (%s) in the log" % (n, outcome))
             assert "Fatal" not in log and "Segmentation" not in log and "AddressSanitizer" not in log, log
+            assert "SystemError" not in log, log  # no call made over a pending exception
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     raise AssertionError("still failing after %d calls" % MAX_CALLS)
 
