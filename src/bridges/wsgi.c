@@ -623,10 +623,12 @@ static void on_writable(gn_conn_t *c, void *ctx)
 {
     (void)ctx;
     gn_wsgi_req_t *req = c->bridge;
-    if (req->file_queued)
-        finish(req);
-    else
+    if (!req->file_queued)
         produce(req);
+    else if (c->out_bytes == 0)
+        finish(req);
+    /* else an HTTP/2 stream, which calls whenever its queue has room: the
+     * file is still to be read, and closing it (finish) must wait. */
 }
 
 static void on_abort(gn_conn_t *c, void *ctx)
