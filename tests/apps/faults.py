@@ -2,7 +2,8 @@
 ASGI `asgi`. GET /arm?N calls _gorgon._fault(N) (test builds only: 404
 without it) and answers how many faults fired so far on this worker; the
 other paths each go through a different part of the bridge, and answer
-bodies the test checks."""
+bodies the test checks (ASGI's /trailers also a trailer field, x-length:
+the request body's length)."""
 from gorgon import _gorgon
 
 fault = getattr(_gorgon, "_fault", None)
@@ -114,9 +115,12 @@ async def asgi(scope, receive, send):
     headers = [(b"content-type", b"text/plain"), (b"x-path", path.encode())]
     if path == "/pathsend":
         headers.append((b"content-length", str(len(SENT)).encode()))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": path == "/trailers"})
     if path == "/pathsend":
         await send({"type": "http.response.pathsend", "path": __file__})
+    elif path == "/trailers":
+        await send({"type": "http.response.body", "body": b"trailers:" + data})
+        await send({"type": "http.response.trailers", "headers": [(b"x-length", b"%d" % len(data))]})
     elif path == "/stream":
         await send({"type": "http.response.body", "body": b"stream:", "more_body": True})
         await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -33,10 +33,10 @@ def fired(srv, n):
     return int(r.body)
 
 
-def http(method, path, body, expected, headers=(), version="HTTP/1.1"):
-    """An exchange: one request on a fresh connection; its outcome."""
+def http(method, path, body, expected, headers=(), version="HTTP/1.1", conn=Conn):
+    """An exchange: one request on a fresh connection (conn(srv)); its outcome."""
     def exchange(srv):
-        with Conn(srv) as c:
+        with conn(srv) as c:
             c.send(build_request(method, path, headers, body=body, version=version, host=host_header(c.addr)))
             try:
                 r = c.response(method, allow_truncated=True)
