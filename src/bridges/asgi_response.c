@@ -104,6 +104,8 @@ int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
         return -1;
     }
     int code = PyLong_AsInt(status);
+    if (code == -1 && PyErr_Occurred())
+        return -1;
     if (code < 100 || code > 999) {
         PyErr_Format(PyExc_ValueError, "invalid HTTP status %R", status);
         return -1;
@@ -224,7 +226,9 @@ int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg)
         PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, not %.100s", Py_TYPE(body)->tp_name);
         return -1;
     }
-    int more_body = more != NULL && PyObject_IsTrue(more) == 1;
+    int more_body = more != NULL ? PyObject_IsTrue(more) : 0;
+    if (more_body < 0)
+        return -1;
     Py_ssize_t len = body ? PyBytes_GET_SIZE(body) : 0;
     /* Trailers over HTTP/1.1 need chunks: no Content-Length of the server's. */
     int unknown = more_body || (r->trailers && !r->conn->h2s);
@@ -299,7 +303,10 @@ static int response_trailers(gn_asgi_req_t *r, PyObject *msg)
         Py_XDECREF(value);
     }
     Py_DECREF(list);
-    if (rc == 0 && !(more != NULL && PyObject_IsTrue(more) == 1))
+    int more_trailers = rc == 0 && more != NULL ? PyObject_IsTrue(more) : 0;
+    if (more_trailers < 0)
+        return -1;
+    if (rc == 0 && !more_trailers)
         complete(r);
     return rc;
 }
@@ -362,6 +369,8 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
         return NULL;
     }
     const char *t = PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+    if (t == NULL && PyErr_Occurred())
+        return NULL;
     int rc;
     if (r->ws)
         rc = gn_asgi_ws_send(r, msg, t ? t : "");

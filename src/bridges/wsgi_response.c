@@ -274,7 +274,8 @@ PyTypeObject *gn_wsgi_start_response_type_new(PyObject *module)
 
 PyObject *gn_wsgi_start_response_new(gn_wsgi_req_t *req)
 {
-    start_response_t *sr = PyObject_New(start_response_t, req->w->st->start_response_type);
+    start_response_t *sr =
+        (start_response_t *)GN_FAULT_CALL((PyObject *)PyObject_New(start_response_t, req->w->st->start_response_type));
     if (sr)
         sr->req = req;
     return (PyObject *)sr;
