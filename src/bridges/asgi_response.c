@@ -104,8 +104,11 @@ int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
         return -1;
     }
     int code = PyLong_AsInt(status);
-    if (code == -1 && PyErr_Occurred())
-        return -1;
+    if (code == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear(); /* out of range: said below */
+    }
     if (code < 100 || code > 999) {
         PyErr_Format(PyExc_ValueError, "invalid HTTP status %R", status);
         return -1;
