@@ -85,6 +85,15 @@ async def asgi(scope, receive, send):
             await send({"type": msg["type"] + ".complete"})
             if msg["type"] == "lifespan.shutdown":
                 return
+    if scope["type"] == "websocket" and scope["path"] == "/ws-queue":
+        # The first subprotocol offered; two messages that came in one read
+        # (the second waits in the queue); then the server closes.
+        await receive()  # connect
+        await send({"type": "websocket.accept", "subprotocol": scope["subprotocols"][0]})
+        texts = [(await receive()).get("text") for _ in range(2)]
+        await send({"type": "websocket.send", "text": "+".join(texts)})
+        await send({"type": "websocket.close", "code": 1000, "reason": "done"})
+        return
     if scope["type"] == "websocket":
         await receive()  # connect
         await send({"type": "websocket.accept", "subprotocol": None, "headers": [(b"x-ws", b"1")]})

@@ -9,10 +9,11 @@ connection cut; the MemoryError is in the log and the worker serves on.
 Like test_faults.py, the tests skip in a build without fault injection."""
 import functools
 import shutil
+import time
 
 import pytest
-from conftest import Conn, build_request, host_header
-from test_faults import BODY, SENT, fired, http, sweep
+from conftest import Conn, build_request, host_header, scaled
+from test_faults import BODY, SENT, fired, http, masked, sweep, ws_frame
 from test_http2 import INTERNAL_ERROR, H2
 from test_tls import TlsConn, certs, client_ctx, tls_args  # noqa: F401 (certs: the fixture)
 
@@ -100,3 +101,46 @@ def test_asgi_trailers_over_http11_every_failing_call_is_answered(shared_server)
         c.send(build_request("POST", "/trailers", [("TE", "trailers")], body=BODY, host=host_header(c.addr)))
         r = c.response()
     assert r.body == b"trailers:" + BODY and r.chunked and r.trailers == [b"x-length: %d" % len(BODY)], r
+
+
+def websocket_queued(srv):
+    """An exchange: a handshake offering two subprotocols, then two messages
+    in one write (the app is not yet waiting for the second: it is queued);
+    the app's answer and close."""
+    with Conn(srv) as c:
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Protocol", "chat, superchat"),
+                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+        c.send(build_request("GET", "/ws-queue", headers, host=host_header(c.addr)))
+        try:
+            r = c.read_head()
+        except AssertionError as e:
+            if "connection closed" not in str(e):
+                raise
+            return "cut"
+        if r.status in (403, 500):
+            return str(r.status)
+        assert r.status == 101 and r.header("sec-websocket-protocol") == "chat", r
+        c.send(masked(1, b"a") + masked(1, b"b"))
+        deadline = time.monotonic() + scaled(10)
+        frames = []
+        while not frames or frames[-1][0] != 8:
+            f = ws_frame(c, deadline)
+            if f is None:
+                return "cut"
+            if f[0] not in (9, 10):  # not a ping of the server's
+                frames.append(f)
+    if frames == [(1, b"a+b"), (8, (1000).to_bytes(2, "big") + b"done")]:
+        return "whole"
+    if frames[-1][1][:2] == (1011).to_bytes(2, "big"):
+        return "1011"
+    raise AssertionError("unexpected frames %r" % frames)
+
+
+def test_websocket_queue_and_subprotocols_every_failing_call_is_answered(shared_server):
+    """The subprotocols of the scope, the one accepted, and a message queued
+    while the app is busy: each failure before the accept is a 403 or a 500,
+    after it a close with 1011."""
+    srv = shared_server("faults:asgi", "--workers", "1")
+    outcomes = sweep(srv, websocket_queued)
+    assert (outcomes.get("403") or outcomes.get("500")) and outcomes.get("1011"), outcomes
+    assert websocket_queued(srv) == "whole"
