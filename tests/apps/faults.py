@@ -96,7 +96,7 @@ async def asgi(scope, receive, send):
         return
     if scope["type"] == "websocket":
         await receive()  # connect
-        await send({"type": "websocket.accept", "subprotocol": None, "headers": [(b"x-ws", b"1")]})
+        await send({"type": "websocket.accept", "subprotocol": None, "headers": [(b"x-ws", b"1"), [b"x-ws-list", b"2"]]})
         msg = await receive()
         await send({"type": "websocket.send", "text": "ws:" + (msg.get("text") or "")})
         await send({"type": "websocket.send", "bytes": b"ws:" + (msg.get("bytes") or b"")})
@@ -121,7 +121,7 @@ async def asgi(scope, receive, send):
         data += msg.get("body", b"")
         if not msg.get("more_body"):
             break
-    headers = [(b"content-type", b"text/plain"), (b"x-path", path.encode())]
+    headers = [(b"content-type", b"text/plain"), [b"x-path", path.encode()]]  # a pair as a tuple, one as a list
     if path == "/pathsend":
         headers.append((b"content-length", str(len(SENT)).encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": path == "/trailers"})
