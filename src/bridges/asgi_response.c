@@ -206,8 +206,10 @@ static int send_bytes(gn_asgi_req_t *r, PyObject *body)
 static void complete(gn_asgi_req_t *r)
 {
     gn_conn_t *c = r->conn;
-    if (r->chunked && !r->no_body)
-        put(r, r->trl_open ? "\r\n" : "0\r\n\r\n", r->trl_open ? 2 : 5); /* the trailer section's end */
+    /* The trailer section's end; without it the close tells the client the
+     * body is cut. */
+    if (r->chunked && !r->no_body && put(r, r->trl_open ? "\r\n" : "0\r\n\r\n", r->trl_open ? 2 : 5) < 0)
+        c->keepalive = 0;
     PyErr_Clear();
     if (r->length >= 0 && r->sent < (uint64_t)r->length && !r->no_body)
         c->keepalive = 0;

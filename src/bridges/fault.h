@@ -2,9 +2,10 @@
  * Fault injection for the bridges' error paths, in test builds only (make
  * coverage and make test-asan define GN_FAULT; a release build has none of
  * it). _gorgon._fault(n) arms the calling worker thread: in the next request
- * it serves, the n-th of the CPython calls below that can fail (counted from
- * the start of the request, 1-based) fails with MemoryError instead of
- * running. One fault per arming; a request starting disarms what is left.
+ * it serves, the n-th of the calls below that can fail (counted from the
+ * start of the request, 1-based) fails instead of running: a CPython call
+ * with MemoryError, gn_conn_write as when the output queue cannot grow.
+ * One fault per arming; a request starting disarms what is left.
  *
  * A worker's start is armed from the environment instead, as no request
  * can reach it: GN_FAULT_START=n makes the n-th such call of the bridge's
@@ -19,6 +20,7 @@
 #include <Python.h>
 
 #ifdef GN_FAULT
+#include "http/conn.h" /* declared before the gn_conn_write macro below */
 
 /* 1 when this call is the armed one: counts it as fired and writes where it
  * is (file:line) to stderr. */
@@ -79,6 +81,9 @@ PyObject *gn_fault_arm(PyObject *module, PyObject *n);
 #define PyLong_AsInt(...) GN_FAULT_INT(PyLong_AsInt(__VA_ARGS__))
 #define PyObject_IsTrue(...) GN_FAULT_INT(PyObject_IsTrue(__VA_ARGS__))
 #define PySequence_DelItem(...) GN_FAULT_INT(PySequence_DelItem(__VA_ARGS__))
+/* Queueing response bytes on the connection fails as a failed allocation
+ * there would (http/output.c): -1, no Python exception. */
+#define gn_conn_write(...) (gn_fault_hit(__FILE__, __LINE__) ? -1 : gn_conn_write(__VA_ARGS__))
 /* A call no name above covers (a type's tp_alloc, PyObject_New). */
 #define GN_FAULT_CALL(call) GN_FAULT_PTR(call)
 

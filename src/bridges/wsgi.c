@@ -466,8 +466,8 @@ static void finish(gn_wsgi_req_t *req)
         app_failed(req);
         return;
     }
-    if (req->chunked && !req->no_body)
-        gn_conn_write(c, "0\r\n\r\n", 5);
+    if (req->chunked && !req->no_body && gn_conn_write(c, "0\r\n\r\n", 5) < 0)
+        c->keepalive = 0; /* no last chunk: the close tells the client the body is cut */
     if (req->length >= 0 && req->sent < (uint64_t)req->length && !req->no_body)
         c->keepalive = 0; /* the body is shorter than promised: the close ends it */
     call_close(req);

@@ -144,3 +144,22 @@ def test_websocket_queue_and_subprotocols_every_failing_call_is_answered(shared_
     outcomes = sweep(srv, websocket_queued)
     assert (outcomes.get("403") or outcomes.get("500")) and outcomes.get("1011"), outcomes
     assert websocket_queued(srv) == "whole"
+
+
+@pytest.mark.parametrize("app,path", [("faults:app", "/gen"), ("faults:asgi", "/stream")])
+def test_chunked_response_without_its_last_chunk_is_closed_at_once(server, shared_server, app, path):
+    """A keep-alive connection whose chunked response could not get its last
+    chunk queued: closed at once (the client sees the body cut), not left
+    open with the client waiting for the rest until --keep-alive ends it."""
+    fired(shared_server("faults:app", "--workers", "1"), 0)  # skips without fault injection
+    srv = server(app, "--keep-alive", "60", workers=1)
+    exchange = http("POST", path, BODY, path[1:].encode() + b":" + BODY, conn=functools.partial(Conn, timeout=120))
+    bound = scaled(20)
+
+    def prompt(s):
+        t = time.monotonic()
+        outcome = exchange(s)
+        assert time.monotonic() - t < bound, "the exchange took %.1f s (%s)" % (time.monotonic() - t, outcome)
+        return outcome
+    outcomes = sweep(srv, prompt)
+    assert outcomes.get("cut") and outcomes.get("500"), outcomes
