@@ -70,22 +70,31 @@ def masked(opcode, payload):
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def ws_open(c, path, headers=()):
+    """Sends a WebSocket handshake to path on c: the 101's head, or the
+    outcome ("cut", "403", "500") of a handshake that did not succeed."""
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), *headers,
+               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+    c.send(build_request("GET", path, headers, host=host_header(c.addr)))
+    try:
+        r = c.read_head()
+    except AssertionError as e:
+        if "connection closed" not in str(e):
+            raise
+        return "cut"
+    if r.status in (403, 500):
+        return str(r.status)  # before the accept: 403, as an app raising there gets
+    assert r.status == 101, r
+    return r
+
+
 def websocket(srv, path="/ws"):
     """An exchange: the handshake, one text message, the app's answers (on
     /ws-client-closes a second message, then the client closes)."""
     with Conn(srv) as c:
-        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
-        c.send(build_request("GET", path, headers, host=host_header(c.addr)))
-        try:
-            r = c.read_head()
-        except AssertionError as e:
-            if "connection closed" not in str(e):
-                raise
-            return "cut"
-        if r.status in (403, 500):
-            return str(r.status)  # before the accept: 403, as an app raising there gets
-        assert r.status == 101, r
+        r = ws_open(c, path)
+        if isinstance(r, str):
+            return r
         c.send(masked(1, b"hi"))
         deadline = time.monotonic() + scaled(10)
         frames = []

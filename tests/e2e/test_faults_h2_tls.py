@@ -2,18 +2,21 @@
 knowledge) and over TLS, where the bridges take paths of their own: an
 HTTP/2 request's body and protocol, the response trailers of an HTTP/2
 stream, the `tls` extension of an ASGI scope (with a client certificate
-chain), `https` in a WSGI environ. Each CPython call that can fail in the
-request's path fails in turn: the client gets the whole response, a 500, or
-once part of the response is out, the stream reset (HTTP/2) or the
-connection cut; the MemoryError is in the log and the worker serves on.
-Like test_faults.py, the tests skip in a build without fault injection."""
+chain), `https` in a WSGI environ. Each call that can fail in the request's
+path fails in turn: the client gets the whole response, a 500, or once part
+of the response is out, the stream reset (HTTP/2) or the connection cut; the
+fault is in the log and the worker serves on. Then more of the bridges under
+the same sweep: ASGI trailers over HTTP/1.1, a WebSocket's subprotocols and
+queued messages, and a chunked response whose last chunk cannot be queued
+(its keep-alive connection closed at once). Like test_faults.py, the tests
+skip in a build without fault injection."""
 import functools
 import shutil
 import time
 
 import pytest
 from conftest import Conn, build_request, host_header, scaled
-from test_faults import BODY, SENT, fired, http, masked, sweep, ws_frame
+from test_faults import BODY, SENT, fired, http, masked, sweep, ws_frame, ws_open
 from test_http2 import INTERNAL_ERROR, H2
 from test_tls import TlsConn, certs, client_ctx, tls_args  # noqa: F401 (certs: the fixture)
 
@@ -108,18 +111,10 @@ def websocket_queued(srv):
     in one write (the app is not yet waiting for the second: it is queued);
     the app's answer and close."""
     with Conn(srv) as c:
-        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Protocol", "chat, superchat"),
-                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
-        c.send(build_request("GET", "/ws-queue", headers, host=host_header(c.addr)))
-        try:
-            r = c.read_head()
-        except AssertionError as e:
-            if "connection closed" not in str(e):
-                raise
-            return "cut"
-        if r.status in (403, 500):
-            return str(r.status)
-        assert r.status == 101 and r.header("sec-websocket-protocol") == "chat", r
+        r = ws_open(c, "/ws-queue", [("Sec-WebSocket-Protocol", "chat, superchat")])
+        if isinstance(r, str):
+            return r
+        assert r.header("sec-websocket-protocol") == "chat", r
         c.send(masked(1, b"a") + masked(1, b"b"))
         deadline = time.monotonic() + scaled(10)
         frames = []
