@@ -53,6 +53,8 @@ typedef struct {
     int trailers;         /* http.response.trailers come after the body */
     int body_ended;       /* ... and the last body message came */
     int trl_open;         /* HTTP/1.1: the trailer section began (after the last chunk) */
+    int broken;           /* what is queued stops inside a head or a chunk: the
+                           * connection is cut at the end of the send */
     int status;
     int64_t length;
     uint64_t sent;

@@ -20,6 +20,7 @@
 static int put(gn_asgi_req_t *r, const char *p, size_t n)
 {
     if (gn_conn_write(r->conn, p, n) < 0) {
+        r->broken = r->head_sent; /* nothing is out before the head's first bytes */
         PyErr_NoMemory();
         return -1;
     }
@@ -178,9 +179,10 @@ static int send_head(gn_asgi_req_t *r, int64_t known_length)
     size_t tlen = gn_http_head_tail(tail, sizeof(tail), &f, !r->has_date, !r->has_server, c->req.minor_version);
     if (put(r, line, (size_t)n))
         return -1;
-    r->head_sent = 1; /* part of it is out: from here a failure cuts the response */
+    r->head_sent = r->broken = 1; /* part of it is out: from here a failure cuts the response */
     if (put_headers(r) || put(r, tail, tlen))
         return -1;
+    r->broken = 0;
     c->status = r->status;
     return 0;
 }
@@ -196,6 +198,7 @@ static int send_bytes(gn_asgi_req_t *r, PyObject *body)
         return 0;
     c->sent_body += n;
     if (gn_conn_write_body(c, r->chunked, PyBytes_AS_STRING(body), n, Py_NewRef(body)) < 0) {
+        r->broken = 1;
         PyErr_NoMemory();
         return -1;
     }
@@ -392,8 +395,14 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
             PyErr_Format(PyExc_ValueError, "unexpected ASGI message type %R for http", type);
         rc = -1;
     }
-    if (rc < 0)
+    if (rc < 0) {
+        /* Part of a head (a response's or a 101's), a chunk or a trailer
+         * went out, the rest could not: the connection is cut now,
+         * whatever the app sends after catching the exception. */
+        if (r->broken && r->conn != NULL)
+            gn_asgi_detach(r, 0);
         return NULL;
+    }
     gn_conn_t *c = r->conn;
     if (c == NULL)
         return gn_asgi_done_future(a, Py_None);

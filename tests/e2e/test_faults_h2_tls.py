@@ -158,3 +158,36 @@ def test_chunked_response_without_its_last_chunk_is_closed_at_once(server, share
         return outcome
     outcomes = sweep(srv, prompt)
     assert outcomes.get("cut") and outcomes.get("500"), outcomes
+
+
+def resilient(srv):
+    """An exchange with faults_resilient:app: whole if the body is a
+    well-framed subset of its parts in order (the app carried on past a send
+    that failed before writing anything), else 500 or cut."""
+    with Conn(srv) as c:
+        c.send(build_request("POST", "/x", body=BODY, host=host_header(c.addr)))
+        try:
+            r = c.response("POST", allow_truncated=True)
+        except AssertionError as e:
+            if "connection closed" not in str(e):
+                raise  # a head that does not parse: bytes after a partial one
+            return "cut"
+    if r.status == 500 and r.body == b"Internal Server Error\n":
+        return "500"
+    assert r.status == 200, r
+    if r.truncated:
+        return "cut"
+    rest = r.body
+    for part in (b"a:", b"b:", BODY):
+        rest = rest[len(part):] if rest.startswith(part) else rest
+    assert rest == b"", (r, r.body)
+    return "whole"
+
+
+def test_app_that_carries_on_after_a_failed_send_gets_no_bytes_after_a_cut(shared_server):
+    """A send that failed once part of the response was out cuts the
+    connection then and there: what the app sends next goes nowhere."""
+    srv = shared_server("faults_resilient:app", "--workers", "1")
+    outcomes = sweep(srv, resilient)
+    assert outcomes.get("cut"), outcomes
+    assert resilient(srv) == "whole"
