@@ -360,10 +360,8 @@ static void on_writable(gn_conn_t *c, void *ctx)
 static void on_abort(gn_conn_t *c, void *ctx)
 {
     (void)ctx;
-    gn_asgi_req_t *r = c->bridge;
+    gn_asgi_req_t *r = c->bridge; /* set: a response is unfinished (http/conn.h) */
     c->bridge = NULL;
-    if (r == NULL)
-        return;
     r->conn = NULL;
     r->disconnected = 1;
     gn_asgi_wake_disconnect(r);

@@ -433,9 +433,7 @@ void gn_asgi_fail(gn_asgi_req_t *r)
 
 void gn_asgi_detach(gn_asgi_req_t *r, int complete_ok)
 {
-    gn_conn_t *c = r->conn;
-    if (c == NULL)
-        return;
+    gn_conn_t *c = r->conn; /* every caller has checked it is set */
     r->conn = NULL;
     c->bridge = NULL;
     if (complete_ok)
