@@ -78,13 +78,33 @@ def app(environ, start_response):
     return [b"unknown path\n"]
 
 
+async def lifespan(receive, send):
+    while True:
+        msg = await receive()
+        await send({"type": msg["type"] + ".complete"})
+        if msg["type"] == "lifespan.shutdown":
+            return
+
+
+async def asgi_arm(scope, send):
+    body = arm(scope["query_string"].decode())
+    status = 200 if body is not None else 404
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body or b"no fault injection in this build\n"})
+
+
+async def request_body(receive):
+    data = b""
+    while True:
+        msg = await receive()
+        data += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return data
+
+
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
+        return await lifespan(receive, send)
     if scope["type"] == "websocket" and scope["path"] == "/ws-queue":
         # The first subprotocol offered; two messages that came in one read
         # (the second waits in the queue); then the server closes.
@@ -110,17 +130,8 @@ async def asgi(scope, receive, send):
         return
     path = scope["path"]
     if path == "/arm":
-        body = arm(scope["query_string"].decode())
-        status = 200 if body is not None else 404
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": body or b"no fault injection in this build\n"})
-        return
-    data = b""
-    while True:
-        msg = await receive()
-        data += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
+        return await asgi_arm(scope, send)
+    data = await request_body(receive)
     headers = [(b"content-type", b"text/plain"), [b"x-path", path.encode()]]  # a pair as a tuple, one as a list
     if path == "/pathsend":
         headers.append((b"content-length", str(len(SENT)).encode()))
