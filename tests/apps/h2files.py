@@ -12,10 +12,12 @@ from urllib.parse import parse_qs
 
 import gorgon
 
-PATH = os.path.join(tempfile.gettempdir(), "gorgon-h2files-%d.bin" % os.getpid())
-if not os.path.exists(PATH):
-    with open(PATH, "wb") as f:
-        f.write(bytes(range(256)) * 8192)  # 2 MiB
+DATA = bytes(range(256)) * 8192  # 2 MiB
+PATH = os.path.join(tempfile.gettempdir(), "gorgon-h2files.bin")  # one for every run, made once
+if not os.path.exists(PATH) or os.path.getsize(PATH) != len(DATA):
+    with open("%s.%d" % (PATH, os.getpid()), "wb") as f:
+        f.write(DATA)
+    os.replace(f.name, PATH)
 
 
 def who():
