@@ -260,7 +260,7 @@ void gn_asgi_log_exception(gn_asgi_t *a, const char *what, PyObject *exc)
 static gn_asgi_req_t *req_new(gn_asgi_t *a, gn_conn_t *c)
 {
     PyTypeObject *tp = a->st->asgi_request_type;
-    gn_asgi_req_t *r = (gn_asgi_req_t *)tp->tp_alloc(tp, 0); /* zeroed, tracked */
+    gn_asgi_req_t *r = (gn_asgi_req_t *)GN_FAULT_CALL(tp->tp_alloc(tp, 0)); /* zeroed, tracked */
     if (r == NULL)
         return NULL;
     r->a = a;
@@ -292,13 +292,15 @@ static int start_task(gn_asgi_t *a, gn_asgi_req_t *r, PyObject *scope)
     /* A handler that never waited is done already: finish it now rather
      * than through a done-callback on the next loop iteration. */
     PyObject *done = PyObject_CallMethodNoArgs(task, a->s_done);
+    if (done == NULL)
+        return -1;
     if (done == Py_True) {
         Py_DECREF(done);
         PyObject *res = req_done((PyObject *)r, task);
         Py_XDECREF(res);
         return res ? 0 : -1;
     }
-    Py_XDECREF(done);
+    Py_DECREF(done);
     PyObject *cb = PyObject_GetAttr((PyObject *)r, a->s_done_cb);
     PyObject *res = cb ? PyObject_CallMethod(task, "add_done_callback", "O", cb) : NULL;
     Py_XDECREF(cb);
@@ -358,10 +360,8 @@ static void on_writable(gn_conn_t *c, void *ctx)
 static void on_abort(gn_conn_t *c, void *ctx)
 {
     (void)ctx;
-    gn_asgi_req_t *r = c->bridge;
+    gn_asgi_req_t *r = c->bridge; /* set: a response is unfinished (http/conn.h) */
     c->bridge = NULL;
-    if (r == NULL)
-        return;
     r->conn = NULL;
     r->disconnected = 1;
     gn_asgi_wake_disconnect(r);
@@ -621,7 +621,8 @@ void gn_asgi_run(gn_asgi_t *a, gn_loop_t *loop)
         gn_asgi_log_exception(a, "lifespan shutdown raised", exc);
         Py_XDECREF(exc);
     } else if (r != Py_None && PyUnicode_Check(r)) {
-        gn_log(GN_LOG_ERROR, "worker %u: ASGI lifespan shutdown failed: %s", a->worker_id, PyUnicode_AsUTF8(r));
+        const char *m = PyUnicode_AsUTF8(r);
+        gn_log(GN_LOG_ERROR, "worker %u: ASGI lifespan shutdown failed: %s", a->worker_id, m ? m : "(no message)");
     }
     Py_XDECREF(r);
     PyErr_Clear();

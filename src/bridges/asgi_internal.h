@@ -53,6 +53,8 @@ typedef struct {
     int trailers;         /* http.response.trailers come after the body */
     int body_ended;       /* ... and the last body message came */
     int trl_open;         /* HTTP/1.1: the trailer section began (after the last chunk) */
+    int broken;           /* what is queued stops inside a head or a chunk: the
+                           * connection is cut at the end of the send */
     int status;
     int64_t length;
     uint64_t sent;
@@ -91,7 +93,8 @@ void gn_asgi_reject(PyObject *fut, PyObject *exc);
 PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *message);
 /* A 500 before anything was sent, else cut the connection. */
 void gn_asgi_fail(gn_asgi_req_t *r);
-/* The response is over for the connection: detach and let it go on. */
+/* The response is over for the connection (r->conn, which must be set):
+ * detach and let it go on. */
 void gn_asgi_detach(gn_asgi_req_t *r, int complete);
 
 /* asgi_response.c, also for the WebSocket denial response */

@@ -82,7 +82,7 @@ PyObject *gn_asgi_done_future(gn_asgi_t *a, PyObject *result)
     if (result == Py_None && a->ready_none != NULL)
         return Py_NewRef(a->ready_none);
     PyTypeObject *tp = a->st->asgi_ready_type;
-    ready_t *r = (ready_t *)tp->tp_alloc(tp, 0);
+    ready_t *r = (ready_t *)GN_FAULT_CALL(tp->tp_alloc(tp, 0));
     if (r)
         r->value = Py_NewRef(result);
     return (PyObject *)r;

@@ -20,6 +20,7 @@
 static int put(gn_asgi_req_t *r, const char *p, size_t n)
 {
     if (gn_conn_write(r->conn, p, n) < 0) {
+        r->broken = r->head_sent; /* nothing is out before the head's first bytes */
         PyErr_NoMemory();
         return -1;
     }
@@ -104,6 +105,11 @@ int gn_asgi__response_start(gn_asgi_req_t *r, PyObject *msg)
         return -1;
     }
     int code = PyLong_AsInt(status);
+    if (code == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear(); /* out of range: said below */
+    }
     if (code < 100 || code > 999) {
         PyErr_Format(PyExc_ValueError, "invalid HTTP status %R", status);
         return -1;
@@ -173,9 +179,10 @@ static int send_head(gn_asgi_req_t *r, int64_t known_length)
     size_t tlen = gn_http_head_tail(tail, sizeof(tail), &f, !r->has_date, !r->has_server, c->req.minor_version);
     if (put(r, line, (size_t)n))
         return -1;
-    r->head_sent = 1; /* part of it is out: from here a failure cuts the response */
+    r->head_sent = r->broken = 1; /* part of it is out: from here a failure cuts the response */
     if (put_headers(r) || put(r, tail, tlen))
         return -1;
+    r->broken = 0;
     c->status = r->status;
     return 0;
 }
@@ -191,6 +198,7 @@ static int send_bytes(gn_asgi_req_t *r, PyObject *body)
         return 0;
     c->sent_body += n;
     if (gn_conn_write_body(c, r->chunked, PyBytes_AS_STRING(body), n, Py_NewRef(body)) < 0) {
+        r->broken = 1;
         PyErr_NoMemory();
         return -1;
     }
@@ -201,8 +209,10 @@ static int send_bytes(gn_asgi_req_t *r, PyObject *body)
 static void complete(gn_asgi_req_t *r)
 {
     gn_conn_t *c = r->conn;
-    if (r->chunked && !r->no_body)
-        put(r, r->trl_open ? "\r\n" : "0\r\n\r\n", r->trl_open ? 2 : 5); /* the trailer section's end */
+    /* The trailer section's end; without it the close tells the client the
+     * body is cut. */
+    if (r->chunked && !r->no_body && put(r, r->trl_open ? "\r\n" : "0\r\n\r\n", r->trl_open ? 2 : 5) < 0)
+        c->keepalive = 0;
     PyErr_Clear();
     if (r->length >= 0 && r->sent < (uint64_t)r->length && !r->no_body)
         c->keepalive = 0;
@@ -224,7 +234,9 @@ int gn_asgi__response_body(gn_asgi_req_t *r, PyObject *msg)
         PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, not %.100s", Py_TYPE(body)->tp_name);
         return -1;
     }
-    int more_body = more != NULL && PyObject_IsTrue(more) == 1;
+    int more_body = more != NULL ? PyObject_IsTrue(more) : 0;
+    if (more_body < 0)
+        return -1;
     Py_ssize_t len = body ? PyBytes_GET_SIZE(body) : 0;
     /* Trailers over HTTP/1.1 need chunks: no Content-Length of the server's. */
     int unknown = more_body || (r->trailers && !r->conn->h2s);
@@ -299,7 +311,10 @@ static int response_trailers(gn_asgi_req_t *r, PyObject *msg)
         Py_XDECREF(value);
     }
     Py_DECREF(list);
-    if (rc == 0 && !(more != NULL && PyObject_IsTrue(more) == 1))
+    int more_trailers = rc == 0 && more != NULL ? PyObject_IsTrue(more) : 0;
+    if (more_trailers < 0)
+        return -1;
+    if (rc == 0 && !more_trailers)
         complete(r);
     return rc;
 }
@@ -362,6 +377,8 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
         return NULL;
     }
     const char *t = PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+    if (t == NULL && PyErr_Occurred())
+        return NULL;
     int rc;
     if (r->ws)
         rc = gn_asgi_ws_send(r, msg, t ? t : "");
@@ -378,8 +395,14 @@ PyObject *gn_asgi_send(gn_asgi_req_t *r, PyObject *msg)
             PyErr_Format(PyExc_ValueError, "unexpected ASGI message type %R for http", type);
         rc = -1;
     }
-    if (rc < 0)
+    if (rc < 0) {
+        /* Part of a head (a response's or a 101's), a chunk or a trailer
+         * went out, the rest could not: the connection is cut now,
+         * whatever the app sends after catching the exception. */
+        if (r->broken && r->conn != NULL)
+            gn_asgi_detach(r, 0);
         return NULL;
+    }
     gn_conn_t *c = r->conn;
     if (c == NULL)
         return gn_asgi_done_future(a, Py_None);
@@ -410,9 +433,7 @@ void gn_asgi_fail(gn_asgi_req_t *r)
 
 void gn_asgi_detach(gn_asgi_req_t *r, int complete_ok)
 {
-    gn_conn_t *c = r->conn;
-    if (c == NULL)
-        return;
+    gn_conn_t *c = r->conn; /* every caller has checked it is set */
     r->conn = NULL;
     c->bridge = NULL;
     if (complete_ok)

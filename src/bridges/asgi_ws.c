@@ -334,15 +334,19 @@ static int ws_accept(gn_asgi_req_t *r, PyObject *msg)
     size_t elen = deflate ? gn_ws_deflate_response(&dp, ext, sizeof(ext)) : 0;
     size_t dlen;
     const char *ds = gn_http_date_server(1, &dlen);
-    int rc = put(c, head, (size_t)n) ||
-             (p && (put(c, "Sec-WebSocket-Protocol: ", 24) || put(c, p, strlen(p)) || put(c, "\r\n", 2))) ||
+    int rc = put(c, head, (size_t)n);
+    if (rc == 0) {
+        r->head_sent = r->broken = 1; /* part of it is out: from here a failure cuts the connection */
+        rc = (p && (put(c, "Sec-WebSocket-Protocol: ", 24) || put(c, p, strlen(p)) || put(c, "\r\n", 2))) ||
              (deflate && (put(c, "Sec-WebSocket-Extensions: ", 26) || put(c, ext, elen) || put(c, "\r\n", 2))) ||
              put_extra_headers(c, extra) || put(c, ds, dlen) || put(c, "\r\n", 2);
+    }
     Py_DECREF(extra);
     if (rc)
         return -1;
+    r->broken = 0;
     c->status = 101;
-    r->head_sent = r->started = 1;
+    r->started = 1;
     if (gn_conn_upgrade_ws(c) < 0 || (deflate && gn_conn_ws_deflate(c, &dp) < 0)) {
         PyErr_NoMemory();
         return -1;

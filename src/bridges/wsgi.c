@@ -219,7 +219,9 @@ static int add_header(gn_wsgi_t *w, PyObject *env, const gn_header_t *h)
         return -1;
     PyObject *value = latin1_str(h->value.base, h->value.len);
     PyObject *old = value ? PyDict_GetItemWithError(env, key) : NULL;
-    if (old != NULL) {
+    if (old == NULL && PyErr_Occurred()) {
+        Py_CLEAR(value); /* the lookup failed: nothing is stored over its exception */
+    } else if (old != NULL) {
         const char *sep = slice_is(h->name, "cookie") ? "; " : ",";
         PyObject *joined = PyUnicode_FromFormat("%U%s%U", old, sep, value);
         Py_SETREF(value, joined);
@@ -464,8 +466,8 @@ static void finish(gn_wsgi_req_t *req)
         app_failed(req);
         return;
     }
-    if (req->chunked && !req->no_body)
-        gn_conn_write(c, "0\r\n\r\n", 5);
+    if (req->chunked && !req->no_body && gn_conn_write(c, "0\r\n\r\n", 5) < 0)
+        c->keepalive = 0; /* no last chunk: the close tells the client the body is cut */
     if (req->length >= 0 && req->sent < (uint64_t)req->length && !req->no_body)
         c->keepalive = 0; /* the body is shorter than promised: the close ends it */
     call_close(req);
@@ -621,10 +623,12 @@ static void on_writable(gn_conn_t *c, void *ctx)
 {
     (void)ctx;
     gn_wsgi_req_t *req = c->bridge;
-    if (req->file_queued)
-        finish(req);
-    else
+    if (!req->file_queued)
         produce(req);
+    else if (c->out_bytes == 0)
+        finish(req);
+    /* else an HTTP/2 stream, which calls whenever its queue has room: the
+     * file is still to be read, and closing it (finish) must wait. */
 }
 
 static void on_abort(gn_conn_t *c, void *ctx)

@@ -28,7 +28,7 @@ static PyObject *fw_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "blksize must be positive");
         return NULL;
     }
-    file_wrapper_t *fw = (file_wrapper_t *)type->tp_alloc(type, 0);
+    file_wrapper_t *fw = (file_wrapper_t *)GN_FAULT_CALL(type->tp_alloc(type, 0));
     if (fw == NULL)
         return NULL;
     fw->filelike = Py_NewRef(filelike);

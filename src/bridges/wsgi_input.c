@@ -17,7 +17,7 @@ typedef struct {
 
 PyObject *gn_wsgi_input_new(gn_modstate_t *st, const gn_body_t *body)
 {
-    input_t *in = PyObject_New(input_t, st->input_type);
+    input_t *in = (input_t *)GN_FAULT_CALL((PyObject *)PyObject_New(input_t, st->input_type));
     if (in == NULL)
         return NULL;
     in->body = body;

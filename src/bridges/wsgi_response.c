@@ -274,7 +274,8 @@ PyTypeObject *gn_wsgi_start_response_type_new(PyObject *module)
 
 PyObject *gn_wsgi_start_response_new(gn_wsgi_req_t *req)
 {
-    start_response_t *sr = PyObject_New(start_response_t, req->w->st->start_response_type);
+    start_response_t *sr =
+        (start_response_t *)GN_FAULT_CALL((PyObject *)PyObject_New(start_response_t, req->w->st->start_response_type));
     if (sr)
         sr->req = req;
     return (PyObject *)sr;
@@ -332,10 +333,11 @@ int gn_wsgi_send_head(gn_wsgi_req_t *req, int64_t known_length)
     char tail[256];
     size_t tlen = gn_http_head_tail(tail, sizeof(tail), &f, !req->has_date, !req->has_server,
                                     c->req.minor_version);
-    if (put(req, "HTTP/1.1 ", 9) || put(req, status, (size_t)slen) || put(req, "\r\n", 2) ||
-        put_app_headers(req) || put(req, tail, tlen))
+    if (put(req, "HTTP/1.1 ", 9))
         return -1;
-    req->head_sent = 1;
+    req->head_sent = 1; /* part of it is out: from here a failure cuts the response */
+    if (put(req, status, (size_t)slen) || put(req, "\r\n", 2) || put_app_headers(req) || put(req, tail, tlen))
+        return -1;
     c->status = req->status_code;
     return 0;
 }

@@ -18,6 +18,13 @@ def start(**kw):
     return {**START, **kw}
 
 
+class NoTruth:
+    """A more_body or more_trailers whose truth cannot be told."""
+
+    def __bool__(self):
+        raise ValueError("no truth value here")
+
+
 CASES = {
     # nothing sent yet: a 500
     "not-a-dict": ["http.response.start"],
@@ -50,12 +57,15 @@ CASES = {
     "pathsend-directory": [START, {"type": "http.response.pathsend", "path": "/"}],
     "pathsend-missing": [START, {"type": "http.response.pathsend", "path": "/nonexistent/gorgon-test"}],
     "trailers-unasked": [START, {"type": "http.response.trailers", "headers": []}],
+    "more-body-no-truth": [START, {"type": "http.response.body", "body": b"x", "more_body": NoTruth()}],
     # the head and part of the body sent: the connection is cut
     "start-after-body": [START, PARTIAL, START],
     "body-str-after-body": [START, PARTIAL, {"type": "http.response.body", "body": "text"}],
     "pathsend-after-body": [START, PARTIAL, {"type": "http.response.pathsend", "path": "/etc/hostname"}],
     "unknown-type-after-body": [START, PARTIAL, {"type": "http.response.bogus"}],
     "trailers-unasked-after-body": [START, PARTIAL, {"type": "http.response.trailers", "headers": []}],
+    "more-trailers-no-truth": [start(trailers=True), PARTIAL, {"type": "http.response.body", "body": b""},
+                               {"type": "http.response.trailers", "headers": [], "more_trailers": NoTruth()}],
 }
 
 

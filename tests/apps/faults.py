@@ -2,7 +2,8 @@
 ASGI `asgi`. GET /arm?N calls _gorgon._fault(N) (test builds only: 404
 without it) and answers how many faults fired so far on this worker; the
 other paths each go through a different part of the bridge, and answer
-bodies the test checks."""
+bodies the test checks (ASGI's /trailers also a trailer field, x-length:
+the request body's length)."""
 from gorgon import _gorgon
 
 fault = getattr(_gorgon, "_fault", None)
@@ -77,16 +78,45 @@ def app(environ, start_response):
     return [b"unknown path\n"]
 
 
+async def lifespan(receive, send):
+    while True:
+        msg = await receive()
+        await send({"type": msg["type"] + ".complete"})
+        if msg["type"] == "lifespan.shutdown":
+            return
+
+
+async def asgi_arm(scope, send):
+    body = arm(scope["query_string"].decode())
+    status = 200 if body is not None else 404
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body or b"no fault injection in this build\n"})
+
+
+async def request_body(receive):
+    data = b""
+    while True:
+        msg = await receive()
+        data += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return data
+
+
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
+        return await lifespan(receive, send)
+    if scope["type"] == "websocket" and scope["path"] == "/ws-queue":
+        # The first subprotocol offered; two messages that came in one read
+        # (the second waits in the queue); then the server closes.
+        await receive()  # connect
+        await send({"type": "websocket.accept", "subprotocol": scope["subprotocols"][0]})
+        texts = [(await receive()).get("text") for _ in range(2)]
+        await send({"type": "websocket.send", "text": "+".join(texts)})
+        await send({"type": "websocket.close", "code": 1000, "reason": "done"})
+        return
     if scope["type"] == "websocket":
         await receive()  # connect
-        await send({"type": "websocket.accept", "subprotocol": None, "headers": [(b"x-ws", b"1")]})
+        await send({"type": "websocket.accept", "subprotocol": None, "headers": [(b"x-ws", b"1"), [b"x-ws-list", b"2"]]})
         msg = await receive()
         await send({"type": "websocket.send", "text": "ws:" + (msg.get("text") or "")})
         await send({"type": "websocket.send", "bytes": b"ws:" + (msg.get("bytes") or b"")})
@@ -100,23 +130,17 @@ async def asgi(scope, receive, send):
         return
     path = scope["path"]
     if path == "/arm":
-        body = arm(scope["query_string"].decode())
-        status = 200 if body is not None else 404
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": body or b"no fault injection in this build\n"})
-        return
-    data = b""
-    while True:
-        msg = await receive()
-        data += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
-    headers = [(b"content-type", b"text/plain"), (b"x-path", path.encode())]
+        return await asgi_arm(scope, send)
+    data = await request_body(receive)
+    headers = [(b"content-type", b"text/plain"), [b"x-path", path.encode()]]  # a pair as a tuple, one as a list
     if path == "/pathsend":
         headers.append((b"content-length", str(len(SENT)).encode()))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": path == "/trailers"})
     if path == "/pathsend":
         await send({"type": "http.response.pathsend", "path": __file__})
+    elif path == "/trailers":
+        await send({"type": "http.response.body", "body": b"trailers:" + data})
+        await send({"type": "http.response.trailers", "headers": [(b"x-length", b"%d" % len(data))]})
     elif path == "/stream":
         await send({"type": "http.response.body", "body": b"stream:", "more_body": True})
         await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -177,6 +177,8 @@ CASES = {
     "content-length-letters": start_with("200 OK", [("Content-Length", "12x")]),
     "content-length-huge": start_with("200 OK", [("Content-Length", "9" * 20)]),
     "close-then-bad-header": start_with("200 OK", [("Connection", "close"), ("X A", "b")]),
+    "start-one-argument": lambda env, sr: (sr("200 OK"), [b"not reached"])[1],
+    "file-wrapper-no-file": lambda env, sr: env["wsgi.file_wrapper"](),
     "no-start": no_start,
     "no-start-body": no_start_body,
     "yield-before-start": yield_before_start,

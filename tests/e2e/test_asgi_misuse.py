@@ -45,6 +45,7 @@ BEFORE_HEAD = {
     "pathsend-missing": ("FileNotFoundError", "[Errno 2] No such file or directory: '/nonexistent/gorgon-test'"),
     "receive-twice": ("RuntimeError", "receive() called again before the previous one completed"),
     "trailers-unasked": ("RuntimeError", TRAILERS),
+    "more-body-no-truth": ("ValueError", "no truth value here"),
 }
 
 AFTER_HEAD = {
@@ -53,6 +54,7 @@ AFTER_HEAD = {
     "pathsend-after-body": ("RuntimeError", "http.response.pathsend needs a 'path', after start, before any body"),
     "unknown-type-after-body": ("ValueError", "unexpected ASGI message type 'http.response.bogus' for http"),
     "trailers-unasked-after-body": ("RuntimeError", TRAILERS),
+    "more-trailers-no-truth": ("ValueError", "no truth value here"),
 }
 
 

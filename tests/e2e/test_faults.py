@@ -33,10 +33,10 @@ def fired(srv, n):
     return int(r.body)
 
 
-def http(method, path, body, expected, headers=(), version="HTTP/1.1"):
-    """An exchange: one request on a fresh connection; its outcome."""
+def http(method, path, body, expected, headers=(), version="HTTP/1.1", conn=Conn):
+    """An exchange: one request on a fresh connection (conn(srv)); its outcome."""
     def exchange(srv):
-        with Conn(srv) as c:
+        with conn(srv) as c:
             c.send(build_request(method, path, headers, body=body, version=version, host=host_header(c.addr)))
             try:
                 r = c.response(method, allow_truncated=True)
@@ -70,22 +70,31 @@ def masked(opcode, payload):
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def ws_open(c, path, headers=()):
+    """Sends a WebSocket handshake to path on c: the 101's head, or the
+    outcome ("cut", "403", "500") of a handshake that did not succeed."""
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), *headers,
+               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+    c.send(build_request("GET", path, headers, host=host_header(c.addr)))
+    try:
+        r = c.read_head()
+    except AssertionError as e:
+        if "connection closed" not in str(e):
+            raise
+        return "cut"
+    if r.status in (403, 500):
+        return str(r.status)  # before the accept: 403, as an app raising there gets
+    assert r.status == 101, r
+    return r
+
+
 def websocket(srv, path="/ws"):
     """An exchange: the handshake, one text message, the app's answers (on
     /ws-client-closes a second message, then the client closes)."""
     with Conn(srv) as c:
-        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
-        c.send(build_request("GET", path, headers, host=host_header(c.addr)))
-        try:
-            r = c.read_head()
-        except AssertionError as e:
-            if "connection closed" not in str(e):
-                raise
-            return "cut"
-        if r.status in (403, 500):
-            return str(r.status)  # before the accept: 403, as an app raising there gets
-        assert r.status == 101, r
+        r = ws_open(c, path)
+        if isinstance(r, str):
+            return r
         c.send(masked(1, b"hi"))
         deadline = time.monotonic() + scaled(10)
         frames = []
@@ -113,19 +122,20 @@ def websocket(srv, path="/ws"):
         raise AssertionError("unexpected frames %r" % frames)
 
 
-def sweep(srv, exchange):
+def sweep(srv, exchange, arm=fired):
     """Runs the exchange with its n-th call failing, for every n it reaches;
-    checks each outcome; returns {outcome: count}."""
+    checks each outcome; returns {outcome: count}. arm(srv, n) arms the
+    worker as fired() does (which does it over plain HTTP/1.1)."""
     outcomes = {}
-    before = fired(srv, 0)
+    before = arm(srv, 0)
     for n in range(1, MAX_CALLS):
         offset = len(srv.stderr_bytes())
-        assert fired(srv, n) == before
+        assert arm(srv, n) == before
         try:
             outcome = exchange(srv)
         except AssertionError as e:
             raise AssertionError("call %d failing: %s\n%s" % (n, e, log_since(srv, offset)))
-        after = fired(srv, 0)
+        after = arm(srv, 0)
         if after == before:
             # Fewer calls than n: nothing failed, the response is whole.
             assert outcome == "whole", (n, outcome, log_since(srv, offset))
@@ -137,6 +147,7 @@ def sweep(srv, exchange):
             log = wait_for(lambda: "MemoryError" in log_since(srv, offset) and log_since(srv, offset),
                            5, what="the MemoryError of call %d (%s) in the log" % (n, outcome))
             assert "Fatal" not in log and "Segmentation" not in log and "AddressSanitizer" not in log, log
+            assert "SystemError" not in log, log  # no call made over a pending exception
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     raise AssertionError("still failing after %d calls" % MAX_CALLS)
 

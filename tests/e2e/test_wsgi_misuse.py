@@ -32,6 +32,7 @@ REFUSED_START = {
     "content-length-huge": ("ValueError", "invalid Content-Length " + "9" * 20),
     "close-then-bad-header": ("ValueError", "invalid WSGI header ('X A', 'b')"),
     "write-before-start": ("RuntimeError", "write() before start_response"),
+    "start-one-argument": ("TypeError", "start_response() missing required argument 'headers' (pos 2)"),
 }
 
 # Nothing sent yet: a 500.
@@ -45,6 +46,7 @@ BEFORE_HEAD = {
     "returns-none": ("TypeError", "'NoneType' object is not iterable"),
     "body-str": ("TypeError", "WSGI body items must be bytes, not str"),
     "iter-raises-first": ("ValueError", "no body for you"),
+    "file-wrapper-no-file": ("TypeError", "FileWrapper() missing required argument 'filelike' (pos 1)"),
 }
 
 # Part of the body sent: the connection is cut after it.
