@@ -85,9 +85,12 @@ struct gn_h2r_job {
     gn_group_t *group;
     unsigned owner_slot, runner_slot;
     size_t high_water;
-    /* The request (the owner's until the push, then the runner's to take). */
+    /* The request (the owner's until the push, then the runner's to take):
+     * its head's bytes, and the head parsed, its slices into them. */
     char *head;
     size_t head_len;
+    gn_request_t req;
+    gn_header_t *fields; /* one block with head */
     gn_body_t body;
     gn_addr_t peer, local;
     socklen_t peer_len;
@@ -143,7 +146,7 @@ static void job_free(gn_h2r_job_t *j)
     chunks_free(j->out);
     chunks_free(j->in);
     free(j->trl);
-    free(j->head);
+    free(j->fields);
     gn_body_reset(&j->body);
     if (j->tls)
         SSL_free(j->tls);
@@ -247,19 +250,24 @@ int gn_h2r__pick(gn_loop_t *loop, unsigned here)
 static gn_h2r_job_t *job_new(gn_conn_t *sc, const char *pend, size_t n)
 {
     gn_h2r_job_t *j = calloc(1, sizeof(*j));
-    if (j == NULL || (j->head = malloc(sc->head_len)) == NULL) {
+    size_t nf = sc->req.num_headers;
+    if (j == NULL || (j->fields = malloc(nf * sizeof(gn_header_t) + sc->head_len)) == NULL) {
         free(j);
         return NULL;
     }
     gn_body_init(&j->body);
     if (n > 0 && (j->in = j->in_last = chunk_new(pend, n)) == NULL) {
-        free(j->head);
+        free(j->fields);
         free(j);
         return NULL;
     }
     pthread_mutex_init(&j->mu, NULL);
+    j->head = (char *)(j->fields + nf);
     memcpy(j->head, sc->rbuf, sc->head_len);
     j->head_len = sc->head_len;
+    j->req = sc->req;
+    memcpy(j->fields, sc->headers, nf * sizeof(gn_header_t));
+    gn_h2__move_head(&j->req, j->fields, nf, sc->rbuf, sc->head_len, j->head);
     char host[64];
     int port;
     gn_conn_local(sc, host, sizeof(host), &port); /* the socket is the owner's: asked here */
@@ -546,7 +554,7 @@ static void retire(runner_t *r)
     runner_drop_unlock(j);
 }
 
-/* The request's head, parsed again here: its slices point into R's buffer. */
+/* The request's head, copied to R's buffer, its slices with it. */
 static int take_head(runner_t *r, gn_h2r_job_t *j)
 {
     gn_conn_t *rc = &r->conn;
@@ -554,20 +562,17 @@ static int take_head(runner_t *r, gn_h2r_job_t *j)
         return -1;
     memset(&rc->buf->fwd, 0, sizeof(rc->buf->fwd)); /* a reused buffer's is another request's */
     if (j->head_len > rc->rcap) {
-        rc->rbuf = j->head; /* freed as a head that outgrew the buffer */
+        char *p = malloc(j->head_len); /* freed as a head that outgrew the buffer */
+        if (p == NULL)
+            return -1;
+        rc->rbuf = p;
         rc->rcap = j->head_len;
-        j->head = NULL;
-    } else {
-        memcpy(rc->rbuf, j->head, j->head_len);
     }
-    rc->rlen = j->head_len;
-    size_t max = rc->loop->limits->max_fields;
-    int n = gn_parse_request(rc->rbuf, rc->rlen, 0, &rc->req, rc->headers,
-                             max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
-    if (n <= 0)
-        return -1;
-    rc->head_len = (size_t)n;
-    rc->req.minor_version = GN_HTTP2_VERSION;
+    memcpy(rc->rbuf, j->head, j->head_len);
+    rc->rlen = rc->head_len = j->head_len;
+    rc->req = j->req;
+    memcpy(rc->headers, j->fields, j->req.num_headers * sizeof(gn_header_t));
+    gn_h2__move_head(&rc->req, rc->headers, rc->req.num_headers, j->head, j->head_len, rc->rbuf);
     if (rc->loop->limits->proxy_headers)
         gn_forwarded_apply(rc);
     return 0;
