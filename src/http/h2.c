@@ -618,33 +618,19 @@ static void answer(gn_h2_stream_t *st, int status)
     st->done = 1;
 }
 
-/* The head the bridge queued ("HTTP/1.1 200 OK\r\n...\r\n\r\n") becomes
- * the stream's HEADERS. Returns 0 (submitted, or wait), -1 to reset. */
-static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
+/* The head buf[0..end + 4) ("HTTP/1.1 200 OK\r\n...\r\n\r\n", writable:
+ * names are lower-cased in place) as the stream's HEADERS, then taken off
+ * its queue. 0, or -1 to reset. */
+static int submit_fields(gn_conn_t *c, gn_h2_stream_t *st, char *buf, char *end)
 {
     gn_conn_t *sc = &st->conn;
-    size_t n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
-    char small[2048]; /* most heads: no malloc per response */
-    char *buf = n < sizeof(small) ? small : malloc(n + 1);
-    if (buf == NULL)
-        return -1;
-    ssize_t got = gn_conn__gather(sc, buf, n);
-    char *end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
-    if (end == NULL) {
-        if (buf != small)
-            free(buf);
-        return st->done || n == HEAD_MAX ? -1 : 0;
-    }
     size_t head_len = (size_t)(end - buf) + 4;
     nghttp2_nv nv[GN_MAX_HEADERS_CAP + 1];
     size_t nvlen = 1;
     char *line = memchr(buf, '\n', head_len);
-    if (head_len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || line == NULL) {
-        if (buf != small)
-            free(buf);
+    if (head_len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || line == NULL)
         return -1;
-    }
-    int status = atoi(buf + 9);
+    int status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
     nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)buf + 9, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (char *p = line + 1; p < end && nvlen < GN_MAX_HEADERS_CAP + 1;) {
         char *eol = memchr(p, '\r', (size_t)(end + 2 - p));
@@ -663,15 +649,39 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
         }
         p = eol + 2;
     }
-    gn_conn__advance(sc, head_len);
     sc->status = status;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
-    int no_body = st->done && sc->out_bytes == 0 && st->n_trl == 0;
+    int no_body = st->done && sc->out_bytes == head_len && st->n_trl == 0;
+    /* nghttp2 copies the fields: the head may leave the queue after. */
     int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
-    if (buf != small)
-        free(buf); /* nghttp2 copied the fields */
+    gn_conn__advance(sc, head_len);
     st->submitted = 1;
     return r == 0 ? 0 : -1;
+}
+
+/* The head the bridge queued becomes the stream's HEADERS: read where it
+ * is when one block of the queue holds it whole (a head is written at
+ * once), else copied out first. Returns 0 (submitted, or wait), -1 to
+ * reset. */
+static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    gn_conn_t *sc = &st->conn;
+    size_t n;
+    char *buf = gn_conn__front_own(sc, &n);
+    char *end = buf ? memmem(buf, n, "\r\n\r\n", 4) : NULL;
+    if (end != NULL)
+        return submit_fields(c, st, buf, end);
+    n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
+    char small[2048];
+    buf = n < sizeof(small) ? small : malloc(n + 1);
+    if (buf == NULL)
+        return -1;
+    ssize_t got = gn_conn__gather(sc, buf, n);
+    end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
+    int r = end ? submit_fields(c, st, buf, end) : st->done || n == HEAD_MAX ? -1 : 0;
+    if (buf != small)
+        free(buf);
+    return r;
 }
 
 static void reset(gn_conn_t *c, gn_h2_stream_t *st, uint32_t code)
