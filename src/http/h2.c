@@ -469,6 +469,20 @@ static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
     return r == 0;
 }
 
+int gn_h2__pack_trailer(char **buf, size_t *len, size_t *cap, const char *name, size_t nlen, const char *value,
+                        size_t vlen)
+{
+    size_t at = *len;
+    if (append(buf, len, cap, name, nlen) || append(buf, len, cap, "", 1) || append(buf, len, cap, value, vlen) ||
+        append(buf, len, cap, "", 1)) {
+        *len = at;
+        return -1;
+    }
+    for (char *p = *buf + at; p < *buf + at + nlen; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    return 0;
+}
+
 int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     gn_h2_stream_t *st = sc->h2s;
@@ -476,16 +490,22 @@ int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *valu
         return 0; /* dropped: RFC 9110 6.5.1 allows it, RFC 9113 8.2.2 wants it */
     if (st == GN_H2_RUNNER)
         return gn_h2r__trailer(sc, name, nlen, value, vlen); /* sent by the owner */
-    size_t at = st->trl_len;
-    if (append(&st->trl, &st->trl_len, &st->trl_cap, name, nlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1) ||
-        append(&st->trl, &st->trl_len, &st->trl_cap, value, vlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1)) {
-        st->trl_len = at;
+    if (gn_h2__pack_trailer(&st->trl, &st->trl_len, &st->trl_cap, name, nlen, value, vlen) < 0)
         return -1;
-    }
-    for (size_t i = at; i < at + nlen; i++)
-        st->trl[i] = (char)(st->trl[i] >= 'A' && st->trl[i] <= 'Z' ? st->trl[i] + 32 : st->trl[i]);
     st->n_trl++;
     return 0;
+}
+
+void gn_h2__take_trailers(gn_conn_t *sc, char *trl, size_t len)
+{
+    gn_h2_stream_t *st = stream_of(sc);
+    free(st->trl); /* none: only the runner gives trailers to a remote stream */
+    st->trl = trl;
+    st->trl_len = st->trl_cap = len;
+    st->n_trl = 0;
+    for (size_t i = 0; i < len; i++)
+        st->n_trl += trl[i] == 0;
+    st->n_trl /= 2;
 }
 
 static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,

@@ -76,6 +76,13 @@ void gn_h2__done(gn_conn_t *sc, int aborted);
 gn_conn_t *gn_h2__parent(gn_conn_t *sc);
 
 /* ---- for the loop and h2_remote.c ---- */
+/* Appends a trailer field to buf as a stream keeps them ("name\0value\0",
+ * the name lower-cased). 0, or -1 when out of memory (nothing added). */
+int gn_h2__pack_trailer(char **buf, size_t *len, size_t *cap, const char *name, size_t nlen, const char *value,
+                        size_t vlen);
+/* A remote stream's trailers, packed so by its runner: the stream takes
+ * buf[0..len) (malloc'd) whole. */
+void gn_h2__take_trailers(gn_conn_t *sc, char *buf, size_t len);
 /* A stream's record, once the loop frees its closed connections: kept as a
  * spare for the loop's next stream (a few), or freed. */
 void gn_h2__recycle(gn_loop_t *loop, gn_conn_t *sc);

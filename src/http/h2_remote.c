@@ -74,8 +74,8 @@ typedef struct chunk {
 typedef struct runner {
     gn_conn_t conn; /* first: the loop frees it as a connection */
     gn_h2r_job_t *job;
-    char *trl; /* response trailers, "name\0value\0" each, shipped at the end */
-    size_t trl_len;
+    char *trl; /* response trailers as gn_h2__pack_trailer packs them, shipped at the end */
+    size_t trl_len, trl_cap;
     unsigned done : 1, aborted : 1, body_given : 1, shipped_end : 1, serving : 1;
 } runner_t;
 
@@ -361,19 +361,6 @@ static chunk_t *take_chunks(gn_h2r_job_t *j, size_t room, int *wake_runner)
     return first;
 }
 
-/* The response's trailers (ASGI's http.response.trailers), for S's last
- * HEADERS frame; the job is done with, so no lock. */
-static int owner_trailers(gn_conn_t *sc, gn_h2r_job_t *j)
-{
-    for (size_t at = 0; at < j->trl_len;) {
-        const char *name = j->trl + at, *value = name + strlen(name) + 1;
-        if (gn_h2_trailer(sc, name, strlen(name), value, strlen(value)) < 0)
-            return -1;
-        at = (size_t)(value - j->trl) + strlen(value) + 1;
-    }
-    return 0;
-}
-
 static void owner_writable(gn_conn_t *sc, void *ctx)
 {
     (void)ctx;
@@ -400,8 +387,13 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
         gn_conn_write_simple(sc, 504, body, sizeof(body) - 1, 0);
         aborted = 0;
     }
-    if (!aborted && owner_trailers(sc, j) < 0)
-        aborted = 1;
+    if (!aborted && j->trl_len) {
+        /* The response's trailers, packed by the runner as S keeps them,
+         * go to S whole; the job is done with, so no lock. */
+        gn_h2__take_trailers(sc, j->trl, j->trl_len);
+        j->trl = NULL;
+        j->trl_len = 0;
+    }
     owner_drop(sc, j);
     if (aborted)
         gn_conn_response_abort(sc);
@@ -521,6 +513,7 @@ static void ship(runner_t *r)
         j->trl = r->trl;
         j->trl_len = r->trl_len;
         r->trl = NULL;
+        r->trl_len = r->trl_cap = 0;
     }
     r->shipped_end |= end;
     if ((k || end) && !j->cancelled && !j->given_up)
@@ -737,17 +730,7 @@ void gn_h2r__abandon(gn_conn_t *rc)
 int gn_h2r__trailer(gn_conn_t *rc, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     runner_t *r = runner_of(rc);
-    char *p = realloc(r->trl, r->trl_len + nlen + vlen + 2);
-    if (p == NULL)
-        return -1;
-    r->trl = p;
-    p += r->trl_len;
-    memcpy(p, name, nlen);
-    p[nlen] = 0;
-    memcpy(p + nlen + 1, value, vlen);
-    p[nlen + 1 + vlen] = 0;
-    r->trl_len += nlen + vlen + 2;
-    return 0;
+    return gn_h2__pack_trailer(&r->trl, &r->trl_len, &r->trl_cap, name, nlen, value, vlen);
 }
 
 void gn_h2r__closed(gn_conn_t *rc)
