@@ -1159,9 +1159,10 @@ int gn_h2__upgrade(gn_conn_t *c)
      * over HTTP/1.1, as RFC 7540 3.2 allows, rather than holding it all
      * before switching. */
     const gn_header_t *up = gn_conn_header(c, "upgrade");
-    if (c->tls || c->loop->limits->http == GN_HTTP_ONLY1 || !lists_token(up, "h2c") ||
-        c->req.content_length > 0 || (c->req.flags & GN_REQ_CHUNKED))
+    if (c->tls || c->loop->limits->http == GN_HTTP_ONLY1 || !lists_token(up, "h2c"))
         return 0;
+    if (c->req.content_length > 0 || (c->req.flags & GN_REQ_CHUNKED))
+        return c->loop->limits->http == GN_HTTP_ONLY2 ? 426 : 0; /* --http 2: not over HTTP/1.1 either */
     const gn_header_t *set = NULL;
     int n_set = 0;
     for (size_t i = 0; i < c->req.num_headers; i++)

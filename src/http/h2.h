@@ -47,7 +47,8 @@ int gn_h2__step(gn_conn_t *c);
  * and limits checked: 1 when the connection is taken up (101 queued, the
  * session started, the request is stream 1: switch to GN_CONN_H2 with the
  * bytes after the head), 0 to answer it over HTTP/1.1, or a status to
- * answer with instead (a malformed HTTP2-Settings). */
+ * answer with instead (400: a malformed HTTP2-Settings; 426: a request
+ * with a body under --http 2). */
 int gn_h2__upgrade(gn_conn_t *c);
 /* The connection's deadline passed. */
 void gn_h2__timeout(gn_conn_t *c);
