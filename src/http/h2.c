@@ -79,6 +79,7 @@ typedef struct gn_h2 {
     int failed;  /* a connection error: send what is queued, then close */
     int moved;   /* a stream's queue got room this round */
     double stalled_at; /* output waits for the connection's window, since */
+    long long drained_in; /* the loop's round (polled_us) whose read emptied the socket */
 } gn_h2_t;
 
 int gn_h2_preface(const char *p, size_t n)
@@ -942,14 +943,21 @@ int gn_h2__step(gn_conn_t *c)
     gn_h2_t *h = c->h2;
     size_t hw = loop->limits->write_high_water;
     ssize_t got = 0;
-    /* Not read while the client does not read what we send. */
-    if (!h->failed && c->out_bytes < hw && c->rlen == 0) {
+    long long round = atomic_load_explicit(&loop->polled_us, memory_order_relaxed);
+    /* Not read while the client does not read what we send, nor again in
+     * the epoll round whose read emptied the socket: the streams served
+     * in it resume the connection, and a read would find nothing (epoll is
+     * level-triggered: what comes meanwhile is the next round's). */
+    if (!h->failed && c->out_bytes < hw && c->rlen == 0 && h->drained_in != round) {
         got = gn_conn__read_more(c);
         if (got < 0 || c->state != GN_CONN_H2) {
             if (c->state == GN_CONN_H2)
                 gn_conn_close(c);
             return 0;
         }
+        /* OpenSSL may hold bytes that epoll does not see: over TLS, read on. */
+        if (c->tls == NULL && c->rlen < c->rcap)
+            h->drained_in = round;
     }
     if (c->rlen > 0 && !h->failed) {
         ssize_t r = nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen);
