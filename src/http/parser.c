@@ -129,6 +129,15 @@ static const char *scan_token(const char *p)
     return p;
 }
 
+/* Whether all of s is in klass (bounded: s need not end in a stop byte). */
+static bool all_in(gn_slice_t s, unsigned klass)
+{
+    for (size_t i = 0; i < s.len; i++)
+        if (!is((unsigned char)s.base[i], klass))
+            return false;
+    return true;
+}
+
 static inline gn_slice_t slice(const char *from, const char *to)
 {
     gn_slice_t s = {from, (size_t)(to - from)};
@@ -467,7 +476,7 @@ static int apply_transfer_encoding(gn_request_t *req, gn_slice_t v)
         while (c.len && is_ows(c.base[c.len - 1]))
             c.len--;
         /* Nothing may follow chunked; the element must be one token. */
-        if (c.len == 0 || (req->flags & GN_REQ_CHUNKED) || scan_token(c.base) != c.base + c.len)
+        if (c.len == 0 || (req->flags & GN_REQ_CHUNKED) || !all_in(c, C_TOKEN))
             return GN_PARSE_ERR_400;
         req->flags |= IEQ(c, "chunked") ? GN_REQ_CHUNKED : GN_REQ_TE_OTHER;
         if (comma == NULL)
@@ -592,15 +601,6 @@ static int parse_head(const char *p, const char *end, gn_request_t *req,
     if (req->authority.len)
         use_target_authority(req, headers);
     return 0;
-}
-
-/* Whether all of s is in klass (bounded: s need not end in a stop byte). */
-static bool all_in(gn_slice_t s, unsigned klass)
-{
-    for (size_t i = 0; i < s.len; i++)
-        if (!is((unsigned char)s.base[i], klass))
-            return false;
-    return true;
 }
 
 int gn_parse_fields(gn_request_t *req, gn_header_t *headers, size_t n)
