@@ -165,8 +165,19 @@ static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
     return st;
 }
 
-/* Spare stream records a loop keeps (a record per stream costs a malloc). */
+/* Spare stream records a loop keeps (a record per stream costs a malloc);
+ * none under AddressSanitizer, so that a use after a stream's end is
+ * still caught there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SPARE_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPARE_MAX 0
+#endif
+#endif
+#ifndef SPARE_MAX
 #define SPARE_MAX 64
+#endif
 
 void gn_h2__recycle(gn_loop_t *loop, gn_conn_t *sc)
 {
