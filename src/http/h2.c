@@ -236,16 +236,20 @@ static int grow_head(gn_h2_stream_t *st, size_t need)
     return 0;
 }
 
-/* Copies p[0..n) to the end of the head's bytes; NULL when out of memory. */
-static const char *keep(gn_h2_stream_t *st, const char *p, size_t n)
+/* Copies a[0..an), then b[0..bn), to the end of the head's bytes (at once:
+ * a growth moves only the slices already recorded); where a went, or NULL
+ * when out of memory. */
+static const char *keep(gn_h2_stream_t *st, const char *a, size_t an, const char *b, size_t bn)
 {
     gn_conn_t *sc = &st->conn;
-    if (sc->rlen + n > sc->rcap && grow_head(st, sc->rlen + n) < 0)
+    if (sc->rlen + an + bn > sc->rcap && grow_head(st, sc->rlen + an + bn) < 0)
         return NULL;
     char *at = sc->rbuf + sc->rlen;
-    if (n)
-        memcpy(at, p, n);
-    sc->rlen += n;
+    if (an)
+        memcpy(at, a, an);
+    if (bn)
+        memcpy(at + an, b, bn);
+    sc->rlen += an + bn;
     return at;
 }
 
@@ -263,7 +267,7 @@ static int field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *
             pseudo = &st->authority;
         else
             return 0; /* :scheme (nghttp2 checked it) */
-        const char *v = keep(st, value, vlen);
+        const char *v = keep(st, value, vlen, NULL, 0);
         *pseudo = (gn_slice_t){v, vlen};
         return v ? 0 : -1;
     }
@@ -279,10 +283,10 @@ static int field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *
         st->many = 1;
         return 0;
     }
-    const char *n = keep(st, name, nlen), *v = n ? keep(st, value, vlen) : NULL;
-    if (v == NULL)
+    const char *n = keep(st, name, nlen, value, vlen);
+    if (n == NULL)
         return -1;
-    st->conn.buf->headers[++st->n_fields] = (gn_header_t){{n, nlen}, {v, vlen}};
+    st->conn.buf->headers[++st->n_fields] = (gn_header_t){{n, nlen}, {n + nlen, vlen}};
     return 0;
 }
 
@@ -327,15 +331,16 @@ static void finish_head(gn_h2_stream_t *st)
     gn_header_t *f = sc->buf->headers + 1;
     size_t n = st->n_fields;
     if (st->cookie_len) {
-        const char *name = keep(st, "cookie", 6), *v = name ? keep(st, st->cookie, st->cookie_len) : NULL;
-        if (v == NULL) {
+        const char *name = keep(st, "cookie", 6, st->cookie, st->cookie_len);
+        if (name == NULL) {
             st->error = 503;
             return;
         }
-        f[n++] = (gn_header_t){{name, 6}, {v, st->cookie_len}};
+        f[n++] = (gn_header_t){{name, 6}, {name + 6, st->cookie_len}};
+        st->n_fields = n; /* counted: the Host's keep may move it */
     }
     if (!st->has_host && st->authority.base) {
-        const char *name = keep(st, "host", 4);
+        const char *name = keep(st, "host", 4, NULL, 0);
         if (name == NULL) {
             st->error = 503;
             return;

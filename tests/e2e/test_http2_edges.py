@@ -96,6 +96,19 @@ def test_header_block_larger_than_the_read_buffer(server, kind):
 
 
 @KINDS
+def test_header_block_that_outgrows_its_buffer_twice(server, kind):
+    """Fields that make a stream's head outgrow the request buffer, then
+    the larger block it moved to: every field (a name kept before the
+    second move, too) is whole for the application."""
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    r = c.get("/headers", headers=[("x-pad", "p" * 18000), ("x-big", "v" * 40000), ("cookie", "k=" + "c" * 3000)])
+    assert r["headers"][":status"] == "200"
+    assert bytes(r["data"]) == b"cookie=k=%s|host=127.0.0.1:%d|x-big=40000" % (b"c" * 3000, srv.port)
+    c.close()
+
+
+@KINDS
 def test_request_trailers_are_dropped_and_the_body_kept(server, kind):
     """RFC 9110 6.5.1: a server may discard trailer fields; the body before
     them reaches the application whole."""
