@@ -411,11 +411,45 @@ static void start_body(gn_conn_t *c)
     c->deadline = c->loop->now + lim->io_timeout;
 }
 
+/*
+ * --http 2 and Upgrade: h2c on a request with a body: RFC 7540 3.2 would
+ * have the whole body read before the switch, and HTTP/1.1 is not served
+ * here. 426 (RFC 9110 15.5.22) names the protocol to use; the body says
+ * how, and the connection closes.
+ */
+static void refuse_upgrade_with_body(gn_conn_t *c)
+{
+    static const char body[] = "This server speaks HTTP/2 only: send the request over HTTP/2 (prior knowledge), "
+                               "or upgrade with a request that has no body.\n";
+    char host[64], head[512];
+    log_peer(c, host, sizeof(host));
+    gn_log(GN_LOG_INFO, "426 Upgrade Required from %s: Upgrade: h2c on a request with a body (--http 2 serves "
+           "no HTTP/1.1)", host);
+    size_t dlen;
+    const char *ds = gn_http_date_server(1, &dlen);
+    int is_head = gn_conn_is_head(c);
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 426 Upgrade Required\r\nUpgrade: h2c\r\nConnection: Upgrade, close\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%.*s\r\n",
+                     sizeof(body) - 1, (int)dlen, ds);
+    gn_conn_write(c, head, (size_t)n);
+    if (!is_head)
+        gn_conn_write(c, body, sizeof(body) - 1);
+    c->keepalive = 0;
+    c->status = 426;
+    c->sent_body = is_head ? 0 : sizeof(body) - 1;
+    set_state(c, GN_CONN_DRAIN);
+}
+
 /* Upgrade: h2c, or with --http 2 anything but it: 1 when the connection
  * is HTTP/2's now (or answered), 0 to serve the request over HTTP/1.1. */
 static int to_h2(gn_conn_t *c)
 {
     int r = (c->req.flags & GN_REQ_CONN_UPGRADE) ? gn_h2__upgrade(c) : 0;
+    if (r == 426) {
+        refuse_upgrade_with_body(c);
+        return 1;
+    }
     if (r > 1) {
         send_error(c, r);
         return 1;

@@ -245,6 +245,9 @@ void gn_conn__proxy_timeout(gn_conn_t *c);
  * the queue (file ranges read); then drop n bytes from it. */
 ssize_t gn_conn__gather(gn_conn_t *c, char *dst, size_t n);
 void gn_conn__advance(gn_conn_t *c, size_t n);
+/* Internal (h2.c): the queue's first bytes when they are an owned block
+ * (writable), *len of them; else NULL. */
+char *gn_conn__front_own(gn_conn_t *c, size_t *len);
 /* Internal (h2.c): the access-log line of c's request. */
 void gn_conn__access_log(gn_conn_t *c);
 /* Internal (conn.c, ws_conn.c, h2.c): every change of c->state. */

@@ -49,11 +49,13 @@ typedef struct gn_h2_stream {
     gn_conn_t *parent;
     struct gn_h2_stream *prev, *next;
     int32_t id;
-    char *hdrs;     /* regular header fields as "name: value\r\n" */
-    size_t hdrs_len, hdrs_cap;
+    /* The request's head: its bytes in conn.rbuf (conn.rlen of them), the
+     * regular fields in conn.buf->headers[1..n_fields] (slot 0 is for a
+     * Host made from :authority), the pseudo-fields here. */
+    gn_slice_t method, path, authority;
+    unsigned n_fields;
     char *cookie;   /* cookie fields joined with "; " (RFC 9113 8.2.3) */
     size_t cookie_len, cookie_cap;
-    char *method, *path, *authority;
     size_t list_size;   /* header list size as SETTINGS counts it */
     char *pend;         /* streamed body bytes the bridge has not taken */
     size_t pend_len, pend_cap;
@@ -65,7 +67,8 @@ typedef struct gn_h2_stream {
     unsigned n_trl;
     const gn_handler_t *hd; /* who answers: the loop's bridge, or a sibling's (h2_remote.h) */
     unsigned head_ready : 1, remote_done : 1, dispatched : 1, submitted : 1, done : 1, aborted : 1,
-        deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1;
+        deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1,
+        many : 1;
 } gn_h2_stream_t;
 
 typedef struct gn_h2 {
@@ -76,6 +79,7 @@ typedef struct gn_h2 {
     int failed;  /* a connection error: send what is queued, then close */
     int moved;   /* a stream's queue got room this round */
     double stalled_at; /* output waits for the connection's window, since */
+    long long drained_in; /* the loop's round (polled_us) whose read emptied the socket */
 } gn_h2_t;
 
 int gn_h2_preface(const char *p, size_t n)
@@ -115,34 +119,41 @@ static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
     return 0;
 }
 
-static char *dup_n(const uint8_t *p, size_t n)
+/* s points into from[0..len): the same bytes copied to `to`. */
+static void move_slice(gn_slice_t *s, const char *from, size_t len, const char *to)
 {
-    char *s = malloc(n + 1);
-    if (s) {
-        memcpy(s, p, n);
-        s[n] = 0;
-    }
-    return s;
+    uintptr_t b = (uintptr_t)s->base, f = (uintptr_t)from;
+    if (s->base != NULL && b >= f && b <= f + len)
+        s->base = to + (b - f);
 }
 
 /* ---- nghttp2's callbacks: record, never call a bridge ----------------- */
 
-/* A new stream's record, linked into the connection's list. */
+/* A new stream's record (a spare one of the loop's when it has one),
+ * linked into the connection's list, with a request buffer for its head. */
 static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
 {
-    gn_h2_stream_t *st = calloc(1, sizeof(*st));
-    if (st == NULL)
+    gn_loop_t *loop = c->loop;
+    gn_h2_stream_t *st = loop->h2_spare;
+    if (st) {
+        loop->h2_spare = st->next;
+        loop->n_h2_spare--;
+        memset(st, 0, sizeof(*st));
+    } else if ((st = calloc(1, sizeof(*st))) == NULL) {
         return NULL;
+    }
     gn_conn_t *sc = &st->conn;
     sc->fd = c->fd; /* for getsockname only: a stream never reads or writes it */
-    sc->loop = c->loop;
+    sc->loop = loop;
     sc->peer = c->peer;
     sc->peer_len = c->peer_len;
     sc->peer_trust = c->peer_trust;
     sc->tls = c->tls; /* read for the scheme and the TLS details, never freed here */
     sc->h2s = st;
     gn_body_init(&sc->body);
-    st->hd = c->loop->handler;
+    if (gn_conn__take_buf(sc) < 0)
+        st->error = 503;
+    st->hd = loop->handler;
     st->parent = c;
     st->id = id;
     gn_h2_t *h = c->h2;
@@ -152,6 +163,131 @@ static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
     h->streams = st;
     h->n_streams++;
     return st;
+}
+
+/* Spare stream records a loop keeps (a record per stream costs a malloc);
+ * none under AddressSanitizer, so that a use after a stream's end is
+ * still caught there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SPARE_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPARE_MAX 0
+#endif
+#endif
+#ifndef SPARE_MAX
+#define SPARE_MAX 64
+#endif
+
+void gn_h2__recycle(gn_loop_t *loop, gn_conn_t *sc)
+{
+    gn_h2_stream_t *st = stream_of(sc);
+    if (loop->n_h2_spare >= SPARE_MAX) {
+        free(st);
+        return;
+    }
+    st->next = loop->h2_spare;
+    loop->h2_spare = st;
+    loop->n_h2_spare++;
+}
+
+void gn_h2__free_spares(gn_loop_t *loop)
+{
+    while (loop->h2_spare) {
+        gn_h2_stream_t *st = loop->h2_spare;
+        loop->h2_spare = st->next;
+        free(st);
+    }
+    loop->n_h2_spare = 0;
+}
+
+void gn_h2__move_head(gn_request_t *req, gn_header_t *f, size_t n, const char *from, size_t len, const char *to)
+{
+    gn_slice_t *one[] = {&req->method, &req->target, &req->path, &req->query, &req->authority};
+    for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+        move_slice(one[i], from, len, to);
+    for (size_t i = 0; i < n; i++) {
+        move_slice(&f[i].name, from, len, to);
+        move_slice(&f[i].value, from, len, to);
+    }
+}
+
+/* The head's bytes in a buffer of at least need bytes: a larger heap block
+ * once they outgrow the request buffer's, the slices taken moved along. */
+static int grow_head(gn_h2_stream_t *st, size_t need)
+{
+    gn_conn_t *sc = &st->conn;
+    size_t cap = sc->rcap * 2;
+    while (cap < need)
+        cap *= 2;
+    char *b = malloc(cap);
+    if (b == NULL)
+        return -1;
+    memcpy(b, sc->rbuf, sc->rlen);
+    gn_slice_t *one[] = {&st->method, &st->path, &st->authority};
+    for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+        move_slice(one[i], sc->rbuf, sc->rlen, b);
+    gn_request_t none = {0};
+    gn_h2__move_head(&none, sc->buf->headers + 1, st->n_fields, sc->rbuf, sc->rlen, b);
+    if (sc->rbuf != sc->buf->rbuf)
+        free(sc->rbuf);
+    sc->rbuf = b;
+    sc->rcap = cap;
+    return 0;
+}
+
+/* Copies a[0..an), then b[0..bn), to the end of the head's bytes (at once:
+ * a growth moves only the slices already recorded); where a went, or NULL
+ * when out of memory. */
+static const char *keep(gn_h2_stream_t *st, const char *a, size_t an, const char *b, size_t bn)
+{
+    gn_conn_t *sc = &st->conn;
+    if (sc->rlen + an + bn > sc->rcap && grow_head(st, sc->rlen + an + bn) < 0)
+        return NULL;
+    char *at = sc->rbuf + sc->rlen;
+    if (an)
+        memcpy(at, a, an);
+    if (bn)
+        memcpy(at + an, b, bn);
+    sc->rlen += an + bn;
+    return at;
+}
+
+/* One field of a request's header block, kept for the head (finish_head).
+ * 0, or -1 when out of memory. */
+static int field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    gn_slice_t *pseudo = NULL;
+    if (nlen > 0 && name[0] == ':') {
+        if (nlen == 7 && memcmp(name, ":method", 7) == 0)
+            pseudo = &st->method;
+        else if (nlen == 5 && memcmp(name, ":path", 5) == 0)
+            pseudo = &st->path;
+        else if (nlen == 10 && memcmp(name, ":authority", 10) == 0)
+            pseudo = &st->authority;
+        else
+            return 0; /* :scheme (nghttp2 checked it) */
+        const char *v = keep(st, value, vlen, NULL, 0);
+        *pseudo = (gn_slice_t){v, vlen};
+        return v ? 0 : -1;
+    }
+    if (nlen == 6 && memcmp(name, "cookie", 6) == 0)
+        return (st->cookie_len && append(&st->cookie, &st->cookie_len, &st->cookie_cap, "; ", 2)) ||
+                       append(&st->cookie, &st->cookie_len, &st->cookie_cap, value, vlen)
+                   ? -1
+                   : 0;
+    if (nlen == 4 && strncasecmp(name, "host", 4) == 0)
+        st->has_host = 1;
+    /* Slot 0 is Host's, and one more is kept for the cookies. */
+    if (st->n_fields + 2 >= GN_MAX_HEADERS_CAP) {
+        st->many = 1;
+        return 0;
+    }
+    const char *n = keep(st, name, nlen, value, vlen);
+    if (n == NULL)
+        return -1;
+    st->conn.buf->headers[++st->n_fields] = (gn_header_t){{n, nlen}, {n + nlen, vlen}};
+    return 0;
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
@@ -180,90 +316,53 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         st->error = 431;
         return 0;
     }
-    char **pseudo = NULL;
-    if (namelen == 7 && memcmp(name, ":method", 7) == 0)
-        pseudo = &st->method;
-    else if (namelen == 5 && memcmp(name, ":path", 5) == 0)
-        pseudo = &st->path;
-    else if (namelen == 10 && memcmp(name, ":authority", 10) == 0)
-        pseudo = &st->authority;
-    else if (namelen > 0 && name[0] == ':')
-        return 0; /* :scheme (nghttp2 checked it) */
-    if (pseudo) {
-        free(*pseudo);
-        *pseudo = dup_n(value, valuelen);
-        return *pseudo ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    int r;
-    if (namelen == 6 && memcmp(name, "cookie", 6) == 0) {
-        r = (st->cookie_len && append(&st->cookie, &st->cookie_len, &st->cookie_cap, "; ", 2)) ||
-            append(&st->cookie, &st->cookie_len, &st->cookie_cap, (const char *)value, valuelen);
-    } else {
-        if (namelen == 4 && memcmp(name, "host", 4) == 0)
-            st->has_host = 1;
-        r = append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, (const char *)name, namelen) ||
-            append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, ": ", 2) ||
-            append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, (const char *)value, valuelen) ||
-            append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, "\r\n", 2);
-    }
-    return r ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    return field(st, (const char *)name, namelen, (const char *)value, valuelen) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE
+                                                                                     : 0;
 }
 
-/* Copies a, then b, to p + n; returns the new end (no printf per request). */
-static size_t put(char *p, size_t n, const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    memcpy(p + n, a, la);
-    memcpy(p + n + la, b, lb);
-    return n + la + lb;
-}
-
-/* The stream's header block as an HTTP/1.1 head in its own buffer, parsed
- * by the HTTP/1.1 parser: one set of rules for what a request may hold. */
-static void build_head(gn_h2_stream_t *st)
+/* The stream's fields as the request's head (no HTTP/1.1 text made and
+ * parsed again): the HTTP/1.1 parser's checks, one set of rules for what a
+ * request may hold, with the answers the same head as text would get. The
+ * fields are in the order that text had: Host (from :authority when the
+ * client sent none), the others as they came, the cookies last. */
+static void finish_head(gn_h2_stream_t *st)
 {
     gn_conn_t *sc = &st->conn;
-    if (gn_conn__take_buf(sc) < 0) {
-        st->error = 503;
-        return;
-    }
-    const char *target = st->path ? st->path : st->authority ? st->authority : "";
-    size_t need = strlen(st->method ? st->method : "") + strlen(target) + 16 + st->hdrs_len + st->cookie_len + 12 +
-                  (st->authority ? strlen(st->authority) + 8 : 0);
-    if (need > sc->rcap) {
-        char *p = malloc(need);
-        if (p == NULL) {
+    gn_header_t *f = sc->buf->headers + 1;
+    size_t n = st->n_fields;
+    if (st->cookie_len) {
+        const char *name = keep(st, "cookie", 6, st->cookie, st->cookie_len);
+        if (name == NULL) {
             st->error = 503;
             return;
         }
-        sc->rbuf = p;
-        sc->rcap = need;
+        f[n++] = (gn_header_t){{name, 6}, {name + 6, st->cookie_len}};
+        st->n_fields = n; /* counted: the Host's keep may move it */
     }
-    char *p = sc->rbuf;
-    size_t n = put(p, 0, st->method ? st->method : "", " ");
-    n = put(p, n, target, " HTTP/1.1\r\n");
-    if (!st->has_host && st->authority)
-        n = put(p, put(p, n, "host: ", st->authority), "\r\n", "");
-    if (st->hdrs_len)
-        memcpy(p + n, st->hdrs, st->hdrs_len);
-    n += st->hdrs_len;
-    if (st->cookie_len) {
-        memcpy(p + n, "cookie: ", 8);
-        memcpy(p + n + 8, st->cookie, st->cookie_len);
-        n += 8 + st->cookie_len;
-        memcpy(p + n, "\r\n", 2);
-        n += 2;
+    if (!st->has_host && st->authority.base) {
+        const char *name = keep(st, "host", 4, NULL, 0);
+        if (name == NULL) {
+            st->error = 503;
+            return;
+        }
+        *--f = (gn_header_t){{name, 4}, st->authority};
+        n++;
     }
-    memcpy(p + n, "\r\n", 2);
-    n += 2;
-    sc->rlen = n;
+    sc->headers = f;
+    sc->req.method = st->method;
+    sc->req.target = st->path.base ? st->path : st->authority;
     size_t max = sc->loop->limits->max_fields;
-    int r = gn_parse_request(p, n, 0, &sc->req, sc->headers, max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
-    if (r <= 0) {
-        st->error = r == GN_PARSE_INCOMPLETE ? 400 : -r;
+    if (max > GN_MAX_HEADERS_CAP)
+        max = GN_MAX_HEADERS_CAP;
+    /* As the parser: fields in error before the limit say so, else 431. */
+    int r = gn_parse_fields(&sc->req, f, n < max ? n : max);
+    if (r == 0 && (n > max || st->many))
+        r = GN_PARSE_ERR_431;
+    if (r != 0) {
+        st->error = -r;
         return;
     }
-    sc->head_len = (size_t)r;
+    sc->head_len = sc->rlen;
     sc->req.minor_version = GN_HTTP2_VERSION;
     /* The buffer may have served an HTTP/1.1 request: its forwarded facts
      * are that request's until this one's replace them. */
@@ -285,7 +384,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !st->head_ready) {
         st->head_ready = 1;
         if (!st->error)
-            build_head(st);
+            finish_head(st);
     }
     if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         st->remote_done = 1;
@@ -387,6 +486,20 @@ static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
     return r == 0;
 }
 
+int gn_h2__pack_trailer(char **buf, size_t *len, size_t *cap, const char *name, size_t nlen, const char *value,
+                        size_t vlen)
+{
+    size_t at = *len;
+    if (append(buf, len, cap, name, nlen) || append(buf, len, cap, "", 1) || append(buf, len, cap, value, vlen) ||
+        append(buf, len, cap, "", 1)) {
+        *len = at;
+        return -1;
+    }
+    for (char *p = *buf + at; p < *buf + at + nlen; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    return 0;
+}
+
 int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     gn_h2_stream_t *st = sc->h2s;
@@ -394,16 +507,22 @@ int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *valu
         return 0; /* dropped: RFC 9110 6.5.1 allows it, RFC 9113 8.2.2 wants it */
     if (st == GN_H2_RUNNER)
         return gn_h2r__trailer(sc, name, nlen, value, vlen); /* sent by the owner */
-    size_t at = st->trl_len;
-    if (append(&st->trl, &st->trl_len, &st->trl_cap, name, nlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1) ||
-        append(&st->trl, &st->trl_len, &st->trl_cap, value, vlen) || append(&st->trl, &st->trl_len, &st->trl_cap, "", 1)) {
-        st->trl_len = at;
+    if (gn_h2__pack_trailer(&st->trl, &st->trl_len, &st->trl_cap, name, nlen, value, vlen) < 0)
         return -1;
-    }
-    for (size_t i = at; i < at + nlen; i++)
-        st->trl[i] = (char)(st->trl[i] >= 'A' && st->trl[i] <= 'Z' ? st->trl[i] + 32 : st->trl[i]);
     st->n_trl++;
     return 0;
+}
+
+void gn_h2__take_trailers(gn_conn_t *sc, char *trl, size_t len)
+{
+    gn_h2_stream_t *st = stream_of(sc);
+    free(st->trl); /* none: only the runner gives trailers to a remote stream */
+    st->trl = trl;
+    st->trl_len = st->trl_cap = len;
+    st->n_trl = 0;
+    for (size_t i = 0; i < len; i++)
+        st->n_trl += trl[i] == 0;
+    st->n_trl /= 2;
 }
 
 static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
@@ -457,11 +576,7 @@ static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
     sc->rlen = 0;
     gn_conn__idle_buf(sc);
     gn_conn__set_state(sc, GN_CONN_CLOSED);
-    free(st->hdrs);
     free(st->cookie);
-    free(st->method);
-    free(st->path);
-    free(st->authority);
     free(st->pend);
     free(st->trl);
     /* Freed with the loop's closed connections, after the current batch:
@@ -540,33 +655,19 @@ static void answer(gn_h2_stream_t *st, int status)
     st->done = 1;
 }
 
-/* The head the bridge queued ("HTTP/1.1 200 OK\r\n...\r\n\r\n") becomes
- * the stream's HEADERS. Returns 0 (submitted, or wait), -1 to reset. */
-static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
+/* The head buf[0..end + 4) ("HTTP/1.1 200 OK\r\n...\r\n\r\n", writable:
+ * names are lower-cased in place) as the stream's HEADERS, then taken off
+ * its queue. 0, or -1 to reset. */
+static int submit_fields(gn_conn_t *c, gn_h2_stream_t *st, char *buf, char *end)
 {
     gn_conn_t *sc = &st->conn;
-    size_t n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
-    char small[2048]; /* most heads: no malloc per response */
-    char *buf = n < sizeof(small) ? small : malloc(n + 1);
-    if (buf == NULL)
-        return -1;
-    ssize_t got = gn_conn__gather(sc, buf, n);
-    char *end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
-    if (end == NULL) {
-        if (buf != small)
-            free(buf);
-        return st->done || n == HEAD_MAX ? -1 : 0;
-    }
     size_t head_len = (size_t)(end - buf) + 4;
     nghttp2_nv nv[GN_MAX_HEADERS_CAP + 1];
     size_t nvlen = 1;
     char *line = memchr(buf, '\n', head_len);
-    if (head_len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || line == NULL) {
-        if (buf != small)
-            free(buf);
+    if (head_len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || line == NULL)
         return -1;
-    }
-    int status = atoi(buf + 9);
+    int status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
     nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)buf + 9, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (char *p = line + 1; p < end && nvlen < GN_MAX_HEADERS_CAP + 1;) {
         char *eol = memchr(p, '\r', (size_t)(end + 2 - p));
@@ -585,15 +686,39 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
         }
         p = eol + 2;
     }
-    gn_conn__advance(sc, head_len);
     sc->status = status;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
-    int no_body = st->done && sc->out_bytes == 0 && st->n_trl == 0;
+    int no_body = st->done && sc->out_bytes == head_len && st->n_trl == 0;
+    /* nghttp2 copies the fields: the head may leave the queue after. */
     int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
-    if (buf != small)
-        free(buf); /* nghttp2 copied the fields */
+    gn_conn__advance(sc, head_len);
     st->submitted = 1;
     return r == 0 ? 0 : -1;
+}
+
+/* The head the bridge queued becomes the stream's HEADERS: read where it
+ * is when one block of the queue holds it whole (a head is written at
+ * once), else copied out first. Returns 0 (submitted, or wait), -1 to
+ * reset. */
+static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    gn_conn_t *sc = &st->conn;
+    size_t n;
+    char *buf = gn_conn__front_own(sc, &n);
+    char *end = buf ? memmem(buf, n, "\r\n\r\n", 4) : NULL;
+    if (end != NULL)
+        return submit_fields(c, st, buf, end);
+    n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
+    char small[2048];
+    buf = n < sizeof(small) ? small : malloc(n + 1);
+    if (buf == NULL)
+        return -1;
+    ssize_t got = gn_conn__gather(sc, buf, n);
+    end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
+    int r = end ? submit_fields(c, st, buf, end) : st->done || n == HEAD_MAX ? -1 : 0;
+    if (buf != small)
+        free(buf);
+    return r;
 }
 
 static void reset(gn_conn_t *c, gn_h2_stream_t *st, uint32_t code)
@@ -834,14 +959,21 @@ int gn_h2__step(gn_conn_t *c)
     gn_h2_t *h = c->h2;
     size_t hw = loop->limits->write_high_water;
     ssize_t got = 0;
-    /* Not read while the client does not read what we send. */
-    if (!h->failed && c->out_bytes < hw && c->rlen == 0) {
+    long long round = atomic_load_explicit(&loop->polled_us, memory_order_relaxed);
+    /* Not read while the client does not read what we send, nor again in
+     * the epoll round whose read emptied the socket: the streams served
+     * in it resume the connection, and a read would find nothing (epoll is
+     * level-triggered: what comes meanwhile is the next round's). */
+    if (!h->failed && c->out_bytes < hw && c->rlen == 0 && h->drained_in != round) {
         got = gn_conn__read_more(c);
         if (got < 0 || c->state != GN_CONN_H2) {
             if (c->state == GN_CONN_H2)
                 gn_conn_close(c);
             return 0;
         }
+        /* OpenSSL may hold bytes that epoll does not see: over TLS, read on. */
+        if (c->tls == NULL && c->rlen < c->rcap)
+            h->drained_in = round;
     }
     if (c->rlen > 0 && !h->failed) {
         ssize_t r = nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen);
@@ -1025,24 +1157,18 @@ static int hop_by_hop(const gn_header_t *f)
 }
 
 /* Stream 1: the request that asked for the upgrade, complete (it had no
- * body), its head rebuilt from the HTTP/1.1 one. */
+ * body), its head the HTTP/1.1 one's fields. */
 static gn_h2_stream_t *upgrade_stream(gn_conn_t *c)
 {
     gn_h2_stream_t *st = stream_new(c, 1);
     if (st == NULL)
         return NULL;
-    st->method = dup_n((const uint8_t *)c->req.method.base, c->req.method.len);
-    st->path = dup_n((const uint8_t *)c->req.target.base, c->req.target.len);
-    int bad = st->method == NULL || st->path == NULL;
+    int bad = st->error || field(st, ":method", 7, c->req.method.base, c->req.method.len) < 0 ||
+              field(st, ":path", 5, c->req.target.base, c->req.target.len) < 0;
     for (size_t i = 0; i < c->req.num_headers && !bad; i++) {
         const gn_header_t *f = &c->headers[i];
-        if (hop_by_hop(f))
-            continue;
-        st->has_host |= lower_eq(f->name.base, f->name.len, "host");
-        bad = append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, f->name.base, f->name.len) ||
-              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, ": ", 2) ||
-              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, f->value.base, f->value.len) ||
-              append(&st->hdrs, &st->hdrs_len, &st->hdrs_cap, "\r\n", 2);
+        if (!hop_by_hop(f))
+            bad = field(st, f->name.base, f->name.len, f->value.base, f->value.len) < 0;
     }
     if (bad)
         st->error = 503;
@@ -1057,9 +1183,10 @@ int gn_h2__upgrade(gn_conn_t *c)
      * over HTTP/1.1, as RFC 7540 3.2 allows, rather than holding it all
      * before switching. */
     const gn_header_t *up = gn_conn_header(c, "upgrade");
-    if (c->tls || c->loop->limits->http == GN_HTTP_ONLY1 || !lists_token(up, "h2c") ||
-        c->req.content_length > 0 || (c->req.flags & GN_REQ_CHUNKED))
+    if (c->tls || c->loop->limits->http == GN_HTTP_ONLY1 || !lists_token(up, "h2c"))
         return 0;
+    if (c->req.content_length > 0 || (c->req.flags & GN_REQ_CHUNKED))
+        return c->loop->limits->http == GN_HTTP_ONLY2 ? 426 : 0; /* --http 2: not over HTTP/1.1 either */
     const gn_header_t *set = NULL;
     int n_set = 0;
     for (size_t i = 0; i < c->req.num_headers; i++)
@@ -1082,7 +1209,7 @@ int gn_h2__upgrade(gn_conn_t *c)
         return status;
     }
     if (!st->error)
-        build_head(st);
+        finish_head(st);
     static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
     return gn_conn_write(c, ok, sizeof(ok) - 1) < 0 ? 503 : 1;
 }

@@ -7,8 +7,8 @@
  *
  * Each stream is a request for the bridges as it is over HTTP/1.1: a
  * gn_conn_t of its own (c->h2s set, no socket) whose head is the stream's
- * header block as HTTP/1.1 text, parsed by the HTTP/1.1 parser, and whose
- * output queue the bridge fills with the gn_conn_* functions. The head the
+ * header block (its fields checked by the HTTP/1.1 parser's rules,
+ * gn_parse_fields), and whose output queue the bridge fills with the gn_conn_* functions. The head the
  * bridge writes becomes a HEADERS frame, the bytes after it DATA frames,
  * sent as the peer's flow-control windows allow; a queue past the
  * high-water mark makes the bridge wait (on_writable), as a slow socket
@@ -19,7 +19,10 @@
 
 #include <stddef.h>
 
+#include "http/parser.h"
+
 typedef struct gn_conn gn_conn_t;
+typedef struct gn_loop gn_loop_t;
 
 /* --http: which protocols a listener speaks (gn_limits_t.http). */
 enum { GN_HTTP_AUTO, GN_HTTP_ONLY1, GN_HTTP_ONLY2 };
@@ -44,7 +47,8 @@ int gn_h2__step(gn_conn_t *c);
  * and limits checked: 1 when the connection is taken up (101 queued, the
  * session started, the request is stream 1: switch to GN_CONN_H2 with the
  * bytes after the head), 0 to answer it over HTTP/1.1, or a status to
- * answer with instead (a malformed HTTP2-Settings). */
+ * answer with instead (400: a malformed HTTP2-Settings; 426: a request
+ * with a body under --http 2). */
 int gn_h2__upgrade(gn_conn_t *c);
 /* The connection's deadline passed. */
 void gn_h2__timeout(gn_conn_t *c);
@@ -71,5 +75,22 @@ int gn_h2_trailer(gn_conn_t *sc, const char *name, size_t nlen, const char *valu
 void gn_h2__done(gn_conn_t *sc, int aborted);
 /* The connection a stream of this loop's belongs to. */
 gn_conn_t *gn_h2__parent(gn_conn_t *sc);
+
+/* ---- for the loop and h2_remote.c ---- */
+/* Appends a trailer field to buf as a stream keeps them ("name\0value\0",
+ * the name lower-cased). 0, or -1 when out of memory (nothing added). */
+int gn_h2__pack_trailer(char **buf, size_t *len, size_t *cap, const char *name, size_t nlen, const char *value,
+                        size_t vlen);
+/* A remote stream's trailers, packed so by its runner: the stream takes
+ * buf[0..len) (malloc'd) whole. */
+void gn_h2__take_trailers(gn_conn_t *sc, char *buf, size_t len);
+/* A stream's record, once the loop frees its closed connections: kept as a
+ * spare for the loop's next stream (a few), or freed. */
+void gn_h2__recycle(gn_loop_t *loop, gn_conn_t *sc);
+/* Frees the loop's spare stream records (when it ends). */
+void gn_h2__free_spares(gn_loop_t *loop);
+/* A head's slices (req's, and f[0..n)'s) that point into from[0..len)
+ * made to point at the same bytes copied to `to`. */
+void gn_h2__move_head(gn_request_t *req, gn_header_t *f, size_t n, const char *from, size_t len, const char *to);
 
 #endif

@@ -74,8 +74,8 @@ typedef struct chunk {
 typedef struct runner {
     gn_conn_t conn; /* first: the loop frees it as a connection */
     gn_h2r_job_t *job;
-    char *trl; /* response trailers, "name\0value\0" each, shipped at the end */
-    size_t trl_len;
+    char *trl; /* response trailers as gn_h2__pack_trailer packs them, shipped at the end */
+    size_t trl_len, trl_cap;
     unsigned done : 1, aborted : 1, body_given : 1, shipped_end : 1, serving : 1;
 } runner_t;
 
@@ -85,9 +85,12 @@ struct gn_h2r_job {
     gn_group_t *group;
     unsigned owner_slot, runner_slot;
     size_t high_water;
-    /* The request (the owner's until the push, then the runner's to take). */
+    /* The request (the owner's until the push, then the runner's to take):
+     * its head's bytes, and the head parsed, its slices into them. */
     char *head;
     size_t head_len;
+    gn_request_t req;
+    gn_header_t *fields; /* one block with head */
     gn_body_t body;
     gn_addr_t peer, local;
     socklen_t peer_len;
@@ -143,7 +146,7 @@ static void job_free(gn_h2r_job_t *j)
     chunks_free(j->out);
     chunks_free(j->in);
     free(j->trl);
-    free(j->head);
+    free(j->fields);
     gn_body_reset(&j->body);
     if (j->tls)
         SSL_free(j->tls);
@@ -247,19 +250,24 @@ int gn_h2r__pick(gn_loop_t *loop, unsigned here)
 static gn_h2r_job_t *job_new(gn_conn_t *sc, const char *pend, size_t n)
 {
     gn_h2r_job_t *j = calloc(1, sizeof(*j));
-    if (j == NULL || (j->head = malloc(sc->head_len)) == NULL) {
+    size_t nf = sc->req.num_headers;
+    if (j == NULL || (j->fields = malloc(nf * sizeof(gn_header_t) + sc->head_len)) == NULL) {
         free(j);
         return NULL;
     }
     gn_body_init(&j->body);
     if (n > 0 && (j->in = j->in_last = chunk_new(pend, n)) == NULL) {
-        free(j->head);
+        free(j->fields);
         free(j);
         return NULL;
     }
     pthread_mutex_init(&j->mu, NULL);
+    j->head = (char *)(j->fields + nf);
     memcpy(j->head, sc->rbuf, sc->head_len);
     j->head_len = sc->head_len;
+    j->req = sc->req;
+    memcpy(j->fields, sc->headers, nf * sizeof(gn_header_t));
+    gn_h2__move_head(&j->req, j->fields, nf, sc->rbuf, sc->head_len, j->head);
     char host[64];
     int port;
     gn_conn_local(sc, host, sizeof(host), &port); /* the socket is the owner's: asked here */
@@ -353,19 +361,6 @@ static chunk_t *take_chunks(gn_h2r_job_t *j, size_t room, int *wake_runner)
     return first;
 }
 
-/* The response's trailers (ASGI's http.response.trailers), for S's last
- * HEADERS frame; the job is done with, so no lock. */
-static int owner_trailers(gn_conn_t *sc, gn_h2r_job_t *j)
-{
-    for (size_t at = 0; at < j->trl_len;) {
-        const char *name = j->trl + at, *value = name + strlen(name) + 1;
-        if (gn_h2_trailer(sc, name, strlen(name), value, strlen(value)) < 0)
-            return -1;
-        at = (size_t)(value - j->trl) + strlen(value) + 1;
-    }
-    return 0;
-}
-
 static void owner_writable(gn_conn_t *sc, void *ctx)
 {
     (void)ctx;
@@ -392,8 +387,13 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
         gn_conn_write_simple(sc, 504, body, sizeof(body) - 1, 0);
         aborted = 0;
     }
-    if (!aborted && owner_trailers(sc, j) < 0)
-        aborted = 1;
+    if (!aborted && j->trl_len) {
+        /* The response's trailers, packed by the runner as S keeps them,
+         * go to S whole; the job is done with, so no lock. */
+        gn_h2__take_trailers(sc, j->trl, j->trl_len);
+        j->trl = NULL;
+        j->trl_len = 0;
+    }
     owner_drop(sc, j);
     if (aborted)
         gn_conn_response_abort(sc);
@@ -513,6 +513,7 @@ static void ship(runner_t *r)
         j->trl = r->trl;
         j->trl_len = r->trl_len;
         r->trl = NULL;
+        r->trl_len = r->trl_cap = 0;
     }
     r->shipped_end |= end;
     if ((k || end) && !j->cancelled && !j->given_up)
@@ -546,7 +547,7 @@ static void retire(runner_t *r)
     runner_drop_unlock(j);
 }
 
-/* The request's head, parsed again here: its slices point into R's buffer. */
+/* The request's head, copied to R's buffer, its slices with it. */
 static int take_head(runner_t *r, gn_h2r_job_t *j)
 {
     gn_conn_t *rc = &r->conn;
@@ -554,20 +555,17 @@ static int take_head(runner_t *r, gn_h2r_job_t *j)
         return -1;
     memset(&rc->buf->fwd, 0, sizeof(rc->buf->fwd)); /* a reused buffer's is another request's */
     if (j->head_len > rc->rcap) {
-        rc->rbuf = j->head; /* freed as a head that outgrew the buffer */
+        char *p = malloc(j->head_len); /* freed as a head that outgrew the buffer */
+        if (p == NULL)
+            return -1;
+        rc->rbuf = p;
         rc->rcap = j->head_len;
-        j->head = NULL;
-    } else {
-        memcpy(rc->rbuf, j->head, j->head_len);
     }
-    rc->rlen = j->head_len;
-    size_t max = rc->loop->limits->max_fields;
-    int n = gn_parse_request(rc->rbuf, rc->rlen, 0, &rc->req, rc->headers,
-                             max < GN_MAX_HEADERS_CAP ? max : GN_MAX_HEADERS_CAP);
-    if (n <= 0)
-        return -1;
-    rc->head_len = (size_t)n;
-    rc->req.minor_version = GN_HTTP2_VERSION;
+    memcpy(rc->rbuf, j->head, j->head_len);
+    rc->rlen = rc->head_len = j->head_len;
+    rc->req = j->req;
+    memcpy(rc->headers, j->fields, j->req.num_headers * sizeof(gn_header_t));
+    gn_h2__move_head(&rc->req, rc->headers, rc->req.num_headers, j->head, j->head_len, rc->rbuf);
     if (rc->loop->limits->proxy_headers)
         gn_forwarded_apply(rc);
     return 0;
@@ -732,17 +730,7 @@ void gn_h2r__abandon(gn_conn_t *rc)
 int gn_h2r__trailer(gn_conn_t *rc, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     runner_t *r = runner_of(rc);
-    char *p = realloc(r->trl, r->trl_len + nlen + vlen + 2);
-    if (p == NULL)
-        return -1;
-    r->trl = p;
-    p += r->trl_len;
-    memcpy(p, name, nlen);
-    p[nlen] = 0;
-    memcpy(p + nlen + 1, value, vlen);
-    p[nlen + 1 + vlen] = 0;
-    r->trl_len += nlen + vlen + 2;
-    return 0;
+    return gn_h2__pack_trailer(&r->trl, &r->trl_len, &r->trl_cap, name, nlen, value, vlen);
 }
 
 void gn_h2r__closed(gn_conn_t *rc)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "http/group.h"
+#include "http/h2.h"
 #include "http/peers.h"
 #include "http/h2_remote.h"
 #include "http/tls.h"
@@ -264,7 +265,10 @@ static void free_dead(gn_loop_t *loop)
     while (loop->dead) {
         gn_conn_t *c = loop->dead;
         loop->dead = c->next;
-        free(c);
+        if (c->h2s == (struct gn_h2_stream *)(void *)c) /* a stream of this loop's connections */
+            gn_h2__recycle(loop, c);
+        else
+            free(c);
     }
     gn_group__unlock(loop);
 }
@@ -675,6 +679,7 @@ void gn_loop_destroy(gn_loop_t *loop)
         gn_conn_close(loop->conns);
     free_dead(loop);
     gn_conn__free_bufs(loop);
+    gn_h2__free_spares(loop);
     for (unsigned i = 0; i < loop->n_listen; i++) {
         if (loop->listen_fds[i] >= 0)
             close(loop->listen_fds[i]);

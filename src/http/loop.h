@@ -32,6 +32,8 @@ struct gn_loop {
     gn_conn_t *dead;  /* closed this iteration, freed after it */
     struct gn_conn_buf *free_bufs; /* request buffers kept for reuse */
     unsigned n_free_bufs;
+    struct gn_h2_stream *h2_spare; /* HTTP/2 stream records kept for reuse (http/h2.c) */
+    unsigned n_h2_spare;
     double room_logged_at; /* when idle connections last made room (logged) */
 
     const gn_limits_t *limits;

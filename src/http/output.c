@@ -346,6 +346,15 @@ int gn_conn_flush_blocking(gn_conn_t *c, size_t keep)
     }
 }
 
+char *gn_conn__front_own(gn_conn_t *c, size_t *len)
+{
+    gn_seg_t *s = c->out_count ? seg_at(c, 0) : NULL;
+    if (s == NULL || s->own == NULL || s->fd >= 0)
+        return NULL;
+    *len = s->len;
+    return (char *)s->base;
+}
+
 ssize_t gn_conn__gather(gn_conn_t *c, char *dst, size_t n)
 {
     return gather(c, dst, n);

@@ -129,6 +129,15 @@ static const char *scan_token(const char *p)
     return p;
 }
 
+/* Whether all of s is in klass (bounded: s need not end in a stop byte). */
+static bool all_in(gn_slice_t s, unsigned klass)
+{
+    for (size_t i = 0; i < s.len; i++)
+        if (!is((unsigned char)s.base[i], klass))
+            return false;
+    return true;
+}
+
 static inline gn_slice_t slice(const char *from, const char *to)
 {
     gn_slice_t s = {from, (size_t)(to - from)};
@@ -467,7 +476,7 @@ static int apply_transfer_encoding(gn_request_t *req, gn_slice_t v)
         while (c.len && is_ows(c.base[c.len - 1]))
             c.len--;
         /* Nothing may follow chunked; the element must be one token. */
-        if (c.len == 0 || (req->flags & GN_REQ_CHUNKED) || scan_token(c.base) != c.base + c.len)
+        if (c.len == 0 || (req->flags & GN_REQ_CHUNKED) || !all_in(c, C_TOKEN))
             return GN_PARSE_ERR_400;
         req->flags |= IEQ(c, "chunked") ? GN_REQ_CHUNKED : GN_REQ_TE_OTHER;
         if (comma == NULL)
@@ -587,6 +596,41 @@ static int parse_head(const char *p, const char *end, gn_request_t *req,
         return line;
     if ((r = parse_fields(&p, end, req, headers, max_headers)) != 0)
         return r;
+    if ((r = check_framing(req)) != 0 || (r = line) != 0)
+        return r;
+    if (req->authority.len)
+        use_target_authority(req, headers);
+    return 0;
+}
+
+int gn_parse_fields(gn_request_t *req, gn_header_t *headers, size_t n)
+{
+    int r;
+    req->content_length = -1;
+    req->flags = 0;
+    req->num_headers = 0;
+    req->minor_version = 1;
+    /* What parse_request_line would have refused in "method SP target SP". */
+    if (req->method.len == 0 || !all_in(req->method, C_TOKEN) || req->target.len == 0 ||
+        !all_in(req->target, C_TARGET))
+        return GN_PARSE_ERR_400;
+    int line = check_target_form(req);
+    if (line != 0 && line != GN_PARSE_ERR_501)
+        return line;
+    for (size_t i = 0; i < n; i++) {
+        gn_header_t *h = &headers[i];
+        /* As parse_field_line: a token name, OWS around the value dropped,
+         * no CTL in it. */
+        while (h->value.len && is_ows(h->value.base[0]))
+            h->value.base++, h->value.len--;
+        while (h->value.len && is_ows(h->value.base[h->value.len - 1]))
+            h->value.len--;
+        if (h->name.len == 0 || !all_in(h->name, C_TOKEN) || !all_in(h->value, C_VALUE))
+            return GN_PARSE_ERR_400;
+        if ((r = apply_field(req, h)) != 0)
+            return r;
+        req->num_headers++;
+    }
     if ((r = check_framing(req)) != 0 || (r = line) != 0)
         return r;
     if (req->authority.len)

@@ -108,6 +108,17 @@ typedef struct {
 int gn_parse_request(const char *buf, size_t len, size_t last_len,
                      gn_request_t *req, gn_header_t *headers, size_t max_headers);
 
+/*
+ * The checks gn_parse_request makes, for a head that did not come as
+ * HTTP/1.1 text (an HTTP/2 stream's header block): the caller sets
+ * req->method and req->target, and headers[0..n) to the fields (slices into
+ * its own memory). Each answer is the one the same head written as
+ * HTTP/1.1 text would get: 0 with req filled (minor_version 1, num_headers
+ * n, values without OWS around them), or a GN_PARSE_ERR_*. The caller
+ * bounds n (431).
+ */
+int gn_parse_fields(gn_request_t *req, gn_header_t *headers, size_t n);
+
 /* Incremental chunked-body decoder state; zero it (or gn_chunked_init) per body. */
 typedef struct {
     uint64_t remaining; /* bytes left in the current chunk's data */

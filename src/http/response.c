@@ -7,13 +7,16 @@
 
 int gn_http_connection_field(const char *name, size_t len)
 {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                        "upgrade"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
-            return 1;
+    /* Once per field of every HTTP/2 response: the length picks the name. */
+    const char *want;
+    switch (len) {
+    case 7: want = "upgrade"; break;
+    case 10: want = (name[0] | 0x20) == 'c' ? "connection" : "keep-alive"; break;
+    case 16: want = "proxy-connection"; break;
+    case 17: want = "transfer-encoding"; break;
+    default: return 0;
     }
-    return 0;
+    return strncasecmp(name, want, len) == 0;
 }
 
 const char *gn_http_reason(int status)

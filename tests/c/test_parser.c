@@ -631,6 +631,111 @@ static void test_reject_too_many_headers(void)
     ASSERT_EQ(p.r, GN_PARSE_ERR_431);
 }
 
+/* ---- gn_parse_fields: a head given as fields (HTTP/2) ----------------------- */
+
+typedef struct {
+    const char *method, *target;
+    const char *f[12]; /* name, value, ...; NULL ends */
+} fields_case_t;
+
+/* A slice of its own, ending just before an unreadable page. */
+static gn_slice_t guarded(const char *s, void **maps, size_t *lens, int *n)
+{
+    size_t len = strlen(s);
+    char *p = guard_copy(s, len, &maps[*n], &lens[*n]);
+    (*n)++;
+    return (gn_slice_t){p, len};
+}
+
+/* The case as HTTP/1.1 text through gn_parse_request, and as fields
+ * through gn_parse_fields: the same answer, and on success the same
+ * request (slices compared by content: they point into other memory). */
+static void check_fields_case(const fields_case_t *k)
+{
+    char text[2048];
+    int n = snprintf(text, sizeof(text), "%s %s HTTP/1.1\r\n", k->method, k->target);
+    size_t nf = 0;
+    for (; k->f[2 * nf]; nf++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "%s: %s\r\n", k->f[2 * nf], k->f[2 * nf + 1]);
+    n += snprintf(text + n, sizeof(text) - (size_t)n, "\r\n");
+    parsed_t a;
+    a.r = gn_parse_request(text, (size_t)n, 0, &a.req, a.h, MAX_H);
+
+    void *maps[32];
+    size_t lens[32];
+    int nm = 0;
+    gn_request_t req = {0};
+    gn_header_t h[MAX_H];
+    req.method = guarded(k->method, maps, lens, &nm);
+    req.target = guarded(k->target, maps, lens, &nm);
+    for (size_t i = 0; i < nf; i++) {
+        h[i].name = guarded(k->f[2 * i], maps, lens, &nm);
+        h[i].value = guarded(k->f[2 * i + 1], maps, lens, &nm);
+    }
+    int r = gn_parse_fields(&req, h, nf);
+    if ((a.r > 0 ? 0 : a.r) != r) {
+        TEST_FAIL_("%s %s: fields gave %d, text %d", k->method, k->target, r, a.r);
+    } else if (r == 0) {
+        gn_slice_t sa[] = {a.req.method, a.req.target, a.req.path, a.req.query, a.req.authority};
+        gn_slice_t sb[] = {req.method, req.target, req.path, req.query, req.authority};
+        for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
+            if (sa[i].len != sb[i].len || memcmp(sa[i].base, sb[i].base, sa[i].len) != 0)
+                TEST_FAIL_("%s %s: request slice %zu differs", k->method, k->target, i);
+        CHECK_EQ(req.content_length, a.req.content_length);
+        CHECK_EQ(req.flags, a.req.flags);
+        CHECK_EQ(req.num_headers, a.req.num_headers);
+        for (size_t i = 0; i < nf && i < a.req.num_headers; i++)
+            if (h[i].value.len != a.h[i].value.len || memcmp(h[i].value.base, a.h[i].value.base, h[i].value.len))
+                TEST_FAIL_("%s %s: field %zu's value differs", k->method, k->target, i);
+    }
+    for (int i = 0; i < nm; i++)
+        munmap(maps[i], lens[i]);
+}
+
+static void test_fields_agree_with_text(void)
+{
+    static const fields_case_t cases[] = {
+        {"GET", "/", {"host", "x"}},
+        {"GET", "/a%20b?q=1&r", {"host", "x", "accept", "*/*", "user-agent", "h2load"}},
+        {"GET", "/", {"accept", "a"}},                      /* no host: 400 */
+        {"GET", "/", {"host", "x", "host", "y"}},           /* two: 400 */
+        {"POST", "/", {"host", "x", "content-type", "a", "content-type", "b"}},
+        {"POST", "/", {"host", "x", "content-length", "12"}},
+        {"POST", "/", {"host", "x", "content-length", "1 2"}},
+        {"POST", "/", {"host", "x", "content-length", "+1"}},
+        {"POST", "/", {"host", "x", "content-length", "1", "content-length", "1"}},
+        {"POST", "/", {"host", "x", "content-length", "99999999999999999999"}},
+        {"POST", "/", {"host", "x", "transfer-encoding", "chunked", "content-length", "3"}},
+        {"POST", "/", {"host", "x", "transfer-encoding", "gzip, chunked"}},
+        {"POST", "/", {"host", "x", "transfer-encoding", "gzip"}},
+        {"POST", "/", {"host", "x", "expect", "100-continue"}},
+        {"GET", "/", {"host", "x", "connection", "close"}},
+        {"OPTIONS", "*", {"host", "x"}},
+        {"GET", "*", {"host", "x"}},
+        {"CONNECT", "example.com:443", {"host", "x"}},
+        {"CONNECT", "/", {"host", "x"}},
+        {"CONNECT", "example.com:443", {"host", "x", "host", "y"}}, /* 400 wins over 501 */
+        {"GET", "http://example.com/p?q", {"host", "x"}},
+        {"GET", "https://example.com", {"host", "x"}},
+        {"GET", "http://user@example.com/", {"host", "x"}},
+        {"GET", "ftp://example.com/", {"host", "x"}},
+        {"GET", "/a#frag", {"host", "x"}},
+        {"GET", "/\x80", {"host", "x"}},
+        {"GET", "", {"host", "x"}},
+        {"", "/", {"host", "x"}},
+        {"G@T", "/", {"host", "x"}},
+        {"GET", "/", {"host", "x", "a b", "c"}},
+        {"GET", "/", {"host", "x", "", "c"}},
+        {"GET", "/", {"host", "x", "x-a", "bad\x01value"}},
+        {"GET", "/", {"host", "x", "x-a", "del\x7fvalue"}},
+        {"GET", "/", {"host", "x", "x-a", "tab\tand obs-text \xe9"}},
+        {"GET", "/", {"host", "x", "x-a", "  spaced \t"}},
+        {"GET", "/", {"host", "x", "x-a", ""}},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        check_fields_case(&cases[i]);
+}
+
 /* ---- chunked decoder ----------------------------------------------------------- */
 
 typedef struct {
@@ -1196,6 +1301,7 @@ static const test_entry_t tests[] = {
     TEST_ENTRY(connect),
     TEST_ENTRY(reject_duplicate_content_type),
     TEST_ENTRY(te_unknown_coding_501),
+    TEST_ENTRY(fields_agree_with_text),
     TEST_ENTRY(chunked_basic),
     TEST_ENTRY(chunked_one_run_per_call),
     TEST_ENTRY(chunked_split_data),

@@ -1044,6 +1044,29 @@ def test_upgrade_h2c_with_http_2(server):
     c.close()
 
 
+def test_upgrade_h2c_with_body_with_http_2_is_426(server):
+    """--http 2 serves no HTTP/1.1, and an upgrade would have to read the
+    whole body first: 426 naming h2c, a body that says what to do, one log
+    line, the connection closed; the server serves on."""
+    srv = server(APPS["wsgi"], "--http", "2")
+    c, head = upgrade_request(srv.addr, path="/echo", method="POST", body=b"some body")
+    assert head.startswith("HTTP/1.1 426 Upgrade Required\r\n"), head
+    assert "\r\nupgrade: h2c" in head.lower() and "connection: upgrade, close" in head.lower()
+    length = int(re.search(r"content-length: (\d+)", head.lower()).group(1))
+    body = c.inbuf
+    while len(body) < length:
+        data = c.sock.recv(65536)
+        assert data, body
+        body += data
+    assert b"HTTP/2 only" in body[:length]
+    assert c.sock.recv(65536) == b""  # closed after it
+    c.close()
+    wait_log(srv, "426 Upgrade Required from 127.0.0.1")
+    c = H2(srv.addr)
+    assert c.get("/proto")["data"] == b"HTTP/2"
+    c.close()
+
+
 @pytest.mark.parametrize("settings", ["!!!!", "AAMAAABkAA"])  # not base64url; not 6-byte entries
 def test_upgrade_h2c_bad_settings_is_400(server, settings):
     srv = server(APPS["wsgi"])

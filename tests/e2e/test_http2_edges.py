@@ -15,7 +15,7 @@ pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 import h2.events  # noqa: E402
 import h2.exceptions  # noqa: E402
 import h2.settings  # noqa: E402
-from test_http2 import CANCEL, INTERNAL_ERROR, NO_ERROR, H2, frame, pattern  # noqa: E402
+from test_http2 import CANCEL, INTERNAL_ERROR, NO_ERROR, PROTOCOL_ERROR, H2, frame, pattern  # noqa: E402
 
 APPS = {"wsgi": "h2edges:app", "asgi": "h2edges:asgi"}
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
@@ -54,6 +54,19 @@ def test_preface_in_two_parts(server):
     c.close()
 
 
+def test_priority_frame_on_itself_is_a_protocol_error(server):
+    """RFC 9113 5.3.1: a stream cannot depend on itself, and a PRIORITY
+    frame that says so is a PROTOCOL_ERROR even though the server does not
+    schedule by RFC 7540 priorities (announcing SETTINGS_NO_RFC7540_PRIORITIES
+    would make nghttp2 skip this check: not done)."""
+    srv = server(APPS["wsgi"])
+    c = H2(srv.addr)
+    assert c.get("/proto")["data"] == b"HTTP/2"
+    c.raw(frame(0x2, 0, 3, struct.pack(">IB", 3, 15)))
+    assert c.wait_goaway()[0] == PROTOCOL_ERROR
+    c.close()
+
+
 # ---- the request the application sees ------------------------------------
 
 @KINDS
@@ -77,6 +90,19 @@ def test_header_block_larger_than_the_read_buffer(server, kind):
     srv = server(APPS[kind])
     c = H2(srv.addr)
     r = c.get("/headers", headers=[("x-big", "v" * 40000), ("cookie", "k=" + "c" * 3000)])
+    assert r["headers"][":status"] == "200"
+    assert bytes(r["data"]) == b"cookie=k=%s|host=127.0.0.1:%d|x-big=40000" % (b"c" * 3000, srv.port)
+    c.close()
+
+
+@KINDS
+def test_header_block_that_outgrows_its_buffer_twice(server, kind):
+    """Fields that make a stream's head outgrow the request buffer, then
+    the larger block it moved to: every field (a name kept before the
+    second move, too) is whole for the application."""
+    srv = server(APPS[kind])
+    c = H2(srv.addr)
+    r = c.get("/headers", headers=[("x-pad", "p" * 18000), ("x-big", "v" * 40000), ("cookie", "k=" + "c" * 3000)])
     assert r["headers"][":status"] == "200"
     assert bytes(r["data"]) == b"cookie=k=%s|host=127.0.0.1:%d|x-big=40000" % (b"c" * 3000, srv.port)
     c.close()
