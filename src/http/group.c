@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "http/fault.h"
 #include "http/h2_remote.h"
 #include "http/loop.h"
 #include "http/tls.h"
@@ -42,7 +43,7 @@ static void close_handed(gn_handed_t *h)
 int gn_group_init(gn_group_t *g, unsigned n)
 {
     g->n = 0;
-    g->slots = calloc(n, sizeof(gn_group_slot_t));
+    g->slots = GN_FAIL(NULL, calloc(n, sizeof(gn_group_slot_t)));
     if (g->slots == NULL)
         return -1;
     for (unsigned i = 0; i < n; i++)
@@ -289,7 +290,7 @@ int gn_group__hand_over(gn_loop_t *loop, gn_conn_t *c)
     gn_group_t *g = loop->group;
     if (g == NULL || atomic_load_explicit(&c->claim, memory_order_relaxed) != GN_CLAIM_IDLE)
         return 0;
-    gn_handed_t *h = malloc(sizeof(*h));
+    gn_handed_t *h = GN_FAIL(NULL, malloc(sizeof(*h)));
     if (h == NULL)
         return 0;
     fill(h, c);

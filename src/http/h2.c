@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 
 #include "http/conn.h"
+#include "http/fault.h"
 #include "http/forwarded.h"
 #include "http/h2_remote.h"
 #include "http/loop.h"
@@ -104,7 +105,7 @@ static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
         size_t want = *cap ? *cap : 256;
         while (want < *len + n)
             want *= 2;
-        char *b = realloc(*buf, want);
+        char *b = GN_FAIL(NULL, realloc(*buf, want));
         if (b == NULL)
             return -1;
         *buf = b;
@@ -117,7 +118,7 @@ static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
 
 static char *dup_n(const uint8_t *p, size_t n)
 {
-    char *s = malloc(n + 1);
+    char *s = GN_FAIL(NULL, malloc(n + 1));
     if (s) {
         memcpy(s, p, n);
         s[n] = 0;
@@ -130,7 +131,7 @@ static char *dup_n(const uint8_t *p, size_t n)
 /* A new stream's record, linked into the connection's list. */
 static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
 {
-    gn_h2_stream_t *st = calloc(1, sizeof(*st));
+    gn_h2_stream_t *st = GN_FAIL(NULL, calloc(1, sizeof(*st)));
     if (st == NULL)
         return NULL;
     gn_conn_t *sc = &st->conn;
@@ -231,7 +232,7 @@ static void build_head(gn_h2_stream_t *st)
     size_t need = strlen(st->method ? st->method : "") + strlen(target) + 16 + st->hdrs_len + st->cookie_len + 12 +
                   (st->authority ? strlen(st->authority) + 8 : 0);
     if (need > sc->rcap) {
-        char *p = malloc(need);
+        char *p = GN_FAIL(NULL, malloc(need));
         if (p == NULL) {
             st->error = 503;
             return;
@@ -298,7 +299,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     gn_conn_t *c = user;
     gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
     uint64_t max = c->loop->limits->max_body;
-    if (st == NULL || st->error || st->too_big || st->done) {
+    if (st == NULL || st->error || st->too_big || st->done || st->reset_sent) {
         nghttp2_session_consume(s, id, len);
         return 0;
     }
@@ -311,8 +312,14 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     if (streaming(c)) {
         /* Taken (and its window given back) when the bridge asks: the
          * stream's window bounds what waits here. */
-        if (append(&st->pend, &st->pend_len, &st->pend_cap, (const char *)data, len) < 0)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (append(&st->pend, &st->pend_len, &st->pend_cap, (const char *)data, len) < 0) {
+            /* Dropping the bytes would hand the application a body with a
+             * hole: the stream is reset (its application hears on_abort). */
+            gn_log(GN_LOG_ERROR, "HTTP/2 stream %d: out of memory for its body: reset", (int)id);
+            nghttp2_session_consume(s, id, len);
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+            st->reset_sent = 1;
+        }
         return 0;
     }
     if (gn_body_append(&st->conn.body, (const char *)data, len) < 0) {
@@ -373,7 +380,7 @@ static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
 {
     if (st->n_trl == 0)
         return 0;
-    nghttp2_nv *nv = malloc(st->n_trl * sizeof(*nv));
+    nghttp2_nv *nv = GN_FAIL(NULL, malloc(st->n_trl * sizeof(*nv)));
     if (nv == NULL)
         return 0; /* the stream ends without them */
     char *p = st->trl;
@@ -382,7 +389,7 @@ static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
         nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
         p += nl + vl + 2;
     }
-    int r = nghttp2_submit_trailer(s, st->id, nv, st->n_trl);
+    int r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_trailer(s, st->id, nv, st->n_trl));
     free(nv);
     return r == 0;
 }
@@ -547,7 +554,7 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     gn_conn_t *sc = &st->conn;
     size_t n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
     char small[2048]; /* most heads: no malloc per response */
-    char *buf = n < sizeof(small) ? small : malloc(n + 1);
+    char *buf = n < sizeof(small) ? small : GN_FAIL(NULL, malloc(n + 1));
     if (buf == NULL)
         return -1;
     ssize_t got = gn_conn__gather(sc, buf, n);
@@ -589,7 +596,7 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     sc->status = status;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
     int no_body = st->done && sc->out_bytes == 0 && st->n_trl == 0;
-    int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
+    int r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd));
     if (buf != small)
         free(buf); /* nghttp2 copied the fields */
     st->submitted = 1;
@@ -661,6 +668,8 @@ static void serve(gn_conn_t *c, gn_h2_stream_t *st)
         return;
     }
     if (!st->submitted && (sc->out_bytes > 0 || st->done) && submit_head(c, st) < 0) {
+        gn_log(GN_LOG_ERROR, "HTTP/2 stream %d: the response head cannot be sent (too large, or no memory): "
+               "reset", (int)st->id);
         st->aborted = 1;
         reset(c, st, NGHTTP2_INTERNAL_ERROR);
         return;
@@ -679,12 +688,12 @@ static void serve(gn_conn_t *c, gn_h2_stream_t *st)
 
 static int start(gn_conn_t *c)
 {
-    gn_h2_t *h = calloc(1, sizeof(*h));
+    gn_h2_t *h = GN_FAIL(NULL, calloc(1, sizeof(*h)));
     if (h == NULL)
         return -1;
     c->h2 = h;
     nghttp2_session_callbacks *cb;
-    if (nghttp2_session_callbacks_new(&cb) != 0)
+    if (GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_callbacks_new(&cb)) != 0)
         return -1;
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
@@ -694,7 +703,7 @@ static int start(gn_conn_t *c)
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     nghttp2_option *opt;
-    if (nghttp2_option_new(&opt) != 0) {
+    if (GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_option_new(&opt)) != 0) {
         nghttp2_session_callbacks_del(cb);
         return -1;
     }
@@ -703,7 +712,7 @@ static int start(gn_conn_t *c)
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BURST, RESET_RATE);
     nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
-    int r = nghttp2_session_server_new2(&h->s, cb, c, opt);
+    int r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_server_new2(&h->s, cb, c, opt));
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (r != 0)
@@ -712,7 +721,8 @@ static int start(gn_conn_t *c)
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)c->loop->limits->max_head_size},
     };
-    return nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) == 0 ? 0 : -1;
+    size_t n = sizeof(iv) / sizeof(iv[0]);
+    return GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, n)) == 0 ? 0 : -1;
 }
 
 void gn_h2__free(gn_conn_t *c)
@@ -739,14 +749,19 @@ static void send_pending(gn_conn_t *c)
     size_t hw = c->loop->limits->write_high_water;
     while (c->out_bytes < hw && nghttp2_session_want_write(h->s)) {
         const uint8_t *d;
-        ssize_t n = nghttp2_session_mem_send(h->s, &d);
+        ssize_t n = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_mem_send(h->s, &d));
         if (n < 0) {
+            char host[64];
+            int port;
+            gn_conn_peer(c, host, sizeof(host), &port);
+            gn_log(GN_LOG_ERROR, "HTTP/2 to %s: %s: connection closed", host, nghttp2_strerror((int)n));
             h->failed = 2; /* nothing more can be sent */
             return;
         }
         if (n == 0)
             return;
         if (gn_conn_write(c, (const char *)d, (size_t)n) < 0) {
+            gn_log(GN_LOG_ERROR, "HTTP/2: out of memory for a connection's output: closed");
             h->failed = 1;
             return;
         }
@@ -823,6 +838,26 @@ static int reset_stalled(gn_conn_t *c)
     return n;
 }
 
+/* nghttp2_session_mem_recv failed: the connection ends with GOAWAY once
+ * what is queued is sent. The client's error is logged at debug level (a
+ * client can make as many as it likes); the server's own (no memory, a
+ * callback that could not record what came) is an error. */
+static void recv_failed(gn_conn_t *c, int r)
+{
+    char host[64];
+    int port;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    int ours = r == NGHTTP2_ERR_NOMEM || r == NGHTTP2_ERR_CALLBACK_FAILURE;
+    gn_log(ours ? GN_LOG_ERROR : GN_LOG_DEBUG, "HTTP/2 from %s: %s: connection closed", host, nghttp2_strerror(r));
+    /* nghttp2 queued the GOAWAY the error calls for (and then this does
+     * nothing); a preface that is not one, or a flood, gets one here (RFC
+     * 9113 3.4), and so does a failure of the server's own. */
+    nghttp2_session_terminate_session(c->h2->s, ours ? NGHTTP2_INTERNAL_ERROR
+                                      : r == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                 : NGHTTP2_PROTOCOL_ERROR);
+    c->h2->failed = 1;
+}
+
 int gn_h2__step(gn_conn_t *c)
 {
     gn_loop_t *loop = c->loop;
@@ -844,20 +879,10 @@ int gn_h2__step(gn_conn_t *c)
         }
     }
     if (c->rlen > 0 && !h->failed) {
-        ssize_t r = nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen);
+        ssize_t r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen));
         c->rlen = 0;
-        if (r < 0) {
-            char host[64];
-            int port;
-            gn_conn_peer(c, host, sizeof(host), &port);
-            gn_log(GN_LOG_DEBUG, "HTTP/2 from %s: %s: connection closed", host, nghttp2_strerror((int)r));
-            /* nghttp2 queued the GOAWAY the error calls for (and then this
-             * does nothing); a preface that is not one, or a flood, gets
-             * one here (RFC 9113 3.4). */
-            nghttp2_session_terminate_session(h->s, r == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                                  : NGHTTP2_PROTOCOL_ERROR);
-            h->failed = 1;
-        }
+        if (r < 0)
+            recv_failed(c, (int)r);
     }
     if (loop->stopping && !h->goaway && !h->failed) {
         /* Graceful stop: streams begun are served, later ones refused. */
@@ -1076,7 +1101,8 @@ int gn_h2__upgrade(gn_conn_t *c)
         return 503;
     gn_h2_stream_t *st = upgrade_stream(c);
     int head = lower_eq(c->req.method.base, c->req.method.len, "HEAD");
-    if (st == NULL || nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st) != 0) {
+    if (st == NULL ||
+        GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st)) != 0) {
         int status = st ? 400 : 503; /* a SETTINGS value out of range, or no memory */
         gn_h2__free(c);
         return status;
@@ -1108,10 +1134,11 @@ static int pump(gn_conn_t *c, gn_h2_stream_t *st)
     if (!h->failed && c->out_bytes < c->loop->limits->write_high_water && c->rlen == 0) {
         if (gn_conn__read_more(c) < 0)
             h->failed = 2; /* the client is gone: the loop closes once back */
-        if (c->rlen > 0 && nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen) < 0) {
-            nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
-            h->failed = 1;
-        }
+        ssize_t r = 0;
+        if (c->rlen > 0)
+            r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen));
+        if (r < 0)
+            recv_failed(c, (int)r);
         c->rlen = 0;
     }
     if (!st->submitted && sc->out_bytes > 0 && submit_head(c, st) < 0)

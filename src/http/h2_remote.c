@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/fault.h"
 #include "http/forwarded.h"
 #include "http/group.h"
 #include "http/h2.h"
@@ -119,7 +120,7 @@ static void chunks_free(chunk_t *k)
 
 static chunk_t *chunk_new(const char *p, size_t n)
 {
-    chunk_t *k = malloc(sizeof(*k) + n);
+    chunk_t *k = GN_FAIL(NULL, malloc(sizeof(*k) + n));
     if (k) {
         k->next = NULL;
         k->len = n;
@@ -246,8 +247,8 @@ int gn_h2r__pick(gn_loop_t *loop, unsigned here)
 /* The request's plain C state, copied or moved out of S. */
 static gn_h2r_job_t *job_new(gn_conn_t *sc, const char *pend, size_t n)
 {
-    gn_h2r_job_t *j = calloc(1, sizeof(*j));
-    if (j == NULL || (j->head = malloc(sc->head_len)) == NULL) {
+    gn_h2r_job_t *j = GN_FAIL(NULL, calloc(1, sizeof(*j)));
+    if (j == NULL || (j->head = GN_FAIL(NULL, malloc(sc->head_len))) == NULL) {
         free(j);
         return NULL;
     }
@@ -485,7 +486,7 @@ static void ship(runner_t *r)
     pthread_mutex_unlock(&j->mu);
     size_t n = rc->out_bytes < room ? rc->out_bytes : room;
     chunk_t *k = NULL;
-    if (!cancelled && !r->aborted && n > 0 && (k = malloc(sizeof(*k) + n)) != NULL) {
+    if (!cancelled && !r->aborted && n > 0 && (k = GN_FAIL(NULL, malloc(sizeof(*k) + n))) != NULL) {
         ssize_t got = gn_conn__gather(rc, k->data, n);
         if (got < 0) {
             r->aborted = r->done = 1; /* a file shorter than promised */
@@ -576,7 +577,7 @@ static int take_head(runner_t *r, gn_h2r_job_t *j)
 /* A gn_conn_t of this loop's for the job, in its list of connections. */
 static runner_t *runner_new(gn_loop_t *loop, gn_h2r_job_t *j)
 {
-    runner_t *r = calloc(1, sizeof(*r));
+    runner_t *r = GN_FAIL(NULL, calloc(1, sizeof(*r)));
     if (r == NULL)
         return NULL;
     gn_conn_t *rc = &r->conn;
@@ -732,7 +733,7 @@ void gn_h2r__abandon(gn_conn_t *rc)
 int gn_h2r__trailer(gn_conn_t *rc, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     runner_t *r = runner_of(rc);
-    char *p = realloc(r->trl, r->trl_len + nlen + vlen + 2);
+    char *p = GN_FAIL(NULL, realloc(r->trl, r->trl_len + nlen + vlen + 2));
     if (p == NULL)
         return -1;
     r->trl = p;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "http/conn.h"
+#include "http/fault.h"
 #include "http/loop.h"
 #include "http/ws.h"
 #include "http/ws_deflate.h"
@@ -149,7 +150,7 @@ static int msg_append(struct gn_ws_state *ws, const char *p, size_t n)
         size_t cap = ws->msg_cap ? ws->msg_cap : 4096;
         while (cap < ws->msg_len + n)
             cap *= 2;
-        char *m = realloc(ws->msg, cap);
+        char *m = GN_FAIL(NULL, realloc(ws->msg, cap));
         if (m == NULL)
             return -1;
         ws->msg = m;
@@ -396,7 +397,7 @@ void gn_conn__ws_timeout(gn_conn_t *c)
 
 int gn_conn_upgrade_ws(gn_conn_t *c)
 {
-    c->ws = calloc(1, sizeof(*c->ws));
+    c->ws = GN_FAIL(NULL, calloc(1, sizeof(*c->ws)));
     if (c->ws == NULL)
         return -1;
     /* Bytes after the request head are already frames. */
