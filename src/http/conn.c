@@ -435,7 +435,7 @@ static int to_h2(gn_conn_t *c)
 {
     int r = (c->req.flags & GN_REQ_CONN_UPGRADE) ? gn_h2__upgrade(c) : 0;
     if (r > 1) {
-        send_error(c, r);
+        send_error_why(c, r, r == 503 ? "out of memory for an HTTP/2 session" : NULL);
         return 1;
     }
     if (r == 1) {

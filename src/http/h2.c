@@ -381,16 +381,19 @@ static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
     if (st->n_trl == 0)
         return 0;
     nghttp2_nv *nv = GN_FAIL(NULL, malloc(st->n_trl * sizeof(*nv)));
-    if (nv == NULL)
-        return 0; /* the stream ends without them */
-    char *p = st->trl;
-    for (unsigned i = 0; i < st->n_trl; i++) {
-        size_t nl = strlen(p), vl = strlen(p + nl + 1);
-        nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
-        p += nl + vl + 2;
+    int r = NGHTTP2_ERR_NOMEM;
+    if (nv != NULL) {
+        char *p = st->trl;
+        for (unsigned i = 0; i < st->n_trl; i++) {
+            size_t nl = strlen(p), vl = strlen(p + nl + 1);
+            nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
+            p += nl + vl + 2;
+        }
+        r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_trailer(s, st->id, nv, st->n_trl));
+        free(nv);
     }
-    int r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_trailer(s, st->id, nv, st->n_trl));
-    free(nv);
+    if (r != 0) /* the stream ends without them */
+        gn_log(GN_LOG_ERROR, "HTTP/2 stream %d: trailers not sent: %s", (int)st->id, nghttp2_strerror(r));
     return r == 0;
 }
 
@@ -1101,9 +1104,11 @@ int gn_h2__upgrade(gn_conn_t *c)
         return 503;
     gn_h2_stream_t *st = upgrade_stream(c);
     int head = lower_eq(c->req.method.base, c->req.method.len, "HEAD");
-    if (st == NULL ||
-        GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st)) != 0) {
-        int status = st ? 400 : 503; /* a SETTINGS value out of range, or no memory */
+    int r = NGHTTP2_ERR_NOMEM;
+    if (st != NULL)
+        r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st));
+    if (r != 0) {
+        int status = r == NGHTTP2_ERR_NOMEM ? 503 : 400; /* no memory, or a SETTINGS value out of range */
         gn_h2__free(c);
         return status;
     }

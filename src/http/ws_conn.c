@@ -223,7 +223,7 @@ static int frame_payload(gn_conn_t *c, uint8_t *p, size_t n)
         return inflate_payload(c, p, n);
     if (ws->msg_opcode == GN_WS_TEXT && gn_utf8_validate(&ws->utf8, p, n) < 0)
         return -GN_WS_CLOSE_BAD_DATA;
-    return msg_append(ws, (const char *)p, n) < 0 ? -GN_WS_CLOSE_TOO_BIG : 0;
+    return msg_append(ws, (const char *)p, n) < 0 ? -GN_WS_CLOSE_INTERNAL : 0; /* no memory: the size was checked */
 }
 
 static int frame_done(gn_conn_t *c)

@@ -10,24 +10,27 @@ crashes, and the next exchange is whole. A server's start is swept the same
 way (GN_FAULT_HTTP_START): it ends with one clear line and exit status 1.
 In a build without fault injection the tests skip and say so."""
 import re
-import socket
+import shutil
+import ssl
 import time
 
 import pytest
 
-from conftest import Conn, build_request, chunked, host_header, log_since, scaled, wait_for
+from conftest import Conn, build_request, chunked, fetch, free_port, host_header, log_since, scaled, wait_for
 
 MAX_SITES = 300  # far more than any exchange here passes: the sweep must end before
 BODY = b"0123456789abcdef" * 1024  # 16 KiB: the body store grows
 BIG = b"".join(b"%07d\n" % i for i in range(3000))  # the apps' /big
 SERVER_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [^]]*\] \[\d+\] \[[A-Z]+\] ", re.M)
-LOG_MARKERS = ("Fatal", "Segmentation", "AddressSanitizer", "runtime error", "Traceback")
+READY = re.compile(r"ready (\(\d+ workers? each\) )?in \d+ ms")
+LOG_MARKERS = ("Fatal", "Segmentation", "AddressSanitizer", "runtime error")
 
 
-def arm(srv, n):
+def arm(srv, n, via=None):
     """Arms the server's next accepted connection to fail its n-th site (0:
-    none); answers the faults fired so far."""
-    with Conn(srv) as c:
+    none); answers the faults fired so far. via: the address to ask on (the
+    server's first by default)."""
+    with Conn(via or srv) as c:
         c.send(build_request("GET", "/arm?%d" % n, [("Connection", "close")], host=host_header(c.addr)))
         r = c.response()
     if r.status == 404:
@@ -62,19 +65,19 @@ def http(method, path, body, expected, headers=()):
     return exchange
 
 
-def sweep(srv, exchange):
+def sweep(srv, exchange, via=None):
     """Runs the exchange with its n-th site failing, for every n it reaches;
     checks each outcome; returns {outcome: count}."""
     outcomes = {}
-    before = arm(srv, 0)
+    before = arm(srv, 0, via)
     for n in range(1, MAX_SITES):
         offset = len(srv.stderr_bytes())
-        assert arm(srv, n) == before
+        assert arm(srv, n, via) == before
         try:
             outcome = exchange(srv)
         except AssertionError as e:
             raise AssertionError("site %d failing: %s\n%s" % (n, e, log_since(srv, offset)))
-        after = arm(srv, 0)
+        after = arm(srv, 0, via)
         log = log_since(srv, offset)
         assert not any(m in log for m in LOG_MARKERS), (n, log)
         if after == before:
@@ -112,46 +115,83 @@ def test_wsgi_every_failing_site_is_answered(shared_server, case):
 # ---- HTTP/2 ----------------------------------------------------------------
 
 def h2_exchange(path, body=None, expected=b"", trailers=None):
-    """One stream on a fresh prior-knowledge HTTP/2 connection; its outcome:
-    "whole", "503" (the server's answer instead of the application's), "reset
-    N" (RST_STREAM with code N), "goaway N" (the connection ended with
-    GOAWAY code N) or "closed" (ended before any frame of an answer)."""
+    """One stream on a fresh prior-knowledge HTTP/2 connection; its outcome
+    (h2_outcome)."""
     def exchange(srv):
         from test_http2 import H2
+        c = None
         try:
             c = H2(srv.addr)
             sid = c.request(path, method="POST" if body is not None else "GET", body=body)
-            r = c.responses[sid]
-            c.wait(lambda: r["ended"] or r["reset"] is not None or c.goaway is not None, timeout=10)
+            return h2_outcome(c, c.responses[sid], expected, trailers)
+        except (ConnectionError, BrokenPipeError):
+            return "closed"
+        finally:
+            if c is not None:
+                c.close()
+    return exchange
+
+
+def h2c_exchange(path, expected):
+    """A GET that asks for Upgrade: h2c on a fresh connection; its outcome:
+    "503" or "closed" before the switch, else stream 1's (h2_outcome)."""
+    def exchange(srv):
+        from test_http2 import upgrade_request
+        try:
+            c, head = upgrade_request(srv.addr, path=path)
+        except (AssertionError, ConnectionError):
+            return "closed"
+        try:
+            if head.startswith("HTTP/1.1 503 "):
+                return "503"
+            assert head.startswith("HTTP/1.1 101 "), head
+            c.flush()  # the client's preface and SETTINGS
+            c.responses[1] = {"headers": None, "data": bytearray(), "ended": False, "reset": None,
+                              "trailers": None}
+            return h2_outcome(c, c.responses[1], expected, None)
         except (ConnectionError, BrokenPipeError):
             return "closed"
         finally:
             c.close()
-        status = r["headers"] and r["headers"].get(":status")
-        if r["ended"] and status == "200" and bytes(r["data"]) == expected and r["trailers"] == trailers:
-            return "whole"
-        if r["ended"] and status == "503" and bytes(r["data"]) == b"Service Unavailable\n":
-            return "503"
-        if r["ended"] and status == "500" and bytes(r["data"]) == b"Internal Server Error\n":
-            return "500"  # the bridge could not queue the application's answer
-        if r["reset"] is not None:
-            return "reset %d" % r["reset"]
-        if c.goaway is not None:
-            return "goaway %d" % c.goaway[0]
-        if c.closed and r["headers"] is None:
-            return "closed"
-        if c.closed:
-            return "cut"  # nothing more could be sent: the connection ends
-        raise AssertionError("unexpected answer %r, %d bytes %r (goaway %r)" % (
-            {k: v for k, v in r.items() if k != "data"}, len(r["data"]), bytes(r["data"][-40:]), c.goaway))
     return exchange
+
+
+def h2_outcome(c, r, expected, trailers):
+    """Waits for stream r's end; "whole", "500" or "503" (the server's answer
+    instead of the application's), "no trailers" (the whole response, its
+    trailers lost), "reset N" (RST_STREAM with code N), "goaway N" (the
+    connection ended with GOAWAY code N), "closed" (ended before any frame
+    of an answer) or "cut" (ended in the middle of one)."""
+    c.wait(lambda: r["ended"] or r["reset"] is not None or c.goaway is not None, timeout=10)
+    status = r["headers"] and r["headers"].get(":status")
+    if r["ended"] and status == "200" and bytes(r["data"]) == expected:
+        return "whole" if r.get("trailers") == trailers else "no trailers"
+    if r["ended"] and status == "503" and bytes(r["data"]) == b"Service Unavailable\n":
+        return "503"
+    if r["ended"] and status == "500" and bytes(r["data"]) == b"Internal Server Error\n":
+        return "500"  # the bridge could not queue the application's answer
+    if r["reset"] is not None:
+        return "reset %d" % r["reset"]
+    if c.goaway is not None:
+        return "goaway %d" % c.goaway[0]
+    if c.closed and r["headers"] is None:
+        return "closed"
+    if c.closed:
+        return "cut"  # nothing more could be sent: the connection ends
+    raise AssertionError("unexpected answer %r, %d bytes %r (goaway %r)" % (
+        {k: v for k, v in r.items() if k != "data"}, len(r["data"]), bytes(r["data"][-40:]), c.goaway))
 
 
 H2_CASES = {
     "get": h2_exchange("/echo", expected=b"echo:"),
     "post": h2_exchange("/echo", body=BODY, expected=b"echo:" + BODY),
     "big": h2_exchange("/big", expected=BIG),
+    "h2c": h2c_exchange("/echo", expected=b"echo:"),
 }
+
+
+# Never PROTOCOL_ERROR: the client did nothing wrong.
+H2_OUTCOMES = {"whole", "500", "503", "reset 2", "goaway 2", "closed", "cut"}
 
 
 @pytest.mark.parametrize("kind,case", [(k, c) for k in ("wsgi", "asgi") for c in sorted(H2_CASES)])
@@ -159,6 +199,148 @@ def test_h2_every_failing_site_is_answered(shared_server, kind, case):
     pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
     srv = shared_server("http_faults:" + ("app" if kind == "wsgi" else "asgi"), "--workers", "1")
     outcomes = sweep(srv, H2_CASES[case])
-    # Never PROTOCOL_ERROR: the client did nothing wrong.
-    assert set(outcomes) <= {"whole", "500", "503", "reset 2", "goaway 2", "closed", "cut"}, outcomes
+    assert set(outcomes) <= H2_OUTCOMES, outcomes
     assert H2_CASES[case](srv) == "whole"
+
+
+def test_h2_trailers_every_failing_site_is_answered(shared_server):
+    """ASGI's response trailers on HTTP/2: the stream ends without them when
+    they cannot be sent (one line says so)."""
+    pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
+    srv = shared_server("http_faults:asgi", "--workers", "1")
+    exchange = h2_exchange("/trailers", expected=b"echo:", trailers={"x-one": "1", "x-two": "2"})
+    outcomes = sweep(srv, exchange)
+    assert set(outcomes) <= H2_OUTCOMES | {"no trailers"} and outcomes.get("no trailers"), outcomes
+    assert exchange(srv) == "whole"
+
+
+# ---- WebSocket ---------------------------------------------------------------
+
+def masked(opcode, payload, fin=True):
+    key = b"\x01\x02\x03\x04"
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + key + \
+        bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def websocket(srv):
+    """The handshake, a message in two fragments, its echo, the client's
+    close; the outcome: "whole", "500" (refused before the accept), "1011"
+    (closed by the server with that code) or "closed"."""
+    with Conn(srv) as c:
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+        c.send(build_request("GET", "/ws", headers, host=host_header(c.addr)))
+        try:
+            r = c.read_head()
+        except AssertionError as e:
+            if "connection closed" not in str(e):
+                raise
+            return "closed"
+        if r.status in (500, 503):
+            return str(r.status)
+        assert r.status == 101, r
+        try:
+            c.send(masked(1, b"hel", fin=False) + masked(0, b"lo"))
+        except OSError:
+            return "closed"
+        deadline = time.monotonic() + scaled(10)
+        head = c._read_exact(2, deadline, "a frame header")
+        if len(head) < 2:
+            return "closed"
+        payload = c._read_exact(head[1] & 0x7f, deadline, "a payload")
+        if head[0] & 0x0f == 8:
+            return str(int.from_bytes(payload[:2], "big"))
+        assert (head[0] & 0x0f, payload) == (1, b"echo:hello"), (head, payload)
+        c.send(masked(8, (1000).to_bytes(2, "big")))
+        return "whole"
+
+
+def test_websocket_every_failing_site_is_answered(shared_server):
+    srv = shared_server("http_faults:asgi", "--workers", "1")
+    outcomes = sweep(srv, websocket)
+    assert set(outcomes) <= {"whole", "500", "503", "1011", "closed"}, outcomes
+    assert websocket(srv) == "whole"
+
+
+# ---- TLS, and the server's start -------------------------------------------
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command (scripts/bootstrap installs it)")
+    from test_http2 import make_certs
+    return make_certs(tmp_path_factory.mktemp("faultcerts"))
+
+
+def tls_get(cert):
+    """GET /echo over TLS on a fresh connection: "whole" or "closed"."""
+    def exchange(srv):
+        ctx = ssl.create_default_context(cafile=str(cert))
+        try:
+            with Conn(srv) as c:
+                c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+                c.send(build_request("GET", "/echo", host=host_header(c.addr)))
+                r = c.response()
+        except (ssl.SSLError, ConnectionError):
+            return "closed"
+        except AssertionError as e:
+            if "connection closed" not in str(e):
+                raise
+            return "closed"
+        assert r.status == 200 and r.body == b"echo:", r
+        return "whole"
+    return exchange
+
+
+def test_tls_connection_every_failing_site_is_answered(server, shared_server, certs, tmp_path):
+    """Armed over a unix socket (never TLS), swept over TLS."""
+    arm(shared_server("http_faults:app", "--workers", "1"), 0)  # skips without fault injection
+    cert, key = certs
+    sock = str(tmp_path / "arm.sock")
+    srv = server("http_faults:app", "--bind", "127.0.0.1:%d" % free_port(), "--bind", "unix:" + sock,
+                 "--certfile", cert, "--keyfile", key, workers=1)
+    outcomes = sweep(srv, tls_get(cert), via=sock)
+    assert set(outcomes) <= {"whole", "closed"} and outcomes.get("closed"), outcomes
+    assert tls_get(cert)(srv) == "whole"
+
+
+def start_with_fault(server, n, args):
+    """A server whose start fails its n-th site (GN_FAULT_HTTP_START); its
+    outcome: "serves" (fewer sites than n), or the exit status and what it
+    logged."""
+    srv = server("http_faults:app", *args, env={"GN_FAULT_HTTP_START": str(n)}, wait=None)
+    deadline = time.monotonic() + scaled(30)
+    while srv.running() and not READY.search(srv.stderr_text()):
+        assert time.monotonic() < deadline, srv.describe()
+        time.sleep(0.05)
+    if srv.running():
+        r = fetch(srv, "/echo")  # a TLS port answers plain HTTP with its 400
+        assert r.body == b"echo:" or b"This port speaks HTTPS" in r.body, (r, srv.describe())
+        srv.stop()
+        return "serves", srv.stderr_text()
+    return srv.wait_exit(), srv.stderr_text()
+
+
+@pytest.mark.parametrize("mode", ["interpreters", "processes", "tls"])
+def test_start_every_failing_site_ends_the_server_cleanly(server, shared_server, certs, mode):
+    """Each site of the server's start failing in turn (the TLS context,
+    the worker loops, what worker processes share): the server says why in
+    one line and exits 1; no crash. Past the last site, it serves."""
+    arm(shared_server("http_faults:app", "--workers", "1"), 0)  # skips without fault injection
+    args = {"interpreters": ("--mode", "interpreters", "--workers", "2"),
+            "processes": ("--mode", "processes", "--workers", "1"),
+            "tls": ("--mode", "interpreters", "--workers", "1", "--certfile", certs[0], "--keyfile", certs[1])}[mode]
+    failed = 0
+    for n in range(1, 30):
+        outcome, log = start_with_fault(server, n, args)
+        if outcome == "serves" and "fault injected: " not in log:
+            assert failed >= 2, "only %d sites failed: the start is not armed" % failed
+            return
+        assert log.count("fault injected: ") == 1, (n, log)
+        assert not any(m in log for m in LOG_MARKERS) and "Traceback" not in log, (n, log)
+        if outcome == "serves":  # a failure it can do without: said once
+            assert len(re.findall(r"\[WARNING\] ", log)) == 1, (n, log)
+        else:
+            assert outcome == 1 and re.search(r"\[(ERROR|CRITICAL)\] ", log), (n, outcome, log)
+        failed += 1
+    raise AssertionError("the start still fails after 30 sites")
