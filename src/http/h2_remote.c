@@ -379,12 +379,14 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
     if (wake)
         tell(j, 1);
     pthread_mutex_unlock(&j->mu);
+    int lost = 0; /* no memory for what the runner sent: the stream is reset */
     for (chunk_t *k = got, *next; k; k = next) {
         next = k->next;
-        if (!aborted && gn_conn_write(sc, k->data, k->len) < 0)
-            aborted = 1;
+        if (!aborted && !lost && gn_conn_write(sc, k->data, k->len) < 0)
+            lost = 1;
         free(k);
     }
+    aborted |= lost;
     if (!end && !aborted)
         return;
     if (given_up && sc->status == 0 && sc->out_bytes == 0) {
@@ -394,7 +396,9 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
         aborted = 0;
     }
     if (!aborted && owner_trailers(sc, j) < 0)
-        aborted = 1;
+        aborted = lost = 1;
+    if (lost)
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory for an HTTP/2 stream's response: reset", sc->loop->worker_id);
     owner_drop(sc, j);
     if (aborted)
         gn_conn_response_abort(sc);
@@ -498,7 +502,8 @@ static void ship(runner_t *r)
             k->next = NULL;
         }
     } else if (!cancelled && !r->aborted && n > 0) {
-        r->aborted = r->done = 1; /* out of memory: the stream is reset */
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory for an HTTP/2 stream's response: reset", rc->loop->worker_id);
+        r->aborted = r->done = 1;
     }
     if (r->aborted || cancelled)
         gn_conn__out_release_all(rc);

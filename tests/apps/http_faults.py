@@ -2,9 +2,14 @@
 WSGI `app` and ASGI `asgi`. GET /arm?N calls _gorgon._fault_http(N) (test
 builds only: 404 without it), which makes the N-th failing site of the
 next connection the server accepts fail, and answers how many faults fired
-so far in the process. /echo answers "echo:" and the body; /big answers
-BIG (several output blocks); ASGI's /trailers sends two trailer fields
-after "trailers" (HTTP/2), and its WebSocket echoes each message."""
+so far in the process. /echo answers "echo:" and the body (/slow-echo
+the same after 20 ms, long enough for an HTTP/2 stream to be handed to
+another worker); /big answers BIG (several output blocks); ASGI's /trailers
+sends two trailer fields after "trailers" (HTTP/2), and its WebSocket
+echoes each message."""
+import asyncio
+import time
+
 from gorgon import _gorgon
 
 fault = getattr(_gorgon, "_fault_http", None)
@@ -27,6 +32,8 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [body]
     data = environ["wsgi.input"].read()
+    if path == "/slow-echo":
+        time.sleep(0.02)
     if path == "/big":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [BIG[:10000], BIG[10000:]]
@@ -64,6 +71,8 @@ async def asgi(scope, receive, send):
         data += msg.get("body", b"")
         if not msg.get("more_body"):
             break
+    if path == "/slow-echo":
+        await asyncio.sleep(0.02)
     start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
     if path == "/trailers":
         start["trailers"] = True
