@@ -4,7 +4,8 @@ builds only: 404 without it), which makes the N-th failing site of the
 next connection the server accepts fail, and answers how many faults fired
 so far in the process. /echo answers "echo:" and the body (/slow-echo
 the same after 20 ms, long enough for an HTTP/2 stream to be handed to
-another worker); /big answers BIG (several output blocks); ASGI's /trailers
+another worker); /big answers BIG (several output blocks), WSGI's /write three times BIG
+through write(); ASGI's /trailers
 sends two trailer fields after "trailers" (HTTP/2), and its WebSocket
 echoes each message."""
 import asyncio
@@ -37,6 +38,11 @@ def app(environ, start_response):
     if path == "/big":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [BIG[:10000], BIG[10000:]]
+    if path == "/write":  # write() past --write-high-water waits for the client
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        for _ in range(3):
+            write(BIG)
+        return []
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"echo:", data]
 
