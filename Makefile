@@ -179,7 +179,7 @@ COV_FLOOR_PY ?= 95
 define cov_unit_tests
 	gcc $(CSTD) $(WARN) $(2) $(COV_CFLAGS) -Isrc tests/c/test_parser.c $(PARSER_SRC) -o $(1)/test_parser
 	gcc $(CSTD) $(WARN) $(2) $(COV_CFLAGS) -Isrc tests/c/test_proxy.c $(PROXY_SRC) -o $(1)/test_proxy
-	gcc $(CSTD) $(WARN) $(2) $(COV_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) -o $(1)/test_ws -lz
+	gcc $(CSTD) $(WARN) $(2) $(COV_CFLAGS) -Isrc tests/c/test_ws.c $(WS_SRC) src/http/fault.c -o $(1)/test_ws -lz
 	gcc $(CSTD) $(WARN) $(2) $(COV_CFLAGS) -pthread -Isrc tests/c/test_shared.c $(SHARED_C_SRC) -o $(1)/test_shared
 	cd $(1) && ./test_parser && ./test_proxy && ./test_ws && ./test_shared
 endef

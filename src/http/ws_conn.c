@@ -82,13 +82,16 @@ static void send_close(gn_conn_t *c, int code, const char *reason, size_t len)
     c->ws->close_sent = 1;
 }
 
-/* A protocol violation: close with code, tell the app, end after flushing. */
+/* A protocol violation (or the server's own failure, 1011): close with
+ * code, tell the app, end after flushing. */
 static void fail(gn_conn_t *c, int code)
 {
     char host[64];
     int port;
     gn_conn_peer(c, host, sizeof(host), &port);
-    gn_log(GN_LOG_INFO, "WebSocket from %s closed with %d (protocol violation)", host, code);
+    gn_log(GN_LOG_INFO, "WebSocket from %s closed with %d (%s)", host, code,
+           code == GN_WS_CLOSE_INTERNAL ? "server error" : code == GN_WS_CLOSE_TOO_BIG ? "message too big"
+                                                                                     : "protocol violation");
     send_close(c, code, "", 0);
     c->ws->closing = 1;
     report_close(c, code);
