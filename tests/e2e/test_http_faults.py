@@ -273,41 +273,64 @@ def test_h2_trailers_every_failing_site_is_answered(shared_server):
 
 # ---- WebSocket ---------------------------------------------------------------
 
-def masked(opcode, payload, fin=True):
+def masked(opcode, payload, fin=True, rsv=0):
     key = b"\x01\x02\x03\x04"
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + key + \
+    assert len(payload) < 126
+    return bytes([(0x80 if fin else 0) | rsv | opcode, 0x80 | len(payload)]) + key + \
         bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_handshake(c, extensions=None):
+    """The opening handshake on c; None once switched, else the outcome:
+    "500" or "503" (refused before the accept) or "closed"."""
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+    if extensions:
+        headers.append(("Sec-WebSocket-Extensions", extensions))
+    c.send(build_request("GET", "/ws", headers, host=host_header(c.addr)))
+    try:
+        r = c.read_head()
+    except AssertionError as e:
+        if "connection closed" not in str(e):
+            raise
+        return "closed"
+    if r.status in (500, 503):
+        return str(r.status)
+    assert r.status == 101, r
+    return None
+
+
+def ws_exchange(c, frames):
+    """Sends the frames, reads the server's answer: (first byte, payload),
+    or the outcome when the server closed: "closed", or its close code."""
+    try:
+        c.send(frames)
+    except OSError:
+        return "closed"
+    deadline = time.monotonic() + scaled(10)
+    head = c._read_exact(2, deadline, "a frame header")
+    if len(head) < 2:
+        return "closed"
+    n = head[1] & 0x7f
+    if n == 126:
+        n = int.from_bytes(c._read_exact(2, deadline, "a length"), "big")
+    payload = c._read_exact(n, deadline, "a payload")
+    if head[0] & 0x0f == 8:
+        return str(int.from_bytes(payload[:2], "big"))
+    return head[0], payload
 
 
 def websocket(srv):
     """The handshake, a message in two fragments, its echo, the client's
-    close; the outcome: "whole", "500" (refused before the accept), "1011"
-    (closed by the server with that code) or "closed"."""
+    close; the outcome: "whole", or ws_handshake's or ws_exchange's."""
     with Conn(srv) as c:
-        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
-        c.send(build_request("GET", "/ws", headers, host=host_header(c.addr)))
-        try:
-            r = c.read_head()
-        except AssertionError as e:
-            if "connection closed" not in str(e):
-                raise
-            return "closed"
-        if r.status in (500, 503):
-            return str(r.status)
-        assert r.status == 101, r
-        try:
-            c.send(masked(1, b"hel", fin=False) + masked(0, b"lo"))
-        except OSError:
-            return "closed"
-        deadline = time.monotonic() + scaled(10)
-        head = c._read_exact(2, deadline, "a frame header")
-        if len(head) < 2:
-            return "closed"
-        payload = c._read_exact(head[1] & 0x7f, deadline, "a payload")
-        if head[0] & 0x0f == 8:
-            return str(int.from_bytes(payload[:2], "big"))
-        assert (head[0] & 0x0f, payload) == (1, b"echo:hello"), (head, payload)
+        outcome = ws_handshake(c)
+        if outcome:
+            return outcome
+        got = ws_exchange(c, masked(1, b"hel", fin=False) + masked(0, b"lo"))
+        if isinstance(got, str):
+            return got
+        assert (got[0] & 0x0f, got[1]) == (1, b"echo:hello"), got
         c.send(masked(8, (1000).to_bytes(2, "big")))
         return "whole"
 
@@ -318,43 +341,21 @@ def websocket_deflate(srv):
     server may also answer uncompressed, which RFC 7692 allows."""
     import zlib
     with Conn(srv) as c:
-        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13"),
-                   ("Sec-WebSocket-Extensions", "permessage-deflate")]
-        c.send(build_request("GET", "/ws", headers, host=host_header(c.addr)))
-        try:
-            r = c.read_head()
-        except AssertionError as e:
-            if "connection closed" not in str(e):
-                raise
-            return "closed"
-        if r.status in (500, 503):
-            return str(r.status)
-        assert r.status == 101, r
+        outcome = ws_handshake(c, "permessage-deflate")
+        if outcome:
+            return outcome
         comp = zlib.compressobj(wbits=-15)
         data = comp.compress(b"hello" * 20) + comp.flush(zlib.Z_SYNC_FLUSH)
         assert data.endswith(b"\x00\x00\xff\xff")
-        data = data[:-4]
-        try:
-            c.send(bytes([0xC1, 0x80 | len(data)]) + b"\x01\x02\x03\x04" +
-                   bytes(b ^ (i % 4 + 1) for i, b in enumerate(data)))
-        except OSError:
-            return "closed"
-        deadline = time.monotonic() + scaled(10)
-        head = c._read_exact(2, deadline, "a frame header")
-        if len(head) < 2:
-            return "closed"
-        n = head[1] & 0x7f
-        if n == 126:
-            n = int.from_bytes(c._read_exact(2, deadline, "a length"), "big")
-        payload = c._read_exact(n, deadline, "a payload")
-        if head[0] & 0x0f == 8:
-            return str(int.from_bytes(payload[:2], "big"))
-        if head[0] & 0x40:
+        got = ws_exchange(c, masked(1, data[:-4], rsv=0x40))
+        if isinstance(got, str):
+            return got
+        payload = got[1]
+        if got[0] & 0x40:
             payload = zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff")
-        assert (head[0] & 0x0f, payload) == (1, b"echo:" + b"hello" * 20), (head, payload)
+        assert (got[0] & 0x0f, payload) == (1, b"echo:" + b"hello" * 20), got
         c.send(masked(8, (1000).to_bytes(2, "big")))
-        return "whole" if head[0] & 0x40 else "uncompressed"
+        return "whole" if got[0] & 0x40 else "uncompressed"
 
 
 def test_websocket_deflate_every_failing_site_is_answered(shared_server):
