@@ -9,6 +9,7 @@
 #include "http/h2_remote.h"
 #include "http/loop.h"
 #include "http/tls.h"
+#include "server/log.h"
 
 /* A loop that has run application code for this long without looking at its
  * events is busy: requests waiting on its idle connections may move. Short
@@ -291,8 +292,11 @@ int gn_group__hand_over(gn_loop_t *loop, gn_conn_t *c)
     if (g == NULL || atomic_load_explicit(&c->claim, memory_order_relaxed) != GN_CLAIM_IDLE)
         return 0;
     gn_handed_t *h = GN_FAIL(NULL, malloc(sizeof(*h)));
-    if (h == NULL)
+    if (h == NULL) {
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory to hand a keep-alive connection over: closed",
+               loop->worker_id);
         return 0;
+    }
     fill(h, c);
     /* Claimed as a thief claims: whichever flips the mark first has it. */
     if (!give(g, loop->slot, h, &c->claim)) {

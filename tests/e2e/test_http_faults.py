@@ -9,8 +9,10 @@ connection ended with GOAWAY; the server logs the failure once, nothing
 crashes, and the next exchange is whole. A server's start is swept the same
 way (GN_FAULT_HTTP_START): it ends with one clear line and exit status 1.
 In a build without fault injection the tests skip and say so."""
+import os
 import re
 import shutil
+import signal
 import ssl
 import time
 
@@ -98,7 +100,6 @@ def sweep(srv, exchange, via=None):
         assert after == before + 1, (n, before, after)
         before = after
         assert log.count("fault injected: ") == 1, (n, log)
-        import os
         if os.environ.get("SWEEP_DEBUG"):
             print("SWEEP", n, outcome, re.findall(r"fault injected: (\S+)", log), SERVER_LINE.sub("", log).replace("\n", " | ")[:300])
         if not whole(outcome) and outcome not in QUIET:
@@ -450,7 +451,6 @@ def test_start_every_failing_site_ends_the_server_cleanly(server, shared_server,
             assert failed >= 2, "only %d sites failed: the start is not armed" % failed
             return
         assert log.count("fault injected: ") == 1, (n, log)
-        import os
         if os.environ.get("SWEEP_DEBUG"):
             print("SWEEP", n, outcome, re.findall(r"fault injected: (\S+)", log), SERVER_LINE.sub("", log).replace("\n", " | ")[:300])
         assert not any(m in log for m in LOG_MARKERS) and "Traceback" not in log, (n, log)
@@ -483,3 +483,74 @@ def test_h2_wsgi_write_every_failing_site_is_answered(shared_server):
     outcomes = sweep(srv, exchange)
     assert set(outcomes) <= H2_OUTCOMES, outcomes
     assert exchange(srv) == "whole"
+
+
+def test_reload_hand_over_every_failing_site_is_answered(server, shared_server, certs, tmp_path):
+    """An idle TLS keep-alive connection across a reload (SIGHUP): the
+    retiring worker hands it to a worker that serves on. Whichever site
+    fails from its accept on (its request, the new workers' start, the hand
+    over, the adoption), the reload ends, done or failed with the old
+    workers left serving; the connection's next request is answered, or
+    finds it closed, as the keep-alive timeout would have closed it (clients
+    retry on that, RFC 9112 9.3.1); one line says what failed."""
+    arm(shared_server("http_faults:app", "--workers", "1"), 0)  # skips without fault injection
+    cert, key = certs
+    sock = str(tmp_path / "arm.sock")
+    srv = server("http_faults:app", "--mode", "interpreters", "--bind", "127.0.0.1:%d" % free_port(),
+                 "--bind", "unix:" + sock, "--certfile", cert, "--keyfile", key, "--max-connections-total", "50",
+                 workers=2)
+    ctx = ssl.create_default_context(cafile=str(cert))
+
+    def get(c):
+        try:
+            c.send(build_request("GET", "/echo", host=host_header(c.addr)))
+            r = c.response()
+        except (ssl.SSLError, ConnectionError):
+            return "closed"
+        except AssertionError as e:
+            if "connection closed" not in str(e):
+                raise
+            return "closed"
+        assert r.status == 200 and r.body == b"echo:", r
+        return "whole"
+
+    def ended():
+        text = srv.stderr_text()
+        return len(re.findall(r"reloaded in \d+ ms|reload failed", text))
+
+    outcomes = {}
+    before = arm(srv, 0, sock)
+    for n in range(1, 60):
+        offset = len(srv.stderr_bytes())
+        assert arm(srv, n, sock) == before
+        with Conn(srv) as c:
+            try:
+                c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+            except (ssl.SSLError, ConnectionError):
+                first = "closed"
+            else:
+                first = get(c)
+            reloads = ended()
+            srv.send_signal(signal.SIGHUP)
+            wait_for(lambda: ended() > reloads, 30, what="the reload's end")
+            outcome = first if first != "whole" else get(c)
+        after = arm(srv, 0, sock)
+        log = log_since(srv, offset)
+        assert not any(m in log for m in LOG_MARKERS) and "Traceback" not in log, (n, log)
+        if after == before:
+            assert outcome == "whole" and "reload failed" not in log, (n, outcome, log)
+            assert n > 3, "only %d sites failed: the sweep is not armed" % (n - 1)
+            assert outcomes.get("reload failed") and outcomes.get("closed"), outcomes
+            return
+        assert after == before + 1 and log.count("fault injected: ") == 1, (n, before, after, log)
+        before = after
+        if os.environ.get("SWEEP_DEBUG"):
+            print("RELOAD", n, outcome, re.findall(r"fault injected: (\S+)", log), SERVER_LINE.sub("", log).replace("\n", " | ")[:400])
+        if "reload failed" in log:
+            outcome = "reload failed"
+        elif outcome == "whole":
+            continue
+        lines = [line for line in log.splitlines() if SERVER_LINE.match(line) and "[ERROR]" in line]
+        assert len(lines) == 1, (n, outcome, log)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    raise AssertionError("still failing after 60 sites")
