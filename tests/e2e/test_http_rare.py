@@ -1,13 +1,13 @@
 """Rare paths of the HTTP layer that real input reaches (what only a failing
 allocation or library call reaches is test_http_faults.py's): HTTP/2 streams
 still running, here and on a sibling worker, when the graceful stop's
-deadline passes."""
+deadline passes; each request method counted under its own name."""
 import signal
 import time
 
 import pytest
 
-from conftest import scaled
+from conftest import Conn, scaled
 
 pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 from test_http2 import NO_ERROR, at_once, ready_client  # noqa: E402
@@ -31,3 +31,24 @@ def test_graceful_deadline_ends_streams_running_here_and_on_a_sibling(server):
     assert not any(c.responses[s]["ended"] for s in sids), c.responses
     log = srv.stderr_text()
     assert "Segmentation" not in log and "Fatal" not in log and "AddressSanitizer" not in log, log
+
+
+def test_each_method_is_counted_under_its_name(server):
+    """The metrics' method label: the standard methods by name, any other
+    (one as long as a standard one included) as "other"."""
+    pytest.importorskip("prometheus_client", reason="needs prometheus_client (requirements-dev.txt)")
+    from test_metrics import scrape, start
+    srv = start(server, app="http_faults:app", workers=1)
+    named = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
+    other = ["GEX", "PUX", "POSX", "HEAX", "PATCX", "TRACX", "DELETX", "OPTIONX", "CONNECX", "PROPFIND"]
+    for method in named + other:
+        with Conn(srv) as c:
+            r = c.request(method, "/", body=b"x" if method in ("POST", "PUT", "PATCH") else b"")
+            assert 200 <= r.status < 500, (method, r)
+    m = scrape(srv.maddr)
+
+    def counted(method):
+        return sum(v for (name, labels), v in m.items()
+                   if name == "gorgon_requests_total" and dict(labels)["method"] == method)
+    assert {x: counted(x) for x in named} == {x: 1 for x in named}, m
+    assert counted("other") == len(other), m
