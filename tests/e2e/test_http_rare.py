@@ -1,13 +1,14 @@
 """Rare paths of the HTTP layer that real input reaches (what only a failing
 allocation or library call reaches is test_http_faults.py's): HTTP/2 streams
 still running, here and on a sibling worker, when the graceful stop's
-deadline passes; each request method counted under its own name."""
+deadline passes; each request method counted under its own name; percent
+escapes that are not escapes left as they are in PATH_INFO."""
 import signal
 import time
 
 import pytest
 
-from conftest import Conn, scaled
+from conftest import Conn, fetch, scaled
 
 pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 from test_http2 import NO_ERROR, at_once, ready_client  # noqa: E402
@@ -52,3 +53,15 @@ def test_each_method_is_counted_under_its_name(server):
                    if name == "gorgon_requests_total" and dict(labels)["method"] == method)
     assert {x: counted(x) for x in named} == {x: 1 for x in named}, m
     assert counted("other") == len(other), m
+
+
+@pytest.mark.parametrize("target,path", [
+    ("/echo/%41%4a%4A%2f", "/echo/AJJ/"),        # both cases of hex digits
+    ("/echo/a%zz%g1%1g", "/echo/a%zz%g1%1g"),    # not hex digits: as they came
+    ("/echo/%/x%%41", "/echo/%/x%A"),            # a percent before a non-digit
+    ("/echo/end%4", "/echo/end%4"),              # cut short by the end
+    ("/echo/end%", "/echo/end%"),
+])
+def test_percent_escapes_that_are_not_escapes_stay(router, target, path):
+    r = fetch(router, target)
+    assert r.status == 200 and r.json()["environ"]["PATH_INFO"] == path, (r, r.body[:300])
