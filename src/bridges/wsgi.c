@@ -621,9 +621,11 @@ static void on_writable(gn_conn_t *c, void *ctx)
 {
     (void)ctx;
     gn_wsgi_req_t *req = c->bridge;
-    if (req->file_queued)
+    /* An HTTP/2 stream asks again before its queue is empty: the file is
+     * closed (finish) only once it is sent. */
+    if (req->file_queued && c->out_count == 0)
         finish(req);
-    else
+    else if (!req->file_queued)
         produce(req);
 }
 

@@ -2,16 +2,17 @@
 allocation or library call reaches is test_http_faults.py's): HTTP/2 streams
 still running, here and on a sibling worker, when the graceful stop's
 deadline passes; each request method counted under its own name; percent
-escapes that are not escapes left as they are in PATH_INFO."""
+escapes that are not escapes left as they are in PATH_INFO; a file sent
+by the kernel over HTTP/1.1 read into DATA frames over HTTP/2."""
 import signal
 import time
 
 import pytest
 
-from conftest import Conn, fetch, scaled
+from conftest import Conn, fetch, scaled, wait_for
 
 pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
-from test_http2 import NO_ERROR, at_once, ready_client  # noqa: E402
+from test_http2 import H2, NO_ERROR, at_once, pattern, ready_client  # noqa: E402
 
 
 def test_graceful_deadline_ends_streams_running_here_and_on_a_sibling(server):
@@ -65,3 +66,21 @@ def test_each_method_is_counted_under_its_name(server):
 def test_percent_escapes_that_are_not_escapes_stay(router, target, path):
     r = fetch(router, target)
     assert r.status == 200 and r.json()["environ"]["PATH_INFO"] == path, (r, r.body[:300])
+
+
+@pytest.mark.parametrize("size", [100, 300_000])
+def test_wsgi_file_wrapper_over_http2_is_read_into_data_frames(router, tmp_path, size):
+    """A regular file through wsgi.file_wrapper: over HTTP/1.1 sendfile sends
+    it; an HTTP/2 stream reads it into DATA frames (several reads for 300
+    KB), and the file is closed (PEP 3333's close()) only once it is sent.
+    (It was closed as soon as the stream's queue had room, before any of it
+    was read: every such stream was reset.)"""
+    f, log = tmp_path / "data.bin", tmp_path / "log"
+    f.write_bytes(pattern(size))
+    c = H2(router.addr)
+    r = c.get("/file-sendfile?path=%s&log=%s" % (f, log))
+    c.close()
+    assert r["headers"] and r["headers"][":status"] == "200", ({k: v for k, v in r.items() if k != "data"}, c.goaway)
+    assert r["headers"]["content-length"] == str(size), r["headers"]
+    assert bytes(r["data"]) == pattern(size)
+    wait_for(lambda: log.exists() and log.read_text().split() == ["closed"], 5, what="the file's close()")
