@@ -40,12 +40,6 @@ long gn_http_fault_arm(long n)
     atomic_store(&armed, n);
     return atomic_load(&fired);
 }
-
-void gn_http_fault_arm_now(long n)
-{
-    pthread_once(&once, read_start);
-    atomic_store(&countdown, n);
-}
 #else
 typedef int gn_http_fault_unused; /* ISO C: a translation unit declares something */
 #endif

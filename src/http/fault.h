@@ -31,8 +31,6 @@ void gn_http_fault_accepted(void);
 /* Arms the next accepted connection (n = 0: nothing); returns the faults
  * fired so far in the process. */
 long gn_http_fault_arm(long n);
-/* The countdown starts now, on no connection (the C unit tests). */
-void gn_http_fault_arm_now(long n);
 
 #define GN_FAIL(fail, call) (gn_http_fault_hit(__FILE__, __LINE__) ? (fail) : (call))
 #define GN_FAULT_ACCEPTED() gn_http_fault_accepted()
