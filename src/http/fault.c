@@ -8,13 +8,14 @@
 #include <stdlib.h>
 
 static atomic_long countdown, armed, fired;
-static atomic_int starting = 1; /* no connection accepted yet */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/* Once, at the first site or accept of the process (inherited by worker
+ * processes, which fork after it): the start's countdown. */
 static void read_start(void)
 {
     const char *v = getenv("GN_FAULT_HTTP_START");
-    if (v && atomic_load(&starting))
+    if (v)
         atomic_store(&countdown, atol(v));
 }
 
@@ -31,7 +32,6 @@ int gn_http_fault_hit(const char *file, int line)
 void gn_http_fault_accepted(void)
 {
     pthread_once(&once, read_start);
-    atomic_store(&starting, 0);
     atomic_store(&countdown, atomic_exchange(&armed, 0));
 }
 

@@ -498,7 +498,7 @@ def test_reload_hand_over_every_failing_site_is_answered(server, shared_server, 
     sock = str(tmp_path / "arm.sock")
     srv = server("http_faults:app", "--mode", "interpreters", "--bind", "127.0.0.1:%d" % free_port(),
                  "--bind", "unix:" + sock, "--certfile", cert, "--keyfile", key, "--max-connections-total", "50",
-                 workers=2)
+                 workers=2)  # a group of loops: one hands its connections to another
     ctx = ssl.create_default_context(cafile=str(cert))
 
     def get(c):
@@ -511,6 +511,8 @@ def test_reload_hand_over_every_failing_site_is_answered(server, shared_server, 
             if "connection closed" not in str(e):
                 raise
             return "closed"
+        if r.status == 500 and r.body == b"Internal Server Error\n":
+            return "500"  # the bridge could not queue the application's answer
         assert r.status == 200 and r.body == b"echo:", r
         return "whole"
 
@@ -551,6 +553,6 @@ def test_reload_hand_over_every_failing_site_is_answered(server, shared_server, 
         elif outcome == "whole":
             continue
         lines = [line for line in log.splitlines() if SERVER_LINE.match(line) and "[ERROR]" in line]
-        assert len(lines) == 1, (n, outcome, log)
+        assert len(lines) == 1 and outcome in ("closed", "500", "reload failed"), (n, outcome, log)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     raise AssertionError("still failing after 60 sites")
