@@ -84,3 +84,17 @@ def test_wsgi_file_wrapper_over_http2_is_read_into_data_frames(router, tmp_path,
     assert r["headers"]["content-length"] == str(size), r["headers"]
     assert bytes(r["data"]) == pattern(size)
     wait_for(lambda: log.exists() and log.read_text().split() == ["closed"], 5, what="the file's close()")
+
+
+def test_wsgi_file_wrappers_of_streams_spread_over_workers(server, tmp_path):
+    """Six such files on one connection at once, two workers: each stream,
+    answered here or by the sibling, gets its whole file."""
+    f = tmp_path / "data.bin"
+    f.write_bytes(pattern(400_000))
+    srv = server("router:app", "--mode", "interpreters", workers=2)
+    c = ready_client(srv)
+    sids = at_once(c, ["/file-sendfile?path=%s" % f] * 6)
+    c.wait(lambda: all(c.responses[s]["ended"] or c.responses[s]["reset"] is not None for s in sids), timeout=30)
+    c.close()
+    assert all(c.responses[s]["ended"] and bytes(c.responses[s]["data"]) == pattern(400_000) for s in sids), \
+        [(c.responses[s]["reset"], len(c.responses[s]["data"])) for s in sids]
