@@ -9,6 +9,7 @@
 #include "bridges/asgi.h"
 #include "bridges/fault.h"
 #include "bridges/wsgi.h"
+#include "http/fault.h"
 #include "server/supervisor.h"
 #include "shared/shared.h"
 
@@ -25,10 +26,25 @@ static PyObject *serve(PyObject *module, PyObject *config)
     return PyLong_FromLong(rc);
 }
 
+#ifdef GN_FAULT
+/* _gorgon._fault_http(n): arms src/http's faults for the next accepted
+ * connection (http/fault.h); returns the faults fired so far. */
+static PyObject *fault_http(PyObject *module, PyObject *n)
+{
+    (void)module;
+    long at = PyLong_AsLong(n);
+    if (at == -1 && PyErr_Occurred())
+        return NULL;
+    return PyLong_FromLong(gn_http_fault_arm(at));
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"serve", serve, METH_O, "serve(config) -> exit code. Runs the server until it stops."},
 #ifdef GN_FAULT
     {"_fault", gn_fault_arm, METH_O, "_fault(n) -> faults fired so far (test builds only, bridges/fault.h)."},
+    {"_fault_http", fault_http, METH_O,
+     "_fault_http(n) -> src/http faults fired so far (test builds only, http/fault.h)."},
 #endif
     {NULL, NULL, 0, NULL},
 };

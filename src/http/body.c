@@ -1,4 +1,5 @@
 #include "http/body.h"
+#include "http/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +43,7 @@ static int open_spill_file(void)
     const char *dir = getenv("TMPDIR");
     if (dir == NULL || *dir == '\0')
         dir = "/tmp";
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int fd = GN_FAIL(GN_FAIL_ERRNO(EMFILE), open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (fd < 0 && strcmp(dir, "/tmp") != 0)
         fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     return fd;
@@ -71,7 +72,7 @@ static int grow(gn_body_t *b, size_t need)
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < need)
         cap *= 2;
-    char *p = realloc(b->mem, cap);
+    char *p = GN_FAIL(NULL, realloc(b->mem, cap));
     if (p == NULL) {
         errno = ENOMEM;
         return -1;

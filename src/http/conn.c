@@ -5,6 +5,7 @@
  * read its responses stops being read (backpressure both ways).
  */
 #include "http/conn.h"
+#include "http/fault.h"
 #include "http/forwarded.h"
 #include "http/h2.h"
 #include "http/h2_remote.h"
@@ -110,7 +111,7 @@ int gn_conn__take_buf(gn_conn_t *c)
     if (b) {
         loop->free_bufs = b->next_free;
         loop->n_free_bufs--;
-    } else if ((b = malloc(sizeof(*b))) == NULL) {
+    } else if ((b = GN_FAIL(NULL, malloc(sizeof(*b)))) == NULL) {
         return -1;
     } else {
         b->spare = NULL;
@@ -188,7 +189,7 @@ void gn_conn_let_go(gn_conn_t *c)
 
 gn_conn_t *gn_conn_new(gn_loop_t *loop, int fd, const struct sockaddr *peer, socklen_t len)
 {
-    gn_conn_t *c = calloc(1, sizeof(*c));
+    gn_conn_t *c = GN_FAIL(NULL, calloc(1, sizeof(*c)));
     if (c == NULL)
         return NULL;
     c->fd = fd;
@@ -280,16 +281,22 @@ void gn_conn_write_simple(gn_conn_t *c, int status, const char *body, size_t len
     c->sent_body = f.no_body ? 0 : len;
 }
 
-/* Answer an error before any response started, then close. */
-static void send_error(gn_conn_t *c, int status)
+/* Answer an error before any response started, then close; why: what the
+ * log says (the status's usual reason when NULL). */
+static void send_error_why(gn_conn_t *c, int status, const char *why)
 {
     char host[64], body[64];
     log_peer(c, host, sizeof(host));
     gn_log(GN_LOG_INFO, "%d %s from %s: %s", status, gn_http_reason(status), host,
-           error_detail(status));
+           why ? why : error_detail(status));
     int n = snprintf(body, sizeof(body), "%s\n", gn_http_reason(status));
     gn_conn_write_simple(c, status, body, (size_t)n, 1);
     set_state(c, GN_CONN_DRAIN);
+}
+
+static void send_error(gn_conn_t *c, int status)
+{
+    send_error_why(c, status, NULL);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -303,7 +310,7 @@ static size_t max_fields(const gn_conn_t *c)
 static int grow_rbuf(gn_conn_t *c)
 {
     int inline_buf = c->rbuf == c->buf->rbuf;
-    char *p = inline_buf ? malloc(c->rcap * 2) : realloc(c->rbuf, c->rcap * 2);
+    char *p = GN_FAIL(NULL, inline_buf ? malloc(c->rcap * 2) : realloc(c->rbuf, c->rcap * 2));
     if (p == NULL)
         return -1;
     if (inline_buf)
@@ -318,13 +325,24 @@ static int grow_rbuf(gn_conn_t *c)
 
 ssize_t gn_conn__read_more(gn_conn_t *c);
 
+/* The connection cannot go on without memory for what: said once, then
+ * the caller closes it (-1). */
+static ssize_t out_of_memory(gn_conn_t *c, const char *what)
+{
+    char host[64];
+    log_peer(c, host, sizeof(host));
+    gn_log(GN_LOG_ERROR, "worker %d: out of memory for %s from %s: connection closed", c->loop->worker_id, what,
+           host);
+    return -1;
+}
+
 /* Returns >0 bytes read, 0 for "would block", -1 for EOF or error. */
 static ssize_t read_more(gn_conn_t *c)
 {
     if (c->buf == NULL && gn_conn__take_buf(c) < 0)
-        return -1;
+        return out_of_memory(c, "a request buffer");
     if (c->rlen == c->rcap && grow_rbuf(c) < 0)
-        return -1;
+        return out_of_memory(c, "a request head");
     if (c->tls) {
         if (c->proxy_wait)
             return gn_conn__proxy_read(c);
@@ -451,7 +469,7 @@ static int to_h2(gn_conn_t *c)
         return 1;
     }
     if (r > 1) {
-        send_error(c, r);
+        send_error_why(c, r, r == 503 ? "out of memory for an HTTP/2 session" : NULL);
         return 1;
     }
     if (r == 1) {
@@ -573,7 +591,7 @@ static int step_body(gn_conn_t *c)
 {
     int err = consume_body(c);
     if (err) {
-        send_error(c, err);
+        send_error_why(c, err, err == 503 ? "cannot store the request body (out of memory or disk space)" : NULL);
         return 1;
     }
     if (body_done(c)) {

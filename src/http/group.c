@@ -5,9 +5,11 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "http/fault.h"
 #include "http/h2_remote.h"
 #include "http/loop.h"
 #include "http/tls.h"
+#include "server/log.h"
 
 /* A loop that has run application code for this long without looking at its
  * events is busy: requests waiting on its idle connections may move. Short
@@ -42,7 +44,7 @@ static void close_handed(gn_handed_t *h)
 int gn_group_init(gn_group_t *g, unsigned n)
 {
     g->n = 0;
-    g->slots = calloc(n, sizeof(gn_group_slot_t));
+    g->slots = GN_FAIL(NULL, calloc(n, sizeof(gn_group_slot_t)));
     if (g->slots == NULL)
         return -1;
     for (unsigned i = 0; i < n; i++)
@@ -289,9 +291,12 @@ int gn_group__hand_over(gn_loop_t *loop, gn_conn_t *c)
     gn_group_t *g = loop->group;
     if (g == NULL || atomic_load_explicit(&c->claim, memory_order_relaxed) != GN_CLAIM_IDLE)
         return 0;
-    gn_handed_t *h = malloc(sizeof(*h));
-    if (h == NULL)
+    gn_handed_t *h = GN_FAIL(NULL, malloc(sizeof(*h)));
+    if (h == NULL) {
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory to hand a keep-alive connection over: closed",
+               loop->worker_id);
         return 0;
+    }
     fill(h, c);
     /* Claimed as a thief claims: whichever flips the mark first has it. */
     if (!give(g, loop->slot, h, &c->claim)) {

@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 
 #include "http/conn.h"
+#include "http/fault.h"
 #include "http/forwarded.h"
 #include "http/h2_remote.h"
 #include "http/loop.h"
@@ -108,7 +109,7 @@ static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
         size_t want = *cap ? *cap : 256;
         while (want < *len + n)
             want *= 2;
-        char *b = realloc(*buf, want);
+        char *b = GN_FAIL(NULL, realloc(*buf, want));
         if (b == NULL)
             return -1;
         *buf = b;
@@ -139,7 +140,7 @@ static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
         loop->h2_spare = st->next;
         loop->n_h2_spare--;
         memset(st, 0, sizeof(*st));
-    } else if ((st = calloc(1, sizeof(*st))) == NULL) {
+    } else if ((st = GN_FAIL(NULL, calloc(1, sizeof(*st)))) == NULL) {
         return NULL;
     }
     gn_conn_t *sc = &st->conn;
@@ -220,7 +221,7 @@ static int grow_head(gn_h2_stream_t *st, size_t need)
     size_t cap = sc->rcap * 2;
     while (cap < need)
         cap *= 2;
-    char *b = malloc(cap);
+    char *b = GN_FAIL(NULL, malloc(cap));
     if (b == NULL)
         return -1;
     memcpy(b, sc->rbuf, sc->rlen);
@@ -397,7 +398,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     gn_conn_t *c = user;
     gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
     uint64_t max = c->loop->limits->max_body;
-    if (st == NULL || st->error || st->too_big || st->done) {
+    if (st == NULL || st->error || st->too_big || st->done || st->reset_sent) {
         nghttp2_session_consume(s, id, len);
         return 0;
     }
@@ -410,8 +411,14 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     if (streaming(c)) {
         /* Taken (and its window given back) when the bridge asks: the
          * stream's window bounds what waits here. */
-        if (append(&st->pend, &st->pend_len, &st->pend_cap, (const char *)data, len) < 0)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (append(&st->pend, &st->pend_len, &st->pend_cap, (const char *)data, len) < 0) {
+            /* Dropping the bytes would hand the application a body with a
+             * hole: the stream is reset (its application hears on_abort). */
+            gn_log(GN_LOG_ERROR, "HTTP/2 stream %d: out of memory for its body: reset", (int)id);
+            nghttp2_session_consume(s, id, len);
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+            st->reset_sent = 1;
+        }
         return 0;
     }
     if (gn_body_append(&st->conn.body, (const char *)data, len) < 0) {
@@ -472,17 +479,20 @@ static int submit_trailers(nghttp2_session *s, gn_h2_stream_t *st)
 {
     if (st->n_trl == 0)
         return 0;
-    nghttp2_nv *nv = malloc(st->n_trl * sizeof(*nv));
-    if (nv == NULL)
-        return 0; /* the stream ends without them */
-    char *p = st->trl;
-    for (unsigned i = 0; i < st->n_trl; i++) {
-        size_t nl = strlen(p), vl = strlen(p + nl + 1);
-        nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
-        p += nl + vl + 2;
+    nghttp2_nv *nv = GN_FAIL(NULL, malloc(st->n_trl * sizeof(*nv)));
+    int r = NGHTTP2_ERR_NOMEM;
+    if (nv != NULL) {
+        char *p = st->trl;
+        for (unsigned i = 0; i < st->n_trl; i++) {
+            size_t nl = strlen(p), vl = strlen(p + nl + 1);
+            nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
+            p += nl + vl + 2;
+        }
+        r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_trailer(s, st->id, nv, st->n_trl));
+        free(nv);
     }
-    int r = nghttp2_submit_trailer(s, st->id, nv, st->n_trl);
-    free(nv);
+    if (r != 0) /* the stream ends without them */
+        gn_log(GN_LOG_ERROR, "HTTP/2 stream %d: trailers not sent: %s", (int)st->id, nghttp2_strerror(r));
     return r == 0;
 }
 
@@ -690,7 +700,7 @@ static int submit_fields(gn_conn_t *c, gn_h2_stream_t *st, char *buf, char *end)
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
     int no_body = st->done && sc->out_bytes == head_len && st->n_trl == 0;
     /* nghttp2 copies the fields: the head may leave the queue after. */
-    int r = nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd);
+    int r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_response(c->h2->s, st->id, nv, nvlen, no_body ? NULL : &prd));
     gn_conn__advance(sc, head_len);
     st->submitted = 1;
     return r == 0 ? 0 : -1;
@@ -710,7 +720,7 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
         return submit_fields(c, st, buf, end);
     n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
     char small[2048];
-    buf = n < sizeof(small) ? small : malloc(n + 1);
+    buf = n < sizeof(small) ? small : GN_FAIL(NULL, malloc(n + 1));
     if (buf == NULL)
         return -1;
     ssize_t got = gn_conn__gather(sc, buf, n);
@@ -786,6 +796,8 @@ static void serve(gn_conn_t *c, gn_h2_stream_t *st)
         return;
     }
     if (!st->submitted && (sc->out_bytes > 0 || st->done) && submit_head(c, st) < 0) {
+        gn_log(GN_LOG_ERROR, "HTTP/2 stream %d: the response head cannot be sent (too large, or no memory): "
+               "reset", (int)st->id);
         st->aborted = 1;
         reset(c, st, NGHTTP2_INTERNAL_ERROR);
         return;
@@ -804,12 +816,12 @@ static void serve(gn_conn_t *c, gn_h2_stream_t *st)
 
 static int start(gn_conn_t *c)
 {
-    gn_h2_t *h = calloc(1, sizeof(*h));
+    gn_h2_t *h = GN_FAIL(NULL, calloc(1, sizeof(*h)));
     if (h == NULL)
         return -1;
     c->h2 = h;
     nghttp2_session_callbacks *cb;
-    if (nghttp2_session_callbacks_new(&cb) != 0)
+    if (GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_callbacks_new(&cb)) != 0)
         return -1;
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
@@ -819,7 +831,7 @@ static int start(gn_conn_t *c)
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     nghttp2_option *opt;
-    if (nghttp2_option_new(&opt) != 0) {
+    if (GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_option_new(&opt)) != 0) {
         nghttp2_session_callbacks_del(cb);
         return -1;
     }
@@ -828,7 +840,7 @@ static int start(gn_conn_t *c)
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BURST, RESET_RATE);
     nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
-    int r = nghttp2_session_server_new2(&h->s, cb, c, opt);
+    int r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_server_new2(&h->s, cb, c, opt));
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (r != 0)
@@ -837,7 +849,8 @@ static int start(gn_conn_t *c)
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)c->loop->limits->max_head_size},
     };
-    return nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) == 0 ? 0 : -1;
+    size_t n = sizeof(iv) / sizeof(iv[0]);
+    return GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, n)) == 0 ? 0 : -1;
 }
 
 void gn_h2__free(gn_conn_t *c)
@@ -864,14 +877,19 @@ static void send_pending(gn_conn_t *c)
     size_t hw = c->loop->limits->write_high_water;
     while (c->out_bytes < hw && nghttp2_session_want_write(h->s)) {
         const uint8_t *d;
-        ssize_t n = nghttp2_session_mem_send(h->s, &d);
+        ssize_t n = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_mem_send(h->s, &d));
         if (n < 0) {
+            char host[64];
+            int port;
+            gn_conn_peer(c, host, sizeof(host), &port);
+            gn_log(GN_LOG_ERROR, "HTTP/2 to %s: %s: connection closed", host, nghttp2_strerror((int)n));
             h->failed = 2; /* nothing more can be sent */
             return;
         }
         if (n == 0)
             return;
         if (gn_conn_write(c, (const char *)d, (size_t)n) < 0) {
+            gn_log(GN_LOG_ERROR, "HTTP/2: out of memory for a connection's output: closed");
             h->failed = 1;
             return;
         }
@@ -948,6 +966,26 @@ static int reset_stalled(gn_conn_t *c)
     return n;
 }
 
+/* nghttp2_session_mem_recv failed: the connection ends with GOAWAY once
+ * what is queued is sent. The client's error is logged at debug level (a
+ * client can make as many as it likes); the server's own (no memory, a
+ * callback that could not record what came) is an error. */
+static void recv_failed(gn_conn_t *c, int r)
+{
+    char host[64];
+    int port;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    int ours = r == NGHTTP2_ERR_NOMEM || r == NGHTTP2_ERR_CALLBACK_FAILURE;
+    gn_log(ours ? GN_LOG_ERROR : GN_LOG_DEBUG, "HTTP/2 from %s: %s: connection closed", host, nghttp2_strerror(r));
+    /* nghttp2 queued the GOAWAY the error calls for (and then this does
+     * nothing); a preface that is not one, or a flood, gets one here (RFC
+     * 9113 3.4), and so does a failure of the server's own. */
+    nghttp2_session_terminate_session(c->h2->s, ours ? NGHTTP2_INTERNAL_ERROR
+                                      : r == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                 : NGHTTP2_PROTOCOL_ERROR);
+    c->h2->failed = 1;
+}
+
 int gn_h2__step(gn_conn_t *c)
 {
     gn_loop_t *loop = c->loop;
@@ -976,20 +1014,10 @@ int gn_h2__step(gn_conn_t *c)
             h->drained_in = round;
     }
     if (c->rlen > 0 && !h->failed) {
-        ssize_t r = nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen);
+        ssize_t r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen));
         c->rlen = 0;
-        if (r < 0) {
-            char host[64];
-            int port;
-            gn_conn_peer(c, host, sizeof(host), &port);
-            gn_log(GN_LOG_DEBUG, "HTTP/2 from %s: %s: connection closed", host, nghttp2_strerror((int)r));
-            /* nghttp2 queued the GOAWAY the error calls for (and then this
-             * does nothing); a preface that is not one, or a flood, gets
-             * one here (RFC 9113 3.4). */
-            nghttp2_session_terminate_session(h->s, r == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                                  : NGHTTP2_PROTOCOL_ERROR);
-            h->failed = 1;
-        }
+        if (r < 0)
+            recv_failed(c, (int)r);
     }
     if (loop->stopping && !h->goaway && !h->failed) {
         /* Graceful stop: streams begun are served, later ones refused. */
@@ -1203,8 +1231,11 @@ int gn_h2__upgrade(gn_conn_t *c)
         return 503;
     gn_h2_stream_t *st = upgrade_stream(c);
     int head = lower_eq(c->req.method.base, c->req.method.len, "HEAD");
-    if (st == NULL || nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st) != 0) {
-        int status = st ? 400 : 503; /* a SETTINGS value out of range, or no memory */
+    int r = NGHTTP2_ERR_NOMEM;
+    if (st != NULL)
+        r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_upgrade2(c->h2->s, payload, (size_t)plen, head, st));
+    if (r != 0) {
+        int status = r == NGHTTP2_ERR_NOMEM ? 503 : 400; /* no memory, or a SETTINGS value out of range */
         gn_h2__free(c);
         return status;
     }
@@ -1235,10 +1266,11 @@ static int pump(gn_conn_t *c, gn_h2_stream_t *st)
     if (!h->failed && c->out_bytes < c->loop->limits->write_high_water && c->rlen == 0) {
         if (gn_conn__read_more(c) < 0)
             h->failed = 2; /* the client is gone: the loop closes once back */
-        if (c->rlen > 0 && nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen) < 0) {
-            nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
-            h->failed = 1;
-        }
+        ssize_t r = 0;
+        if (c->rlen > 0)
+            r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_mem_recv(h->s, (const uint8_t *)c->rbuf, c->rlen));
+        if (r < 0)
+            recv_failed(c, (int)r);
         c->rlen = 0;
     }
     if (!st->submitted && sc->out_bytes > 0 && submit_head(c, st) < 0)

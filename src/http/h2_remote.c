@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/fault.h"
 #include "http/forwarded.h"
 #include "http/group.h"
 #include "http/h2.h"
@@ -122,7 +123,7 @@ static void chunks_free(chunk_t *k)
 
 static chunk_t *chunk_new(const char *p, size_t n)
 {
-    chunk_t *k = malloc(sizeof(*k) + n);
+    chunk_t *k = GN_FAIL(NULL, malloc(sizeof(*k) + n));
     if (k) {
         k->next = NULL;
         k->len = n;
@@ -249,9 +250,9 @@ int gn_h2r__pick(gn_loop_t *loop, unsigned here)
 /* The request's plain C state, copied or moved out of S. */
 static gn_h2r_job_t *job_new(gn_conn_t *sc, const char *pend, size_t n)
 {
-    gn_h2r_job_t *j = calloc(1, sizeof(*j));
+    gn_h2r_job_t *j = GN_FAIL(NULL, calloc(1, sizeof(*j)));
     size_t nf = sc->req.num_headers;
-    if (j == NULL || (j->fields = malloc(nf * sizeof(gn_header_t) + sc->head_len)) == NULL) {
+    if (j == NULL || (j->fields = GN_FAIL(NULL, malloc(nf * sizeof(gn_header_t) + sc->head_len))) == NULL) {
         free(j);
         return NULL;
     }
@@ -373,12 +374,16 @@ static void owner_writable(gn_conn_t *sc, void *ctx)
     if (wake)
         tell(j, 1);
     pthread_mutex_unlock(&j->mu);
+    int lost = 0; /* no memory for what the runner sent: the stream is reset */
     for (chunk_t *k = got, *next; k; k = next) {
         next = k->next;
-        if (!aborted && gn_conn_write(sc, k->data, k->len) < 0)
-            aborted = 1;
+        if (!aborted && !lost && gn_conn_write(sc, k->data, k->len) < 0)
+            lost = 1;
         free(k);
     }
+    if (lost)
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory for an HTTP/2 stream's response: reset", sc->loop->worker_id);
+    aborted |= lost;
     if (!end && !aborted)
         return;
     if (given_up && sc->status == 0 && sc->out_bytes == 0) {
@@ -485,7 +490,7 @@ static void ship(runner_t *r)
     pthread_mutex_unlock(&j->mu);
     size_t n = rc->out_bytes < room ? rc->out_bytes : room;
     chunk_t *k = NULL;
-    if (!cancelled && !r->aborted && n > 0 && (k = malloc(sizeof(*k) + n)) != NULL) {
+    if (!cancelled && !r->aborted && n > 0 && (k = GN_FAIL(NULL, malloc(sizeof(*k) + n))) != NULL) {
         ssize_t got = gn_conn__gather(rc, k->data, n);
         if (got < 0) {
             r->aborted = r->done = 1; /* a file shorter than promised */
@@ -497,7 +502,8 @@ static void ship(runner_t *r)
             k->next = NULL;
         }
     } else if (!cancelled && !r->aborted && n > 0) {
-        r->aborted = r->done = 1; /* out of memory: the stream is reset */
+        gn_log(GN_LOG_ERROR, "worker %d: out of memory for an HTTP/2 stream's response: reset", rc->loop->worker_id);
+        r->aborted = r->done = 1;
     }
     if (r->aborted || cancelled)
         gn_conn__out_release_all(rc);
@@ -555,7 +561,7 @@ static int take_head(runner_t *r, gn_h2r_job_t *j)
         return -1;
     memset(&rc->buf->fwd, 0, sizeof(rc->buf->fwd)); /* a reused buffer's is another request's */
     if (j->head_len > rc->rcap) {
-        char *p = malloc(j->head_len); /* freed as a head that outgrew the buffer */
+        char *p = GN_FAIL(NULL, malloc(j->head_len)); /* freed as a head that outgrew the buffer */
         if (p == NULL)
             return -1;
         rc->rbuf = p;
@@ -574,7 +580,7 @@ static int take_head(runner_t *r, gn_h2r_job_t *j)
 /* A gn_conn_t of this loop's for the job, in its list of connections. */
 static runner_t *runner_new(gn_loop_t *loop, gn_h2r_job_t *j)
 {
-    runner_t *r = calloc(1, sizeof(*r));
+    runner_t *r = GN_FAIL(NULL, calloc(1, sizeof(*r)));
     if (r == NULL)
         return NULL;
     gn_conn_t *rc = &r->conn;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/fault.h"
 #include "http/group.h"
 #include "http/h2.h"
 #include "http/peers.h"
@@ -121,14 +122,14 @@ int gn_loop_init(gn_loop_t *loop, int *listen_fds, unsigned n_listen, int exclus
     loop->h2_cost = GN_H2R_COST_FIRST;
     atomic_init(&loop->app_since_us, 0);
     pthread_mutex_init(&loop->app_mu, NULL);
-    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->epfd = GN_FAIL(GN_FAIL_ERRNO(EMFILE), epoll_create1(EPOLL_CLOEXEC));
     if (loop->epfd < 0)
         return -1;
-    loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    loop->wake_fd = GN_FAIL(GN_FAIL_ERRNO(EMFILE), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (loop->wake_fd < 0)
         return -1;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = (void *)TAG_WAKE};
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wake_fd, &ev) < 0)
+    if (GN_FAIL(GN_FAIL_ERRNO(ENOMEM), epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wake_fd, &ev)) < 0)
         return -1;
     return listen_ctl(loop, EPOLL_CTL_ADD);
 }
@@ -407,6 +408,7 @@ static int accept_one_batch(gn_loop_t *loop, unsigned i)
                 gn_log(GN_LOG_ERROR, "worker %d: accept: %s", loop->worker_id, strerror(errno));
             return k; /* EAGAIN, or another worker took it */
         }
+        GN_FAULT_ACCEPTED();
         if (ss.ss_family != AF_UNIX) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

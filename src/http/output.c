@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "http/conn.h"
+#include "http/fault.h"
 #include "http/h2.h"
 #include "http/loop.h"
 #include "http/tls.h"
@@ -67,7 +68,7 @@ static int own_tail_room(gn_conn_t *c, gn_seg_t *t, size_t n)
     if (t->cap - used >= n)
         return 0;
     size_t cap = t->cap * 2 > used + n ? t->cap * 2 : used + n;
-    char *p = realloc(t->own, cap);
+    char *p = GN_FAIL(NULL, realloc(t->own, cap));
     if (p == NULL)
         return -1;
     t->base = p + (t->base - t->own);
@@ -88,7 +89,7 @@ static int new_owned_seg(gn_conn_t *c, size_t n)
         c->buf->spare = NULL;
     } else {
         s->cap = n > OWN_BLOCK ? n : OWN_BLOCK;
-        s->own = malloc(s->cap);
+        s->own = GN_FAIL(NULL, malloc(s->cap));
         if (s->own == NULL) {
             c->out_count--;
             return -1;

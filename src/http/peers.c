@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "http/fault.h"
+
 static size_t size_of(unsigned n)
 {
     return sizeof(gn_peers_shared_t) + n * sizeof(gn_peer_slot_t);
@@ -15,7 +17,7 @@ int gn_peers_init(gn_peers_t *p, unsigned n)
 {
     p->shm = NULL;
     p->n = 0;
-    p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    p->wake_fd = GN_FAIL(GN_FAIL_ERRNO(EMFILE), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (p->wake_fd < 0)
         return -1;
     void *m = mmap(NULL, size_of(n), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

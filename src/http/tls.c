@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http/fault.h"
 #include "http/h2.h"
 #include "http/conn.h"
 #include "server/log.h"
@@ -163,7 +164,7 @@ static int set_verify(SSL_CTX *ctx, const gn_tls_opts_t *o, char *err, size_t er
 
 gn_tls_ctx_t *gn_tls_ctx_new(const gn_tls_opts_t *o, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = GN_FAIL(NULL, SSL_CTX_new(TLS_server_method()));
     if (ctx == NULL) {
         snprintf(err, errlen, "TLS: cannot create an OpenSSL context");
         return NULL;
@@ -206,7 +207,7 @@ gn_tls_server_t *gn_tls_server_new(const gn_tls_opts_t *o, char *err, size_t err
     SSL_CTX *ctx = gn_tls_ctx_new(o, err, errlen);
     if (ctx == NULL)
         return NULL;
-    gn_tls_server_t *srv = calloc(1, sizeof(*srv));
+    gn_tls_server_t *srv = GN_FAIL(NULL, calloc(1, sizeof(*srv)));
     if (srv == NULL) {
         SSL_CTX_free(ctx);
         snprintf(err, errlen, "TLS: out of memory");
@@ -270,7 +271,7 @@ void gn_tls_view_release(gn_tls_view_t *v)
 
 int gn_tls_attach(gn_conn_t *c, gn_tls_server_t *srv, gn_tls_view_t *v)
 {
-    SSL *s = SSL_new(view_ctx(srv, v));
+    SSL *s = GN_FAIL(NULL, SSL_new(view_ctx(srv, v)));
     if (s == NULL || SSL_set_fd(s, c->fd) != 1) {
         SSL_free(s);
         ERR_clear_error();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "http/conn.h"
+#include "http/fault.h"
 #include "http/loop.h"
 #include "http/ws.h"
 #include "http/ws_deflate.h"
@@ -81,13 +82,16 @@ static void send_close(gn_conn_t *c, int code, const char *reason, size_t len)
     c->ws->close_sent = 1;
 }
 
-/* A protocol violation: close with code, tell the app, end after flushing. */
+/* A protocol violation (or the server's own failure, 1011): close with
+ * code, tell the app, end after flushing. */
 static void fail(gn_conn_t *c, int code)
 {
     char host[64];
     int port;
     gn_conn_peer(c, host, sizeof(host), &port);
-    gn_log(GN_LOG_INFO, "WebSocket from %s closed with %d (protocol violation)", host, code);
+    gn_log(GN_LOG_INFO, "WebSocket from %s closed with %d (%s)", host, code,
+           code == GN_WS_CLOSE_INTERNAL ? "server error" : code == GN_WS_CLOSE_TOO_BIG ? "message too big"
+                                                                                     : "protocol violation");
     send_close(c, code, "", 0);
     c->ws->closing = 1;
     report_close(c, code);
@@ -149,7 +153,7 @@ static int msg_append(struct gn_ws_state *ws, const char *p, size_t n)
         size_t cap = ws->msg_cap ? ws->msg_cap : 4096;
         while (cap < ws->msg_len + n)
             cap *= 2;
-        char *m = realloc(ws->msg, cap);
+        char *m = GN_FAIL(NULL, realloc(ws->msg, cap));
         if (m == NULL)
             return -1;
         ws->msg = m;
@@ -222,7 +226,7 @@ static int frame_payload(gn_conn_t *c, uint8_t *p, size_t n)
         return inflate_payload(c, p, n);
     if (ws->msg_opcode == GN_WS_TEXT && gn_utf8_validate(&ws->utf8, p, n) < 0)
         return -GN_WS_CLOSE_BAD_DATA;
-    return msg_append(ws, (const char *)p, n) < 0 ? -GN_WS_CLOSE_TOO_BIG : 0;
+    return msg_append(ws, (const char *)p, n) < 0 ? -GN_WS_CLOSE_INTERNAL : 0; /* no memory: the size was checked */
 }
 
 static int frame_done(gn_conn_t *c)
@@ -396,7 +400,7 @@ void gn_conn__ws_timeout(gn_conn_t *c)
 
 int gn_conn_upgrade_ws(gn_conn_t *c)
 {
-    c->ws = calloc(1, sizeof(*c->ws));
+    c->ws = GN_FAIL(NULL, calloc(1, sizeof(*c->ws)));
     if (c->ws == NULL)
         return -1;
     /* Bytes after the request head are already frames. */

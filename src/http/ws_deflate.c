@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <zlib.h>
 
+#include "http/fault.h"
+
 /* ---- negotiation ---------------------------------------------------------- */
 
 typedef struct {
@@ -198,7 +200,7 @@ static const uint8_t TAIL[4] = {0x00, 0x00, 0xff, 0xff};
 
 gn_ws_deflate_t *gn_ws_deflate_new(const gn_ws_deflate_params_t *p)
 {
-    gn_ws_deflate_t *d = calloc(1, sizeof(*d));
+    gn_ws_deflate_t *d = GN_FAIL(NULL, calloc(1, sizeof(*d)));
     if (d)
         d->p = *p;
     return d;
@@ -233,14 +235,14 @@ int gn_ws_deflate_message(gn_ws_deflate_t *d, const char *data, size_t len, char
     if (len > UINT32_MAX / 2)
         return -1; /* one zlib call's size; far above any --ws-max-size */
     /* Negative window bits: raw deflate, no zlib header (7.2.1). */
-    if (!d->def_on && deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -d->p.server_bits,
-                                   GN_WS_DEFLATE_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (!d->def_on && GN_FAIL(Z_MEM_ERROR, deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -d->p.server_bits,
+                                                         GN_WS_DEFLATE_MEM_LEVEL, Z_DEFAULT_STRATEGY)) != Z_OK)
         return -1;
     d->def_on = 1;
     /* deflateBound is for Z_FINISH; a sync flush adds at most an empty
      * stored block and a partial byte. */
     size_t cap = deflateBound(z, (uLong)len) + 16, used = 0;
-    char *buf = malloc(cap);
+    char *buf = GN_FAIL(NULL, malloc(cap));
     if (buf == NULL)
         return -1;
     z->next_in = (Bytef *)(uintptr_t)data;
@@ -256,7 +258,7 @@ int gn_ws_deflate_message(gn_ws_deflate_t *d, const char *data, size_t len, char
         }
         if (z->avail_out > 0 && z->avail_in == 0)
             break;
-        char *nb = realloc(buf, cap * 2);
+        char *nb = GN_FAIL(NULL, realloc(buf, cap * 2));
         if (nb == NULL) {
             free(buf);
             return -1;
@@ -291,7 +293,7 @@ static int room(char **buf, size_t *cap, size_t used, uint64_t max)
     size_t nc = *cap ? *cap * 2 : 4096;
     if (nc > limit || nc < *cap)
         nc = limit;
-    char *nb = realloc(*buf, nc);
+    char *nb = GN_FAIL(NULL, realloc(*buf, nc));
     if (nb == NULL)
         return -1;
     *buf = nb;
@@ -343,7 +345,7 @@ int gn_ws_inflate(gn_ws_deflate_t *d, const uint8_t *p, size_t n, int last, char
      * zlib-based client asked for 8 may send distances up to 512; a larger
      * inflate window always decodes a smaller one. */
     int bits = d->p.client_bits < 9 ? 9 : d->p.client_bits;
-    if (!d->inf_on && inflateInit2(&d->inf, -bits) != Z_OK)
+    if (!d->inf_on && GN_FAIL(Z_MEM_ERROR, inflateInit2(&d->inf, -bits)) != Z_OK)
         return -2;
     d->inf_on = 1;
     int r = inflate_some(d, p, n, buf, cap, used, max);
