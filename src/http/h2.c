@@ -183,13 +183,17 @@ static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
 void gn_h2__recycle(gn_loop_t *loop, gn_conn_t *sc)
 {
     gn_h2_stream_t *st = stream_of(sc);
-    if (loop->n_h2_spare >= SPARE_MAX) {
-        free(st);
+#if SPARE_MAX > 0
+    if (loop->n_h2_spare < SPARE_MAX) {
+        st->next = loop->h2_spare;
+        loop->h2_spare = st;
+        loop->n_h2_spare++;
         return;
     }
-    st->next = loop->h2_spare;
-    loop->h2_spare = st;
-    loop->n_h2_spare++;
+#else
+    (void)loop;
+#endif
+    free(st);
 }
 
 void gn_h2__free_spares(gn_loop_t *loop)
