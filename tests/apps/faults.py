@@ -6,15 +6,11 @@ bodies the test checks (ASGI's /trailers also a trailer field, x-length:
 the request body's length)."""
 from gorgon import _gorgon
 
+import _armed
+
 fault = getattr(_gorgon, "_fault", None)
 with open(__file__, "rb") as f:
     SENT = f.read()
-
-
-def arm(query):
-    if fault is None:
-        return None
-    return str(fault(int(query or "0"))).encode()
 
 
 class Closing:
@@ -31,12 +27,7 @@ class Closing:
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/arm":
-        body = arm(environ["QUERY_STRING"])
-        if body is None:
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"no fault injection in this build\n"]
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [body]
+        return _armed.wsgi_arm(fault, environ, start_response)
     inp = environ["wsgi.input"]
     if path == "/lines":
         data = b"".join(inp.readlines())
@@ -87,10 +78,7 @@ async def lifespan(receive, send):
 
 
 async def asgi_arm(scope, send):
-    body = arm(scope["query_string"].decode())
-    status = 200 if body is not None else 404
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": body or b"no fault injection in this build\n"})
+    await _armed.asgi_arm(fault, scope, send)
 
 
 async def request_body(receive):

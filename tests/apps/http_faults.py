@@ -13,25 +13,18 @@ import time
 
 from gorgon import _gorgon
 
+from _armed import asgi_arm, request_body, wsgi_arm
+
 fault = getattr(_gorgon, "_fault_http", None)
 BIG = b"".join(b"%07d\n" % i for i in range(3000))  # 24,000 bytes
 
 
-def arm(query):
-    if fault is None:
-        return None
-    return str(fault(int(query or "0"))).encode()
 
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/arm":
-        body = arm(environ["QUERY_STRING"])
-        if body is None:
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"no fault injection in this build\n"]
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [body]
+        return wsgi_arm(fault, environ, start_response)
     data = environ["wsgi.input"].read()
     if path == "/slow-echo":
         time.sleep(0.02)
@@ -64,19 +57,10 @@ async def asgi(scope, receive, send):
             await send({"type": "websocket.send", "text": "echo:" + (msg.get("text") or "")})
     path = scope["path"]
     if path == "/arm":
-        body = arm(scope["query_string"].decode())
-        status = 200 if body is not None else 404
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": body or b"no fault injection in this build\n"})
+        return await asgi_arm(fault, scope, send)
+    data = await request_body(receive)
+    if data is None:
         return
-    data = b""
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return
-        data += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
     if path == "/slow-echo":
         await asyncio.sleep(0.02)
     start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
