@@ -151,7 +151,9 @@ class H2:
                 if ev.error_code == NO_ERROR:
                     self.conn.state_machine.state = ConnectionState.CLIENT_OPEN
 
-    def wait(self, pred, timeout=20):
+    def wait(self, pred, timeout=20, closed_ok=False):
+        """Until pred(); fails on timeout, and when the connection closes
+        first unless closed_ok (then returns False)."""
         deadline = time.monotonic() + scaled(timeout)
         while not pred():
             if time.monotonic() > deadline:
@@ -161,6 +163,8 @@ class H2:
             if not self.pump():
                 break
         if not pred():
+            if closed_ok:
+                return False
             raise AssertionError("the connection closed first; responses %r goaway %r" % (
                 {k: (v["headers"], len(v["data"]), v["ended"], v["reset"]) for k, v in self.responses.items()},
                 self.goaway))

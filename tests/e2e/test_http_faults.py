@@ -220,7 +220,8 @@ def h2_outcome(c, r, expected, trailers):
     trailers lost), "reset N" (RST_STREAM with code N), "goaway N" (the
     connection ended with GOAWAY code N), "closed" (ended before any frame
     of an answer) or "cut" (ended in the middle of one)."""
-    c.wait(lambda: r["ended"] or r["reset"] is not None or c.goaway is not None, timeout=10)
+    c.wait(lambda: r["ended"] or r["reset"] is not None or c.goaway is not None, timeout=10,
+           closed_ok=True)
     status = r["headers"] and r["headers"].get(":status")
     if r["ended"] and status == "200" and bytes(r["data"]) == expected:
         return "whole" if r.get("trailers") == trailers else "no trailers"
