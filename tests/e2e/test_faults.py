@@ -72,7 +72,7 @@ def masked(opcode, payload):
 
 def ws_open(c, path, headers=()):
     """Sends a WebSocket handshake to path on c: the 101's head, or the
-    outcome ("cut", "403", "500") of a handshake that did not succeed."""
+    outcome ("cut", "403", "500", "503") of a handshake that did not succeed."""
     headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), *headers,
                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
     c.send(build_request("GET", path, headers, host=host_header(c.addr)))
@@ -82,7 +82,7 @@ def ws_open(c, path, headers=()):
         if "connection closed" not in str(e):
             raise
         return "cut"
-    if r.status in (403, 500):
+    if r.status in (403, 500, 503):
         return str(r.status)  # before the accept: 403, as an app raising there gets
     assert r.status == 101, r
     return r

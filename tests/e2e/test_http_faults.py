@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import Conn, build_request, chunked, fetch, free_port, host_header, log_since, scaled, wait_for
+from test_faults import ws_open
 
 MAX_SITES = 300  # far more than any exchange here passes: the sweep must end before
 BODY = b"0123456789abcdef" * 1024  # 16 KiB: the body store grows
@@ -285,20 +286,9 @@ def masked(opcode, payload, fin=True, rsv=0):
 def ws_handshake(c, extensions=None):
     """The opening handshake on c; None once switched, else the outcome:
     "500" or "503" (refused before the accept) or "closed"."""
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
-    if extensions:
-        headers.append(("Sec-WebSocket-Extensions", extensions))
-    c.send(build_request("GET", "/ws", headers, host=host_header(c.addr)))
-    try:
-        r = c.read_head()
-    except AssertionError as e:
-        if "connection closed" not in str(e):
-            raise
-        return "closed"
-    if r.status in (500, 503):
-        return str(r.status)
-    assert r.status == 101, r
+    r = ws_open(c, "/ws", [("Sec-WebSocket-Extensions", extensions)] if extensions else ())
+    if isinstance(r, str):
+        return "closed" if r == "cut" else r
     return None
 
 
