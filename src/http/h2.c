@@ -206,15 +206,20 @@ void gn_h2__free_spares(gn_loop_t *loop)
     loop->n_h2_spare = 0;
 }
 
+static void move_fields(gn_header_t *f, size_t n, const char *from, size_t len, const char *to)
+{
+    for (size_t i = 0; i < n; i++) {
+        move_slice(&f[i].name, from, len, to);
+        move_slice(&f[i].value, from, len, to);
+    }
+}
+
 void gn_h2__move_head(gn_request_t *req, gn_header_t *f, size_t n, const char *from, size_t len, const char *to)
 {
     gn_slice_t *one[] = {&req->method, &req->target, &req->path, &req->query, &req->authority};
     for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
         move_slice(one[i], from, len, to);
-    for (size_t i = 0; i < n; i++) {
-        move_slice(&f[i].name, from, len, to);
-        move_slice(&f[i].value, from, len, to);
-    }
+    move_fields(f, n, from, len, to);
 }
 
 /* The head's bytes in a buffer of at least need bytes: a larger heap block
@@ -232,8 +237,7 @@ static int grow_head(gn_h2_stream_t *st, size_t need)
     gn_slice_t *one[] = {&st->method, &st->path, &st->authority};
     for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
         move_slice(one[i], sc->rbuf, sc->rlen, b);
-    gn_request_t none = {0};
-    gn_h2__move_head(&none, sc->buf->headers + 1, st->n_fields, sc->rbuf, sc->rlen, b);
+    move_fields(sc->buf->headers + 1, st->n_fields, sc->rbuf, sc->rlen, b);
     if (sc->rbuf != sc->buf->rbuf)
         free(sc->rbuf);
     sc->rbuf = b;
