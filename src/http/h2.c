@@ -714,6 +714,17 @@ static int submit_fields(gn_conn_t *c, gn_h2_stream_t *st, char *buf, char *end)
     return r == 0 ? 0 : -1;
 }
 
+/* Where a head's blank line starts ("\r\n\r\n" in buf[0..n)), or NULL. A
+ * head is a few lines: memchr from line end to line end is several times
+ * cheaper than memmem here. */
+static char *head_end(char *buf, size_t n)
+{
+    for (char *p = buf, *e = buf + n; (p = memchr(p, '\r', (size_t)(e - p))) != NULL; p++)
+        if (e - p >= 4 && memcmp(p, "\r\n\r\n", 4) == 0)
+            return p;
+    return NULL;
+}
+
 /* The head the bridge queued becomes the stream's HEADERS: read where it
  * is when one block of the queue holds it whole (a head is written at
  * once), else copied out first. Returns 0 (submitted, or wait), -1 to
@@ -723,7 +734,7 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     gn_conn_t *sc = &st->conn;
     size_t n;
     char *buf = gn_conn__front_own(sc, &n);
-    char *end = buf ? memmem(buf, n, "\r\n\r\n", 4) : NULL;
+    char *end = buf ? head_end(buf, n) : NULL;
     if (end != NULL)
         return submit_fields(c, st, buf, end);
     n = sc->out_bytes < HEAD_MAX ? sc->out_bytes : HEAD_MAX;
@@ -732,7 +743,7 @@ static int submit_head(gn_conn_t *c, gn_h2_stream_t *st)
     if (buf == NULL)
         return -1;
     ssize_t got = gn_conn__gather(sc, buf, n);
-    end = got > 0 ? memmem(buf, (size_t)got, "\r\n\r\n", 4) : NULL;
+    end = got > 0 ? head_end(buf, (size_t)got) : NULL;
     int r = end ? submit_fields(c, st, buf, end) : st->done || n == HEAD_MAX ? -1 : 0;
     if (buf != small)
         free(buf);
