@@ -11,7 +11,7 @@ import signal
 import uuid
 
 import pytest
-from conftest import fetch, scaled
+from conftest import fetch, log_since
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 from test_http2 import INTERNAL_ERROR, ready_client, wait_log, wait_stdout  # noqa: E402
@@ -74,3 +74,79 @@ def test_a_sibling_that_goes_away_resets_the_stream_it_runs(server):
     log = srv.stderr_text() + srv.stdout_text()
     assert not any(m in log for m in CRASH), srv.describe()
     assert srv.stop() == 0, srv.describe()
+
+
+# ---- the sibling cannot take the stream up (fault injection) -------------
+
+BIG_HEAD = [("x-big-%d" % i, "v" * 1000) for i in range(20)]
+RUNNER_SITES = {"src/http/h2_remote.c:583": "the runner's connection",
+                "src/http/h2_remote.c:564": "the copy of a head larger than a request buffer"}
+
+
+def two_streams_at_once(srv):
+    """On a fresh connection of a two-worker server, two /slow-echo streams
+    (the WSGI application holds its loop 20 ms, so that its loop's streams
+    are worth handing over) with heads larger than a request buffer (16
+    KiB), ready together: one runs on the connection's loop, the other on
+    the sibling. Their outcomes (test_http_faults.h2_outcome), sorted and
+    joined with "+"."""
+    from test_http2 import H2
+    from test_http_faults import h2_outcome
+    c = None
+    try:
+        c = H2(srv.addr)
+        sids = []
+        for _ in range(2):
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "GET"), (":path", "/slow-echo"), (":scheme", "http"),
+                                      (":authority", "127.0.0.1:%d" % c.addr[1]), *BIG_HEAD])
+            c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None,
+                                "trailers": None}
+            sids.append(sid)
+        # Both end in the last bytes written (the heads take more than one of
+        # the server's reads): neither starts before the other is ready.
+        for sid in sids:
+            c.conn.end_stream(sid)
+        c.flush()
+        return "+".join(sorted(h2_outcome(c, c.responses[s], b"echo:", None) for s in sids))
+    except (ConnectionError, BrokenPipeError):
+        return "closed"
+    finally:
+        if c is not None:
+            c.close()
+
+
+def test_a_sibling_without_memory_for_a_stream_resets_it(server):
+    """Every failing site of that exchange in turn (test_http_faults.py's
+    sweep): whichever fails, both streams get a defined answer. Where the
+    sibling has no memory to take the stream up (its connection, the copy
+    of the request head), the owner resets that stream (RST_STREAM
+    INTERNAL_ERROR) after one line in the log, and the other stream's
+    response is whole. The two threads pass their sites in an order that
+    may vary: up to three sweeps, until both sites have failed."""
+    from test_http_faults import H2_OUTCOMES, sweep
+    srv = server("http_faults:app", "--mode", "interpreters", workers=2)
+    at, fired_all = {}, []
+    for _ in range(3):
+        offset = len(srv.stderr_bytes())
+        seen = []
+
+        def exchange(s):
+            seen.append(two_streams_at_once(s))
+            return seen[-1]
+        outcomes = sweep(srv, exchange)
+        assert all(set(o.split("+")) <= H2_OUTCOMES for o in outcomes), outcomes
+        fired = re.findall(r"fault injected: (\S+)", log_since(srv, offset))
+        assert len(fired) == len(seen) - 1, (fired, seen)
+        fired_all += fired
+        for i, site in enumerate(fired):
+            if site in RUNNER_SITES:
+                at.setdefault(site, set()).add(seen[i])
+        if set(at) == set(RUNNER_SITES):
+            break
+    assert set(at) == set(RUNNER_SITES), (fired_all, at)
+    assert all(o == {"reset %d+whole" % INTERNAL_ERROR} for o in at.values()), at
+    runner_faults = sum(site in RUNNER_SITES for site in fired_all)
+    assert srv.stderr_text().count(": out of memory for an HTTP/2 stream\n") == runner_faults, srv.describe()
+    assert two_streams_at_once(srv) == "whole+whole"
+    assert not any(m in srv.stderr_text() for m in CRASH), srv.describe()
