@@ -1,15 +1,34 @@
-"""The app of test_h2_remote_rare.py (ASGI `asgi`): /who answers the
+"""The apps of test_h2_remote_rare.py. ASGI `asgi`: /who answers the
 worker's id (gorgon.worker_id); /park?key=K prints "park K in worker N",
 then waits until /release?key=K (answers "released K in worker N") or the
-client goes away (prints "park K: disconnect in worker N")."""
+client goes away (prints "park K: disconnect in worker N"). WSGI `app`:
+/who the same; /hold?key=K&s=S prints "hold K in worker N", then answers
+"held K in worker N" after S seconds."""
 import asyncio
+import time
 from urllib.parse import parse_qs
 
 import gorgon
 
 
+def _arg(query, name, default=""):
+    return parse_qs(query).get(name, [default])[0]
+
+
 def _key(scope):
-    return parse_qs(scope["query_string"].decode()).get("key", [""])[0]
+    return _arg(scope["query_string"].decode(), "key")
+
+
+def app(environ, start_response):
+    body = str(gorgon.worker_id).encode()
+    if environ["PATH_INFO"] == "/hold":
+        query = environ.get("QUERY_STRING", "")
+        key = _arg(query, "key")
+        print("hold %s in worker %s" % (key, gorgon.worker_id), flush=True)
+        time.sleep(float(_arg(query, "s", "1")))
+        body = ("held %s in worker %s" % (key, gorgon.worker_id)).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
 
 
 async def _park(key, receive):

@@ -11,10 +11,10 @@ import signal
 import uuid
 
 import pytest
-from conftest import fetch, log_since
+from conftest import fetch, log_since, scaled
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
-from test_http2 import INTERNAL_ERROR, ready_client, wait_log, wait_stdout  # noqa: E402
+from test_http2 import CANCEL, INTERNAL_ERROR, at_once, ready_client, wait_log, wait_stdout  # noqa: E402
 
 CRASH = ("Traceback", "Exception in ASGI application", "Fatal", "Segmentation", "AddressSanitizer",
          "runtime error", "[CRITICAL]")
@@ -74,6 +74,43 @@ def test_a_sibling_that_goes_away_resets_the_stream_it_runs(server):
     log = srv.stderr_text() + srv.stdout_text()
     assert not any(m in log for m in CRASH), srv.describe()
     assert srv.stop() == 0, srv.describe()
+
+
+def test_rst_stream_of_a_stream_queued_on_a_busy_sibling(server):
+    """Four streams at once on a WSGI connection: the two /who run on its
+    loop, the two /hold go to the sibling, which runs one (seconds long)
+    while the other waits behind it. The client resets the waiting one:
+    the sibling never starts it (its application never sees the request),
+    the other /hold gets its whole response, and the connection serves
+    on."""
+    srv = server("h2rare:app", "--mode", "interpreters", workers=2)
+    c = ready_client(srv)
+    key = uuid.uuid4().hex
+    hold = scaled(4)
+    # Started newest first (http/h2.c spread): the newest /who here, the
+    # /hold after it to the idle sibling, the older /who here, the oldest
+    # /hold to the sibling again (this loop would run two, the sibling one).
+    queued, who1, first, who2 = at_once(c, ["/hold?key=%s-queued&s=%g" % (key, hold), "/who",
+                                            "/hold?key=%s-first&s=%g" % (key, hold), "/who"])
+    c.wait(lambda: ended(c, who1) and ended(c, who2), timeout=30)
+    owner = bytes(c.responses[who1]["data"]).decode()
+    assert bytes(c.responses[who2]["data"]).decode() == owner
+    wait_stdout(srv, "hold %s-first in worker" % key)
+    sibling = re.search(r"hold %s-first in worker (\d+)" % key, srv.stdout_text()).group(1)
+    assert sibling != owner and not ended(c, first) and not ended(c, queued)
+    c.conn.reset_stream(queued, error_code=CANCEL)
+    c.flush()
+    c.wait(lambda: ended(c, first), timeout=30)
+    r = c.responses[first]
+    assert r["reset"] is None and bytes(r["data"]) == b"held %s-first in worker %s" % (key.encode(), sibling.encode())
+    assert c.responses[queued]["headers"] is None and not c.responses[queued]["data"]
+    assert c.get("/who")["headers"][":status"] == "200" and c.goaway is None
+    c.close()
+    assert srv.stop() == 0, srv.describe()
+    # Not started, not even once the sibling was free again and the server
+    # finished what it had (a graceful stop).
+    assert "hold %s-queued" % key not in srv.stdout_text(), srv.describe()
+    assert not any(m in srv.stderr_text() + srv.stdout_text() for m in CRASH), srv.describe()
 
 
 # ---- the sibling cannot take the stream up (fault injection) -------------
