@@ -11,19 +11,20 @@ import signal
 import uuid
 
 import pytest
-from conftest import fetch, log_since, scaled
+from conftest import fetch, log_since, scaled, wait_for
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
-from test_http2 import CANCEL, INTERNAL_ERROR, at_once, ready_client, wait_log, wait_stdout  # noqa: E402
+from test_http2 import CANCEL, INTERNAL_ERROR, NO_ERROR, at_once, ready_client, wait_log, wait_stdout  # noqa: E402
 
 CRASH = ("Traceback", "Exception in ASGI application", "Fatal", "Segmentation", "AddressSanitizer",
          "runtime error", "[CRITICAL]")
 
 
 def worker_ids(srv):
-    wait_log(srv, "ready")
-    ids = sorted(int(i) for i in re.findall(r"worker (\d+) ready", srv.stderr_text()))
-    assert len(ids) == 2, srv.describe()
+    """The two workers' ids, oldest first."""
+    ids = wait_for(lambda: len(re.findall(r"worker \d+ ready", srv.stderr_text())) == 2 and
+                   sorted(int(i) for i in re.findall(r"worker (\d+) ready", srv.stderr_text())),
+                   timeout=20, what="two workers ready")
     return ids
 
 
@@ -73,6 +74,42 @@ def test_a_sibling_that_goes_away_resets_the_stream_it_runs(server):
     assert srv.running()
     log = srv.stderr_text() + srv.stdout_text()
     assert not any(m in log for m in CRASH), srv.describe()
+    assert srv.stop() == 0, srv.describe()
+
+
+def test_reload_finishes_the_streams_a_sibling_runs(server):
+    """SIGHUP while a connection has a stream running on its own worker and
+    one on the sibling: both old workers finish their requests; the
+    connection hears GOAWAY (NO_ERROR) naming both streams, both get their
+    whole responses (released through the new workers), then it ends; the
+    new workers serve."""
+    srv = server("h2rare:asgi", "--mode", "interpreters", workers=2)
+    old = worker_ids(srv)
+    c = ready_client(srv)
+    owner = int(bytes(c.get("/who")["data"]))
+    key = uuid.uuid4().hex
+    local = c.request("/park?key=%s-local" % key)
+    wait_stdout(srv, "park %s-local in worker %d" % (key, owner))
+    remote = c.request("/park?key=%s-remote" % key)
+    sibling = [w for w in old if w != owner][0]
+    wait_stdout(srv, "park %s-remote in worker %d" % (key, sibling))
+    srv.send_signal(signal.SIGHUP)
+    wait_log(srv, "reloaded in ")
+    c.wait(lambda: c.goaway is not None, timeout=30)
+    assert c.goaway[0] == NO_ERROR and c.goaway[1] >= max(local, remote), c.goaway
+    assert not ended(c, local) and not ended(c, remote)
+    for name in ("local", "remote"):
+        assert fetch(srv.addr, "/release?key=%s-%s" % (key, name)).body == b"released"
+    c.wait(lambda: ended(c, local) and ended(c, remote), timeout=30)
+    for sid, name, worker in ((local, "local", owner), (remote, "remote", sibling)):
+        r = c.responses[sid]
+        assert r["reset"] is None and r["headers"][":status"] == "200", r
+        assert bytes(r["data"]) == b"released %s-%s in worker %d" % (key.encode(), name.encode(), worker)
+    assert c.wait(lambda: False, timeout=30, closed_ok=True) is False  # then the connection ends
+    c.close()
+    assert len(re.findall(r"worker \d+ ready", srv.stderr_text())) == 4  # the new ones (same ids)
+    assert fetch(srv.addr, "/who").status == 200
+    assert not any(m in srv.stderr_text() + srv.stdout_text() for m in CRASH), srv.describe()
     assert srv.stop() == 0, srv.describe()
 
 
