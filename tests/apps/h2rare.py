@@ -49,12 +49,8 @@ async def _park(key, receive):
 
 
 async def asgi(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
+    if scope["type"] != "http":
+        return  # no lifespan: served without one (--lifespan auto)
     path = scope["path"]
     if path == "/park":
         body = await _park(_key(scope), receive)
