@@ -4,7 +4,7 @@ builds only: 404 without it), which makes the N-th failing site of the
 next connection the server accepts fail, and answers how many faults fired
 so far in the process. /echo answers "echo:" and the body (/slow-echo
 the same after 20 ms, long enough for an HTTP/2 stream to be handed to
-another worker); /big answers BIG (several output blocks), WSGI's /write three times BIG
+another worker; ASGI's spends 2 ms of them before its first await); /big answers BIG (several output blocks), WSGI's /write three times BIG
 through write(); ASGI's /trailers
 sends two trailer fields after "trailers" (HTTP/2), and its WebSocket
 echoes each message."""
@@ -58,6 +58,10 @@ async def asgi(scope, receive, send):
     path = scope["path"]
     if path == "/arm":
         return await asgi_arm(fault, scope, send)
+    if path == "/slow-echo":
+        # Work before the first await, in the call that starts the task:
+        # the loop's streams stay worth handing to another worker.
+        time.sleep(0.002)
     data = await request_body(receive)
     if data is None:
         return

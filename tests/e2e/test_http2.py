@@ -75,7 +75,8 @@ class H2:
     def raw(self, data):
         self.sock.sendall(data)
 
-    def request(self, path, method="GET", body=None, headers=(), end=True):
+    def request(self, path, method="GET", body=None, headers=(), end=True, flush=True):
+        """Opens a stream; flush=False: its frames wait for the next flush."""
         sid = self.conn.get_next_available_stream_id()
         hdrs = [(":method", method), (":path", path), (":scheme", "http"),
                 (":authority", "127.0.0.1:%d" % self.addr[1]), *headers]
@@ -84,7 +85,8 @@ class H2:
                                "trailers": None}
         if body is not None:
             self.send_body(sid, body, end=end)
-        self.flush()
+        if flush:
+            self.flush()
         return sid
 
     def send_body(self, sid, body, end=True):

@@ -180,8 +180,15 @@ def h2_two_streams(srv):
     try:
         c = H2(srv.addr)
         trailers = {"x-one": "1", "x-two": "2"} if srv.app.endswith(":asgi") else None
-        a = c.request("/slow-echo", method="POST", body=BODY)
-        b = c.request("/trailers" if trailers else "/slow-echo")
+        # In one write, both ending in its last bytes: the server reads
+        # them together (read one at a time, each would run on the
+        # connection's loop, which would be idle again for the second).
+        a = c.request("/slow-echo", method="POST", end=False, flush=False)
+        b = c.request("/trailers" if trailers else "/slow-echo", end=False, flush=False)
+        c.conn.send_data(a, BODY)
+        c.conn.end_stream(a)
+        c.conn.end_stream(b)
+        c.flush()
         return "+".join(sorted([h2_outcome(c, c.responses[a], b"echo:" + BODY, None),
                                 h2_outcome(c, c.responses[b], b"echo:", trailers)]))
     except (ConnectionError, BrokenPipeError):
