@@ -1,7 +1,9 @@
 """The apps of test_h2_remote_rare.py. ASGI `asgi`: /who answers the
 worker's id (gorgon.worker_id); /park?key=K prints "park K in worker N",
 then waits until /release?key=K (answers "released K in worker N") or the
-client goes away (prints "park K: disconnect in worker N"). WSGI `app`:
+client goes away (prints "park K: disconnect in worker N"); /block?s=S
+prints "block in worker N", then holds its worker's loop S seconds
+(time.sleep before the first await). WSGI `app`:
 /who the same; /hold?key=K&s=S prints "hold K in worker N", then answers
 "held K in worker N" after S seconds."""
 import asyncio
@@ -56,6 +58,10 @@ async def asgi(scope, receive, send):
         body = await _park(_key(scope), receive)
         if body is None:
             return
+    elif path == "/block":
+        print("block in worker %s" % gorgon.worker_id, flush=True)
+        time.sleep(float(_arg(scope["query_string"].decode(), "s", "1")))
+        body = b"blocked"
     elif path == "/release":
         gorgon.shared.set(_key(scope), 1)
         body = b"released"

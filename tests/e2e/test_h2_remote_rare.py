@@ -29,15 +29,26 @@ def worker_ids(srv):
     return ids
 
 
-def client_owned_by(srv, worker):
-    """A connection whose loop is that worker's (its first stream is run
-    there: nothing else runs on it)."""
-    for _ in range(40):
-        c = ready_client(srv)
-        if bytes(c.get("/who")["data"]).decode() == str(worker):
-            return c
-        c.close()
-    raise AssertionError("no connection reached worker %d\n%s" % (worker, srv.describe()))
+def who(c):
+    return int(bytes(c.get("/who")["data"]))
+
+
+def client_owned_by(srv, worker, other):
+    """A connection whose loop is that worker's (its first stream runs
+    there: nothing else runs on it). The workers share one listening
+    socket: when the other one accepted it, the next connection goes to
+    this one while the other's loop is held in a call."""
+    c = ready_client(srv)
+    if who(c) == worker:
+        return c
+    busy, c = c, None
+    sid = busy.request("/block?s=%g" % scaled(3))
+    wait_stdout(srv, "block in worker %d" % other)
+    c = ready_client(srv)
+    assert who(c) == worker, srv.describe()
+    busy.wait(lambda: ended(busy, sid), timeout=30)
+    busy.close()
+    return c
 
 
 def ended(c, sid):
@@ -47,7 +58,7 @@ def ended(c, sid):
 def test_a_sibling_that_goes_away_resets_the_stream_it_runs(server):
     srv = server("h2rare:asgi", "--mode", "interpreters", "--graceful-timeout", "1", workers=2)
     stays, leaves = worker_ids(srv)  # SIGTTOU retires the newest
-    c = client_owned_by(srv, stays)
+    c = client_owned_by(srv, stays, leaves)
     key = uuid.uuid4().hex
     # The first runs on the connection's loop, which is then busy: the
     # second goes to the sibling, the one SIGTTOU retires.
@@ -63,7 +74,7 @@ def test_a_sibling_that_goes_away_resets_the_stream_it_runs(server):
     assert not ended(c, local) and c.goaway is None
     # The connection goes on: a new stream (its loop is the only one left),
     # then the first one's whole response.
-    assert bytes(c.get("/who")["data"]).decode() == str(stays)
+    assert who(c) == stays
     assert c.get("/release?key=%s-local" % key)["headers"][":status"] == "200"
     c.wait(lambda: ended(c, local), timeout=30)
     r = c.responses[local]
@@ -87,7 +98,7 @@ def test_reload_finishes_the_streams_a_sibling_runs(server):
     srv = server("h2rare:asgi", "--mode", "interpreters", workers=2)
     old = worker_ids(srv)
     c = ready_client(srv)
-    owner = int(bytes(c.get("/who")["data"]))
+    owner = who(c)
     key = uuid.uuid4().hex
     local = c.request("/park?key=%s-local" % key)
     wait_stdout(srv, "park %s-local in worker %d" % (key, owner))
