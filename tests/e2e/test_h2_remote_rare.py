@@ -1,11 +1,19 @@
 """HTTP/2 streams answered by a sibling worker (src/http/h2_remote.c) in
-its rare endings: the sibling goes away (SIGTTOU: the newest worker
-finishes its requests and ends) while it still runs a stream of a
-connection another worker owns. Past --graceful-timeout the sibling ends
-that stream's run; the owner resets the stream (RST_STREAM INTERNAL_ERROR,
-no response begun), and the connection serves its other streams, old and
-new, as before. Nothing is lost silently: every stream gets either its
-whole response or that reset."""
+their rare endings. Every stream gets either its whole response or a reset
+with a defined code, never nothing; the connection serves on (while its
+worker does); nothing is logged as a crash.
+
+- The sibling goes away (SIGTTOU: the newest worker finishes its requests
+  and ends) while it runs a stream of a connection another worker owns:
+  past --graceful-timeout it ends that run, the owner resets the stream
+  (RST_STREAM INTERNAL_ERROR, no response begun), and the connection's
+  other streams, old and new, are answered whole.
+- A reload (SIGHUP) while streams run on both workers: GOAWAY, both whole.
+- RST_STREAM of a stream queued on a sibling busy with another: never
+  started there.
+- The sibling has no memory to take a stream up (fault injection, in the
+  builds with it): that stream is reset (INTERNAL_ERROR), the other whole.
+"""
 import re
 import signal
 import uuid
@@ -41,7 +49,7 @@ def client_owned_by(srv, worker, other):
     c = ready_client(srv)
     if who(c) == worker:
         return c
-    busy, c = c, None
+    busy = c
     sid = busy.request("/block?s=%g" % scaled(3))
     wait_stdout(srv, "block in worker %d" % other)
     c = ready_client(srv)
@@ -56,6 +64,9 @@ def ended(c, sid):
 
 
 def test_a_sibling_that_goes_away_resets_the_stream_it_runs(server):
+    """A stream on the connection's own worker and one on the sibling that
+    SIGTTOU retires: that one is reset once the sibling's graceful time is
+    over; the other, and a new one, are answered whole."""
     srv = server("h2rare:asgi", "--mode", "interpreters", "--graceful-timeout", "1", workers=2)
     stays, leaves = worker_ids(srv)  # SIGTTOU retires the newest
     c = client_owned_by(srv, stays, leaves)
