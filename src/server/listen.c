@@ -248,6 +248,16 @@ int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
     return fds;
 }
 
+int gn_listen_same_sockets(const gn_listeners_t *ls, unsigned a, unsigned b)
+{
+    for (unsigned i = 0; i < ls->n_binds; i++) {
+        const gn_bind_t *bd = &ls->binds[i];
+        if (bd->per_worker && bd->n_fds && a % bd->n_fds != b % bd->n_fds)
+            return 0;
+    }
+    return 1;
+}
+
 void gn_listen_refuse(gn_listeners_t *ls)
 {
     for (unsigned i = 0; ls->binds && i < ls->n_binds; i++) {

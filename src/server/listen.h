@@ -36,6 +36,9 @@ uint64_t gn_listen_inherited(const gn_listeners_t *ls);
  * array or NULL.
  */
 int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n);
+/* 1 when workers a and b accept from the same sockets: always, but with
+ * --reuse-port, where each worker has its own (by its id). */
+int gn_listen_same_sockets(const gn_listeners_t *ls, unsigned a, unsigned b);
 /*
  * A stop begins: every socket refuses new connections (the unix socket files
  * are removed), while the workers accept what is already queued. Call

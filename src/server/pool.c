@@ -226,6 +226,19 @@ static void add_worker(pool_t *p)
     gn_log(GN_LOG_INFO, "SIGTTIN received: starting worker %u", id);
 }
 
+/* With --reuse-port the kernel hands each socket its share of new clients
+ * whether or not a worker still accepts from it: a worker that is the only
+ * one on its sockets cannot leave them (its clients would wait forever). */
+static int sockets_shared(pool_t *p, const gn_worker_t *leaving)
+{
+    FOR_EACH_WORKER(p, i, w)
+    {
+        if (w != leaving && current(w) && gn_listen_same_sockets(&p->plan->listeners, w->id, leaving->id))
+            return 1;
+    }
+    return 0;
+}
+
 /* SIGTTOU: the newest worker retires, unless it is the last one. */
 static void remove_worker(pool_t *p)
 {
@@ -237,6 +250,11 @@ static void remove_worker(pool_t *p)
     }
     if (newest == NULL || count_current(p) <= 1) {
         gn_log(GN_LOG_WARNING, "SIGTTOU received: one worker left, keeping it");
+        return;
+    }
+    if (!sockets_shared(p, newest)) {
+        gn_log(GN_LOG_WARNING, "SIGTTOU received: with --reuse-port worker %u is the only one accepting from "
+               "its listening sockets, which the kernel goes on sending clients to: keeping it", newest->id);
         return;
     }
     gn_log(GN_LOG_INFO, "SIGTTOU received: worker %u finishes its requests and ends", newest->id);

@@ -494,7 +494,23 @@ static void add_process(procs_t *ps)
     gn_log(GN_LOG_INFO, "SIGTTIN received: starting worker process %u (pid %d)", k, (int)kids[k].pid);
 }
 
-/* SIGTTOU: the newest worker process retires, unless it is the last one. */
+/* --reuse-port: 1 when each socket the workers of process k accept from
+ * (its workers' ids are k * per_proc on) is also another process's. */
+static int sockets_shared(procs_t *ps, unsigned k)
+{
+    unsigned pp = ps->plan->per_proc;
+    for (unsigned a = k * pp; a < (k + 1) * pp; a++) {
+        int shared = 0;
+        for (unsigned b = 0; b < ps->n * pp && !shared; b++)
+            shared = b / pp != k && gn_listen_same_sockets(&ps->plan->listeners, a, b);
+        if (!shared)
+            return 0;
+    }
+    return 1;
+}
+
+/* SIGTTOU: the newest worker process retires, unless it is the last one,
+ * or the only one on its --reuse-port sockets (pool.c says why). */
 static void remove_process(procs_t *ps)
 {
     unsigned k = ps->n - 1;
@@ -505,6 +521,11 @@ static void remove_process(procs_t *ps)
     }
     if (ps->rolling == (int)k) {
         gn_log(GN_LOG_WARNING, "SIGTTOU received: worker process %u is being replaced; send it again after", k);
+        return;
+    }
+    if (!sockets_shared(ps, k)) {
+        gn_log(GN_LOG_WARNING, "SIGTTOU received: with --reuse-port worker process %u is the only one accepting "
+               "from its listening sockets, which the kernel goes on sending clients to: keeping it", k);
         return;
     }
     if (kid->pid > 0 && retire_child(ps, kid) < 0) {

@@ -353,6 +353,31 @@ def test_ttin_ttou_with_worker_processes(server, tmp_path, mode):
     assert srv.stop() == 0, srv.describe()
 
 
+@pytest.mark.parametrize("mode", [INTERPRETERS, PROCESSES])
+def test_ttou_with_reuse_port_never_strands_a_socket(server, tmp_path, mode):
+    """With --reuse-port each of the first workers (or worker processes) has
+    its own listening socket, which the kernel keeps sending its share of
+    new clients to: SIGTTOU retires a worker added by SIGTTIN (its socket is
+    another's too), and keeps one that is alone on its socket, saying so.
+    Every client after is answered."""
+    srv = start(server, tmp_path, mode, "--reuse-port")
+    one = "processes" not in mode
+    added, left = ("worker 2", "worker 1") if one else ("worker process 2", "worker process 1")
+    srv.send_signal(signal.SIGTTIN)
+    wait_for(lambda: "starting %s" % added in srv.stderr_text(), "the SIGTTIN worker", srv)
+    srv.send_signal(signal.SIGTTOU)
+    wait_for(lambda: "SIGTTOU received: %s " % added in srv.stderr_text(), "the added one retiring", srv)
+    srv.send_signal(signal.SIGTTOU)
+    kept = "SIGTTOU received: with --reuse-port %s is the only one accepting" % left
+    wait_for(lambda: kept in srv.stderr_text(), "the last worker on its socket kept", srv)
+    # Each fetch is a new connection, which the kernel spreads over both
+    # sockets by the client's port: 20 leave a socket unanswered with a
+    # chance of 2 ** -20 if one were stranded.
+    for _ in range(20):
+        assert fetch(srv.addr, "/", timeout=scaled(10)).status == 200
+    assert srv.stop() == 0, srv.describe()
+
+
 # Where CPython was measured to keep memory of each ended interpreter
 # (workaround 4 in src/interp/interp.h): 3.13.
 RECREATE_LEAKS = sys.version_info < (3, 14)
