@@ -233,6 +233,13 @@ uint64_t gn_listen_inherited(const gn_listeners_t *ls)
     return mask;
 }
 
+/* Which of the bind's sockets worker w accepts from: with --reuse-port its
+ * own, a worker added beyond the first ones sharing by its id. */
+static unsigned socket_of(const gn_bind_t *b, unsigned w)
+{
+    return b->per_worker && b->n_fds ? w % b->n_fds : 0;
+}
+
 int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
 {
     int *fds = malloc((ls->n_binds ? ls->n_binds : 1) * sizeof(int));
@@ -242,7 +249,7 @@ int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
         gn_bind_t *b = &ls->binds[i];
         /* A copy: the supervisor keeps its own, to refuse new connections
          * on every socket the moment a stop begins. */
-        fds[i] = fcntl(b->fds[b->per_worker ? w % b->n_fds : 0], F_DUPFD_CLOEXEC, 0);
+        fds[i] = fcntl(b->fds[socket_of(b, w)], F_DUPFD_CLOEXEC, 0);
     }
     *n = ls->n_binds;
     return fds;
@@ -251,8 +258,7 @@ int *gn_listen_for_worker(gn_listeners_t *ls, unsigned w, unsigned *n)
 int gn_listen_same_sockets(const gn_listeners_t *ls, unsigned a, unsigned b)
 {
     for (unsigned i = 0; i < ls->n_binds; i++) {
-        const gn_bind_t *bd = &ls->binds[i];
-        if (bd->per_worker && bd->n_fds && a % bd->n_fds != b % bd->n_fds)
+        if (socket_of(&ls->binds[i], a) != socket_of(&ls->binds[i], b))
             return 0;
     }
     return 1;

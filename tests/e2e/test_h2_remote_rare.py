@@ -24,9 +24,15 @@ from conftest import fetch, log_since, scaled, wait_for
 
 h2 = pytest.importorskip("h2", reason="needs python-hyper h2 (requirements-dev.txt)")
 from test_http2 import CANCEL, INTERNAL_ERROR, NO_ERROR, at_once, ready_client, wait_log, wait_stdout  # noqa: E402
+from test_http_faults import LOG_MARKERS  # noqa: E402
 
-CRASH = ("Traceback", "Exception in ASGI application", "Fatal", "Segmentation", "AddressSanitizer",
-         "runtime error", "[CRITICAL]")
+CRASH = LOG_MARKERS + ("Traceback", "Exception in ASGI application", "[CRITICAL]")
+
+
+def assert_no_crash(srv):
+    """Nothing in the server's output reads as a crash or an error of its own."""
+    log = srv.stderr_text() + srv.stdout_text()
+    assert not any(m in log for m in CRASH), srv.describe()
 
 
 def worker_ids(srv):
@@ -95,8 +101,7 @@ def test_a_sibling_that_goes_away_resets_the_stream_it_runs(server):
     c.close()
     assert fetch(srv.addr, "/who").body == str(stays).encode()
     assert srv.running()
-    log = srv.stderr_text() + srv.stdout_text()
-    assert not any(m in log for m in CRASH), srv.describe()
+    assert_no_crash(srv)
     assert srv.stop() == 0, srv.describe()
 
 
@@ -132,7 +137,7 @@ def test_reload_finishes_the_streams_a_sibling_runs(server):
     c.close()
     assert len(re.findall(r"worker \d+ ready", srv.stderr_text())) == 4  # the new ones (same ids)
     assert fetch(srv.addr, "/who").status == 200
-    assert not any(m in srv.stderr_text() + srv.stdout_text() for m in CRASH), srv.describe()
+    assert_no_crash(srv)
     assert srv.stop() == 0, srv.describe()
 
 
@@ -170,7 +175,7 @@ def test_rst_stream_of_a_stream_queued_on_a_busy_sibling(server):
     # Not started, not even once the sibling was free again and the server
     # finished what it had (a graceful stop).
     assert "hold %s-queued" % key not in srv.stdout_text(), srv.describe()
-    assert not any(m in srv.stderr_text() + srv.stdout_text() for m in CRASH), srv.describe()
+    assert_no_crash(srv)
 
 
 # ---- the sibling cannot take the stream up (fault injection) -------------
@@ -195,26 +200,11 @@ def two_streams_at_once(srv):
     """On a fresh connection of a two-worker server, two /slow-echo streams
     (the WSGI application holds its loop 20 ms, so that its loop's streams
     are worth handing over) with heads larger than a request buffer (16
-    KiB), ready together: one runs on the connection's loop, the other on
-    the sibling. Their outcomes (test_http_faults.h2_outcome), sorted and
-    joined with "+"."""
-    from test_http2 import H2
-    from test_http_faults import h2_outcome
-    c = None
-    try:
-        c = H2(srv.addr)
-        sids = [c.request("/slow-echo", headers=BIG_HEAD, end=False, flush=False) for _ in range(2)]
-        # Both end in the last bytes written (the heads take more than one of
-        # the server's reads): neither starts before the other is ready.
-        for sid in sids:
-            c.conn.end_stream(sid)
-        c.flush()
-        return "+".join(sorted(h2_outcome(c, c.responses[s], b"echo:", None) for s in sids))
-    except (ConnectionError, BrokenPipeError):
-        return "closed"
-    finally:
-        if c is not None:
-            c.close()
+    KiB), ready together (the heads take more than one of the server's
+    reads): one runs on the connection's loop, the other on the sibling
+    (test_http_faults.h2_together)."""
+    from test_http_faults import h2_together
+    return h2_together(srv, [("/slow-echo", "GET", BIG_HEAD, None, b"echo:", None)] * 2)
 
 
 def test_a_sibling_without_memory_for_a_stream_resets_it(server):
@@ -252,4 +242,4 @@ def test_a_sibling_without_memory_for_a_stream_resets_it(server):
     runner_faults = sum(where in RUNNER_SITES for where in fired_all)
     assert srv.stderr_text().count(": out of memory for an HTTP/2 stream\n") >= runner_faults, srv.describe()
     assert two_streams_at_once(srv) == "whole+whole"
-    assert not any(m in srv.stderr_text() for m in CRASH), srv.describe()
+    assert_no_crash(srv)

@@ -170,32 +170,42 @@ def h2_exchange(path, body=None, expected=b"", trailers=None):
     return exchange
 
 
-def h2_two_streams(srv):
-    """Two streams at once on a fresh connection of a two-worker server, so
-    that one is answered by the other worker (http/h2_remote.h): a POST of
-    BODY, a GET with trailers asked for (ASGI) or not; the outcomes of both,
-    joined with "+" (h2_outcome)."""
+def h2_together(srv, streams):
+    """Streams opened on a fresh connection of srv, all ending in the last
+    bytes of one write, so that the server reads them together (read one
+    at a time, each would run on the connection's loop, which would be idle
+    again for the next) and one is answered by the other worker
+    (http/h2_remote.h). streams: (path, method, headers, body, expected,
+    trailers) each; their outcomes (h2_outcome), sorted and joined with
+    "+"."""
     from test_http2 import H2
     c = None
     try:
         c = H2(srv.addr)
-        trailers = {"x-one": "1", "x-two": "2"} if srv.app.endswith(":asgi") else None
-        # In one write, both ending in its last bytes: the server reads
-        # them together (read one at a time, each would run on the
-        # connection's loop, which would be idle again for the second).
-        a = c.request("/slow-echo", method="POST", end=False, flush=False)
-        b = c.request("/trailers" if trailers else "/slow-echo", end=False, flush=False)
-        c.conn.send_data(a, BODY)
-        c.conn.end_stream(a)
-        c.conn.end_stream(b)
+        sids = [c.request(path, method=method, headers=headers, end=False, flush=False)
+                for path, method, headers, *_ in streams]
+        for sid, (_, _, _, body, _, _) in zip(sids, streams):
+            if body:
+                c.conn.send_data(sid, body)
+        for sid in sids:
+            c.conn.end_stream(sid)
         c.flush()
-        return "+".join(sorted([h2_outcome(c, c.responses[a], b"echo:" + BODY, None),
-                                h2_outcome(c, c.responses[b], b"echo:", trailers)]))
+        return "+".join(sorted(h2_outcome(c, c.responses[sid], expected, trailers)
+                               for sid, (*_, expected, trailers) in zip(sids, streams)))
     except (ConnectionError, BrokenPipeError):
         return "closed"
     finally:
         if c is not None:
             c.close()
+
+
+def h2_two_streams(srv):
+    """Two streams at once on a fresh connection of a two-worker server, so
+    that one is answered by the other worker: a POST of BODY, a GET with
+    trailers asked for (ASGI) or not (h2_together)."""
+    trailers = {"x-one": "1", "x-two": "2"} if srv.app.endswith(":asgi") else None
+    return h2_together(srv, [("/slow-echo", "POST", (), BODY, b"echo:" + BODY, None),
+                             ("/trailers" if trailers else "/slow-echo", "GET", (), None, b"echo:", trailers)])
 
 
 def h2c_exchange(path, expected):
