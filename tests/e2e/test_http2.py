@@ -1185,6 +1185,8 @@ def test_connection_specific_header_is_protocol_error(h2srv):
     assert r["reset"] == PROTOCOL_ERROR
     r = c.get("/", headers=[("te", "gzip")])
     assert r["reset"] == PROTOCOL_ERROR
+    for name in ("keep-alive", "proxy-connection", "upgrade"):
+        assert c.get("/", headers=[(name, "x")])["reset"] == PROTOCOL_ERROR, name
     # te: trailers is allowed, and the connection is still good.
     assert c.get("/", headers=[("te", "trailers")])["headers"][":status"] == "200"
     c.close()
@@ -1205,6 +1207,55 @@ def test_malformed_request_is_protocol_error(h2srv, headers):
     c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
     c.wait(lambda: c.responses[sid]["reset"] is not None or c.goaway is not None)
     assert c.responses[sid]["reset"] == PROTOCOL_ERROR
+    c.close()
+
+
+GET = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+POST = [(":method", "POST"), (":path", "/echo"), (":scheme", "http"), (":authority", "x")]
+
+
+@pytest.mark.parametrize("headers,then", [
+    ([(":method", "GET"), (":path", "/"), (":authority", "x")], []),                 # no :scheme
+    ([(":path", "/"), (":scheme", "http"), (":authority", "x")], []),               # no :method
+    ([(":method", "GET"), (":path", "/"), (":scheme", "http")], []),                 # no :authority, no host
+    (GET + [(":status", "200")], []),                                                # response pseudo
+    (GET + [(":protocol", "websocket")], []),                                        # CONNECT's, not enabled
+    ([(":method", "GET"), (":path", ""), (":scheme", "http"), (":authority", "x")], []),  # empty :path
+    ([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", " ")], []),  # blank :authority
+    ([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a b")], []),  # bad :authority
+    ([(":method", "GET"), (":path", "/"), (":scheme", "ht tp"), (":authority", "x")], []),  # bad :scheme
+    ([(":method", "CONNECT"), (":path", "/"), (":authority", "x:1")], []),           # CONNECT with :path
+    ([(":method", "CONNECT"), (":scheme", "http"), (":authority", "x:1")], []),      # ... with :scheme
+    ([(":method", "CONNECT")], []),                                                  # ... without :authority
+    (GET + [("host", "x"), ("host", "y")], []),                                      # two Host fields
+    (GET + [("host", "a b")], []),                                                   # bad Host
+    (POST + [("content-length", "1"), ("content-length", "1")], [("data", b"x", True)]),  # two lengths
+    (POST + [("content-length", "x")], [("data", b"x", True)]),                      # not a number
+    (POST + [("content-length", "3")], [("data", b"xy", True)]),                     # body short
+    (POST + [("content-length", "3")], [("data", b"xyzw", False)]),                  # body long
+    (POST + [("content-length", "3")], []),                                          # no body at all
+    (POST, [("data", b"x", False), ("raw headers", [("x-t", "1")], False)]),         # trailers, no END_STREAM
+    (POST, [("data", b"x", False), ("headers", [(":path", "/")], True)]),            # pseudo in trailers
+])
+def test_malformed_request_with_its_body_is_protocol_error(h2srv, headers, then):
+    """Malformed requests (RFC 9113 8.1.1, 8.2, 8.3): the stream is reset
+    with PROTOCOL_ERROR, the connection serves on."""
+    c = H2(h2srv.addr, validate=False)
+    sid = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid, headers, end_stream=not then)
+    for kind, what, end in then:
+        if kind == "data":
+            c.conn.send_data(sid, what, end_stream=end)
+        elif kind == "headers":
+            c.conn.send_headers(sid, what, end_stream=end)
+        else:  # a frame h2 itself refuses to send: END_HEADERS only
+            c.flush()
+            c.raw(frame(0x1, 0x4 | (0x1 if end else 0), sid, c.conn.encoder.encode(what)))
+    c.flush()
+    c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.wait(lambda: c.responses[sid]["reset"] is not None or c.goaway is not None)
+    assert c.responses[sid]["reset"] == PROTOCOL_ERROR and c.goaway is None
+    assert c.get("/")["headers"][":status"] == "200"
     c.close()
 
 
