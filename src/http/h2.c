@@ -61,6 +61,8 @@ typedef struct gn_h2_stream {
     char *pend;         /* streamed body bytes the bridge has not taken */
     size_t pend_len, pend_cap;
     uint64_t body_seen;
+    int64_t length;     /* content-length, or -1 */
+    uint64_t data_seen; /* DATA bytes received, against length */
     int error;          /* a status to answer instead of the application */
     double stalled_at;  /* output waits for a window the client keeps shut, since */
     char *trl;          /* response trailers: "name\0value\0" each */
@@ -69,12 +71,13 @@ typedef struct gn_h2_stream {
     const gn_handler_t *hd; /* who answers: the loop's bridge, or a sibling's (h2_remote.h) */
     unsigned head_ready : 1, remote_done : 1, dispatched : 1, submitted : 1, done : 1, aborted : 1,
         deferred : 1, closed : 1, local_done : 1, reset_sent : 1, has_host : 1, too_big : 1, body_done : 1,
-        many : 1;
+        many : 1, regular : 1, connect : 1, malformed : 1, pseudo : 4;
 } gn_h2_stream_t;
 
 typedef struct gn_h2 {
     nghttp2_session *s;
     gn_h2_stream_t *streams;
+    gn_h2_stream_t *heading; /* the stream whose header block is being read */
     unsigned n_streams;
     int goaway;  /* GOAWAY submitted (stopping) */
     int failed;  /* a connection error: send what is queued, then close */
@@ -157,6 +160,7 @@ static gn_h2_stream_t *stream_new(gn_conn_t *c, int32_t id)
     st->hd = loop->handler;
     st->parent = c;
     st->id = id;
+    st->length = -1;
     gn_h2_t *h = c->h2;
     st->next = h->streams;
     if (h->streams)
@@ -262,24 +266,19 @@ static const char *keep(gn_h2_stream_t *st, const char *a, size_t an, const char
     return at;
 }
 
-/* One field of a request's header block, kept for the head (finish_head).
- * 0, or -1 when out of memory. */
-static int field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+/* A pseudo-field's value, kept for the head (finish_head). 0, or -1 when
+ * out of memory. */
+static int keep_pseudo(gn_h2_stream_t *st, gn_slice_t *slot, const char *value, size_t vlen)
 {
-    gn_slice_t *pseudo = NULL;
-    if (nlen > 0 && name[0] == ':') {
-        if (nlen == 7 && memcmp(name, ":method", 7) == 0)
-            pseudo = &st->method;
-        else if (nlen == 5 && memcmp(name, ":path", 5) == 0)
-            pseudo = &st->path;
-        else if (nlen == 10 && memcmp(name, ":authority", 10) == 0)
-            pseudo = &st->authority;
-        else
-            return 0; /* :scheme (nghttp2 checked it) */
-        const char *v = keep(st, value, vlen, NULL, 0);
-        *pseudo = (gn_slice_t){v, vlen};
-        return v ? 0 : -1;
-    }
+    const char *v = keep(st, value, vlen, NULL, 0);
+    *slot = (gn_slice_t){v, vlen};
+    return v ? 0 : -1;
+}
+
+/* A regular field, kept for the head (finish_head). 0, or -1 when out of
+ * memory. */
+static int keep_field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+{
     if (nlen == 6 && memcmp(name, "cookie", 6) == 0)
         return (st->cookie_len && append(&st->cookie, &st->cookie_len, &st->cookie_cap, "; ", 2)) ||
                        append(&st->cookie, &st->cookie_len, &st->cookie_cap, value, vlen)
@@ -299,6 +298,137 @@ static int field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *
     return 0;
 }
 
+/*
+ * RFC 9113 8.2 and 8.3, checked here rather than by nghttp2 (whose HTTP
+ * checks are off: the rest of them repeat gn_parse_fields'). A request
+ * that breaks one is malformed: its stream is reset with PROTOCOL_ERROR at
+ * the end of its header block (8.1.1). Field names and values with bytes
+ * a field may not hold are gn_parse_fields' to answer (400).
+ */
+enum { P_METHOD = 1, P_PATH = 2, P_SCHEME = 4, P_AUTHORITY = 8 };
+
+static int blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t')
+            return 0;
+    return 1;
+}
+
+/* scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 3.1) */
+static int scheme_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)(p[i] | 0x20);
+        if (!((c >= 'a' && c <= 'z') || (i > 0 && ((p[i] >= '0' && p[i] <= '9') || p[i] == '+' || p[i] == '-' ||
+                                                    p[i] == '.'))))
+            return 0;
+    }
+    return n > 0;
+}
+
+static int pseudo_field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    gn_slice_t *slot = NULL;
+    unsigned bit = 0;
+    if (nlen == 5 && memcmp(name, ":path", 5) == 0)
+        bit = P_PATH, slot = &st->path;
+    else if (nlen == 7 && memcmp(name, ":method", 7) == 0)
+        bit = P_METHOD, slot = &st->method;
+    else if (nlen == 7 && memcmp(name, ":scheme", 7) == 0)
+        bit = P_SCHEME;
+    else if (nlen == 10 && memcmp(name, ":authority", 10) == 0)
+        bit = P_AUTHORITY, slot = &st->authority;
+    /* Unknown (:status, :protocol), repeated, after a regular field, or
+     * blank. */
+    if (bit == 0 || (st->pseudo & bit) || st->regular || blank(value, vlen)) {
+        st->malformed = 1;
+        return 0;
+    }
+    st->pseudo |= bit;
+    if (bit == P_METHOD && vlen == 7 && memcmp(value, "CONNECT", 7) == 0)
+        st->connect = 1;
+    if ((st->connect && (st->pseudo & (P_PATH | P_SCHEME))) || (bit == P_SCHEME && !scheme_ok(value, vlen)) ||
+        (bit == P_AUTHORITY && !gn_authority_ok((gn_slice_t){value, vlen}))) {
+        st->malformed = 1;
+        return 0;
+    }
+    return slot ? keep_pseudo(st, slot, value, vlen) : 0;
+}
+
+/* content-length = 1*DIGIT; -1 if not. */
+static int64_t length_of(const char *p, size_t n)
+{
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return n ? v : -1;
+}
+
+/* Whether a regular field may be in an HTTP/2 request: lower-case name
+ * (8.2.1), no connection-specific field, TE only as "trailers" (8.2.2),
+ * one Host that is an authority, one content-length that is a number. */
+static int regular_ok(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    for (size_t i = 0; i < nlen; i++)
+        if ((unsigned char)(name[i] - 'A') < 26)
+            return 0;
+    switch (nlen) {
+    case 2:
+        return memcmp(name, "te", 2) != 0 || (vlen == 8 && strncasecmp(value, "trailers", 8) == 0);
+    case 4:
+        return memcmp(name, "host", 4) != 0 || (!st->has_host && gn_authority_ok((gn_slice_t){value, vlen}));
+    case 7:
+        return memcmp(name, "upgrade", 7) != 0;
+    case 10:
+        return memcmp(name, "connection", 10) != 0 && memcmp(name, "keep-alive", 10) != 0;
+    case 14:
+        if (memcmp(name, "content-length", 14) != 0)
+            return 1;
+        if (st->length >= 0)
+            return 0;
+        st->length = length_of(value, vlen);
+        return st->length >= 0;
+    case 16:
+        return memcmp(name, "proxy-connection", 16) != 0;
+    case 17:
+        return memcmp(name, "transfer-encoding", 17) != 0;
+    }
+    return 1;
+}
+
+/* One field of a request's header block: checked, then kept. 0, or -1
+ * when out of memory. */
+static int field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (nlen > 0 && name[0] == ':')
+        return pseudo_field(st, name, nlen, value, vlen);
+    st->regular = 1;
+    if (!regular_ok(st, name, nlen, value, vlen)) {
+        st->malformed = 1;
+        return 0;
+    }
+    /* A value may not start or end with whitespace (8.2.1): a 400, as a
+     * field the parser refuses. */
+    if (vlen && (blank(value, 1) || blank(value + vlen - 1, 1))) {
+        st->error = 400;
+        return 0;
+    }
+    return keep_field(st, name, nlen, value, vlen);
+}
+
+/* Whether the header block had what a request needs (8.3.1, 8.5). */
+static int complete(const gn_h2_stream_t *st)
+{
+    if (st->connect)
+        return (st->pseudo & P_AUTHORITY) != 0;
+    return (st->pseudo & (P_METHOD | P_PATH | P_SCHEME)) == (P_METHOD | P_PATH | P_SCHEME) &&
+           ((st->pseudo & P_AUTHORITY) || st->has_host);
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -307,6 +437,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     if (st == NULL)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     nghttp2_session_set_stream_user_data(s, st->id, st);
+    ((gn_conn_t *)user)->h2->heading = st; /* its fields come next: no lookup for each */
     return 0;
 }
 
@@ -315,10 +446,19 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 {
     (void)flags;
     gn_conn_t *c = user;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* trailers: RFC 9110 lets a server drop them */
-    gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (st == NULL || st->error)
+    gn_h2_stream_t *st = c->h2->heading;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* Trailers: RFC 9110 lets a server drop them, but a pseudo-field
+         * there makes the request malformed (RFC 9113 8.1). */
+        if (namelen && name[0] == ':' && (st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id)))
+            st->malformed = 1;
+        return 0;
+    }
+    if (st == NULL || st->id != f->hd.stream_id)
+        st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st == NULL || st->error || st->malformed)
         return 0;
     st->list_size += namelen + valuelen + 32;
     if (st->list_size > c->loop->limits->max_head_size) {
@@ -384,19 +524,47 @@ static void finish_head(gn_h2_stream_t *st)
         st->error = 413;
 }
 
+static void reset(gn_conn_t *c, gn_h2_stream_t *st, uint32_t code);
+
+/* A malformed request (RFC 9113 8.1.1): its stream is reset, never
+ * served; the connection goes on. */
+static void malformed(gn_conn_t *c, gn_h2_stream_t *st)
+{
+    if (st->reset_sent || st->closed)
+        return;
+    char host[64];
+    int port;
+    gn_conn_peer(c, host, sizeof(host), &port);
+    gn_log(GN_LOG_INFO, "malformed request from %s (HTTP/2 stream %d): reset", host, (int)st->id);
+    reset(c, st, NGHTTP2_PROTOCOL_ERROR);
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
-    (void)user;
+    gn_conn_t *c = user;
     gn_h2_stream_t *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id) : NULL;
-    if (st == NULL)
+    if (st == NULL || st->reset_sent)
         return 0;
+    int end = (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM);
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !st->head_ready) {
+        if (st->malformed || (!st->error && !complete(st))) {
+            malformed(c, st);
+            return 0;
+        }
         st->head_ready = 1;
         if (!st->error)
             finish_head(st);
+    } else if (f->hd.type == NGHTTP2_HEADERS && (st->malformed || !end)) {
+        malformed(c, st); /* trailers: without END_STREAM, or with a pseudo-field */
+        return 0;
     }
-    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    if (end) {
+        if (st->length >= 0 && st->data_seen != (uint64_t)st->length) {
+            malformed(c, st); /* a body shorter than its content-length (8.1.1) */
+            return 0;
+        }
         st->remote_done = 1;
+    }
     return 0;
 }
 
@@ -406,6 +574,8 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     gn_conn_t *c = user;
     gn_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
     uint64_t max = c->loop->limits->max_body;
+    if (st && st->length >= 0 && (st->data_seen += len) > (uint64_t)st->length)
+        malformed(c, st); /* a body longer than its content-length (8.1.1) */
     if (st == NULL || st->error || st->too_big || st->done || st->reset_sent) {
         nghttp2_session_consume(s, id, len);
         return 0;
@@ -580,6 +750,8 @@ static void free_stream(gn_conn_t *c, gn_h2_stream_t *st)
     if (st->next)
         st->next->prev = st->prev;
     h->n_streams--;
+    if (h->heading == st)
+        h->heading = NULL;
     if (sc->status > 0) {
         if (c->loop->limits->access_log)
             gn_conn__access_log(sc);
@@ -623,7 +795,7 @@ static void dispatch(gn_h2_stream_t *st)
 static int startable(const gn_h2_stream_t *st, int *whole)
 {
     *whole = st->remote_done;
-    return !st->dispatched && st->head_ready && !st->error && !st->too_big && !st->closed &&
+    return !st->dispatched && st->head_ready && !st->error && !st->too_big && !st->closed && !st->reset_sent &&
            (st->remote_done || streaming(&st->conn));
 }
 
@@ -770,7 +942,7 @@ static void serve(gn_conn_t *c, gn_h2_stream_t *st)
         free_stream(c, st);
         return;
     }
-    if (!st->dispatched && st->head_ready) {
+    if (!st->dispatched && st->head_ready && !st->reset_sent) {
         if (st->error)
             answer(st, st->error);
         else if (st->too_big)
@@ -857,6 +1029,8 @@ static int start(gn_conn_t *c)
     /* Body bytes are acknowledged when the application takes them, so a
      * slow reader of its request body holds the client back. */
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* Its HTTP checks repeat gn_parse_fields': field() makes the rest. */
+    nghttp2_option_set_no_http_messaging(opt, 1);
     nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BURST, RESET_RATE);
     nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
     int r = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_server_new2(&h->s, cb, c, opt));
@@ -1210,12 +1384,13 @@ static gn_h2_stream_t *upgrade_stream(gn_conn_t *c)
     gn_h2_stream_t *st = stream_new(c, 1);
     if (st == NULL)
         return NULL;
-    int bad = st->error || field(st, ":method", 7, c->req.method.base, c->req.method.len) < 0 ||
-              field(st, ":path", 5, c->req.target.base, c->req.target.len) < 0;
+    /* Kept as they are: the HTTP/1.1 parser has checked them. */
+    int bad = st->error || keep_pseudo(st, &st->method, c->req.method.base, c->req.method.len) < 0 ||
+              keep_pseudo(st, &st->path, c->req.target.base, c->req.target.len) < 0;
     for (size_t i = 0; i < c->req.num_headers && !bad; i++) {
         const gn_header_t *f = &c->headers[i];
         if (!hop_by_hop(f))
-            bad = field(st, f->name.base, f->name.len, f->value.base, f->value.len) < 0;
+            bad = keep_field(st, f->name.base, f->name.len, f->value.base, f->value.len) < 0;
     }
     if (bad)
         st->error = 503;

@@ -27,6 +27,7 @@ enum {
     C_TOKEN = 1,  /* tchar, RFC 9110 section 5.6.2 */
     C_TARGET = 2, /* VCHAR but '#': what we accept in a request-target */
     C_VALUE = 4,  /* field-vchar / SP / HTAB, RFC 9110 section 5.5 */
+    C_AUTHORITY = 8, /* in an authority: see gn_authority_ok */
 };
 
 #define IS_ALNUM(c)                                                                  \
@@ -41,9 +42,14 @@ enum {
  * '#' starts a fragment, which a client never sends (RFC 9112 3.2, RFC 3986
  * 3.5): a target holding one is refused, not cut or passed on.
  */
+#define IS_AUTHORITY(c)                                                              \
+    (IS_ALNUM(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '%' ||  \
+     (c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||  \
+     (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' || (c) == ':' ||   \
+     (c) == '[' || (c) == ']')
 #define CLASS(c)                                                                     \
     ((IS_TCHAR(c) ? C_TOKEN : 0) | ((c) > 0x20 && (c) < 0x7f && (c) != '#' ? C_TARGET : 0) | \
-     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? C_VALUE : 0))
+     ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? C_VALUE : 0) | (IS_AUTHORITY(c) ? C_AUTHORITY : 0))
 #define HEXVAL(c)                                                                    \
     ((c) >= '0' && (c) <= '9'   ? (c) - '0'                                          \
      : (c) >= 'a' && (c) <= 'f' ? (c) - 'a' + 10                                     \
@@ -245,23 +251,16 @@ static inline bool method_is(gn_slice_t m, const char *lit, size_t n)
  * URI as an error, and it is a classic way to make two hops see different
  * hosts.
  */
-static bool authority_ok(gn_slice_t a)
+bool gn_authority_ok(gn_slice_t a)
 {
-    if (a.len == 0)
-        return false;
-    for (size_t i = 0; i < a.len; i++) {
-        unsigned char c = (unsigned char)a.base[i];
-        if (!(IS_ALNUM(c) || (c && strchr("-._~%!$&'()*+,;=:[]", c) != NULL)))
-            return false;
-    }
-    return true;
+    return a.len > 0 && all_in(a, C_AUTHORITY);
 }
 
 /* authority-form = uri-host ":" port (RFC 9112 3.2.3): the port is required. */
 static bool authority_form_ok(gn_slice_t t)
 {
     const char *colon = memrchr(t.base, ':', t.len);
-    if (!authority_ok(t) || colon == NULL || colon == t.base || colon + 1 == t.base + t.len)
+    if (!gn_authority_ok(t) || colon == NULL || colon == t.base || colon + 1 == t.base + t.len)
         return false;
     for (const char *p = colon + 1; p < t.base + t.len; p++)
         if (!is_digit(*p))
@@ -290,7 +289,7 @@ static int parse_absolute_form(gn_request_t *req)
     while (e < end && *e != '/' && *e != '?')
         e++;
     req->authority = slice(a, e);
-    if (!authority_ok(req->authority))
+    if (!gn_authority_ok(req->authority))
         return GN_PARSE_ERR_400;
     split_path(req, slice(e, end));
     if (req->path.len == 0)

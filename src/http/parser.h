@@ -13,6 +13,7 @@
 #ifndef GN_HTTP_PARSER_H
 #define GN_HTTP_PARSER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -118,6 +119,10 @@ int gn_parse_request(const char *buf, size_t len, size_t last_len,
  * bounds n (431).
  */
 int gn_parse_fields(gn_request_t *req, gn_header_t *headers, size_t n);
+
+/* Whether a is a non-empty host[:port] with no userinfo (RFC 3986 3.2, RFC
+ * 9110 4.2.4): what an absolute-form target and HTTP/2's :authority hold. */
+bool gn_authority_ok(gn_slice_t a);
 
 /* Incremental chunked-body decoder state; zero it (or gn_chunked_init) per body. */
 typedef struct {

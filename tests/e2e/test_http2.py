@@ -1236,6 +1236,7 @@ POST = [(":method", "POST"), (":path", "/echo"), (":scheme", "http"), (":authori
     (POST + [("content-length", "3")], []),                                          # no body at all
     (POST, [("data", b"x", False), ("raw headers", [("x-t", "1")], False)]),         # trailers, no END_STREAM
     (POST, [("data", b"x", False), ("headers", [(":path", "/")], True)]),            # pseudo in trailers
+    ([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "u@x")], []),  # userinfo
 ])
 def test_malformed_request_with_its_body_is_protocol_error(h2srv, headers, then):
     """Malformed requests (RFC 9113 8.1.1, 8.2, 8.3): the stream is reset
@@ -1255,6 +1256,24 @@ def test_malformed_request_with_its_body_is_protocol_error(h2srv, headers, then)
     c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
     c.wait(lambda: c.responses[sid]["reset"] is not None or c.goaway is not None)
     assert c.responses[sid]["reset"] == PROTOCOL_ERROR and c.goaway is None
+    wait_log(h2srv, "malformed request from 127.0.0.1 (HTTP/2 stream %d): reset" % sid)
+    assert c.get("/")["headers"][":status"] == "200"
+    c.close()
+
+
+@pytest.mark.parametrize("field", [
+    ("x y", "1"),         # not a token
+    ("x-a", "a\x01b"),    # a control byte
+    ("x-a", " a"),        # leading whitespace (RFC 9113 8.2.1)
+    ("x-a", "a\t"),       # trailing whitespace
+])
+def test_field_a_request_may_not_hold_is_400(h2srv, field):
+    """As over HTTP/1.1: a 400 with a log line (RFC 9113 8.1.1 lets a
+    server answer a malformed request), and the connection serves on."""
+    c = H2(h2srv.addr, validate=False)
+    r = c.get("/", headers=[field])
+    assert r["headers"][":status"] == "400", r
+    wait_log(h2srv, "400 Bad Request from 127.0.0.1 (HTTP/2 stream %d)" % (c.conn.highest_outbound_stream_id))
     assert c.get("/")["headers"][":status"] == "200"
     c.close()
 
