@@ -869,9 +869,9 @@ static void drive(gn_conn_t *c)
     c->driving = 1;
     int go = 1;
     while (go || c->redrive) {
-        if (!go)
-            c->redrive = 0;
-        go = 1;
+        /* A step sees what a drive() asked for before it: one asked for
+         * during this step takes another. */
+        c->redrive = 0;
         switch (c->state) {
         case GN_CONN_READ_HEAD: go = step_head(c); break;
         case GN_CONN_READ_BODY: go = step_body(c); break;

@@ -845,9 +845,8 @@ static void answer(gn_h2_stream_t *st, int status)
     st->done = 1;
 }
 
-/* The head buf[0..end + 4) ("HTTP/1.1 200 OK\r\n...\r\n\r\n", writable:
- * names are lower-cased in place) as the stream's HEADERS, then taken off
- * its queue. 0, or -1 to reset. */
+/* The head buf[0..end + 4) ("HTTP/1.1 200 OK\r\n...\r\n\r\n") as the
+ * stream's HEADERS, then taken off its queue. 0, or -1 to reset. */
 static int submit_fields(gn_conn_t *c, gn_h2_stream_t *st, char *buf, char *end)
 {
     gn_conn_t *sc = &st->conn;
@@ -869,11 +868,8 @@ static int submit_fields(gn_conn_t *c, gn_h2_stream_t *st, char *buf, char *end)
         while (v < eol && (*v == ' ' || *v == '\t'))
             v++;
         /* Connection-specific fields have no place in HTTP/2 (RFC 9113 8.2.2). */
-        if (!gn_http_connection_field(p, nlen)) {
-            for (size_t i = 0; i < nlen; i++)
-                p[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+        if (!gn_http_connection_field(p, nlen)) /* nghttp2 lower-cases names as it copies them */
             nv[nvlen++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, (size_t)(eol - v), NGHTTP2_NV_FLAG_NONE};
-        }
         p = eol + 2;
     }
     sc->status = status;
@@ -1068,7 +1064,9 @@ static void send_pending(gn_conn_t *c)
 {
     gn_h2_t *h = c->h2;
     size_t hw = c->loop->limits->write_high_water;
-    while (c->out_bytes < hw && nghttp2_session_want_write(h->s)) {
+    if (!nghttp2_session_want_write(h->s))
+        return;
+    while (c->out_bytes < hw) { /* until nghttp2 has nothing more (0) */
         const uint8_t *d;
         ssize_t n = GN_FAIL(NGHTTP2_ERR_NOMEM, nghttp2_session_mem_send(h->s, &d));
         if (n < 0) {
