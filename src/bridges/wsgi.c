@@ -248,9 +248,9 @@ static int add_headers(gn_wsgi_t *w, PyObject *env, gn_conn_t *c)
 
 static PyObject *port_str(int port)
 {
-    char buf[16];
-    snprintf(buf, sizeof(buf), "%d", port);
-    return PyUnicode_FromString(buf);
+    char buf[20];
+    size_t n = gn_fmt_u64(buf, (unsigned long long)(port > 0 ? port : 0));
+    return PyUnicode_FromStringAndSize(buf, (Py_ssize_t)n);
 }
 
 /* SERVER_NAME/PORT from Host, as gunicorn does (the parser has put an

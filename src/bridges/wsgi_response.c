@@ -27,15 +27,10 @@ static const char *latin1(PyObject *s, Py_ssize_t *len)
     return (const char *)PyUnicode_1BYTE_DATA(s);
 }
 
-static int is_tchar(unsigned char ch)
-{
-    return ch > 0x20 && ch < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", ch);
-}
-
 static int valid_name(const char *p, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (!is_tchar((unsigned char)p[i]))
+        if (!gn_http_tchar((unsigned char)p[i]))
             return 0;
     }
     return n > 0;

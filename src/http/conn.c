@@ -1063,12 +1063,32 @@ void gn_conn_response_abort(gn_conn_t *c)
     set_state(c, GN_CONN_DRAIN);
 }
 
+/* As inet_ntop(AF_INET), which formats through sprintf: this runs for
+ * every request (REMOTE_ADDR, the access log). */
+static void ipv4_text(const struct in_addr *in, char *host, size_t hostlen)
+{
+    const unsigned char *b = (const unsigned char *)&in->s_addr;
+    char text[16];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            text[n++] = '.';
+        n += gn_fmt_u64(text + n, b[i]);
+    }
+    if (hostlen == 0)
+        return;
+    if (n >= hostlen)
+        n = hostlen - 1;
+    memcpy(host, text, n);
+    host[n] = '\0';
+}
+
 static void addr_text(const gn_addr_t *ss, char *host, size_t hostlen, int *port)
 {
     *port = 0;
     if (ss->sa.sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hostlen);
+        ipv4_text(&a->sin_addr, host, hostlen);
         *port = ntohs(a->sin_port);
     } else if (ss->sa.sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;

@@ -24,7 +24,7 @@
 /* ---- character classes ---------------------------------------------------- */
 
 enum {
-    C_TOKEN = 1,  /* tchar, RFC 9110 section 5.6.2 */
+    C_TOKEN = GN_HTTP_TCHAR, /* tchar, RFC 9110 section 5.6.2 */
     C_TARGET = 2, /* VCHAR but '#': what we accept in a request-target */
     C_VALUE = 4,  /* field-vchar / SP / HTAB, RFC 9110 section 5.5 */
     C_AUTHORITY = 8, /* in an authority: see gn_authority_ok */
@@ -61,12 +61,12 @@ enum {
 #define X64(F, b) X16(F, b), X16(F, b + 16), X16(F, b + 32), X16(F, b + 48)
 #define X256(F) X64(F, 0), X64(F, 64), X64(F, 128), X64(F, 192)
 
-static const uint8_t cls[256] = {X256(CLASS)};
+const uint8_t gn_http_char_class[256] = {X256(CLASS)};
 static const int8_t hexval[256] = {X256(HEXVAL)};
 
 static inline bool is(unsigned char c, unsigned klass)
 {
-    return (cls[c] & klass) != 0;
+    return (gn_http_char_class[c] & klass) != 0;
 }
 
 /*

@@ -123,24 +123,50 @@ void gn_http_framing(gn_framing_t *f, int status, int is_head, int minor_version
     }
 }
 
+size_t gn_fmt_u64(char *dst, unsigned long long v)
+{
+    char d[20];
+    size_t k = sizeof(d);
+    do {
+        d[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(dst, d + k, sizeof(d) - k);
+    return sizeof(d) - k;
+}
+
+/* buf[n..cap) gets s[0..len), cut to fit; the new length. */
+static size_t put(char *buf, size_t cap, size_t n, const char *s, size_t len)
+{
+    if (len > cap - n)
+        len = cap - n;
+    memcpy(buf + n, s, len);
+    return n + len;
+}
+
+#define PUT(lit) (n = put(buf, cap, n, lit, sizeof(lit) - 1))
+
 size_t gn_http_head_tail(char *buf, size_t cap, const gn_framing_t *f, int add_date, int add_server,
                          int minor_version)
 {
-    size_t dlen;
+    size_t dlen, n = 0;
     const char *ds = gn_http_date_server(add_server, &dlen);
-    int n = 0;
     if (add_date)
-        n = snprintf(buf, cap, "%.*s", (int)dlen, ds);
+        n = put(buf, cap, n, ds, dlen);
     else if (add_server)
-        n = snprintf(buf, cap, "Server: gorgon\r\n");
-    if (f->add_length)
-        n += snprintf(buf + n, cap - (size_t)n, "Content-Length: %lld\r\n", (long long)f->length);
-    else if (f->chunked)
-        n += snprintf(buf + n, cap - (size_t)n, "Transfer-Encoding: chunked\r\n");
+        PUT("Server: gorgon\r\n");
+    if (f->add_length) {
+        char num[20];
+        PUT("Content-Length: ");
+        n = put(buf, cap, n, num, gn_fmt_u64(num, (unsigned long long)f->length));
+        PUT("\r\n");
+    } else if (f->chunked) {
+        PUT("Transfer-Encoding: chunked\r\n");
+    }
     if (f->close)
-        n += snprintf(buf + n, cap - (size_t)n, "Connection: close\r\n");
+        PUT("Connection: close\r\n");
     else if (minor_version == 0)
-        n += snprintf(buf + n, cap - (size_t)n, "Connection: keep-alive\r\n");
-    n += snprintf(buf + n, cap - (size_t)n, "\r\n");
-    return (size_t)n;
+        PUT("Connection: keep-alive\r\n");
+    PUT("\r\n");
+    return n;
 }

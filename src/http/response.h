@@ -42,6 +42,10 @@ typedef struct {
 void gn_http_framing(gn_framing_t *f, int status, int is_head, int minor_version, int64_t app_length,
                      int64_t known_length, int keepalive);
 
+/* v in decimal at dst (room for 20 digits), no NUL; the digits written.
+ * printf costs more than the rest of a small response's head. */
+size_t gn_fmt_u64(char *dst, unsigned long long v);
+
 /*
  * Writes the server's part of a head after the application's headers:
  * Date and Server (each unless the app gave it), the framing header, the
