@@ -543,9 +543,14 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     gn_conn_t *c = user;
     gn_h2_stream_t *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id) : NULL;
-    if (st == NULL || st->reset_sent)
+    if (st == NULL)
         return 0;
     int end = (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM);
+    if (st->reset_sent) { /* its answer is given: nothing more to check */
+        if (end)
+            st->remote_done = 1;
+        return 0;
+    }
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !st->head_ready) {
         if (st->malformed || (!st->error && !complete(st))) {
             malformed(c, st);
