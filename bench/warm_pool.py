@@ -30,7 +30,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APPS = os.path.join(REPO, "bench", "apps")
 PY = sys.executable
-BENCH_BIN = os.path.join(os.environ.get("BENCH_VENV") or os.path.join(REPO, ".venv-bench"), "bin")
+# Absolute: the servers start in bench/apps.
+BENCH_BIN = os.path.join(os.path.abspath(os.environ.get("BENCH_VENV") or os.path.join(REPO, ".venv-bench")), "bin")
 HOST = "127.0.0.1"
 
 
