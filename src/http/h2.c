@@ -84,6 +84,7 @@ typedef struct gn_h2 {
     int moved;   /* a stream's queue got room this round */
     double stalled_at; /* output waits for the connection's window, since */
     long long drained_in; /* the loop's round (polled_us) whose read emptied the socket */
+    unsigned malformed; /* streams reset as malformed: the first is logged at info */
 } gn_h2_t;
 
 int gn_h2_preface(const char *p, size_t n)
@@ -327,6 +328,27 @@ static int scheme_ok(const char *p, size_t n)
     return n > 0;
 }
 
+static int method_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!gn_http_tchar((unsigned char)p[i]))
+            return 0;
+    return 1;
+}
+
+/* An origin-form path or "*" (8.3.1): an absolute URI there would name
+ * another host than :authority. No control byte nor space; the rest of
+ * the target's rules are gn_parse_fields' (400). Not empty (blank). */
+static int path_ok(const char *p, size_t n)
+{
+    if (!(p[0] == '/' || (n == 1 && p[0] == '*')))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 static int pseudo_field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     gn_slice_t *slot = NULL;
@@ -348,7 +370,8 @@ static int pseudo_field(gn_h2_stream_t *st, const char *name, size_t nlen, const
     st->pseudo |= bit;
     if (bit == P_METHOD && vlen == 7 && memcmp(value, "CONNECT", 7) == 0)
         st->connect = 1;
-    if ((st->connect && (st->pseudo & (P_PATH | P_SCHEME))) || (bit == P_SCHEME && !scheme_ok(value, vlen)) ||
+    if ((st->connect && (st->pseudo & (P_PATH | P_SCHEME))) || (bit == P_METHOD && !method_ok(value, vlen)) ||
+        (bit == P_PATH && !path_ok(value, vlen)) || (bit == P_SCHEME && !scheme_ok(value, vlen)) ||
         (bit == P_AUTHORITY && !gn_authority_ok((gn_slice_t){value, vlen}))) {
         st->malformed = 1;
         return 0;
@@ -368,10 +391,10 @@ static int64_t length_of(const char *p, size_t n)
     return n ? v : -1;
 }
 
-/* Whether a regular field may be in an HTTP/2 request: lower-case name
- * (8.2.1), no connection-specific field, TE only as "trailers" (8.2.2),
- * one Host that is an authority, one content-length that is a number. */
-static int regular_ok(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+/* Whether a field may be in an HTTP/2 header block at all: a lower-case
+ * name (8.2.1), no connection-specific field, TE only as "trailers"
+ * (8.2.2). */
+static int field_ok(const char *name, size_t nlen, const char *value, size_t vlen)
 {
     for (size_t i = 0; i < nlen; i++)
         if ((unsigned char)(name[i] - 'A') < 26)
@@ -379,23 +402,32 @@ static int regular_ok(gn_h2_stream_t *st, const char *name, size_t nlen, const c
     switch (nlen) {
     case 2:
         return memcmp(name, "te", 2) != 0 || (vlen == 8 && strncasecmp(value, "trailers", 8) == 0);
-    case 4:
-        return memcmp(name, "host", 4) != 0 || (!st->has_host && gn_authority_ok((gn_slice_t){value, vlen}));
     case 7:
         return memcmp(name, "upgrade", 7) != 0;
     case 10:
         return memcmp(name, "connection", 10) != 0 && memcmp(name, "keep-alive", 10) != 0;
-    case 14:
-        if (memcmp(name, "content-length", 14) != 0)
-            return 1;
-        if (st->length >= 0)
-            return 0;
-        st->length = length_of(value, vlen);
-        return st->length >= 0;
     case 16:
         return memcmp(name, "proxy-connection", 16) != 0;
     case 17:
         return memcmp(name, "transfer-encoding", 17) != 0;
+    }
+    return 1;
+}
+
+/* Whether a regular field may be in an HTTP/2 request's head: field_ok;
+ * one Host, an authority (the application sees it; :authority stands in
+ * for a missing one: finish_head); one content-length, a number. */
+static int regular_ok(gn_h2_stream_t *st, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (!field_ok(name, nlen, value, vlen))
+        return 0;
+    if (nlen == 4 && memcmp(name, "host", 4) == 0)
+        return !st->has_host && gn_authority_ok((gn_slice_t){value, vlen});
+    if (nlen == 14 && memcmp(name, "content-length", 14) == 0) {
+        if (st->length >= 0)
+            return 0;
+        st->length = length_of(value, vlen);
+        return st->length >= 0;
     }
     return 1;
 }
@@ -451,8 +483,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0;
     if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* Trailers: RFC 9110 lets a server drop them, but a pseudo-field
-         * there makes the request malformed (RFC 9113 8.1). */
-        if (namelen && name[0] == ':' && (st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id)))
+         * there (8.1), or a field no header block may hold, makes the
+         * request malformed. */
+        if (((namelen && name[0] == ':') ||
+             !field_ok((const char *)name, namelen, (const char *)value, valuelen)) &&
+            (st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id)))
             st->malformed = 1;
         return 0;
     }
@@ -535,7 +570,9 @@ static void malformed(gn_conn_t *c, gn_h2_stream_t *st)
     char host[64];
     int port;
     gn_conn_peer(c, host, sizeof(host), &port);
-    gn_log(GN_LOG_INFO, "malformed request from %s (HTTP/2 stream %d): reset", host, (int)st->id);
+    /* One line at info per connection: a client cannot fill the log. */
+    gn_log(c->h2->malformed++ ? GN_LOG_DEBUG : GN_LOG_INFO, "malformed request from %s (HTTP/2 stream %d): reset",
+           host, (int)st->id);
     reset(c, st, NGHTTP2_PROTOCOL_ERROR);
 }
 

@@ -204,9 +204,13 @@ class Server:
                 binds.append(a.split("=", 1)[1])
         if not binds and env.get("GORGON_BIND"):
             binds = [b.strip() for b in env["GORGON_BIND"].split(",") if b.strip()]
+        # A port picked here is free when picked, not when the server binds
+        # it: another test's server may take it in between (wait_ready).
+        self.port_retries = 0
         if not binds:
             binds = ["127.0.0.1:%d" % free_port()]
             args += ["--bind", binds[0]]
+            self.port_retries = 3
         if workers is not None and "--workers" not in args and "GORGON_WORKERS" not in env \
                 and not any(a.startswith("--workers=") for a in args):
             args += ["--workers", str(workers)]
@@ -280,12 +284,24 @@ class Server:
             if len(LISTEN_RE.findall(text)) >= len(self.binds) and ALL_READY_RE.search(text):
                 return self
             if self.proc.poll() is not None:
+                if self.port_retries and "Address already in use" in self.stderr_text():
+                    self.port_retries -= 1
+                    self.rebind()
+                    self.start()
+                    continue
                 pytest.fail("server exited before listening\n" + self.describe(),
                             pytrace=False)
             if time.monotonic() > deadline:
                 pytest.fail("no %d 'Listening at' line(s) after %.0fs\n%s" % (
                     len(self.binds), scaled(timeout), self.describe()), pytrace=False)
             time.sleep(0.02)
+
+    def rebind(self):
+        """Another free port for the one this server was given and lost."""
+        new = "127.0.0.1:%d" % free_port()
+        self.args[self.args.index(self.binds[0])] = new
+        self.binds = [new]
+        self.addrs = [parse_bind(new)]
 
     def wait_port(self, timeout=20):
         """Wait until every bind accepts connections (when logs are filtered)."""

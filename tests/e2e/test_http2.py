@@ -1237,6 +1237,11 @@ POST = [(":method", "POST"), (":path", "/echo"), (":scheme", "http"), (":authori
     (POST, [("data", b"x", False), ("raw headers", [("x-t", "1")], False)]),         # trailers, no END_STREAM
     (POST, [("data", b"x", False), ("headers", [(":path", "/")], True)]),            # pseudo in trailers
     ([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "u@x")], []),  # userinfo
+    ([(":method", "GET"), (":path", "http://y/"), (":scheme", "http"), (":authority", "x")], []),  # not origin-form
+    ([(":method", "GET"), (":path", "/a b"), (":scheme", "http"), (":authority", "x")], []),  # a space
+    ([(":method", "GE T"), (":path", "/"), (":scheme", "http"), (":authority", "x")], []),   # not a token
+    (POST, [("data", b"x", False), ("headers", [("connection", "close")], True)]),   # ... in trailers
+    (POST, [("data", b"x", False), ("headers", [("X-T", "1")], True)]),              # upper case in trailers
 ])
 def test_malformed_request_with_its_body_is_protocol_error(h2srv, headers, then):
     """Malformed requests (RFC 9113 8.1.1, 8.2, 8.3): the stream is reset
@@ -1259,6 +1264,24 @@ def test_malformed_request_with_its_body_is_protocol_error(h2srv, headers, then)
     wait_log(h2srv, "malformed request from 127.0.0.1 (HTTP/2 stream %d): reset" % sid)
     assert c.get("/")["headers"][":status"] == "200"
     c.close()
+
+
+def test_malformed_requests_log_one_line_per_connection(h2srv):
+    """The first malformed request of a connection is logged at info, the
+    next ones at debug: a client cannot fill the log."""
+    c = H2(h2srv.addr, validate=False)
+    sids = []
+    for _ in range(3):
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, GET + [(":bogus", "1")], end_stream=True)
+        c.responses[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        sids.append(sid)
+    c.flush()
+    c.wait(lambda: all(c.responses[sid]["reset"] is not None for sid in sids))
+    assert [c.responses[sid]["reset"] for sid in sids] == [PROTOCOL_ERROR] * 3
+    assert c.get("/")["headers"][":status"] == "200"  # after the resets: their lines are out
+    c.close()
+    assert h2srv.stderr_text().count("malformed request from") == 1, h2srv.stderr_text()
 
 
 @pytest.mark.parametrize("field", [
