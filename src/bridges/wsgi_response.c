@@ -27,15 +27,6 @@ static const char *latin1(PyObject *s, Py_ssize_t *len)
     return (const char *)PyUnicode_1BYTE_DATA(s);
 }
 
-static int valid_name(const char *p, Py_ssize_t n)
-{
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!gn_http_tchar((unsigned char)p[i]))
-            return 0;
-    }
-    return n > 0;
-}
-
 /* CR, LF and NUL would let a value split the response (header injection). */
 static int valid_value(const char *p, Py_ssize_t n)
 {
@@ -125,7 +116,8 @@ static int check_headers(gn_wsgi_req_t *req, PyObject *headers)
         Py_ssize_t nlen, vlen;
         const char *name = latin1(PyTuple_GET_ITEM(t, 0), &nlen);
         const char *value = latin1(PyTuple_GET_ITEM(t, 1), &vlen);
-        if (name == NULL || value == NULL || !valid_name(name, nlen) || !valid_value(value, vlen)) {
+        if (name == NULL || value == NULL || !gn_http_token((gn_slice_t){name, (size_t)nlen}) ||
+            !valid_value(value, vlen)) {
             PyErr_Format(PyExc_ValueError, "invalid WSGI header %R", t);
             return -1;
         }

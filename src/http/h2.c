@@ -308,10 +308,15 @@ static int keep_field(gn_h2_stream_t *st, const char *name, size_t nlen, const c
  */
 enum { P_METHOD = 1, P_PATH = 2, P_SCHEME = 4, P_AUTHORITY = 8 };
 
+static int ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
 static int blank(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t')
+        if (!ows(p[i]))
             return 0;
     return 1;
 }
@@ -328,17 +333,10 @@ static int scheme_ok(const char *p, size_t n)
     return n > 0;
 }
 
-static int method_ok(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!gn_http_tchar((unsigned char)p[i]))
-            return 0;
-    return 1;
-}
-
 /* An origin-form path or "*" (8.3.1): an absolute URI there would name
  * another host than :authority. No control byte nor space; the rest of
- * the target's rules are gn_parse_fields' (400). Not empty (blank). */
+ * the target's rules are gn_parse_fields' (400). n > 0: a blank value
+ * was refused before. */
 static int path_ok(const char *p, size_t n)
 {
     if (!(p[0] == '/' || (n == 1 && p[0] == '*')))
@@ -370,7 +368,7 @@ static int pseudo_field(gn_h2_stream_t *st, const char *name, size_t nlen, const
     st->pseudo |= bit;
     if (bit == P_METHOD && vlen == 7 && memcmp(value, "CONNECT", 7) == 0)
         st->connect = 1;
-    if ((st->connect && (st->pseudo & (P_PATH | P_SCHEME))) || (bit == P_METHOD && !method_ok(value, vlen)) ||
+    if ((st->connect && (st->pseudo & (P_PATH | P_SCHEME))) || (bit == P_METHOD && !gn_http_token((gn_slice_t){value, vlen})) ||
         (bit == P_PATH && !path_ok(value, vlen)) || (bit == P_SCHEME && !scheme_ok(value, vlen)) ||
         (bit == P_AUTHORITY && !gn_authority_ok((gn_slice_t){value, vlen}))) {
         st->malformed = 1;
@@ -399,19 +397,9 @@ static int field_ok(const char *name, size_t nlen, const char *value, size_t vle
     for (size_t i = 0; i < nlen; i++)
         if ((unsigned char)(name[i] - 'A') < 26)
             return 0;
-    switch (nlen) {
-    case 2:
-        return memcmp(name, "te", 2) != 0 || (vlen == 8 && strncasecmp(value, "trailers", 8) == 0);
-    case 7:
-        return memcmp(name, "upgrade", 7) != 0;
-    case 10:
-        return memcmp(name, "connection", 10) != 0 && memcmp(name, "keep-alive", 10) != 0;
-    case 16:
-        return memcmp(name, "proxy-connection", 16) != 0;
-    case 17:
-        return memcmp(name, "transfer-encoding", 17) != 0;
-    }
-    return 1;
+    if (nlen == 2 && memcmp(name, "te", 2) == 0)
+        return vlen == 8 && strncasecmp(value, "trailers", 8) == 0;
+    return !gn_http_connection_field(name, nlen);
 }
 
 /* Whether a regular field may be in an HTTP/2 request's head: field_ok;
@@ -445,7 +433,7 @@ static int field(gn_h2_stream_t *st, const char *name, size_t nlen, const char *
     }
     /* A value may not start or end with whitespace (8.2.1): a 400, as a
      * field the parser refuses. */
-    if (vlen && (blank(value, 1) || blank(value + vlen - 1, 1))) {
+    if (vlen && (ows(value[0]) || ows(value[vlen - 1]))) {
         st->error = 400;
         return 0;
     }
@@ -478,7 +466,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 {
     (void)flags;
     gn_conn_t *c = user;
-    gn_h2_stream_t *st = c->h2->heading;
+    gn_h2_stream_t *st;
     if (f->hd.type != NGHTTP2_HEADERS)
         return 0;
     if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
@@ -491,6 +479,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
             st->malformed = 1;
         return 0;
     }
+    st = c->h2->heading;
     if (st == NULL || st->id != f->hd.stream_id)
         st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
     if (st == NULL || st->error || st->malformed)

@@ -24,7 +24,7 @@
 /* ---- character classes ---------------------------------------------------- */
 
 enum {
-    C_TOKEN = GN_HTTP_TCHAR, /* tchar, RFC 9110 section 5.6.2 */
+    C_TOKEN = 1,  /* tchar, RFC 9110 section 5.6.2 */
     C_TARGET = 2, /* VCHAR but '#': what we accept in a request-target */
     C_VALUE = 4,  /* field-vchar / SP / HTAB, RFC 9110 section 5.5 */
     C_AUTHORITY = 8, /* in an authority: see gn_authority_ok */
@@ -33,6 +33,11 @@ enum {
 #define IS_ALNUM(c)                                                                  \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'A' && (c) <= 'Z') ||                     \
      ((c) >= 'a' && (c) <= 'z'))
+#define IS_AUTHORITY(c)                                                              \
+    (IS_ALNUM(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '%' ||  \
+     (c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||  \
+     (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' || (c) == ':' ||   \
+     (c) == '[' || (c) == ']')
 #define IS_TCHAR(c)                                                                  \
     (IS_ALNUM(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||          \
      (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' ||          \
@@ -42,11 +47,6 @@ enum {
  * '#' starts a fragment, which a client never sends (RFC 9112 3.2, RFC 3986
  * 3.5): a target holding one is refused, not cut or passed on.
  */
-#define IS_AUTHORITY(c)                                                              \
-    (IS_ALNUM(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '%' ||  \
-     (c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||  \
-     (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' || (c) == ':' ||   \
-     (c) == '[' || (c) == ']')
 #define CLASS(c)                                                                     \
     ((IS_TCHAR(c) ? C_TOKEN : 0) | ((c) > 0x20 && (c) < 0x7f && (c) != '#' ? C_TARGET : 0) | \
      ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f) ? C_VALUE : 0) | (IS_AUTHORITY(c) ? C_AUTHORITY : 0))
@@ -61,12 +61,12 @@ enum {
 #define X64(F, b) X16(F, b), X16(F, b + 16), X16(F, b + 32), X16(F, b + 48)
 #define X256(F) X64(F, 0), X64(F, 64), X64(F, 128), X64(F, 192)
 
-const uint8_t gn_http_char_class[256] = {X256(CLASS)};
+static const uint8_t cls[256] = {X256(CLASS)};
 static const int8_t hexval[256] = {X256(HEXVAL)};
 
 static inline bool is(unsigned char c, unsigned klass)
 {
-    return (gn_http_char_class[c] & klass) != 0;
+    return (cls[c] & klass) != 0;
 }
 
 /*
@@ -254,6 +254,11 @@ static inline bool method_is(gn_slice_t m, const char *lit, size_t n)
 bool gn_authority_ok(gn_slice_t a)
 {
     return a.len > 0 && all_in(a, C_AUTHORITY);
+}
+
+bool gn_http_token(gn_slice_t s)
+{
+    return s.len > 0 && all_in(s, C_TOKEN);
 }
 
 /* authority-form = uri-host ":" port (RFC 9112 3.2.3): the port is required. */

@@ -120,15 +120,8 @@ int gn_parse_request(const char *buf, size_t len, size_t last_len,
  */
 int gn_parse_fields(gn_request_t *req, gn_header_t *headers, size_t n);
 
-/* Character classes (parser.c): GN_HTTP_TCHAR marks a tchar (RFC 9110
- * 5.6.2), what a field name is made of. */
-#define GN_HTTP_TCHAR 1
-extern const uint8_t gn_http_char_class[256];
-
-static inline bool gn_http_tchar(unsigned char c)
-{
-    return (gn_http_char_class[c] & GN_HTTP_TCHAR) != 0;
-}
+/* Whether s is a token (RFC 9110 5.6.2): a method, a field name. */
+bool gn_http_token(gn_slice_t s);
 
 /* Whether a is a non-empty host[:port] with no userinfo (RFC 3986 3.2, RFC
  * 9110 4.2.4): what an absolute-form target and HTTP/2's :authority hold. */
